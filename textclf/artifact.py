@@ -1,0 +1,124 @@
+"""The saved model: one folder of safetensors weights + config.json + vocab.json; loads with no pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import TextclfError
+from .model import LSTMClassifier
+from .tokenize import Tokenizer
+from .vocab import LabelVocab, Vocab
+
+FORMAT = "textclf-model"
+FORMAT_VERSION = 1
+WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
+
+
+@dataclass
+class Artifact:
+    """Everything prediction needs, rebuilt from a model folder."""
+
+    model: LSTMClassifier
+    vocab: Vocab
+    labels: LabelVocab
+    tokenizer: Tokenizer
+    max_length: int | None
+    truncate: str
+    meta: dict
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Accept a model folder or a run folder that holds `model/`."""
+    path = Path(path)
+    if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
+        return path / "model"
+    return path
+
+
+def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, labels: LabelVocab,
+               tokenizer: Tokenizer, max_length: int | None, truncate: str, extra: dict | None = None) -> Path:
+    """Write the folder next to its destination, then swap it in, so a crash never leaves half a model."""
+    model_dir = Path(model_dir)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "textclf_version": __version__, "torch_version": torch.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": model.arch, "labels": labels.names, "tokenizer": tokenizer.settings(),
+        "max_length": max_length, "truncate": truncate, **(extra or {}),
+    }
+    tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, tmp / WEIGHTS, metadata={"format": FORMAT})
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        vocab.save(tmp / VOCAB)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = model_dir.with_name(f".{model_dir.name}.old")
+        if model_dir.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(model_dir, old)
+        os.replace(tmp, model_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model_dir
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise TextclfError(f"{path} is missing: {path.parent} is not a textclf model folder "
+                           "(pass the model/ folder, or the run folder, written by train.py)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TextclfError(f"{path} is corrupt ({e}); re-copy or re-train the model") from None
+    if not isinstance(data, dict):
+        raise TextclfError(f"{path} is corrupt (expected a JSON object); re-copy or re-train the model")
+    return data
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> Artifact:
+    """Rebuild the model on `device` from a model (or run) folder. Executes no pickled code."""
+    model_dir = resolve_model_dir(path)
+    if not model_dir.is_dir():
+        raise TextclfError(f"model folder not found: {model_dir} (pass the run or model/ folder train.py wrote)")
+    meta = _read_json(model_dir / CONFIG)
+    if meta.get("format") != FORMAT:
+        raise TextclfError(f"{model_dir / CONFIG} is not a textclf model config (no \"format\": \"{FORMAT}\")")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise TextclfError(f"{model_dir} has model format {version!r}; this textclf reads up to "
+                           f"{FORMAT_VERSION}: upgrade textclf (pip install -U textclf)")
+    try:
+        vocab = Vocab.from_json(json.dumps(_read_json(model_dir / VOCAB)))
+        model = LSTMClassifier(**meta["model"])
+        labels = LabelVocab(meta["labels"])
+        tokenizer = Tokenizer(**meta["tokenizer"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise TextclfError(f"{model_dir / CONFIG} is incomplete or inconsistent ({e}); re-train or re-export it") from None
+    if not (model_dir / WEIGHTS).is_file():
+        raise TextclfError(f"{model_dir / WEIGHTS} is missing; re-copy the model folder")
+    try:
+        state = load_file(model_dir / WEIGHTS, device=str(torch.device(device)))
+        model.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TextclfError(f"{model_dir / WEIGHTS} is corrupt or does not match config.json ({first})") from None
+    if len(vocab) != model.arch["vocab_size"] or len(labels) != model.arch["num_classes"]:
+        raise TextclfError(f"{model_dir}: vocab.json / labels do not match the weights; re-copy the model folder")
+    model.to(device).eval()
+    return Artifact(model, vocab, labels, tokenizer, meta.get("max_length"), meta.get("truncate", "head"), meta)

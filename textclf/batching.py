@@ -1,0 +1,100 @@
+"""Length-bucketed batches: similar lengths together, padded with <pad>=0, lengths kept on the CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .vocab import PAD_ID
+
+
+class Batch(NamedTuple):
+    """One padded batch (B texts, T = longest length in the batch)::
+
+        tokens  [B, T] int64   t0 t1 t2 t3 <pad> <pad>      (row b holds lengths[b] real ids)
+        lengths [B]    int64   always on the CPU: pack_padded_sequence wants them there
+        labels  [B]    int64   class ids (or -1 when unlabelled)
+        index   [B]    int64   position in the dataset, to put predictions back in order
+    """
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+
+
+class TextDataset(Dataset):
+    def __init__(self, seqs: Sequence[np.ndarray], labels: np.ndarray | None = None):
+        self.seqs = seqs
+        self.labels = labels if labels is not None else np.full(len(seqs), -1, dtype=np.int64)
+        self.lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int, int]:
+        return self.seqs[i], int(self.labels[i]), i
+
+
+def collate(items: list[tuple[np.ndarray, int, int]]) -> Batch:
+    lengths = np.fromiter((len(s) for s, _, _ in items), dtype=np.int64, count=len(items))
+    tokens = np.full((len(items), max(int(lengths.max()), 1)), PAD_ID, dtype=np.int64)
+    for row, (seq, _, _) in enumerate(items):
+        tokens[row, : len(seq)] = seq
+    return Batch(torch.from_numpy(tokens), torch.from_numpy(lengths),
+                 torch.tensor([y for _, y, _ in items]), torch.tensor([i for _, _, i in items]))
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length, in a random order that is a pure function of (seed, epoch).
+
+    Shuffled: permute, cut into pools of `pool_batches` batches, sort each pool by length, cut into
+    batches, shuffle the batches. Not shuffled (evaluation): longest first, for the least padding.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 pool_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pool_batches = pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        if not self.shuffle:
+            order = np.argsort(-self.lengths, kind="stable")
+            return [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        perm = rng.permutation(len(self.lengths))
+        pool = self.batch_size * self.pool_batches
+        out = []
+        for start in range(0, len(perm), pool):
+            chunk = perm[start : start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            out += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        return [out[i] for i in rng.permutation(len(out))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        if not self.shuffle:
+            return -(-len(self.lengths) // self.batch_size)
+        pool = self.batch_size * self.pool_batches
+        full, rest = divmod(len(self.lengths), pool)
+        return full * -(-pool // self.batch_size) + -(-rest // self.batch_size)
+
+
+def make_loader(dataset: TextDataset, batch_size: int, shuffle: bool, seed: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over length buckets. Workers are not worth it: collate is a cheap numpy copy."""
+    sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory)

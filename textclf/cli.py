@@ -1,0 +1,136 @@
+"""Command line: `textclf train|evaluate|predict`; train.py and evaluate.py call the same functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import TextclfError
+
+DEFAULT_CONFIG = Path("configs") / "imdb.yaml"
+_REPO_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG
+
+log = logging.getLogger("textclf")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    for noisy in ("datasets", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _default_config() -> Path | None:
+    return next((p for p in (DEFAULT_CONFIG, _REPO_CONFIG) if p.is_file()), None)
+
+
+def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--config", help=f"YAML config (default: {DEFAULT_CONFIG})")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.epochs=3")
+    return p
+
+
+def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
+    p.add_argument("--data", required=True, help='dataset folder, a data file, or "imdb"')
+    p.add_argument("--split", default="test", help="which split of a dataset folder (default: test)")
+    p.add_argument("--text-column", help="default: the column the model was trained on")
+    p.add_argument("--label-column", help="default: the column the model was trained on")
+    p.add_argument("--output", help="write the metrics as JSON here")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=256)
+    return p
+
+
+def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
+    p.add_argument("texts", nargs="+", help='texts to label; "-" reads one text per line from stdin')
+    p.add_argument("--threshold", type=float, default=0.5, help="binary models: P(positive) needed (default 0.5)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--device", default="auto")
+    return p
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pipeline import train
+
+    config = args.config or _default_config()
+    cfg = load_config(config, args.overrides)
+    log.info("config: %s%s", config or "built-in defaults", f" + {' '.join(args.overrides)}" if args.overrides else "")
+    metrics = train(cfg)
+    summary = {k: metrics[k]["accuracy"] for k in ("validation", "test") if k in metrics}
+    print(f"saved {Path(cfg.run_dir) / 'model'}  " + "  ".join(f"{k} accuracy {v:.4f}" for k, v in summary.items()))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .metrics import format_report
+    from .pipeline import evaluate
+
+    if args.batch_size <= 0:
+        raise TextclfError("--batch-size must be > 0")
+    m = evaluate(args.model_dir, args.data, args.split, args.text_column, args.label_column, args.output,
+                 args.device, args.batch_size)
+    print(format_report(m, title=f"{m['model']} on {m['data']} [{m['split']}]"))
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .predict import Classifier
+
+    texts = [line.rstrip("\n") for line in sys.stdin] if args.texts == ["-"] else args.texts
+    clf = Classifier.load(args.model_dir, args.device)
+    for text, p in zip(texts, clf.predict(texts, threshold=args.threshold), strict=True):
+        if args.format == "json":
+            print(json.dumps({"text": text, "label": p.label, "probability": p.probability,
+                              "probabilities": p.probabilities}, ensure_ascii=False))
+        else:
+            print(f"{p.label}\t{p.probability:.4f}\t{text}")
+    return 0
+
+
+COMMANDS = {
+    "train": (_train_parser, run_train, "train a model (python train.py)"),
+    "evaluate": (_evaluate_parser, run_evaluate, "evaluate a saved model (python evaluate.py)"),
+    "predict": (_predict_parser, run_predict, "label raw texts with a saved model"),
+}
+
+
+def _guarded(run, args: argparse.Namespace) -> int:
+    _setup_logging()
+    try:
+        return run(args)
+    except TextclfError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`textclf COMMAND ...`"""
+    parser = argparse.ArgumentParser(prog="textclf", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (build, _, help_text) in COMMANDS.items():
+        build(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    return _guarded(COMMANDS[args.command][1], args)
+
+
+def command_main(name: str, argv: list[str] | None = None) -> int:
+    """One command as its own program: `python train.py ...` is `textclf train ...`."""
+    build, run, help_text = COMMANDS[name]
+    parser = build(argparse.ArgumentParser(prog=f"{name}.py", description=help_text))
+    return _guarded(run, parser.parse_args(argv))
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    return command_main("train", argv)
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    return command_main("evaluate", argv)

@@ -1,0 +1,175 @@
+"""Typed run configuration: YAML file + dotted command-line overrides → a checked `Config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from .errors import TextclfError, did_you_mean
+
+
+@dataclass
+class DataConfig:
+    path: Optional[str] = "imdb"  # "imdb", a dataset folder, aclImdb/ or its tarball, or one file
+    train: Optional[str] = None  # separate files (csv/tsv/jsonl/parquet); override `path`
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    text_column: str = "text"  # several columns: "title,body" (joined with a space)
+    label_column: str = "label"
+    validation_fraction: float = 0.1  # carved from train (stratified, seeded) when no validation file
+    max_length: Optional[int] = 400  # tokens kept per text; null keeps all
+    truncate: str = "head"  # which tokens a long text keeps: head | tail | both (half each end)
+    cache_dir: Optional[str] = None  # tokenised-text cache; default $TEXTCLF_CACHE or ~/.cache/textclf
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "spacy"  # spacy (spacy.blank("en")) | regex (5x faster, nearly the same tokens)
+    lowercase: bool = True
+
+
+@dataclass
+class VocabConfig:
+    min_freq: int = 2
+    max_size: Optional[int] = 30000  # not counting <pad> and <unk>
+
+
+@dataclass
+class ModelConfig:
+    embedding_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3  # before the output layer and between LSTM layers
+    embedding_dropout: float = 0.1
+    pooling: str = "max"  # last | max | mean | max_mean
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    clip_grad_norm: float = 1.0
+    scheduler: str = "cosine"  # cosine | linear | constant, each after a linear warmup
+    warmup_ratio: float = 0.05
+    patience: int = 3  # epochs without a better validation score before stopping
+    monitor: str = "accuracy"  # accuracy | f1 | loss (validation)
+    seed: int = 42
+    device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
+    amp: bool = True  # mixed precision, used on CUDA only
+    lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str = "runs/imdb"
+    overwrite: bool = False  # allow replacing a run directory that holds a finished run
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.truncate": ("head", "tail", "both"),
+    "tokenizer.kind": ("spacy", "regex"),
+    "model.pooling": ("last", "max", "mean", "max_mean"),
+    "train.scheduler": ("cosine", "linear", "constant"),
+    "train.monitor": ("accuracy", "f1", "loss"),
+    "train.lstm_impl": ("auto", "packed", "padded"),
+}
+POSITIVE: tuple[str, ...] = (
+    "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
+    "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq",
+)
+FRACTIONS: tuple[str, ...] = (
+    "data.validation_fraction", "model.dropout", "model.embedding_dropout", "train.warmup_ratio",
+)
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in node.items():
+        keys.append(prefix + k)
+        if isinstance(v, DictConfig):
+            keys += _all_keys(v, prefix + k + ".")
+    return keys
+
+
+def _friendly(err: OmegaConfBaseException, schema: DictConfig) -> TextclfError:
+    key = getattr(err, "full_key", None) or "?"
+    if isinstance(err, ConfigKeyError):
+        return TextclfError(f'unknown config key "{key}"{did_you_mean(key, _all_keys(schema))}')
+    if isinstance(err, ValidationError):
+        want = OmegaConf.select(schema, key)
+        kind = type(want).__name__ if want is not None else "the documented type"
+        return TextclfError(f'config key "{key}" has the wrong type: {str(err).splitlines()[0]} (expected {kind})')
+    return TextclfError(f"bad config ({key}): {str(err).splitlines()[0]}")
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise TextclfError(f"config file not found: {path} (pass an existing --config FILE)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise TextclfError(f"config file {path} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise TextclfError(f"config file {path} must hold a mapping of keys (e.g. `train:`), not {type(data).__name__}")
+    return OmegaConf.create(data)
+
+
+def check(cfg: Config) -> Config:
+    """Check values a type cannot express (choices, ranges); raise TextclfError naming the key."""
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        if value not in allowed:
+            raise TextclfError(f'config key "{key}" is "{value}"; choose one of: {", ".join(allowed)}')
+    for key in POSITIVE:
+        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        if value <= 0:
+            raise TextclfError(f'config key "{key}" must be > 0, got {value}')
+    for key in FRACTIONS:
+        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        if not 0 <= value < 1:
+            raise TextclfError(f'config key "{key}" must be in [0, 1), got {value}')
+    if cfg.data.max_length is not None and cfg.data.max_length <= 0:
+        raise TextclfError(f'config key "data.max_length" must be > 0 or null, got {cfg.data.max_length}')
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Merge defaults ← YAML file ← `key=value` overrides, type-check, and return a `Config`."""
+    schema = OmegaConf.structured(Config)
+    layers = [schema]
+    if path is not None:
+        layers.append(_read_yaml(Path(path)))
+    for item in overrides:
+        if "=" not in item:
+            raise TextclfError(f'override "{item}" is not key=value (e.g. train.epochs=3)')
+    try:
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(*layers)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise _friendly(e, schema) from None
+    return check(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Config) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))

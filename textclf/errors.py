@@ -1,0 +1,19 @@
+"""The one exception type for mistakes a user can fix; the CLI turns it into exit code 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TextclfError(Exception):
+    """A problem with the user's input (path, column, label, config, model dir).
+
+    The message is a single line that names the fix; the CLI prints it without a traceback.
+    """
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""

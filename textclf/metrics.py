@@ -1,0 +1,58 @@
+"""Classification metrics from scikit-learn, as JSON-ready dicts, and their plain-text report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], threshold: float = 0.5) -> dict:
+    """Metrics for class ids `y_true` [N] and probabilities `probs` [N, C].
+
+    Binary: precision/recall/F1 of the second class (the "positive" one); more classes: macro averages.
+    ROC-AUC is null when it is undefined (one class present), never a crash.
+    """
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    binary = probs.shape[1] == 2
+    y_pred = (probs[:, 1] >= threshold).astype(np.int64) if binary else probs.argmax(1)
+    labels = list(range(len(label_names)))
+    avg = "binary" if binary else "macro"
+    p, r, f1, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=None if binary else labels,
+                                                      average=avg, zero_division=0)
+    present = np.unique(y_true)
+    auc = None
+    if len(present) == len(labels):
+        auc = float(skm.roc_auc_score(y_true, probs[:, 1]) if binary
+                    else skm.roc_auc_score(y_true, probs, multi_class="ovr", labels=labels))
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "precision": float(p),
+        "recall": float(r),
+        "f1": float(f1),
+        "roc_auc": auc,
+        "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "labels": list(label_names),
+        "report": skm.classification_report(y_true, y_pred, labels=labels, target_names=list(label_names),
+                                            output_dict=True, zero_division=0),
+    }
+
+
+def format_report(m: dict, title: str = "") -> str:
+    """A readable block: headline figures, per-class table, confusion matrix."""
+    auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
+    lines = [title] if title else []
+    lines.append(f"accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  "
+                 f"f1 {m['f1']:.4f}  roc_auc {auc}  (n={m['n']})")
+    width = max(12, *(len(n) for n in m["labels"]))
+    lines.append(f"{'':>{width}}  precision  recall  f1-score  support")
+    for name in m["labels"]:
+        row = m["report"][name]
+        lines.append(f"{name:>{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1-score']:8.4f}  "
+                     f"{int(row['support']):7d}")
+    lines.append("confusion matrix (rows: true, columns: predicted; order: " + ", ".join(m["labels"]) + ")")
+    lines += ["  " + " ".join(f"{v:7d}" for v in row) for row in m["confusion_matrix"]]
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""The classifier: embedding → LSTM over the real tokens only → pooling → dropout → linear."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+POOLINGS = ("last", "max", "mean", "max_mean")
+
+
+def flip_index(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """[B, T] index that reverses each row's first `lengths[b]` steps and leaves padding in place."""
+    t = torch.arange(max_len, device=lengths.device)
+    lens = lengths.unsqueeze(1)
+    return torch.where(t < lens, lens - 1 - t, t)
+
+
+def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.size(2)))
+
+
+def lstm_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference semantics (and the cuDNN path): run on a PackedSequence.
+
+    Returns outputs [B, T, D*H] (zero at padding) and the last layer's final states [B, D*H].
+    """
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, (h_n, _) = lstm(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+    dirs = 2 if lstm.bidirectional else 1
+    return out, torch.cat(list(h_n[-dirs:]), dim=1)
+
+
+def lstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What `lstm_packed` computes, on padded tensors: on CPU only padded input reaches oneDNN (~10x).
+
+    Right padding cannot change a forward step at t < length (the LSTM is causal). The reverse
+    direction would start in the padding, so its input is reversed *within each length* first:
+
+        x      a b c _ _      reversed-in-length   c b a _ _   → forward pass with reverse weights
+        out_r  = the result reversed in length again: position t holds the state after x[t:len]
+    """
+    B, T, _ = x.shape
+    lengths = lengths.to(x.device)
+    flip = flip_index(lengths, T)
+    valid = (torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
+    suffixes = ["", "_reverse"] if lstm.bidirectional else [""]
+    for layer in range(lstm.num_layers):
+        outs = []
+        for suffix in suffixes:
+            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            h0 = x.new_zeros(1, B, lstm.hidden_size)
+            inp = _gather_time(x, flip) if suffix else x
+            out = torch.lstm(inp, (h0, h0), weights, True, 1, 0.0, lstm.training, False, True)[0]
+            outs.append(_gather_time(out, flip) if suffix else out)
+        x = torch.cat(outs, dim=2)
+        if layer < lstm.num_layers - 1 and lstm.dropout > 0:
+            x = F.dropout(x, lstm.dropout, lstm.training)
+    x = x * valid
+    last_fwd = x[torch.arange(B, device=x.device), lengths - 1, : lstm.hidden_size]
+    last = torch.cat([last_fwd, x[:, 0, lstm.hidden_size :]], dim=1) if lstm.bidirectional else last_fwd
+    return x, last
+
+
+def pool(out: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
+    """[B, T, F] states (zero at padding) → [B, F] (or [B, 2F] for max_mean)."""
+    if how == "last":
+        return last
+    lengths = lengths.to(out.device)
+    mean = out.sum(1) / lengths.unsqueeze(1).to(out.dtype)
+    if how == "mean":
+        return mean
+    pad = torch.arange(out.size(1), device=out.device).unsqueeze(0) >= lengths.unsqueeze(1)
+    mx = out.masked_fill(pad.unsqueeze(2), float("-inf")).amax(1)
+    return mx if how == "max" else torch.cat([mx, mean], dim=1)
+
+
+class LSTMClassifier(nn.Module):
+    """Binary models have one logit (BCEWithLogits); k > 2 classes have k logits (cross-entropy).
+
+    `lstm_impl` picks how the LSTM runs: "packed" (PackedSequence; cuDNN's fast path), "padded"
+    (exactly the same numbers via `lstm_padded`; the fast path on CPU), or "auto" (by device).
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int = 128, hidden_size: int = 128,
+                 num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.3,
+                 embedding_dropout: float = 0.1, pooling: str = "max", padding_idx: int = 0):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if num_classes < 2:
+            raise ValueError("a classifier needs at least 2 classes")
+        self.arch = dict(vocab_size=vocab_size, num_classes=num_classes, embedding_dim=embedding_dim,
+                         hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                         dropout=dropout, embedding_dropout=embedding_dropout, pooling=pooling,
+                         padding_idx=padding_idx)
+        self.num_classes = num_classes
+        self.pooling = pooling
+        self.lstm_impl = "auto"
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, batch_first=True,
+                            bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        features = hidden_size * (2 if bidirectional else 1) * (2 if pooling == "max_mean" else 1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(features, 1 if num_classes == 2 else num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T], lengths [B] → logits [B] (binary) or [B, C]."""
+        lengths = lengths.cpu().clamp(min=1)  # an empty text is one <pad> step (a zero vector), not a crash
+        x = self.embedding_dropout(self.embedding(tokens))
+        impl = self.lstm_impl if self.lstm_impl != "auto" else ("padded" if x.device.type == "cpu" else "packed")
+        run = lstm_padded if impl == "padded" else lstm_packed
+        out, last = run(self.lstm, x, lengths)
+        logits = self.head(self.dropout(pool(out, last, lengths, self.pooling)))
+        return logits.squeeze(1) if self.num_classes == 2 else logits
+
+    @staticmethod
+    def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        """Logits → [B, C] class probabilities (for binary: [1 - p, p])."""
+        if logits.dim() == 1:
+            p = torch.sigmoid(logits.float())
+            return torch.stack([1 - p, p], dim=1)
+        return torch.softmax(logits.float(), dim=1)
