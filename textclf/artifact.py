@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -54,7 +54,7 @@ def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, label
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "textclf_version": __version__, "torch_version": torch.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": model.arch, "labels": labels.names, "tokenizer": tokenizer.settings(),
         "max_length": max_length, "truncate": truncate, **(extra or {}),
     }
@@ -109,7 +109,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Artifact
         labels = LabelVocab(meta["labels"])
         tokenizer = Tokenizer(**meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as e:
-        raise TextclfError(f"{model_dir / CONFIG} is incomplete or inconsistent ({e}); re-train or re-export it") from None
+        raise TextclfError(f"{model_dir / CONFIG} is incomplete or inconsistent ({e}); re-train the model") from None
     if not (model_dir / WEIGHTS).is_file():
         raise TextclfError(f"{model_dir / WEIGHTS} is missing; re-copy the model folder")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -15,16 +15,16 @@ from .errors import TextclfError, did_you_mean
 
 @dataclass
 class DataConfig:
-    path: Optional[str] = "imdb"  # "imdb", a dataset folder, aclImdb/ or its tarball, or one file
-    train: Optional[str] = None  # separate files (csv/tsv/jsonl/parquet); override `path`
-    validation: Optional[str] = None
-    test: Optional[str] = None
+    path: str | None = "imdb"  # "imdb", a dataset folder, aclImdb/ or its tarball, or one file
+    train: str | None = None  # separate files (csv/tsv/jsonl/parquet); override `path`
+    validation: str | None = None
+    test: str | None = None
     text_column: str = "text"  # several columns: "title,body" (joined with a space)
     label_column: str = "label"
     validation_fraction: float = 0.1  # carved from train (stratified, seeded) when no validation file
-    max_length: Optional[int] = 400  # tokens kept per text; null keeps all
+    max_length: int | None = 400  # tokens kept per text; null keeps all
     truncate: str = "head"  # which tokens a long text keeps: head | tail | both (half each end)
-    cache_dir: Optional[str] = None  # tokenised-text cache; default $TEXTCLF_CACHE or ~/.cache/textclf
+    cache_dir: str | None = None  # tokenised-text cache; default $TEXTCLF_CACHE or ~/.cache/textclf
 
 
 @dataclass
@@ -36,7 +36,7 @@ class TokenizerConfig:
 @dataclass
 class VocabConfig:
     min_freq: int = 2
-    max_size: Optional[int] = 30000  # not counting <pad> and <unk>
+    max_size: int | None = 30000  # not counting <pad> and <unk>
 
 
 @dataclass

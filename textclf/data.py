@@ -75,22 +75,20 @@ def frame_to_split(df: pd.DataFrame, text_column: str, label_column: str | None,
     parts = [_column(df, c.strip(), "data.text_column", where).fillna("").astype(str)
              for c in text_column.split(",")]
     text = parts[0] if len(parts) == 1 else pd.Series([" ".join(row) for row in zip(*parts, strict=True)])
-    keep = text.str.strip().str.len().to_numpy() > 0
-    if label_column is not None:
+    has_text = text.str.strip().str.len().to_numpy() > 0
+    if label_column is None:
+        labels, has_label = pd.Series([None] * len(df)), np.ones(len(df), dtype=bool)
+    else:
         labels = _column(df, label_column, "data.label_column", where)
         has_label = labels.notna().to_numpy() & (labels.astype(str).str.strip().str.len().to_numpy() > 0)
-        if (n := int((~has_label).sum())):
-            log.warning("%s: dropped %d row(s) with no label", where, n)
-        keep_all = keep & has_label
-        if (n := int((~keep & has_label).sum())):
-            log.warning("%s: dropped %d row(s) with empty text", where, n)
-        keep = keep_all
-        label_list = labels[keep].tolist()
-    else:
-        label_list = [None] * int(keep.sum())
+    for n, why in ((~has_label).sum(), "no label"), ((~has_text & has_label).sum(), "empty text"):
+        if n:
+            log.warning("%s: dropped %d row(s) with %s", where, n, why)
+    keep = has_text & has_label
     if not keep.any():
-        raise TextclfError(f"{where} has no rows with both text and a label (check data.text_column / data.label_column)")
-    return Split(text[keep].tolist(), label_list, where)
+        raise TextclfError(f"{where} has no rows with both text and a label "
+                           "(check data.text_column / data.label_column)")
+    return Split(text[keep].tolist(), labels[keep].tolist(), where)
 
 
 def read_split(path: str | Path, text_column: str, label_column: str | None) -> Split:
@@ -119,21 +117,26 @@ def _acl_root(path: Path) -> Path | None:
 def read_aclimdb(path: Path, splits: tuple[str, ...]) -> dict[str, Split]:
     """Read the Stanford layout (`aclImdb/{train,test}/{pos,neg}/ID_RATING.txt`) from a folder or tarball."""
     rows: dict[str, list] = {s: [] for s in splits}
-    if path.is_dir():
-        root = _acl_root(path)
-        members = ((str(p.relative_to(root)), p.read_bytes) for p in sorted(root.glob("*/*/*.txt")))
-    else:
-        tar = tarfile.open(path, "r:*")
-        members = ((m.name, lambda m=m: tar.extractfile(m).read()) for m in tar if m.isfile())
-    for name, read in members:
+
+    def add(name: str, read) -> None:
         match = _ACLIMDB_FILE.search(name)
         if match and match.group(1) in rows:
-            split, label, ident = match.group(1), match.group(2), int(match.group(3))
-            rows[split].append((label, ident, read().decode("utf-8", errors="replace")))
+            text = read().decode("utf-8", errors="replace")
+            rows[match.group(1)].append((match.group(2), int(match.group(3)), text))
+
+    if path.is_dir():
+        root = _acl_root(path)
+        for p in root.glob("*/*/*.txt"):
+            add(p.relative_to(root).as_posix(), p.read_bytes)
+    else:
+        with tarfile.open(path, "r:*") as tar:
+            for m in tar:
+                if m.isfile():
+                    add(m.name, lambda m=m: tar.extractfile(m).read())
     out = {}
     for split, items in rows.items():
         if items:
-            items.sort()  # the same order whatever the archive's order
+            items.sort()  # the same order whatever the folder's or archive's order
             out[split] = Split([t for _, _, t in items], [lab for lab, _, _ in items], f"{path}:{split}")
     return out
 
@@ -201,7 +204,7 @@ def load_splits(path: str | None = None, files: dict[str, str | None] | None = N
         return read_aclimdb(p, splits)
     found = {s: f for s in splits if (f := _split_file(p, s))}
     if not found:
-        raise TextclfError(f"{p} holds no {'/'.join(splits)} files (name them e.g. train.csv, test.parquet)")
+        raise TextclfError(f"{p} has no {' or '.join(splits)} split (name its files e.g. train.csv, test.parquet)")
     return {s: read_split(f, text_column, label_column) for s, f in found.items()}
 
 

@@ -50,7 +50,7 @@ def lstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[
     for layer in range(lstm.num_layers):
         outs = []
         for suffix in suffixes:
-            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            weights = [getattr(lstm, f"{w}_l{layer}{suffix}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
             h0 = x.new_zeros(1, B, lstm.hidden_size)
             inp = _gather_time(x, flip) if suffix else x
             out = torch.lstm(inp, (h0, h0), weights, True, 1, 0.0, lstm.training, False, True)[0]

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny synthetic review data the tests write themselves (never a download)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+POSITIVE = ["great", "wonderful", "excellent", "loved", "superb", "moving", "brilliant", "delightful"]
+NEGATIVE = ["awful", "boring", "terrible", "hated", "worst", "dull", "painful", "bland"]
+FILLER = ["the", "film", "movie", "plot", "actor", "was", "a", "and", "story", "scene", "it", "of", "this",
+          "director", "music", "ending", "cast", "really", "quite", "very"]
+
+
+def make_reviews(n: int, seed: int = 0, labels: tuple[str, str] = ("neg", "pos")) -> pd.DataFrame:
+    """n short reviews, half per class; the class shows in 2-4 sentiment words among filler."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        y = i % 2
+        words = [rng.choice(FILLER) for _ in range(rng.randint(4, 30))]
+        for _ in range(rng.randint(2, 4)):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if y else NEGATIVE))
+        rows.append({"text": " ".join(words).capitalize() + ".<br /><br />", "label": labels[y]})
+    rng.shuffle(rows)
+    return pd.DataFrame(rows)
+
+
+TINY = [  # a model that trains on the tiny data in a few seconds on CPU
+    "tokenizer.kind=regex", "model.embedding_dim=16", "model.hidden_size=16", "vocab.min_freq=1",
+    "train.epochs=4", "train.batch_size=16", "train.lr=0.01", "train.patience=10", "train.warmup_ratio=0.0",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep the token cache (and any ./data lookups) out of the developer's home and cwd."""
+    monkeypatch.setenv("TEXTCLF_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("TEXTCLF_DATA", raising=False)
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path) -> Path:
+    """A dataset folder: train.csv (400 rows), test.csv (200 rows), columns text,label (neg/pos)."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    make_reviews(400, seed=1).to_csv(folder / "train.csv", index=False)
+    make_reviews(200, seed=2).to_csv(folder / "test.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path: Path, tiny_dir: Path) -> list[str]:
+    return [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY]

@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import pytest
+
+from textclf.config import Config, load_config, to_yaml
+from textclf.errors import TextclfError
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_file_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert path.read_text().startswith("#"), "each config opens with a comment showing its command"
+    assert "python train.py" in path.read_text().split("\n\n")[0]
+
+
+def test_configs_exist():
+    assert any(p.name == "imdb.yaml" for p in CONFIGS)
+
+
+def test_dotted_overrides_win_and_are_typed():
+    cfg = load_config(CONFIGS[0], ["train.epochs=3", "model.bidirectional=false", "data.max_length=null"])
+    assert cfg.train.epochs == 3 and cfg.model.bidirectional is False and cfg.data.max_length is None
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(TextclfError, match=r'unknown config key "train.epoch".*did you mean "train.epochs"'):
+        load_config(None, ["train.epoch=3"])
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(TextclfError, match=r'"train.lr" has the wrong type'):
+        load_config(None, ["train.lr=fast"])
+
+
+def test_bad_choice_lists_the_choices():
+    with pytest.raises(TextclfError, match=r'"model.pooling" is "sum"; choose one of: last, max, mean, max_mean'):
+        load_config(None, ["model.pooling=sum"])
+
+
+def test_out_of_range_value():
+    with pytest.raises(TextclfError, match=r'"model.dropout" must be in \[0, 1\)'):
+        load_config(None, ["model.dropout=1.5"])
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: 3\n  lr: [0.1\n")
+    with pytest.raises(TextclfError, match=r"not valid YAML at line \d+"):
+        load_config(bad)
+
+
+def test_unknown_key_in_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  hiden_size: 64\n")
+    with pytest.raises(TextclfError, match=r'unknown config key "model.hiden_size".*"model.hidden_size"'):
+        load_config(f)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(TextclfError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_override_without_equals():
+    with pytest.raises(TextclfError, match="is not key=value"):
+        load_config(None, ["train.epochs"])
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config(CONFIGS[0], ["train.epochs=2"])
+    f = tmp_path / "resolved.yaml"
+    f.write_text(to_yaml(cfg))
+    assert load_config(f) == cfg

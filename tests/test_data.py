@@ -1,0 +1,125 @@
+import io
+import tarfile
+
+import pandas as pd
+import pytest
+
+from textclf import data
+from textclf.data import load_splits, read_aclimdb, stratified_split
+from textclf.errors import TextclfError
+
+from .conftest import make_reviews
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
+def test_folder_of_split_files_in_every_format(tmp_path, fmt):
+    df = make_reviews(20)
+    for split in ("train", "test"):
+        path = tmp_path / f"{split}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        elif fmt == "tsv":
+            df.to_csv(path, index=False, sep="\t")
+        elif fmt == "jsonl":
+            df.to_json(path, orient="records", lines=True)
+        else:
+            df.to_parquet(path)
+    splits = load_splits(str(tmp_path))
+    assert set(splits) == {"train", "test"}
+    assert splits["train"].texts == df.text.tolist() and splits["train"].labels == df.label.tolist()
+
+
+def test_separate_files_and_joined_text_columns(tmp_path):
+    pd.DataFrame({"title": ["Great", "Bad"], "body": ["fun film", "dull, \"long\"\nfilm"], "y": [1, 0]}).to_csv(
+        tmp_path / "my.csv", index=False)
+    splits = load_splits(None, {"train": str(tmp_path / "my.csv")}, "title,body", "y")
+    assert splits["train"].texts == ["Great fun film", 'Bad dull, "long"\nfilm']
+    assert [str(v) for v in splits["train"].labels] == ["1", "0"]
+
+
+def test_missing_column_lists_the_columns_and_suggests(tmp_path):
+    pd.DataFrame({"review": ["x"], "label": [1]}).to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(TextclfError, match=r'no column "reviews" \(did you mean "review"\?\); columns: review, label'):
+        load_splits(str(tmp_path), text_column="reviews")
+
+
+def test_rows_without_text_or_label_are_dropped_and_counted(tmp_path, caplog):
+    pd.DataFrame({"text": ["good", "", "bad", "meh"], "label": ["pos", "neg", None, "neg"]}).to_csv(
+        tmp_path / "train.csv", index=False)
+    split = load_splits(str(tmp_path))["train"]
+    assert split.texts == ["good", "meh"]
+    assert "1 row(s) with no label" in caplog.text and "1 row(s) with empty text" in caplog.text
+
+
+def test_all_empty_file_is_an_error(tmp_path):
+    pd.DataFrame({"text": ["", ""], "label": ["pos", "neg"]}).to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(TextclfError, match="no rows with both text and a label"):
+        load_splits(str(tmp_path))
+
+
+def test_missing_path_and_unknown_format(tmp_path):
+    with pytest.raises(TextclfError, match="data path not found"):
+        load_splits(str(tmp_path / "nowhere"))
+    with pytest.raises(TextclfError, match="data file not found"):
+        load_splits(None, {"train": str(tmp_path / "x.csv")})
+    (tmp_path / "train.xlsx").write_text("x")
+    with pytest.raises(TextclfError, match="unsupported data file type"):
+        load_splits(None, {"train": str(tmp_path / "train.xlsx")})
+
+
+def test_non_utf8_file_is_a_clear_error(tmp_path):
+    (tmp_path / "train.csv").write_bytes("text,label\ncaf\xe9,pos\n".encode("latin-1"))
+    with pytest.raises(TextclfError, match="not UTF-8"):
+        load_splits(str(tmp_path))
+
+
+def _acl_files():
+    return {"train/pos/1_9.txt": "Loved it.<br />", "train/neg/2_1.txt": "Hated it.",
+            "test/pos/3_8.txt": "Fine film.", "test/neg/4_2.txt": "Dull.", "train/unsup/5_0.txt": "?"}
+
+
+def test_aclimdb_folder_and_tarball_read_the_same(tmp_path):
+    root = tmp_path / "aclImdb"
+    for name, text in _acl_files().items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    tar_path = tmp_path / "aclImdb_v1.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for name, text in _acl_files().items():
+            info = tarfile.TarInfo(f"aclImdb/{name}")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    from_dir = read_aclimdb(tmp_path, ("train", "test"))
+    from_tar = load_splits(str(tar_path))
+    assert from_dir["train"].texts == from_tar["train"].texts == ["Hated it.", "Loved it.<br />"]
+    assert from_dir["train"].labels == ["neg", "pos"] and from_tar["test"].labels == ["neg", "pos"]
+    assert load_splits(str(root))["test"].texts == ["Dull.", "Fine film."]
+
+
+def test_imdb_prefers_a_local_copy(tmp_path, monkeypatch):
+    local = tmp_path / "data" / "imdb"
+    local.mkdir(parents=True)
+    pd.DataFrame({"text": ["a", "b"], "label": [0, 1]}).to_parquet(local / "train.parquet")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(data, "read_imdb_hub", lambda splits: pytest.fail("went to the Hub"))
+    assert load_splits("imdb")["train"].labels == ["neg", "pos"]
+
+
+def test_imdb_offline_without_local_copy_says_where_to_put_data(tmp_path, monkeypatch):
+    import datasets
+
+    def offline(*a, **k):
+        raise ConnectionError("no network")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(TextclfError, match=r"could not download stanfordnlp/imdb.*\./data/imdb"):
+        load_splits("imdb")
+
+
+def test_stratified_split_is_seeded_and_stratified():
+    labels = ["a"] * 80 + ["b"] * 20
+    tr, va = stratified_split(labels, 0.1, seed=3)
+    assert len(va) == 10 and sorted([*tr, *va]) == list(range(100))
+    assert sum(labels[i] == "b" for i in va) == 2
+    assert (stratified_split(labels, 0.1, seed=3)[1] == va).all()

@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from textclf.model import LSTMClassifier, flip_index
+
+ARCHS = [  # (num_layers, bidirectional, pooling, num_classes)
+    (1, True, "max", 2), (2, True, "last", 3), (2, False, "max_mean", 2), (1, False, "mean", 4), (3, True, "mean", 2),
+]
+
+
+def _batch(vocab=50, lengths=(9, 3, 0, 6, 1, 9)):
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor(lengths)
+    tokens = torch.randint(2, vocab, (len(lengths), int(lengths.max())), generator=g)
+    tokens[torch.arange(tokens.size(1)) >= lengths.unsqueeze(1)] = 0
+    return tokens, lengths
+
+
+def _model(layers, bi, pooling, classes, dropout=0.2):
+    torch.manual_seed(0)
+    return LSTMClassifier(50, classes, 12, 10, layers, bi, dropout, 0.1, pooling)
+
+
+def test_flip_index_reverses_within_length():
+    assert flip_index(torch.tensor([3, 1]), 4).tolist() == [[2, 1, 0, 3], [0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padded_path_equals_packed_path(arch):
+    """The CPU fast path must compute exactly what the packed LSTM computes: outputs and gradients."""
+    model = _model(*arch).eval()
+    tokens, lengths = _batch()
+    model.lstm_impl = "packed"
+    packed = model(tokens, lengths)
+    model.lstm_impl = "padded"
+    padded = model(tokens, lengths)
+    torch.testing.assert_close(padded, packed, atol=1e-5, rtol=0)
+
+    model = _model(*arch, dropout=0.0).train()  # dropout off so both passes see the same masks
+    model.embedding_dropout.p = 0.0
+    grads = {}
+    for impl in ("packed", "padded"):
+        model.zero_grad()
+        model.lstm_impl = impl
+        model(tokens, lengths).float().pow(2).sum().backward()
+        grads[impl] = [p.grad.clone() for p in model.parameters()]
+    for a, b in zip(grads["packed"], grads["padded"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("impl", ["packed", "padded"])
+@pytest.mark.parametrize("arch", ARCHS[:3])
+def test_batch_consistency(arch, impl):
+    """A review's output alone equals its output inside a padded batch (the bug packing invites)."""
+    model = _model(*arch).eval()
+    model.lstm_impl = impl
+    tokens, lengths = _batch()
+    together = model(tokens, lengths)
+    for i in range(len(lengths)):
+        n = max(int(lengths[i]), 1)
+        alone = model(tokens[i : i + 1, :n], lengths[i : i + 1])
+        torch.testing.assert_close(alone[0], together[i], atol=1e-5, rtol=0)
+
+
+def test_output_shapes_and_probabilities():
+    tokens, lengths = _batch()
+    binary, multi = _model(1, True, "max", 2).eval(), _model(1, True, "max", 3).eval()
+    assert binary(tokens, lengths).shape == (6,) and multi(tokens, lengths).shape == (6, 3)
+    for m in (binary, multi):
+        p = m.probabilities(m(tokens, lengths))
+        assert p.shape[1] == m.num_classes and torch.allclose(p.sum(1), torch.ones(6))
+
+
+def test_empty_batch_rows_do_not_crash_either_path():
+    tokens, lengths = torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, dtype=torch.long)
+    model = _model(2, True, "max", 2).eval()
+    for impl in ("packed", "padded"):
+        model.lstm_impl = impl
+        assert torch.isfinite(model(tokens, lengths)).all()
+
+
+def test_pad_embedding_gets_no_gradient():
+    model = _model(1, True, "max", 2).train()
+    tokens, lengths = _batch()
+    model(tokens, lengths).sum().backward()
+    assert model.embedding.weight.grad[0].abs().sum() == 0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        LSTMClassifier(10, 2, pooling="sum")
+    with pytest.raises(ValueError):
+        LSTMClassifier(10, 1)

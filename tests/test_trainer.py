@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from textclf.config import load_config
+from textclf.pipeline import train
+from textclf.predict import Classifier
+from textclf.trainer import loss_fn, make_scheduler, resolve_device
+
+from .conftest import TINY
+
+
+def test_loss_is_bce_for_one_logit_and_ce_for_many():
+    y = torch.tensor([0, 1])
+    bce = loss_fn(torch.tensor([0.0, 2.0]), y)
+    assert torch.isclose(bce, torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([0.0, 2.0]), y.float()))
+    ce = loss_fn(torch.tensor([[1.0, 0.0, 0.0], [0.0, 3.0, 0.0]]), y)
+    assert ce > 0 and ce.shape == ()
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear", "constant"])
+def test_schedule_warms_up_then_decays(kind):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, kind, total_steps=100, warmup_ratio=0.1)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and max(lrs) == pytest.approx(1.0)
+    assert lrs[-1] < 0.05 if kind != "constant" else lrs[-1] == 1.0
+
+
+def test_auto_device_falls_back_to_cpu():
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type in ("cpu", "mps")
+    assert resolve_device("cpu").type == "cpu"
+
+
+def _train(tmp_path, tiny_dir, name, *extra):
+    cfg = load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / name}", *TINY, *extra])
+    return train(cfg), tmp_path / name
+
+
+def test_train_learns_saves_and_reloads_with_identical_predictions(tmp_path, tiny_dir):
+    metrics, run = _train(tmp_path, tiny_dir, "run")
+    assert metrics["test"]["accuracy"] >= 0.9 and metrics["validation"]["accuracy"] >= 0.9
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4] and all(r["tokens_per_s"] > 0 for r in log)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["test"]["accuracy"] == metrics["test"]["accuracy"]
+
+    texts = ["A wonderful and moving film.", "Boring, dull and awful.", ""]
+    clf = Classifier.load(run)
+    first = clf.predict_proba(texts)
+    again = Classifier.load(run / "model").predict_proba(texts)
+    assert np.array_equal(first, again)
+    assert [p.label for p in clf.predict(texts[:2])] == ["pos", "neg"]
+
+
+def test_same_seed_same_metrics_on_cpu(tmp_path, tiny_dir):
+    a, _ = _train(tmp_path, tiny_dir, "a", "train.epochs=2")
+    b, _ = _train(tmp_path, tiny_dir, "b", "train.epochs=2")
+    assert a["validation"] == b["validation"] and a["test"] == b["test"]
+
+
+def test_multiclass_training(tmp_path):
+    from .conftest import make_reviews
+
+    df = make_reviews(300, seed=4)
+    df.loc[df.index[::3], "label"] = "mixed"
+    df.to_csv(tmp_path / "train.csv", index=False)
+    cfg = load_config(None, [f"data.train={tmp_path / 'train.csv'}", f"run_dir={tmp_path / 'run'}", *TINY])
+    metrics = train(cfg)
+    assert metrics["validation"]["labels"] == ["mixed", "neg", "pos"]
+    assert Classifier.load(tmp_path / "run").predict_proba(["superb"]).shape == (1, 3)

@@ -1,0 +1,55 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from textclf.errors import TextclfError
+from textclf.vocab import PAD_ID, UNK_ID, LabelVocab, Vocab
+
+
+def test_build_orders_by_frequency_then_alphabet_and_respects_limits():
+    counts = Counter({"b": 5, "a": 5, "c": 3, "d": 1})
+    v = Vocab.build(counts, min_freq=2)
+    assert v.itos == ["<pad>", "<unk>", "a", "b", "c"]
+    assert Vocab.build(counts, max_size=1).itos == ["<pad>", "<unk>", "a"]
+
+
+def test_encode_maps_unknown_to_unk():
+    v = Vocab.build(Counter({"good": 2}))
+    assert v.encode(["good", "never-seen"]) == [2, UNK_ID]
+    assert list(v.lookup(["<pad>", "good", "zzz"])) == [PAD_ID, 2, UNK_ID]
+
+
+def test_json_round_trip(tmp_path):
+    v = Vocab.build(Counter({"é": 3, "naïve": 2, '"quote"': 2}))
+    v.save(tmp_path / "vocab.json")
+    assert Vocab.load(tmp_path / "vocab.json") == v
+
+
+def test_vocab_rejects_missing_specials():
+    with pytest.raises(ValueError):
+        Vocab(["a", "b"])
+
+
+def test_label_vocab_orders_numbers_numerically():
+    assert LabelVocab.from_values([10, 2, 1, 2]).names == ["1", "2", "10"]
+    assert LabelVocab.from_values(["pos", "neg", "pos"]).names == ["neg", "pos"]
+    assert LabelVocab.from_values([1.0, 0.0]).names == ["0", "1"]
+
+
+def test_label_vocab_forgives_spelling():
+    lv = LabelVocab(["neg", "pos"])
+    assert list(lv.encode(["NEG", " pos ", "positive", 0, 1, "1"])) == [0, 1, 1, 0, 1, 1]
+    numeric = LabelVocab(["0", "1"])
+    assert list(numeric.encode(["neg", "Positive", 1.0])) == [0, 1, 1]
+
+
+def test_unknown_label_is_a_clear_error():
+    lv = LabelVocab(["neg", "pos"])
+    with pytest.raises(TextclfError, match=r"labels the model does not know: meh \(known labels: neg, pos"):
+        lv.encode(["pos", "meh"])
+
+
+def test_multiclass_labels_get_no_sentiment_aliases():
+    lv = LabelVocab(["0", "1", "2"])
+    assert lv.get("pos") is None and isinstance(lv.encode([2]), np.ndarray)

@@ -1,0 +1,7 @@
+"""`python -m textclf ...` is the `textclf` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
