@@ -32,6 +32,13 @@ def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _baseline_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    _train_parser(p)
+    p.add_argument("--output", help="write the metrics as JSON here")
+    p.add_argument("--C", dest="c", type=float, default=4.0, help="inverse regularisation strength (default 4)")
+    return p
+
+
 def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
     p.add_argument("--data", required=True, help='dataset folder, a data file, or "imdb"')
@@ -66,6 +73,27 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_baseline(args: argparse.Namespace) -> int:
+    from .baseline import run_baseline as fit_baseline
+    from .config import load_config
+    from .io import write_json
+    from .metrics import format_report
+    from .pipeline import load_data
+    from .tokenize import Tokenizer
+
+    if args.c <= 0:
+        raise TextclfError("--C must be > 0")
+    cfg = load_config(args.config or _default_config(), args.overrides)
+    result = fit_baseline(load_data(cfg), Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase),
+                          cfg.data.cache_dir, c=args.c)
+    for name in ("validation", "test"):
+        if name in result:
+            print(format_report(result[name], title=f"{result['model']} [{name}]"))
+    if args.output:
+        write_json(args.output, result)
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from .metrics import format_report
     from .pipeline import evaluate
@@ -96,6 +124,7 @@ COMMANDS = {
     "train": (_train_parser, run_train, "train a model (python train.py)"),
     "evaluate": (_evaluate_parser, run_evaluate, "evaluate a saved model (python evaluate.py)"),
     "predict": (_predict_parser, run_predict, "label raw texts with a saved model"),
+    "baseline": (_baseline_parser, run_baseline, "TF-IDF + logistic regression on the same data, for comparison"),
 }
 
 
