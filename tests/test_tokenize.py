@@ -30,3 +30,21 @@ def test_pipe_keeps_order_and_count():
 def test_settings_round_trip():
     t = Tokenizer("regex", False)
     assert Tokenizer(**t.settings()) == t
+
+
+def test_regex_splits_clitics_like_spacy():
+    toks = Tokenizer("regex")("I didn't like it... Costner's worst! They're OK; we'll see. Don't—it’s dull!!!")
+    assert toks[:4] == ["i", "did", "n't", "like"] and "..." in toks and "!!!" in toks
+    assert toks[toks.index("costner") : toks.index("costner") + 2] == ["costner", "'s"]
+    assert {"'re", "'ll", "do", "n't", "’s"} <= set(toks)
+
+
+def test_regex_tokens_mostly_agree_with_spacy():
+    """The fast tokenizer stands in for spaCy: on review-like text nearly every token is the same."""
+    import difflib
+
+    text = ("This is the worst film I've ever seen, and I've seen 'Plan 9'. The acting (if you can call it that) "
+            "was wooden; the plot didn't make sense. Mr. Smith's score: 2/10. Avoid it!<br /><br />Still, "
+            "the cinematographer's work was lovely - truly beautiful shots of the U.S. coast.")
+    a, b = Tokenizer("spacy")(text), Tokenizer("regex")(text)
+    assert difflib.SequenceMatcher(None, a, b).ratio() >= 0.9, (a, b)

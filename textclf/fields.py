@@ -18,7 +18,7 @@ from .vocab import Vocab
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the regex tokenizer splits clitics like spaCy
 
 
 @dataclass
