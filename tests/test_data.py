@@ -123,3 +123,19 @@ def test_stratified_split_is_seeded_and_stratified():
     assert len(va) == 10 and sorted([*tr, *va]) == list(range(100))
     assert sum(labels[i] == "b" for i in va) == 2
     assert (stratified_split(labels, 0.1, seed=3)[1] == va).all()
+
+
+def test_unlabelled_split_from_a_folder_and_from_aclimdb(tmp_path):
+    from textclf.data import load_unlabelled
+
+    make_reviews(10).to_csv(tmp_path / "train.csv", index=False)
+    assert load_unlabelled(str(tmp_path)) is None
+    pd.DataFrame({"text": ["no label here", "nor here"], "label": [-1, -1]}).to_parquet(tmp_path / "unsup.parquet")
+    assert load_unlabelled(str(tmp_path)).texts == ["no label here", "nor here"]
+    acl = tmp_path / "acl"
+    for name, text in _acl_files().items():
+        (acl / "aclImdb" / name).parent.mkdir(parents=True, exist_ok=True)
+        (acl / "aclImdb" / name).write_text(text)
+    assert load_unlabelled(str(acl)).texts == ["?"]
+    assert load_unlabelled(str(acl)).labels == [None]
+    assert "unsup" not in read_aclimdb(acl, ("train", "test"))

@@ -21,7 +21,8 @@ SPLITS = ("train", "validation", "test")
 SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
 IMDB_HUB_NAME = "stanfordnlp/imdb"
 IMDB_LABELS = ("neg", "pos")  # the Hub's ClassLabel names for 0 and 1
-_ACLIMDB_FILE = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_ACLIMDB_FILE = re.compile(r"(?:^|/)(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
+UNLABELLED = ("unsup", "unsupervised", "unlabelled", "unlabeled")  # file names of an unlabelled split
 
 
 @dataclass
@@ -120,9 +121,10 @@ def read_aclimdb(path: Path, splits: tuple[str, ...]) -> dict[str, Split]:
 
     def add(name: str, read) -> None:
         match = _ACLIMDB_FILE.search(name)
-        if match and match.group(1) in rows:
+        split = "unsup" if match and match.group(2) == "unsup" else match and match.group(1)
+        if split in rows:
             text = read().decode("utf-8", errors="replace")
-            rows[match.group(1)].append((match.group(2), int(match.group(3)), text))
+            rows[split].append((match.group(2), int(match.group(3)), text))
 
     if path.is_dir():
         root = _acl_root(path)
@@ -137,7 +139,8 @@ def read_aclimdb(path: Path, splits: tuple[str, ...]) -> dict[str, Split]:
     for split, items in rows.items():
         if items:
             items.sort()  # the same order whatever the folder's or archive's order
-            out[split] = Split([t for _, _, t in items], [lab for lab, _, _ in items], f"{path}:{split}")
+            labels = [None if lab == "unsup" else lab for lab, _, _ in items]
+            out[split] = Split([t for _, _, t in items], labels, f"{path}:{split}")
     return out
 
 
@@ -161,9 +164,11 @@ def read_imdb_hub(splits: tuple[str, ...]) -> dict[str, Split]:
     names = ds["train"].features["label"].names
     out = {}
     for split in splits:
-        if split in ds:
-            part = ds[split]
-            out[split] = Split(list(part["text"]), [names[i] for i in part["label"]], f"{IMDB_HUB_NAME}:{split}")
+        hub_split = "unsupervised" if split == "unsup" else split
+        if hub_split in ds:
+            part = ds[hub_split]
+            labels = [None] * len(part) if split == "unsup" else [names[i] for i in part["label"]]
+            out[split] = Split(list(part["text"]), labels, f"{IMDB_HUB_NAME}:{hub_split}")
     return out
 
 
@@ -206,6 +211,28 @@ def load_splits(path: str | None = None, files: dict[str, str | None] | None = N
     if not found:
         raise TextclfError(f"{p} has no {' or '.join(splits)} split (name its files e.g. train.csv, test.parquet)")
     return {s: read_split(f, text_column, label_column) for s, f in found.items()}
+
+
+def load_unlabelled(path: str | None, text_column: str = "text") -> Split | None:
+    """The data's unlabelled texts for pretraining (IMDB's 50k `unsup` reviews), or None when it has none.
+
+    Found as `unsup.*` / `unlabelled.*` beside train in a dataset folder, `train/unsup/` in aclImdb, or
+    the Hub's "unsupervised" split.
+    """
+    if not path:
+        return None
+    if path == "imdb":
+        local = local_imdb_dir()
+        if local is None:
+            return read_imdb_hub(("unsup",)).get("unsup")
+        path = str(local)
+    p = Path(path)
+    if (p.is_file() and p.name.endswith((".tar.gz", ".tgz", ".tar"))) or (p.is_dir() and _acl_root(p)):
+        return read_aclimdb(p, ("unsup",)).get("unsup")
+    if p.is_dir():
+        found = next((f for name in UNLABELLED if (f := _split_file(p, name))), None)
+        return read_split(found, text_column, None) if found else None
+    return None
 
 
 def stratified_split(labels: list, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
