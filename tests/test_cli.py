@@ -14,7 +14,7 @@ from .conftest import REPO, TINY
 
 
 def run(*args, cwd=REPO, stdin=None):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # see conftest: one thread each
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, input=stdin,
                           timeout=300)
 

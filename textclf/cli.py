@@ -18,7 +18,7 @@ log = logging.getLogger("textclf")
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
-    for noisy in ("datasets", "httpx", "urllib3", "filelock"):
+    for noisy in ("datasets", "httpx", "urllib3", "filelock", "gensim", "smart_open"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -51,6 +51,14 @@ class ModelConfig:
 
 
 @dataclass
+class PretrainConfig:
+    word2vec: bool = False  # start the embedding from skip-gram vectors of the training (+ unlabelled) texts
+    unlabelled: bool = True  # pretrain on the data's unlabelled split too, when it has one (IMDB: 50k reviews)
+    epochs: int = 5
+    window: int = 5
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
@@ -74,6 +82,7 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run_dir: str = "runs/imdb"
     overwrite: bool = False  # allow replacing a run directory that holds a finished run
@@ -89,7 +98,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 POSITIVE: tuple[str, ...] = (
     "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
-    "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq",
+    "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq", "pretrain.epochs", "pretrain.window",
 )
 FRACTIONS: tuple[str, ...] = (
     "data.validation_fraction", "model.dropout", "model.embedding_dropout", "train.warmup_ratio",

@@ -31,6 +31,7 @@ class Tokenized:
     table: list[str]
     ids: np.ndarray  # int32, all texts' tokens end to end
     offsets: np.ndarray  # int64, len(texts) + 1
+    key: str | None = None  # content hash of the texts + tokenizer settings, when known (the cache's key)
 
     @classmethod
     def from_token_lists(cls, token_lists: list[list[str]]) -> Tokenized:
@@ -90,13 +91,17 @@ def cache_key(texts: list[str], tokenizer: Tokenizer) -> str:
 def tokenize_cached(texts: list[str], tokenizer: Tokenizer, cache_dir: str | Path | None = None,
                     desc: str = "tokenising") -> Tokenized:
     """Tokenise `texts`, or read the result of an earlier run keyed by their content + tokenizer settings."""
-    path = Path(cache_dir or default_cache_dir()) / f"tokens-{cache_key(texts, tokenizer)}.npz"
+    key = cache_key(texts, tokenizer)
+    path = Path(cache_dir or default_cache_dir()) / f"tokens-{key}.npz"
     if path.is_file():
         try:
-            return Tokenized.load(path)
+            tok = Tokenized.load(path)
+            tok.key = key
+            return tok
         except (OSError, ValueError, KeyError) as e:  # a damaged cache file is rebuilt, never fatal
             log.warning("ignoring unreadable token cache %s (%s)", path, e)
     tok = Tokenized.from_token_lists(tokenizer.tokenize_all(texts, desc=desc))
+    tok.key = key
     try:
         tok.save(path)
     except OSError as e:

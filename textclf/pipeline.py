@@ -8,10 +8,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from .artifact import load_model, resolve_model_dir, save_model
 from .batching import TextDataset, make_loader
 from .config import Config, to_dict, to_yaml
-from .data import Split, load_splits, stratified_split
+from .data import Split, load_splits, load_unlabelled, stratified_split
+from .embeddings import word2vec
 from .errors import TextclfError
 from .fields import Tokenized, tokenize_cached
 from .io import write_json, write_text
@@ -30,6 +34,7 @@ class Prepared:
     """Numericalised splits plus the vocabularies built from train."""
 
     datasets: dict[str, TextDataset]
+    tokens: dict[str, Tokenized]
     vocab: Vocab
     labels: LabelVocab
     tokenizer: Tokenizer
@@ -71,7 +76,18 @@ def prepare(cfg: Config, splits: dict[str, Split]) -> Prepared:
     n_tokens = int(tokens["train"].offsets[-1])
     log.info("data: %s | vocab %d | labels %s | train tokens %d | tokenised in %.1fs",
              ", ".join(f"{k} {len(v)}" for k, v in datasets.items()), len(vocab), labels.names, n_tokens, seconds)
-    return Prepared(datasets, vocab, labels, tokenizer, seconds)
+    return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds)
+
+
+def pretrain_vectors(cfg: Config, data: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """word2vec over the training texts, plus the unlabelled ones when asked and present (never test)."""
+    corpora = [data.tokens["train"]]
+    unlabelled = load_unlabelled(cfg.data.path, cfg.data.text_column) if cfg.pretrain.unlabelled else None
+    if unlabelled is not None:
+        corpora.append(tokenize_cached(unlabelled.texts, data.tokenizer, cfg.data.cache_dir, desc="tokenising unsup"))
+    log.info("pretraining word vectors on %s", " + ".join(f"{len(t):,} texts" for t in corpora))
+    return word2vec(corpora, data.vocab, cfg.model.embedding_dim, cfg.pretrain.epochs, cfg.pretrain.window,
+                    cfg.train.seed, cfg.data.cache_dir)
 
 
 def encode_split(tok: Tokenized, split: Split, vocab: Vocab, labels: LabelVocab,
@@ -99,7 +115,9 @@ def train(cfg: Config) -> dict:
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     splits = load_data(cfg)
-    data = prepare(cfg, splits)  # every input error is raised by here, before run_dir is touched
+    data = prepare(cfg, splits)
+    vectors = pretrain_vectors(cfg, data) if cfg.pretrain.word2vec else None
+    # every input error is raised by here, before run_dir is touched
     for stale in ("model", "metrics.json", "log.jsonl"):
         path = run_dir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -108,6 +126,9 @@ def train(cfg: Config) -> dict:
 
     seed_everything(cfg.train.seed)  # the same initial weights whatever data preparation consumed
     model = build_model(cfg, data.vocab, data.labels)
+    if vectors is not None:
+        with torch.no_grad():
+            model.embedding.weight[vectors[1]] = torch.from_numpy(vectors[0][vectors[1]])
     pin = device.type == "cuda"
     loaders = {name: make_loader(ds, cfg.train.batch_size if name == "train" else cfg.train.eval_batch_size,
                                  shuffle=name == "train", seed=cfg.train.seed, pin_memory=pin)
