@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+
+# Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP's spinning threads make
+# them ~7x slower. Subprocesses inherit the setting, so they sum floats in the same order as pytest.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 POSITIVE = ["great", "wonderful", "excellent", "loved", "superb", "moving", "brilliant", "delightful"]
