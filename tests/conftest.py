@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-# Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP threads that wait
-# for each other make them many times slower.
+# Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP's spinning threads make
+# them ~7x slower. Subprocesses inherit the setting, so they sum floats in the same order as pytest.
+os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -52,47 +52,6 @@ def test_evaluate_a_single_file_with_other_columns(tmp_path, tiny_dir, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
-def _one_line_error(capsys, code, pattern):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert err and err[-1].startswith("error: ") and pattern in err[-1], err
-
-
-def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_dir, capsys):
-    run_dir = tmp_path / "run"
-    cases = [
-        ([f"data.path={tmp_path / 'missing'}"], "data path not found"),
-        ([f"data.path={tiny_dir}", "data.text_column=review"], 'no column "review"'),
-        ([f"data.path={tiny_dir}", "train.epoch=2"], 'did you mean "train.epochs"'),
-        ([f"data.path={tiny_dir}", "train.epochs=many"], '"train.epochs" has the wrong type'),
-        (["--config", str(tmp_path / "nope.yaml")], "config file not found"),
-    ]
-    for args, pattern in cases:
-        _one_line_error(capsys, train_main([*TINY, f"run_dir={run_dir}", *args]), pattern)
-        assert not run_dir.exists(), f"{args} left {run_dir} behind"
-
-
-def test_evaluate_errors(tmp_path, tiny_dir, capsys):
-    assert train_main([f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY]) == 0
-    capsys.readouterr()
-    pd.DataFrame({"text": ["ok film"], "label": ["meh"]}).to_csv(tmp_path / "odd.csv", index=False)
-    out = tmp_path / "eval.json"
-    _one_line_error(capsys, evaluate_main([str(tmp_path / "run"), "--data", str(tmp_path / "odd.csv"),
-                                           "--output", str(out)]), "labels the model does not know: meh")
-    _one_line_error(capsys, evaluate_main([str(tmp_path / "nomodel"), "--data", str(tiny_dir)]),
-                    "model folder not found")
-    _one_line_error(capsys, evaluate_main([str(tmp_path / "run"), "--data", str(tiny_dir), "--split", "validation"]),
-                    "no validation split")
-    assert not out.exists()
-
-
-def test_finished_run_is_not_overwritten_unless_asked(tmp_path, tiny_dir, capsys):
-    args = [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY, "train.epochs=1"]
-    assert train_main(args) == 0
-    _one_line_error(capsys, train_main(args), "already holds a finished run")
-    assert train_main([*args, "overwrite=true"]) == 0
-
-
 def test_textclf_command_has_the_subcommands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

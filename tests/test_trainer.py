@@ -60,9 +60,13 @@ def test_train_learns_saves_and_reloads_with_identical_predictions(tmp_path, tin
     assert [p.label for p in clf.predict(texts[:2])] == ["pos", "neg"]
 
 
-def test_same_seed_same_metrics_on_cpu(tmp_path, tiny_dir):
+def test_same_seed_same_metrics_on_cpu_and_deterministic_mode(tmp_path, tiny_dir, monkeypatch):
+    """Two CPU runs with one seed agree exactly; train.deterministic=true turns the flags on, then off again."""
+    calls, real = [], torch.use_deterministic_algorithms
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda mode, **kw: (calls.append(mode), real(mode)))
     a, _ = _train(tmp_path, tiny_dir, "a", "train.epochs=2")
-    b, _ = _train(tmp_path, tiny_dir, "b", "train.epochs=2")
+    b, _ = _train(tmp_path, tiny_dir, "b", "train.epochs=2", "train.deterministic=true")
+    assert calls == [True, False] and not torch.are_deterministic_algorithms_enabled()
     assert a["validation"] == b["validation"] and a["test"] == b["test"]
 
 

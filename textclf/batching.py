@@ -54,6 +54,7 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     Shuffled: permute, cut into pools of `pool_batches` batches, sort each pool by length, cut into
     batches, shuffle the batches. Not shuffled (evaluation): longest first, for the least padding.
+    `set_epoch(epoch, start=k)` skips the first k batches: how a resumed run re-enters an epoch.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0,
@@ -64,9 +65,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.pool_batches = pool_batches
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def batches(self) -> list[list[int]]:
         if not self.shuffle:
@@ -83,9 +85,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         return [out[i] for i in rng.permutation(len(out))]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        return iter(self.batches()[self.start :])
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # the whole epoch, even when starting mid-way: schedules count on it
         if not self.shuffle:
             return -(-len(self.lengths) // self.batch_size)
         pool = self.batch_size * self.pool_batches
@@ -95,6 +97,11 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 def make_loader(dataset: TextDataset, batch_size: int, shuffle: bool, seed: int = 0,
                 pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over length buckets. Workers are not worth it: collate is a cheap numpy copy."""
+    """A DataLoader over length buckets. Workers are not worth it: collate is a cheap numpy copy.
+
+    The loader gets a generator of its own: otherwise every `iter(loader)` draws a seed from torch's
+    global RNG, which dropout uses, and a resumed run could not continue that RNG exactly.
+    """
     sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(seed))

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import TextclfError
 
@@ -14,6 +15,13 @@ DEFAULT_CONFIG = Path("configs") / "imdb.yaml"
 _REPO_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG
 
 log = logging.getLogger("textclf")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one `error:` line like every other mistake (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _setup_logging() -> None:
@@ -24,6 +32,15 @@ def _setup_logging() -> None:
 
 def _default_config() -> Path | None:
     return next((p for p in (DEFAULT_CONFIG, _REPO_CONFIG) if p.is_file()), None)
+
+
+def _resumed_config(overrides: list[str]) -> Path | None:
+    """`resume=RUN_DIR` without --config continues with the config that run saved."""
+    from .config import resume_target
+
+    target = resume_target(next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("resume=")), None))
+    saved = Path(target) / "config.yaml" if target not in (None, "true") else None
+    return saved if saved is not None and saved.is_file() else None
 
 
 def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -64,7 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .pipeline import train
 
-    config = args.config or _default_config()
+    config = args.config or _resumed_config(args.overrides) or _default_config()
     cfg = load_config(config, args.overrides)
     log.info("config: %s%s", config or "built-in defaults", f" + {' '.join(args.overrides)}" if args.overrides else "")
     metrics = train(cfg)
@@ -134,7 +151,7 @@ def _guarded(run, args: argparse.Namespace) -> int:
         return run(args)
     except TextclfError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -142,7 +159,7 @@ def _guarded(run, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`textclf COMMAND ...`"""
-    parser = argparse.ArgumentParser(prog="textclf", description=__doc__)
+    parser = _Parser(prog="textclf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (build, _, help_text) in COMMANDS.items():
         build(sub.add_parser(name, help=help_text))
@@ -153,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 def command_main(name: str, argv: list[str] | None = None) -> int:
     """One command as its own program: `python train.py ...` is `textclf train ...`."""
     build, run, help_text = COMMANDS[name]
-    parser = build(argparse.ArgumentParser(prog=f"{name}.py", description=help_text))
+    parser = build(_Parser(prog=f"{name}.py", description=help_text))
     return _guarded(run, parser.parse_args(argv))
 
 

@@ -74,6 +74,10 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     amp: bool = True  # mixed precision, used on CUDA only
     lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
+    deterministic: bool = False  # deterministic kernels only (slower on CUDA; an op without one raises)
+    checkpoint_every: int = 1  # epochs between resumable checkpoints in run_dir/checkpoints (0: none)
+    checkpoint_steps: int = 0  # also every N optimizer steps, mid-epoch (0: none)
+    keep_last: int = 2  # checkpoints kept on disk (the oldest are deleted)
 
 
 @dataclass
@@ -86,6 +90,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     run_dir: str = "runs/imdb"
     overwrite: bool = False  # allow replacing a run directory that holds a finished run
+    resume: str | None = None  # continue an interrupted run: true (this run_dir) or RUN_DIR
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -98,11 +103,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 POSITIVE: tuple[str, ...] = (
     "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
-    "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq", "pretrain.epochs", "pretrain.window",
+    "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq", "train.keep_last",
+    "pretrain.epochs", "pretrain.window",
 )
 FRACTIONS: tuple[str, ...] = (
     "data.validation_fraction", "model.dropout", "model.embedding_dropout", "train.warmup_ratio",
 )
+NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_steps")
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
@@ -149,13 +156,29 @@ def check(cfg: Config) -> Config:
         value = OmegaConf.select(OmegaConf.structured(cfg), key)
         if value <= 0:
             raise TextclfError(f'config key "{key}" must be > 0, got {value}')
+    for key in NON_NEGATIVE:
+        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        if value < 0:
+            raise TextclfError(f'config key "{key}" must be >= 0 (0 turns it off), got {value}')
     for key in FRACTIONS:
         value = OmegaConf.select(OmegaConf.structured(cfg), key)
         if not 0 <= value < 1:
             raise TextclfError(f'config key "{key}" must be in [0, 1), got {value}')
     if cfg.data.max_length is not None and cfg.data.max_length <= 0:
         raise TextclfError(f'config key "data.max_length" must be > 0 or null, got {cfg.data.max_length}')
+    cfg.resume = resume_target(cfg.resume)
+    if cfg.resume and cfg.overwrite:
+        raise TextclfError("resume and overwrite=true contradict each other: pass one of them")
+    if cfg.resume and cfg.resume != "true":
+        cfg.run_dir = cfg.resume  # resume=RUN_DIR names the run to continue
     return cfg
+
+
+def resume_target(value: str | None) -> str | None:
+    """`resume=true` → "true" (continue run_dir), false/null → None, anything else is a run folder."""
+    if value is None or value.strip().lower() in ("false", "no", "off", "null", ""):
+        return None
+    return "true" if value.strip().lower() in ("true", "yes", "on") else value
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -59,7 +59,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise TextclfError(f"{path} is not UTF-8 (byte {e.start}): re-save it as UTF-8") from None
     except (pd.errors.ParserError, csv.Error, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TextclfError(f"could not read {path}: {first}") from None
+        raise TextclfError(f"could not read {path}: {first} (fix or re-export the file)") from None
     raise TextclfError(f"unsupported data file type {path.suffix!r} for {path} (use one of {', '.join(SUFFIXES)})")
 
 

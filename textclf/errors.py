@@ -12,6 +12,14 @@ class TextclfError(Exception):
     The message is a single line that names the fix; the CLI prints it without a traceback.
     """
 
+    exit_code = 2
+
+
+class TrainingDiverged(TextclfError):
+    """The loss became NaN or infinite; its own exit code (3) tells it apart from bad input."""
+
+    exit_code = 3
+
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""

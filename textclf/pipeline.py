@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import checkpoint
 from .artifact import load_model, resolve_model_dir, save_model
 from .batching import TextDataset, make_loader
 from .config import Config, to_dict, to_yaml
@@ -22,8 +25,8 @@ from .io import write_json, write_text
 from .metrics import format_report
 from .model import LSTMClassifier
 from .tokenize import Tokenizer
+from .trainer import deterministic, fit, resolve_device, seed_everything
 from .trainer import evaluate as evaluate_loader
-from .trainer import fit, resolve_device, seed_everything
 from .vocab import LabelVocab, Vocab
 
 log = logging.getLogger(__name__)
@@ -50,9 +53,13 @@ def load_data(cfg: Config) -> dict[str, Split]:
         raise TextclfError("the data has no train split (set data.train=FILE or name a file train.csv/parquet)")
     if "validation" not in splits:
         train = splits["train"]
-        tr, va = stratified_split(train.labels, d.validation_fraction, cfg.train.seed)
+        try:
+            tr, va = stratified_split(train.labels, d.validation_fraction, cfg.train.seed)
+        except ValueError:  # scikit-learn's way of saying the split would leave train empty
+            tr, va = [], []
         if len(tr) == 0 or len(va) == 0:
-            raise TextclfError(f"{train.source} has too few rows ({len(train)}) to carve a validation split")
+            raise TextclfError(f"{train.source} has too few rows ({len(train)}) to carve a validation split "
+                               "(add rows, or pass data.validation=FILE)")
         pick = lambda idx, name: Split([train.texts[i] for i in idx], [train.labels[i] for i in idx], name)  # noqa: E731
         splits["train"], splits["validation"] = pick(tr, train.source), pick(va, f"{train.source} (validation)")
         log.info("validation: %d rows carved from train (%.0f%%, stratified, seed %d)",
@@ -103,26 +110,92 @@ def build_model(cfg: Config, vocab: Vocab, labels: LabelVocab) -> LSTMClassifier
     return model
 
 
-def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    if (run_dir / "metrics.json").exists() and not overwrite:
+def check_run_dir(run_dir: Path, overwrite: bool, resume: str | None = None) -> Path | None:
+    """Refuse to replace a finished or interrupted run unless asked; with `resume`, the checkpoint to load."""
+    finished = (run_dir / "metrics.json").exists()
+    saved = checkpoint.existing(run_dir / checkpoint.FOLDER)
+    if resume:
+        if finished:
+            raise TextclfError(f"{run_dir} holds a finished run, there is nothing to resume "
+                               "(pass overwrite=true instead of resume to train it again)")
+        if not saved:
+            raise TextclfError(f"nothing to resume in {run_dir}: no {checkpoint.FOLDER}/ckpt-*.pt there "
+                               "(check run_dir, or train without resume)")
+        return saved[-1]
+    if finished and not overwrite:
         raise TextclfError(f"{run_dir} already holds a finished run; pass overwrite=true or another run_dir=DIR")
+    if saved and not overwrite:
+        raise TextclfError(f"{run_dir} holds an interrupted run ({checkpoint.FOLDER}/); pass resume=true to "
+                           "continue it, or overwrite=true to start again")
+    return None
+
+
+# What a resumed run may change: where files are, and how often it checkpoints. Anything else
+# would make the continuation a different run from the one the checkpoint belongs to.
+RESUME_MAY_CHANGE = frozenset({
+    "run_dir", "overwrite", "resume", "data.path", "data.train", "data.validation", "data.test", "data.cache_dir",
+    "train.device", "train.checkpoint_every", "train.checkpoint_steps", "train.keep_last",
+})
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def data_fingerprint(data: Prepared) -> str:
+    """A hash of what the model sees (vocabulary, labels, every split's ids): a resume checks the data."""
+    h = hashlib.sha256(data.vocab.to_json().encode("utf-8"))
+    h.update(json.dumps(data.labels.names).encode("utf-8"))
+    for name in sorted(data.datasets):
+        ds = data.datasets[name]
+        for part in (name.encode("utf-8"), ds.lengths, np.asarray(ds.labels, dtype=np.int64)):
+            h.update(part if isinstance(part, bytes) else part.tobytes())
+        if len(ds.seqs):
+            h.update(np.concatenate(ds.seqs).astype(np.int64).tobytes())
+    return h.hexdigest()
+
+
+def check_resumable(ckpt: dict, cfg: Config, fingerprint: str) -> None:
+    then, now = _flat(json.loads(ckpt["config"])), _flat(to_dict(cfg))
+    changed = [k for k in sorted(then.keys() | now.keys()) if k not in RESUME_MAY_CHANGE and then.get(k) != now.get(k)]
+    if changed:
+        shown = ", ".join(f"{k} {then.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
+        raise TextclfError(f"{ckpt['path']} was saved with another config ({shown}); resume with the run's own "
+                           f"(python train.py resume={cfg.run_dir}) or train in a new run_dir")
+    if ckpt["fingerprint"] != fingerprint:
+        raise TextclfError(f"the data are not those {ckpt['path']} was trained on (rows, vocabulary or labels "
+                           "changed); resume with the same data or train in a new run_dir")
 
 
 def train(cfg: Config) -> dict:
     """Train, pick the best validation epoch, save the artifact, report validation and test metrics."""
+    with deterministic(cfg.train.deterministic):
+        return _train(cfg)
+
+
+def _train(cfg: Config) -> dict:
     run_dir = Path(cfg.run_dir)
-    check_run_dir(run_dir, cfg.overwrite)
+    resume_from = check_run_dir(run_dir, cfg.overwrite, cfg.resume)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     splits = load_data(cfg)
     data = prepare(cfg, splits)
-    vectors = pretrain_vectors(cfg, data) if cfg.pretrain.word2vec else None
+    fingerprint = data_fingerprint(data)
+    resume = checkpoint.load(resume_from) if resume_from else None
+    if resume is not None:
+        check_resumable(resume, cfg, fingerprint)
+    vectors = pretrain_vectors(cfg, data) if cfg.pretrain.word2vec and resume is None else None
     # every input error is raised by here, before run_dir is touched
-    for stale in ("model", "metrics.json", "log.jsonl"):
+    for stale in ("model", "metrics.json", "log.jsonl", checkpoint.FOLDER) if resume is None else ():
         path = run_dir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", to_yaml(cfg))
+    write_text(run_dir / "config.yaml", to_yaml(replace(cfg, resume=None)))
+    if resume is not None:  # the log as it stood at the checkpoint: later rows (or a torn last line) go
+        write_text(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in json.loads(resume["history"])))
 
     seed_everything(cfg.train.seed)  # the same initial weights whatever data preparation consumed
     model = build_model(cfg, data.vocab, data.labels)
@@ -134,12 +207,19 @@ def train(cfg: Config) -> dict:
                                  shuffle=name == "train", seed=cfg.train.seed, pin_memory=pin)
                for name, ds in data.datasets.items()}
     log.info("model: %s parameters on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
+    checkpoints = checkpoint.Checkpoints(run_dir / checkpoint.FOLDER, cfg.train.checkpoint_every,
+                                         cfg.train.checkpoint_steps, cfg.train.keep_last,
+                                         meta={"config": json.dumps(to_dict(cfg)), "fingerprint": fingerprint})
+
+    def save_best(m: LSTMClassifier) -> None:  # model/ always holds the best epoch so far
+        save_model(run_dir / "model", m, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
+                   cfg.data.truncate, extra={"data": {"text_column": cfg.data.text_column,
+                                                      "label_column": cfg.data.label_column},
+                                             "train_config": to_dict(cfg)})
+
     result = fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names,
-                 log_path=run_dir / "log.jsonl")
-    save_model(run_dir / "model", model, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
-               cfg.data.truncate, extra={"data": {"text_column": cfg.data.text_column,
-                                                  "label_column": cfg.data.label_column},
-                                         "train_config": to_dict(cfg)})
+                 log_path=run_dir / "log.jsonl", checkpoints=checkpoints, resume=resume, on_best=save_best)
+    save_best(model)
     metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
                "device": str(device)}

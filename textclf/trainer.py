@@ -1,4 +1,4 @@
-"""The training loop: AdamW, warmup + decay, clipping, AMP on CUDA, early stopping on validation."""
+"""The training loop: AdamW, warmup + decay, clipping, AMP on CUDA, early stopping, checkpoints and resume."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -18,7 +19,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .checkpoint import Checkpoints, rng_state, set_rng_state
 from .config import TrainConfig
+from .errors import TextclfError, TrainingDiverged
 from .metrics import compute
 from .model import LSTMClassifier
 
@@ -26,14 +29,25 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" → cuda, then mps, then cpu."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """"auto" → cuda, then mps, then cpu. A device name this machine cannot use is a TextclfError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise TextclfError(f'unknown device "{name}": use auto, cpu, cuda, cuda:N or mps')
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        raise TextclfError(f'device "{name}" is not available: this machine has {gpus} CUDA device(s); use auto or cpu')
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TextclfError(f'device "{name}" is not available on this machine; use auto or cpu')
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -92,14 +106,50 @@ def _to(batch, device: torch.device):
     return batch.tokens.to(device, non_blocking=non_blocking), batch.labels.to(device, non_blocking=non_blocking)
 
 
+@dataclass
+class Progress:
+    """Where training stands: with the model, optimizer, schedule and RNG states, all a resume needs."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    batch: int = 0  # batches of it already trained
+    step: int = 0  # optimizer steps since the start of the run
+    losses: torch.Tensor | None = None  # this epoch's per-batch losses, kept on the device
+    tokens: int = 0  # seen this epoch
+    seconds: float = 0.0  # training time of this epoch so far
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    best_state: dict | None = None
+    stale: int = 0  # epochs since the best one
+    stopped: bool = False  # early-stopped, or all epochs done
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0  # over the whole run, restarts included
+
+
+def check_finite(progress: Progress, n_batches: int) -> None:
+    """Raise TrainingDiverged naming the first step whose loss was NaN/inf. One device sync per call."""
+    seen = progress.losses[: progress.batch]
+    if bool(torch.isfinite(seen).all()):
+        return
+    i = int((~torch.isfinite(seen)).nonzero()[0])
+    step = progress.step - progress.batch + i + 1
+    raise TrainingDiverged(f"the training loss became {seen[i].item()} at step {step} "
+                           f"(epoch {progress.epoch}, batch {i + 1}/{n_batches})")
+
+
 def train_epoch(model: LSTMClassifier, loader: DataLoader, opt, sched, device: torch.device, clip: float,
-                dtype: torch.dtype | None, scaler: torch.amp.GradScaler, desc: str = "train",
-                class_weights: torch.Tensor | None = None) -> tuple[float, int]:
-    """One pass over `loader`; returns (mean loss, tokens seen). Syncs with the device only every 50 steps."""
+                dtype: torch.dtype | None, scaler: torch.amp.GradScaler, progress: Progress, desc: str = "train",
+                class_weights: torch.Tensor | None = None,
+                on_step: Callable[[Progress], None] | None = None) -> None:
+    """Train on the loader's batches (its sampler may start mid-epoch), advancing `progress`.
+
+    Losses stay on the device and are checked for NaN/inf every 50 steps (and by `on_step` before a
+    checkpoint), never per batch: an `.item()` per step would stall the CUDA queue.
+    """
     model.train()
-    total, tokens = torch.zeros((), device=device), 0
-    bar = tqdm(loader, desc=desc, unit=" batch", leave=False, disable=None)
-    for step, batch in enumerate(bar):
+    bar = tqdm(loader, desc=desc, unit=" batch", leave=False, disable=None, initial=progress.batch,
+               total=len(loader))
+    clock = time.perf_counter()
+    for batch in bar:
         x, y = _to(batch, device)
         with autocast(device, dtype):
             loss = loss_fn(model(x, batch.lengths), y, class_weights)
@@ -111,11 +161,18 @@ def train_epoch(model: LSTMClassifier, loader: DataLoader, opt, sched, device: t
         scaler.step(opt)
         scaler.update()
         sched.step()
-        total += loss.detach()
-        tokens += int(batch.lengths.sum())
-        if step % 50 == 49 and not bar.disable:
-            bar.set_postfix(loss=f"{total.item() / (step + 1):.4f}")
-    return total.item() / max(1, len(loader)), tokens
+        progress.losses[progress.batch] = loss.detach()
+        progress.batch += 1
+        progress.step += 1
+        progress.tokens += int(batch.lengths.sum())  # lengths live on the CPU: no sync
+        now = time.perf_counter()
+        progress.seconds, clock = progress.seconds + now - clock, now
+        if progress.batch % 50 == 0:
+            check_finite(progress, len(loader))
+            if not bar.disable:
+                bar.set_postfix(loss=f"{progress.losses[: progress.batch].mean().item():.4f}")
+        if on_step is not None:
+            on_step(progress)
 
 
 @torch.no_grad()
@@ -154,52 +211,136 @@ class FitResult:
 
 
 def _score(metrics: dict, monitor: str) -> float:
-    return -metrics["loss"] if monitor == "loss" else metrics[monitor]
+    return float(-metrics["loss"] if monitor == "loss" else metrics[monitor])
+
+
+def _checkpoint_payload(model, opt, sched, scaler, p: Progress) -> dict:
+    """Tensors and primitives only (history as JSON text), so torch.load(weights_only=True) reads it."""
+    return {"epoch": p.epoch, "batch": p.batch, "step": p.step,
+            "epoch_losses": p.losses[: p.batch].detach().cpu(),
+            "epoch_tokens": p.tokens, "epoch_seconds": p.seconds, "train_seconds": p.train_seconds,
+            "best_epoch": p.best_epoch, "best_score": p.best_score, "best_state": p.best_state or {},
+            "stale": p.stale, "stopped": p.stopped, "history": json.dumps(p.history),
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(), "rng": rng_state()}
+
+
+def _restore(ckpt: dict, model, opt, sched, scaler, device: torch.device, n_batches: int) -> Progress:
+    """Load a checkpoint's states; the RNG comes last (see `fit`). Tensors were read on the CPU."""
+    try:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])  # moves the moments to the parameters' device
+        sched.load_state_dict(ckpt["scheduler"])
+        if ckpt["scaler"]:  # empty when saved without fp16 loss scaling (CPU, bf16)
+            scaler.load_state_dict(ckpt["scaler"])
+        losses = torch.zeros(n_batches, device=device)
+        losses[: ckpt["batch"]] = ckpt["epoch_losses"].to(device)
+        best = {k: v.to(device) for k, v in ckpt["best_state"].items()} or None
+        return Progress(ckpt["epoch"], ckpt["batch"], ckpt["step"], losses, ckpt["epoch_tokens"],
+                        ckpt["epoch_seconds"], ckpt["best_epoch"], ckpt["best_score"], best, ckpt["stale"],
+                        ckpt["stopped"], json.loads(ckpt["history"]), ckpt["train_seconds"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TextclfError(f"{ckpt.get('path', 'the checkpoint')} does not fit this model ({first[:200]}); "
+                           "resume with the run's own config, or start a new run_dir") from None
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool):
+    """train.deterministic: only deterministic kernels (an op without one raises), no cuDNN autotuning."""
+    if not enabled:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when the first cuBLAS handle is made
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
 
 
 def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
         device: torch.device, label_names: list[str], log_path: Path | None = None,
-        class_weights: torch.Tensor | None = None, on_epoch: Callable[[dict], None] | None = None) -> FitResult:
-    """Train for up to `cfg.epochs`; keep the weights of the best validation epoch (restored at the end)."""
+        class_weights: torch.Tensor | None = None, on_epoch: Callable[[dict], None] | None = None,
+        checkpoints: Checkpoints | None = None, resume: dict | None = None,
+        on_best: Callable[[LSTMClassifier], None] | None = None) -> FitResult:
+    """Train for up to `cfg.epochs`; keep the weights of the best validation epoch (restored at the end).
+
+    With `checkpoints`, the whole training state is saved at epoch ends (and every `every_steps`
+    steps); `resume`, a loaded checkpoint, continues from it exactly: on CPU, bit for bit.
+    """
     model.to(device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    sched = make_scheduler(opt, cfg.scheduler, cfg.epochs * len(train_loader), cfg.warmup_ratio)
+    n = len(train_loader)
+    sched = make_scheduler(opt, cfg.scheduler, cfg.epochs * n, cfg.warmup_ratio)
     dtype = amp_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    result, best_state, stale, start = FitResult(0, -math.inf), None, 0, time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        train_loader.batch_sampler.set_epoch(epoch)
-        train_loss, tokens = train_epoch(model, train_loader, opt, sched, device, cfg.clip_grad_norm, dtype,
-                                         scaler, desc=f"epoch {epoch}/{cfg.epochs}", class_weights=class_weights)
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch}; lower train.lr")
-        train_seconds = time.perf_counter() - t0
-        val = evaluate(model, val_loader, device, label_names, dtype, desc="validate")
-        row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": val["loss"],
-               "val_accuracy": val["accuracy"], "val_f1": val["f1"], "val_roc_auc": val["roc_auc"],
-               "lr": opt.param_groups[0]["lr"], "train_seconds": round(train_seconds, 2),
-               "tokens_per_s": round(tokens / train_seconds), "seconds": round(time.perf_counter() - t0, 2)}
-        result.history.append(row)
-        score = _score(val, cfg.monitor)
-        improved = score > result.best_score
-        if improved:
-            result.best_epoch, result.best_score, stale = epoch, score, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s",
-                 epoch, cfg.epochs, train_loss, val["loss"], val["accuracy"], val["f1"], row["seconds"],
-                 f"{row['tokens_per_s']:,}", "  *best" if improved else "")
-        if log_path is not None:
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-        if on_epoch is not None:
-            on_epoch(row)
-        if stale >= cfg.patience:
-            log.info("early stop: no better validation %s for %d epochs", cfg.monitor, stale)
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    result.seconds = time.perf_counter() - start
-    return result
+    p = _restore(resume, model, opt, sched, scaler, device, n) if resume else Progress()
+    if resume:
+        log.info("resuming from %s: epoch %d, batch %d/%d (step %d)", resume["path"], p.epoch, p.batch, n, p.step)
+        # Last, after everything that draws randomness, so dropout continues where it stopped. The
+        # loaders have generators of their own: starting an epoch draws nothing from these RNGs.
+        set_rng_state(resume["rng"])
+
+    def save_checkpoint() -> None:
+        check_finite(p, n)  # diverged weights never replace the last good checkpoint
+        checkpoints.write(p.step, _checkpoint_payload(model, opt, sched, scaler, p))
+
+    def on_step(progress: Progress) -> None:
+        if checkpoints.every_steps and progress.step % checkpoints.every_steps == 0 and progress.batch < n:
+            save_checkpoint()
+
+    try:
+        for epoch in range(p.epoch, cfg.epochs + 1):
+            if p.stopped:
+                break
+            if p.batch == 0:
+                p.losses, p.tokens, p.seconds = torch.zeros(n, device=device), 0, 0.0
+            train_loader.batch_sampler.set_epoch(epoch, start=p.batch)
+            train_epoch(model, train_loader, opt, sched, device, cfg.clip_grad_norm, dtype, scaler, p,
+                        desc=f"epoch {epoch}/{cfg.epochs}", class_weights=class_weights,
+                        on_step=on_step if checkpoints else None)
+            check_finite(p, n)
+            t0, train_loss = time.perf_counter(), p.losses.sum().item() / n
+            val = evaluate(model, val_loader, device, label_names, dtype, desc="validate")
+            seconds = p.seconds + time.perf_counter() - t0
+            p.train_seconds += seconds
+            row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": val["loss"],
+                   "val_accuracy": val["accuracy"], "val_f1": val["f1"], "val_roc_auc": val["roc_auc"],
+                   "lr": opt.param_groups[0]["lr"], "train_seconds": round(p.seconds, 2),
+                   "tokens_per_s": round(p.tokens / max(p.seconds, 1e-9)), "seconds": round(seconds, 2)}
+            p.history.append(row)
+            score = _score(val, cfg.monitor)
+            improved = score > p.best_score
+            if improved:
+                p.best_epoch, p.best_score, p.stale = epoch, score, 0
+                p.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                p.stale += 1
+            log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s",
+                     epoch, cfg.epochs, train_loss, val["loss"], val["accuracy"], val["f1"], row["seconds"],
+                     f"{row['tokens_per_s']:,}", "  *best" if improved else "")
+            if log_path is not None:
+                with open(log_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+            if improved and on_best is not None:
+                on_best(model)
+            if on_epoch is not None:
+                on_epoch(row)
+            p.stopped = p.stale >= cfg.patience or epoch == cfg.epochs
+            p.epoch, p.batch = epoch + 1, 0
+            if checkpoints and checkpoints.every_epochs and (epoch % checkpoints.every_epochs == 0 or p.stopped):
+                save_checkpoint()
+            if p.stale >= cfg.patience:
+                log.info("early stop: no better validation %s for %d epochs", cfg.monitor, p.stale)
+    except TrainingDiverged as e:
+        kept = f"the last good checkpoint {checkpoints.last} is kept" if checkpoints and checkpoints.last else (
+            "no checkpoint was written")
+        raise TrainingDiverged(f"{e}; {kept}; lower train.lr (or set train.clip_grad_norm) and train again") from None
+    if p.best_state is not None:
+        model.load_state_dict(p.best_state)
+    return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds)

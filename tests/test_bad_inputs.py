@@ -1,0 +1,206 @@
+"""The README's bad-input table, row by row: one `error:` line on stderr, exit code 2, nothing written."""
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from textclf import checkpoint
+from textclf.cli import main
+from textclf.config import load_config
+from textclf.pipeline import train
+
+from .conftest import REPO, TINY, make_reviews
+
+
+@dataclass
+class Case:
+    id: str
+    argv: str  # `textclf ...` arguments; {ws} is the test's folder, {data} a tiny dataset, {run} a finished run
+    message: str  # part of the one error line; the README's table quotes it
+    setup: Callable[[Path], None] | None = None
+
+
+def _write(name: str, content: bytes | str) -> Callable[[Path], None]:
+    def setup(ws: Path) -> None:
+        path = ws / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return setup
+
+
+def _frame(name: str, df: pd.DataFrame) -> Callable[[Path], None]:
+    def setup(ws: Path) -> None:
+        (ws / name).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(ws / name, index=False)
+    return setup
+
+
+def _unfinished(damage: Callable[[Path], None] | None = None) -> Callable[[Path], None]:
+    """The finished run minus metrics.json: what a killed run looks like; `damage` its newest checkpoint."""
+    def setup(ws: Path) -> None:
+        (ws / "run" / "metrics.json").unlink()
+        if damage:
+            damage(checkpoint.existing(ws / "run" / checkpoint.FOLDER)[-1])
+    return setup
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+def _newer_format(ws: Path) -> None:
+    path = ws / "run" / "model" / "config.json"
+    path.write_text(re.sub(r'"format_version": \d+', '"format_version": 99', path.read_text()))
+
+
+T = " ".join(TINY)
+NEW = "run_dir={ws}/new"
+TRAIN = f"train {T} {NEW} data.path={{data}}"
+EVAL = "evaluate {run} --data {data} --output {ws}/out.json"
+ONE_CLASS = make_reviews(20).assign(label="pos")
+CASES = [
+    # files
+    Case("data path missing", f"train {T} {NEW} data.path={{ws}}/nowhere", "data path not found"),
+    Case("data file missing", f"train {T} {NEW} data.train={{ws}}/nope.csv", "data file not found"),
+    Case("a folder where a file is expected", f"train {T} {NEW} data.train={{data}}", "it is a folder; pass a file"),
+    Case("unsupported file type", f"train {T} {NEW} data.train={{ws}}/train.xlsx", "unsupported data file type",
+         _write("train.xlsx", b"PK\x03\x04")),
+    Case("file not UTF-8", f"train {T} {NEW} data.train={{ws}}/l1.csv", "is not UTF-8 (byte",
+         _write("l1.csv", "text,label\ncaf\xe9 cr\xe8me,pos\n".encode("latin-1"))),
+    Case("malformed CSV", f"train {T} {NEW} data.train={{ws}}/bad.csv", "EOF inside string",
+         _write("bad.csv", 'text,label\n"unclosed,pos\nfine,neg\n')),
+    Case("empty file", f"train {T} {NEW} data.train={{ws}}/empty.csv", "No columns to parse from file",
+         _write("empty.csv", b"")),
+    Case("folder without split files", f"train {T} {NEW} data.path={{ws}}/docs", "has no train or validation or test",
+         _write("docs/readme.txt", "hi")),
+    Case("folder without a train split", f"train {T} {NEW} data.path={{ws}}/only", "the data has no train split",
+         _frame("only/test.csv", make_reviews(20))),
+    # columns
+    Case("text column missing", f"{TRAIN} data.text_column=txt", 'no column "txt" (did you mean "text"?)'),
+    Case("label column missing", f"{TRAIN} data.label_column=sentiment", 'no column "sentiment"'),
+    # labels
+    Case("one class only", f"train {T} {NEW} data.train={{ws}}/one.csv", "has one class only",
+         _frame("one.csv", ONE_CLASS)),
+    Case("test label unseen in train", f"train {T} {NEW} data.path={{ws}}/odd", "has labels the model does not know",
+         lambda ws: (_frame("odd/train.csv", make_reviews(40))(ws),
+                     _frame("odd/test.csv", make_reviews(4).assign(label="meh"))(ws))),
+    # empty data
+    Case("no row with text and label", f"train {T} {NEW} data.train={{ws}}/blank.csv", "no rows with both text",
+         _frame("blank.csv", pd.DataFrame({"text": ["", " "], "label": ["pos", "neg"]}))),
+    Case("too few rows for a validation split", f"train {T} {NEW} data.train={{ws}}/tiny.csv",
+         "too few rows (1) to carve a validation split", _frame("tiny.csv", make_reviews(1))),
+    # configs
+    Case("unknown config key", f"{TRAIN} train.epoch=2", 'unknown config key "train.epoch" (did you mean'),
+    Case("wrong value type", f"{TRAIN} train.epochs=many", '"train.epochs" has the wrong type'),
+    Case("value outside its choices", f"{TRAIN} model.pooling=sum", '"model.pooling" is "sum"; choose one of'),
+    Case("value out of range", f"{TRAIN} model.dropout=1.5", '"model.dropout" must be in [0, 1)'),
+    Case("malformed YAML", f"train --config {{ws}}/bad.yaml {T} {NEW}", "is not valid YAML at line 3",
+         _write("bad.yaml", "train:\n  epochs: 3\n    lr: 0.1\n")),
+    Case("config file missing", f"train --config {{ws}}/nope.yaml {NEW}", "config file not found"),
+    Case("config file not a mapping", f"train --config {{ws}}/list.yaml {NEW}", "must hold a mapping of keys",
+         _write("list.yaml", "- 1\n- 2\n")),
+    Case("override without =", f"{TRAIN} train.epochs", 'is not key=value'),
+    Case("unknown device", f"{TRAIN} train.device=gpu", 'unknown device "gpu"'),
+    Case("device this machine lacks", f"{TRAIN} train.device=cuda:7", 'device "cuda:7" is not available'),
+    Case("resume and overwrite together", f"{TRAIN} resume=true overwrite=true", "contradict each other"),
+    # run folders and checkpoints
+    Case("run_dir holds a finished run", f"train {T} run_dir={{run}} data.path={{data}}",
+         "already holds a finished run; pass overwrite=true"),
+    Case("run_dir holds an interrupted run", f"train {T} run_dir={{run}} data.path={{data}}",
+         "holds an interrupted run", _unfinished()),
+    Case("resume with no checkpoints", f"{TRAIN} resume=true", "nothing to resume in"),
+    Case("resume a finished run", "train resume={run}", "holds a finished run, there is nothing to resume"),
+    Case("resume with another config", "train resume={run} train.lr=0.5", "was saved with another config (train.lr",
+         _unfinished()),
+    Case("resume on other data", "train resume={run} data.path={ws}/other", "the data are not those",
+         lambda ws: (_unfinished()(ws), _frame("other/train.csv", make_reviews(60, seed=7))(ws))),
+    Case("corrupt checkpoint", "train resume={run}", ".pt is corrupt",
+         _unfinished(lambda p: p.write_bytes(p.read_bytes()[:200]))),
+    Case("checkpoint that would run code", "train resume={run}", ".pt was refused: loading it would import and run",
+         _unfinished(lambda p: torch.save({"x": _RunsCode(p.parent.parent.parent / "pwned")}, p))),
+    # model folders
+    Case("model folder missing", "evaluate {ws}/nomodel --data {data} --output {ws}/out.json",
+         "model folder not found"),
+    Case("not a model folder", "evaluate {data} --data {data} --output {ws}/out.json",
+         "is not a textclf model folder"),
+    Case("config.json corrupt", EVAL, "config.json is corrupt", _write("run/model/config.json", "{not json")),
+    Case("weights corrupt", EVAL, "model.safetensors is corrupt", _write("run/model/model.safetensors", b"\0" * 9)),
+    Case("weights missing", EVAL, "model.safetensors is missing",
+         lambda ws: (ws / "run" / "model" / "model.safetensors").unlink()),
+    Case("model from a newer textclf", EVAL, "upgrade textclf", _newer_format),
+    # command-line arguments
+    Case("evaluation labels the model never saw", "evaluate {run} --data {ws}/meh.csv --output {ws}/out.json",
+         "labels the model does not know: meh", _frame("meh.csv", make_reviews(4).assign(label="meh"))),
+    Case("split the data lack", f"{EVAL} --split validation", "has no validation split"),
+    Case("batch size not positive", f"{EVAL} --batch-size 0", "--batch-size must be > 0"),
+    Case("not a number", f"{EVAL} --batch-size many", "invalid int value: 'many'"),
+    Case("unknown option", f"{TRAIN} --epochs 3", "unrecognized arguments: --epochs"),
+    Case("missing argument", "evaluate {run} --output {ws}/out.json", "the following arguments are required: --data"),
+]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A dataset and a finished run with checkpoints, trained once for the module."""
+    root = tmp_path_factory.mktemp("bad")
+    make_reviews(60, seed=1).to_csv(root / "train.csv", index=False)
+    make_reviews(20, seed=2).to_csv(root / "test.csv", index=False)
+    train(load_config(None, [f"data.path={root}", f"run_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}",
+                             *TINY, "train.epochs=2"]))
+    return root
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, finished, tmp_path, capsys):
+    ws = tmp_path
+    shutil.copytree(finished / "run", ws / "run")
+    (ws / "data").mkdir()
+    for name in ("train.csv", "test.csv"):
+        shutil.copy(finished / name, ws / "data" / name)
+    if case.setup:
+        case.setup(ws)
+    before = _snapshot(ws)
+    capsys.readouterr()
+    argv = case.argv.format(ws=ws, data=ws / "data", run=ws / "run").split()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2, err
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0] and "Traceback" not in err, err
+    assert case.message in errors[0], errors[0]
+    assert _snapshot(ws) == before, "the failed command wrote or changed files"
+
+
+def test_the_readme_table_lists_every_case():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Bad input", 1)[1].split("\n\n##", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| input")]
+    assert len(rows) - 1 == len(CASES)  # minus the |---| line
+    for case in CASES:
+        assert case.id in table and case.message.replace("|", "\\|") in table, case.id
+
+
+def test_overwrite_true_replaces_a_finished_run(finished, tmp_path):
+    shutil.copytree(finished / "run", tmp_path / "run")
+    assert main(["train", *TINY, "train.epochs=1", f"data.path={finished}", f"run_dir={tmp_path / 'run'}",
+                 "overwrite=true"]) == 0
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(row)["epoch"] for row in log] == [1]

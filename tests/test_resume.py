@@ -1,0 +1,137 @@
+"""Crash-safe training: SIGKILL a real train.py mid-epoch, resume, and get the uninterrupted run bit for bit."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from textclf import checkpoint
+from textclf.cli import train_main
+from textclf.config import load_config
+from textclf.pipeline import train
+
+from .conftest import REPO, TINY, make_reviews
+
+BATCHES = 12  # 180 training rows (200 minus the 10% validation carve-out) in batches of 16
+TIMING = ("train_seconds", "tokenize_seconds", "tokens_per_s", "seconds")
+
+
+def _args(data, run_dir, *extra):
+    return [f"data.path={data}", f"run_dir={run_dir}", *TINY, "train.epochs=3", "train.checkpoint_steps=2", *extra]
+
+
+def _env(cache):
+    return {**os.environ, "PYTHONPATH": str(REPO), "TEXTCLF_CACHE": str(cache)}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run of the real script that keeps every checkpoint it writes."""
+    root = tmp_path_factory.mktemp("resume")
+    (root / "data").mkdir()
+    make_reviews(200, seed=1).to_csv(root / "data" / "train.csv", index=False)
+    make_reviews(100, seed=2).to_csv(root / "data" / "test.csv", index=False)
+    out = subprocess.run([sys.executable, "train.py", *_args(root / "data", root / "ref", "train.keep_last=1000")],
+                         cwd=REPO, env=_env(root / "cache"), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return root
+
+
+def _without_timing(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def assert_same_run(a, b):
+    """Bit-identical weights, identical metrics and per-epoch log (apart from wall-clock times)."""
+    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    assert _without_timing([ma]) == _without_timing([mb])
+    la, lb = ([json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()] for d in (a, b))
+    assert _without_timing(la) == _without_timing(lb) and len(la) == 3
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(reference, tmp_path):
+    run_dir = tmp_path / "killed"
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "train.py", *_args(reference / "data", run_dir)], cwd=REPO,
+                                env=_env(reference / "cache"), stdout=log, stderr=log)
+    # kill as soon as a checkpoint inside epoch 2 exists: the run is mid-epoch, far from its end
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        steps = [int(p.stem.split("-")[1]) for p in checkpoint.existing(run_dir / checkpoint.FOLDER)]
+        if steps and max(steps) >= BATCHES + 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
+    assert not (run_dir / "metrics.json").exists()
+
+    out = subprocess.run([sys.executable, "train.py", f"resume={run_dir}"], cwd=REPO, env=_env(reference / "cache"),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "resuming from" in out.stderr
+    assert_same_run(reference / "ref", run_dir)
+    assert len(checkpoint.existing(run_dir / checkpoint.FOLDER)) == 2  # train.keep_last
+
+
+@pytest.mark.parametrize("step", [BATCHES + 4, 2 * BATCHES], ids=["mid-epoch", "epoch-end"])
+def test_resume_from_a_given_checkpoint_is_bit_identical(reference, tmp_path, step):
+    """As if killed right after checkpoint `step`: later checkpoints and outputs never got written."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference / "ref", run_dir)
+    for path in checkpoint.existing(run_dir / checkpoint.FOLDER):
+        if int(path.stem.split("-")[1]) > step:
+            path.unlink()
+    shutil.rmtree(run_dir / "model")
+    (run_dir / "metrics.json").unlink()
+    with open(run_dir / "log.jsonl", "a") as f:
+        f.write('{"epoch": 3, "train_lo')  # a row torn by the kill
+    assert checkpoint.load(checkpoint.existing(run_dir / checkpoint.FOLDER)[-1])["step"] == step
+    train(load_config(run_dir / "config.yaml", [f"resume={run_dir}"]))
+    assert_same_run(reference / "ref", run_dir)
+
+
+def test_resume_true_uses_run_dir_and_a_finished_run_is_left_alone(reference, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference / "ref", run_dir)
+    assert train_main(["--config", str(run_dir / "config.yaml"), "resume=true", f"run_dir={run_dir}"]) == 2
+    assert "holds a finished run, there is nothing to resume" in capsys.readouterr().err
+    (run_dir / "metrics.json").unlink()
+    assert train_main(["--config", str(run_dir / "config.yaml"), "resume=true", f"run_dir={run_dir}"]) == 0
+    assert "resuming from" in capsys.readouterr().err
+    assert_same_run(reference / "ref", run_dir)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch, capsys):
+    from textclf import trainer
+
+    calls, real_loss = [], trainer.loss_fn
+
+    def loss_fn(*args, **kwargs):
+        loss = real_loss(*args, **kwargs)
+        if torch.is_grad_enabled():  # training steps only, not validation
+            calls.append(1)
+            if len(calls) == BATCHES + 5:
+                loss = loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(trainer, "loss_fn", loss_fn)
+    run_dir = tmp_path / "run"
+    code = train_main(_args(reference / "data", run_dir))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert err[-1].startswith("error: the training loss became nan at step 17 (epoch 2, batch 5/12)"), err[-1]
+    kept = run_dir / checkpoint.FOLDER / "ckpt-000000016.pt"
+    assert f"the last good checkpoint {kept} is kept" in err[-1]
+    assert checkpoint.existing(run_dir / checkpoint.FOLDER)[-1] == kept
+    assert all(torch.isfinite(v).all() for v in checkpoint.load(kept)["model"].values())
+    assert not (run_dir / "metrics.json").exists()
