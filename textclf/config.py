@@ -25,6 +25,8 @@ class DataConfig:
     max_length: int | None = 400  # tokens kept per text; null keeps all
     truncate: str = "head"  # which tokens a long text keeps: head | tail | both (half each end)
     cache_dir: str | None = None  # tokenised-text cache; default $TEXTCLF_CACHE or ~/.cache/textclf
+    label_map: dict[Any, Any] | None = None  # raw label → class name, e.g. {1: negative, 5: positive}; null drops
+    encoding_errors: str = "strict"  # strict (bytes that are not UTF-8 are an error naming the row) | replace
 
 
 @dataclass
@@ -37,6 +39,7 @@ class TokenizerConfig:
 class VocabConfig:
     min_freq: int = 2
     max_size: int | None = 30000  # not counting <pad> and <unk>
+    new_tokens: int = 0  # init_from: add up to N tokens of the new train split seen >= min_freq times
 
 
 @dataclass
@@ -66,6 +69,9 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     amp: bool = True  # mixed precision, used on CUDA only
     lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
+    class_weights: str = "none"  # none | balanced (inverse class frequency in train)
+    freeze_embedding_epochs: int = 0  # init_from: keep the pretrained embedding rows fixed for the first N epochs
+    freeze_encoder_epochs: int = 0  # init_from: keep the LSTM fixed for the first N epochs
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Config:
     vocab: VocabConfig = field(default_factory=VocabConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str | None = None  # a saved model (run or model/ folder): start from its vocab and weights
     run_dir: str = "runs/imdb"
     overwrite: bool = False  # allow replacing a run directory that holds a finished run
 
@@ -86,11 +93,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.scheduler": ("cosine", "linear", "constant"),
     "train.monitor": ("accuracy", "f1", "loss"),
     "train.lstm_impl": ("auto", "packed", "padded"),
+    "train.class_weights": ("none", "balanced"),
+    "data.encoding_errors": ("strict", "replace"),
 }
 POSITIVE: tuple[str, ...] = (
     "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
     "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq",
 )
+NON_NEGATIVE: tuple[str, ...] = ("vocab.new_tokens", "train.freeze_embedding_epochs", "train.freeze_encoder_epochs")
 FRACTIONS: tuple[str, ...] = (
     "data.validation_fraction", "model.dropout", "model.embedding_dropout", "train.warmup_ratio",
 )
@@ -146,7 +156,25 @@ def check(cfg: Config) -> Config:
             raise TextclfError(f'config key "{key}" must be in [0, 1), got {value}')
     if cfg.data.max_length is not None and cfg.data.max_length <= 0:
         raise TextclfError(f'config key "data.max_length" must be > 0 or null, got {cfg.data.max_length}')
+    for key in NON_NEGATIVE:
+        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        if value < 0:
+            raise TextclfError(f'config key "{key}" must be >= 0, got {value}')
+    if cfg.data.label_map and all(v is None for v in cfg.data.label_map.values()):
+        raise TextclfError('config key "data.label_map" maps every label to null; write it as '
+                           '"{1: negative, 5: positive}" (a space after each colon)')
+    for k, v in (cfg.data.label_map or {}).items():
+        if isinstance(v, dict | list) or isinstance(k, dict | list):
+            raise TextclfError(f'config key "data.label_map" maps {k!r} to {v!r}; map each raw label to one name '
+                               "or null, e.g. {1: negative, 3: null, 5: positive}")
     return cfg
+
+
+def check_finetune(cfg: Config) -> None:
+    """Fine-tuning keys need a model to start from (checked when training, so every config file loads)."""
+    for key in NON_NEGATIVE:
+        if OmegaConf.select(OmegaConf.structured(cfg), key) and not cfg.init_from:
+            raise TextclfError(f'config key "{key}" is for fine-tuning: set init_from=MODEL_DIR (or {key}=0)')
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -61,6 +61,12 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Ten
     return F.cross_entropy(logits.float(), labels, weight=class_weights)
 
 
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse class frequency (`train.class_weights=balanced`), 1.0 everywhere for balanced data."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """Weight decay on matrices only; biases and the embedding table are left alone."""
     decay, no_decay = [], []
@@ -159,8 +165,12 @@ def _score(metrics: dict, monitor: str) -> float:
 
 def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
         device: torch.device, label_names: list[str], log_path: Path | None = None,
-        class_weights: torch.Tensor | None = None, on_epoch: Callable[[dict], None] | None = None) -> FitResult:
-    """Train for up to `cfg.epochs`; keep the weights of the best validation epoch (restored at the end)."""
+        class_weights: torch.Tensor | None = None, on_epoch: Callable[[dict], None] | None = None,
+        on_epoch_start: Callable[[int], None] | None = None) -> FitResult:
+    """Train for up to `cfg.epochs`; keep the weights of the best validation epoch (restored at the end).
+
+    `on_epoch_start(epoch)` runs before each epoch (fine-tuning freezes and unfreezes layers there).
+    """
     model.to(device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     sched = make_scheduler(opt, cfg.scheduler, cfg.epochs * len(train_loader), cfg.warmup_ratio)
@@ -169,6 +179,8 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
     result, best_state, stale, start = FitResult(0, -math.inf), None, 0, time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         train_loader.batch_sampler.set_epoch(epoch)
         train_loss, tokens = train_epoch(model, train_loader, opt, sched, device, cfg.clip_grad_norm, dtype,
                                          scaler, desc=f"epoch {epoch}/{cfg.epochs}", class_weights=class_weights)
