@@ -10,7 +10,7 @@ import pytest
 
 from textclf.cli import evaluate_main, main, train_main
 
-from .conftest import REPO, TINY
+from .conftest import REPO, TINY, save_random_model
 
 
 def run(*args, cwd=REPO, stdin=None):
@@ -103,21 +103,6 @@ def test_textclf_command_has_the_subcommands(capsys):
 # --- fine-tuning and prediction on files ---------------------------------------------------------
 
 
-def _random_model(path, labels=("neg", "pos")):
-    """An untrained model folder: enough to start from, or to predict with, when the numbers do not matter."""
-    from collections import Counter
-
-    from textclf.artifact import save_model
-    from textclf.model import LSTMClassifier
-    from textclf.tokenize import Tokenizer
-    from textclf.vocab import LabelVocab, Vocab
-
-    vocab = Vocab.build(Counter({"good": 2, "bad": 2, "film": 2}))
-    model = LSTMClassifier(len(vocab), len(labels), 8, 8)
-    return save_model(path, model, vocab, LabelVocab(list(labels)), Tokenizer("regex"), 50, "head",
-                      extra={"data": {"text_column": "review", "label_column": "stars"}})
-
-
 BAD_FILES = {  # name → (bytes, the part of the one-line error that says what and where)
     "malformed.csv": (b"review,stars\ngood,5\nbad, sadly,1\n", "malformed: Expected 2 fields in line 3, saw 3"),
     "latin1.csv": (b"review,stars\ngood,5\ncaf\xe9 bad,1\n",
@@ -131,7 +116,7 @@ BAD_FILES = {  # name → (bytes, the part of the one-line error that says what 
 
 @pytest.mark.parametrize("name", [*BAD_FILES, "missing.csv", "folder", "not-a-model", "label-map-drops-all"])
 def test_fine_tuning_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, name):
-    model = _random_model(tmp_path / "model")
+    model = save_random_model(tmp_path / "model")
     for file, (content, _) in BAD_FILES.items():
         (tmp_path / file).write_bytes(content)
     (tmp_path / "ok.csv").write_bytes(b"review,stars\ngood,5\nbad,1\nfine,4\n")
@@ -153,7 +138,7 @@ def test_fine_tuning_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, c
 
 
 def test_non_utf8_training_data_can_be_read_with_replacement(tmp_path, capsys):
-    model = _random_model(tmp_path / "model")
+    model = save_random_model(tmp_path / "model")
     (tmp_path / "latin1.csv").write_bytes(b"review,stars\n" + b"good film,5\ncaf\xe9 bad,1\n" * 4)
     assert train_main([f"init_from={model}", f"data.train={tmp_path / 'latin1.csv'}", "data.text_column=review",
                        "data.label_column=stars", "data.encoding_errors=replace", f"run_dir={tmp_path / 'run'}",
@@ -162,7 +147,7 @@ def test_non_utf8_training_data_can_be_read_with_replacement(tmp_path, capsys):
 
 
 def test_evaluate_bad_labels_and_bytes_exit_2_and_write_nothing(tmp_path, capsys):
-    model = _random_model(tmp_path / "model")
+    model = save_random_model(tmp_path / "model")
     (tmp_path / "odd.csv").write_bytes(b"review,stars\ngood,pos\nbad,meh\n")
     (tmp_path / "latin1.csv").write_bytes(b"review,stars\ngood,pos\ncaf\xe9,neg\n")
     out = tmp_path / "m.json"
@@ -187,7 +172,7 @@ def test_evaluate_bad_labels_and_bytes_exit_2_and_write_nothing(tmp_path, capsys
     ([], 'give texts to label, "-" to read lines from stdin, or --input FILE'),
 ])
 def test_predict_bad_arguments_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, args, message):
-    model = _random_model(tmp_path / "model")
+    model = save_random_model(tmp_path / "model")
     (tmp_path / "in.csv").write_text("review\ngood film\n")
     (tmp_path / "latin1.csv").write_bytes(b"review\ncaf\xe9\n")
     argv = ["predict", str(model), *(a.replace("{tmp}", str(tmp_path)) for a in args)]
@@ -196,7 +181,7 @@ def test_predict_bad_arguments_are_one_line_exit_2_and_write_nothing(tmp_path, c
 
 
 def test_threshold_is_for_binary_models_only(tmp_path, capsys):
-    model = _random_model(tmp_path / "model", labels=("a", "b", "c"))
+    model = save_random_model(tmp_path / "model", labels=("a", "b", "c"))
     _one_line_error(capsys, main(["predict", str(model), "good film", "--threshold", "0.3"]),
                     "--threshold is for binary models; this one has 3 classes")
 
@@ -204,7 +189,7 @@ def test_threshold_is_for_binary_models_only(tmp_path, capsys):
 def test_predict_reads_csv_and_lines_from_stdin(tmp_path, capsys, monkeypatch):
     import io
 
-    model = _random_model(tmp_path / "model")
+    model = save_random_model(tmp_path / "model")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'id,review\n7,"good\nfilm"\n')))
     assert main(["predict", str(model), "--input", "-", "--format", "json"]) == 0
     row = json.loads(capsys.readouterr().out)
