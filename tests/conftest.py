@@ -36,6 +36,21 @@ def make_reviews(n: int, seed: int = 0, labels: tuple[str, str] = ("neg", "pos")
     return pd.DataFrame(rows)
 
 
+def save_random_model(path: Path, labels: tuple[str, ...] = ("neg", "pos")) -> Path:
+    """An untrained model folder: enough to start from, or to predict with, when the numbers do not matter."""
+    from collections import Counter
+
+    from textclf.artifact import save_model
+    from textclf.model import LSTMClassifier
+    from textclf.tokenize import Tokenizer
+    from textclf.vocab import LabelVocab, Vocab
+
+    vocab = Vocab.build(Counter({"good": 2, "bad": 2, "film": 2}))
+    model = LSTMClassifier(len(vocab), len(labels), 8, 8)
+    return save_model(path, model, vocab, LabelVocab(list(labels)), Tokenizer("regex"), 50, "head",
+                      extra={"data": {"text_column": "review", "label_column": "stars"}})
+
+
 TINY = [  # a model that trains on the tiny data in a few seconds on CPU
     "tokenizer.kind=regex", "model.embedding_dim=16", "model.hidden_size=16", "vocab.min_freq=1",
     "train.epochs=4", "train.batch_size=16", "train.lr=0.01", "train.patience=10", "train.warmup_ratio=0.0",

@@ -10,13 +10,19 @@ import pytest
 
 from textclf.cli import evaluate_main, main, train_main
 
-from .conftest import REPO, TINY
+from .conftest import REPO, TINY, save_random_model
 
 
 def run(*args, cwd=REPO, stdin=None):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # see conftest: one thread each
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, input=stdin,
                           timeout=300)
+
+
+def _one_line_error(capsys, code, pattern):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err and err[-1].startswith("error: ") and pattern in err[-1], err
 
 
 @pytest.mark.slow
@@ -57,3 +63,151 @@ def test_textclf_command_has_the_subcommands(capsys):
         main(["--help"])
     help_text = capsys.readouterr().out
     assert all(cmd in help_text for cmd in ("train", "evaluate", "predict"))
+
+
+# --- fine-tuning and prediction on files ---------------------------------------------------------
+
+
+BAD_FILES = {  # name → (bytes, the part of the one-line error that says what and where)
+    "malformed.csv": (b"review,stars\ngood,5\nbad, sadly,1\n", "malformed: Expected 2 fields in line 3, saw 3"),
+    "latin1.csv": (b"review,stars\ngood,5\ncaf\xe9 bad,1\n",
+                   'row 2 (not counting the header) is not UTF-8 in column "review"'),
+    "empty.csv": (b"review,stars\n ,5\n,1\n", "has no rows with both text and a label"),
+    "oneclass.csv": (b"review,stars\ngood,5\nfine,5\n", "has one class only (5)"),
+    "columns.csv": (b"reviw,stars\ngood,5\nbad,1\n",
+                    'no column "review" (did you mean "reviw"?); columns: reviw, stars'),
+}
+
+
+@pytest.mark.parametrize("name", [*BAD_FILES, "missing.csv", "folder", "not-a-model", "label-map-drops-all"])
+def test_fine_tuning_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, name):
+    model = save_random_model(tmp_path / "model")
+    for file, (content, _) in BAD_FILES.items():
+        (tmp_path / file).write_bytes(content)
+    (tmp_path / "ok.csv").write_bytes(b"review,stars\ngood,5\nbad,1\nfine,4\n")
+    args = [f"init_from={model}", f"data.train={tmp_path / name}", "data.text_column=review",
+            "data.label_column=stars", f"run_dir={tmp_path / 'run'}", "data.validation_fraction=0.5"]
+    expected = BAD_FILES.get(name, (None, None))[1]
+    if name == "missing.csv":
+        expected = "data file not found"
+    elif name == "folder":
+        args[1], expected = f"data.train={tmp_path}", "it is a folder; pass a file"
+    elif name == "not-a-model":
+        args[0], args[1] = f"init_from={tmp_path / 'ok.csv'}", f"data.train={tmp_path / 'ok.csv'}"
+        expected = "is not a usable textclf model"
+    elif name == "label-map-drops-all":
+        args += [f"data.train={tmp_path / 'ok.csv'}", "data.label_map={2: negative}"]
+        expected = "data.label_map leaves no rows"
+    _one_line_error(capsys, train_main(["--config", str(REPO / "configs" / "finetune.yaml"), *args]), expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_utf8_training_data_can_be_read_with_replacement(tmp_path, capsys):
+    model = save_random_model(tmp_path / "model")
+    (tmp_path / "latin1.csv").write_bytes(b"review,stars\n" + b"good film,5\ncaf\xe9 bad,1\n" * 4)
+    assert train_main([f"init_from={model}", f"data.train={tmp_path / 'latin1.csv'}", "data.text_column=review",
+                       "data.label_column=stars", "data.encoding_errors=replace", f"run_dir={tmp_path / 'run'}",
+                       "train.epochs=1", "data.validation_fraction=0.5"]) == 0
+    assert "4 row(s) were not UTF-8" in capsys.readouterr().err
+
+
+def test_evaluate_bad_labels_and_bytes_exit_2_and_write_nothing(tmp_path, capsys):
+    model = save_random_model(tmp_path / "model")
+    (tmp_path / "odd.csv").write_bytes(b"review,stars\ngood,pos\nbad,meh\n")
+    (tmp_path / "latin1.csv").write_bytes(b"review,stars\ngood,pos\ncaf\xe9,neg\n")
+    out = tmp_path / "m.json"
+    _one_line_error(capsys, evaluate_main([str(model), "--data", str(tmp_path / "odd.csv"), "--output", str(out)]),
+                    "labels the model does not know: meh (known labels: neg, pos")
+    _one_line_error(capsys, evaluate_main([str(model), "--data", str(tmp_path / "latin1.csv"), "--output", str(out)]),
+                    "row 2 (not counting the header) is not UTF-8")
+    assert not out.exists()
+    assert evaluate_main([str(model), "--data", str(tmp_path / "latin1.csv"), "--encoding-errors", "replace"]) == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--input", "{tmp}/missing.csv", "--output", "{tmp}/out.csv"], "data file not found"),
+    (["--input", "{tmp}/in.csv", "--output", "{tmp}/out.csv", "--text-column", "body"],
+     'no column "body"'),
+    (["--input", "{tmp}/latin1.csv", "--output", "{tmp}/out.csv"], "row 1 (not counting the header) is not UTF-8"),
+    (["--input", "{tmp}/in.csv", "--output", "{tmp}/out.csv", "--threshold", "1.5"], "--threshold must be"),
+    (["--input", "{tmp}/in.csv", "--output", "{tmp}/out.csv", "--format", "text"], "with --input use csv or json"),
+    (["--input", "{tmp}/in.csv", "--output", "{tmp}"], "is a folder"),
+    (["great film", "--input", "{tmp}/in.csv"], "not both"),
+    (["great film", "--output", "{tmp}/out.csv"], "go with --input"),
+    ([], 'give texts to label, "-" to read lines from stdin, or --input FILE'),
+])
+def test_predict_bad_arguments_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, args, message):
+    model = save_random_model(tmp_path / "model")
+    (tmp_path / "in.csv").write_text("review\ngood film\n")
+    (tmp_path / "latin1.csv").write_bytes(b"review\ncaf\xe9\n")
+    argv = ["predict", str(model), *(a.replace("{tmp}", str(tmp_path)) for a in args)]
+    _one_line_error(capsys, main(argv), message)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_threshold_is_for_binary_models_only(tmp_path, capsys):
+    model = save_random_model(tmp_path / "model", labels=("a", "b", "c"))
+    _one_line_error(capsys, main(["predict", str(model), "good film", "--threshold", "0.3"]),
+                    "--threshold is for binary models; this one has 3 classes")
+
+
+def test_predict_reads_csv_and_lines_from_stdin(tmp_path, capsys, monkeypatch):
+    import io
+
+    model = save_random_model(tmp_path / "model")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'id,review\n7,"good\nfilm"\n')))
+    assert main(["predict", str(model), "--input", "-", "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["id"] == "7" and row["review"] == "good\nfilm" and set(row) >= {"predicted_label", "prob_neg"}
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"good film\n\nbad film\n")))
+    assert main(["predict", str(model), "-"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2 and "skipped 1 blank line(s)" in captured.err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"good\ncaf\xe9\n")))
+    _one_line_error(capsys, main(["predict", str(model), "-"]), "stdin line 2 is not UTF-8")
+
+
+def _shop_reviews(n, seed):
+    """Reviews as a shop exports them: title + body (with quoted newlines), string labels, extra columns."""
+    from .conftest import make_reviews
+
+    df = make_reviews(n, seed=seed, labels=("Negative", "Positive"))
+    title = df.text.str.split().str[:2].str.join(" ")
+    body = df.text.str.replace(" ", "\n", n=1, regex=False)  # every body holds a quoted newline
+    return pd.DataFrame({"order_id": [f"A-{i}" for i in range(n)], "title": title, "body": body,
+                         "sentiment": df.label, "shop": "acme, inc."})
+
+
+@pytest.mark.slow
+def test_fine_tune_then_evaluate_then_predict_a_file_with_the_real_scripts(tmp_path, tiny_dir):
+    assert train_main([f"data.path={tiny_dir}", f"run_dir={tmp_path / 'base'}", *TINY]) == 0
+    train = _shop_reviews(200, seed=11)
+    train.loc[3, ["title", "body"]], train.loc[4, "sentiment"] = "", None
+    train.to_csv(tmp_path / "shop.csv", index=False)
+    _shop_reviews(100, seed=12).to_csv(tmp_path / "shop_test.csv", index=False)
+    new = _shop_reviews(30, seed=13).drop(columns="sentiment")
+    new.to_csv(tmp_path / "new.csv", index=False)
+
+    out = run("train.py", "--config", "configs/finetune.yaml", f"init_from={tmp_path / 'base'}",
+              f"data.train={tmp_path / 'shop.csv'}", f"data.test={tmp_path / 'shop_test.csv'}",
+              "data.text_column=title,body", "data.label_column=sentiment", f"run_dir={tmp_path / 'shop_run'}",
+              "train.epochs=3", "vocab.min_freq=1")
+    assert out.returncode == 0, out.stderr
+    assert "dropped 1 row(s) with no label" in out.stderr and "dropped 1 row(s) with empty text" in out.stderr
+    assert "kept head" in out.stderr and "train OOV" in out.stderr
+    metrics = json.loads((tmp_path / "shop_run" / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.9 and metrics["init_from"]["head"] == "kept"
+
+    out = run("evaluate.py", str(tmp_path / "shop_run"), "--data", str(tmp_path / "shop_test.csv"),
+              "--output", str(tmp_path / "eval.json"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == metrics["test"]["accuracy"]
+
+    out = run("-m", "textclf", "predict", str(tmp_path / "shop_run"), "--input", str(tmp_path / "new.csv"),
+              "--output", str(tmp_path / "predicted.csv"), "--chunk-size", "8")
+    assert out.returncode == 0, out.stderr
+    predicted = pd.read_csv(tmp_path / "predicted.csv", dtype=str, keep_default_na=False)
+    assert list(predicted.columns) == [*new.columns, "predicted_label", "prob_Negative", "prob_Positive"]
+    assert predicted[list(new.columns)].equals(pd.read_csv(tmp_path / "new.csv", dtype=str, keep_default_na=False))
+    truth = _shop_reviews(30, seed=13).sentiment
+    assert (predicted.predicted_label == truth).mean() >= 0.9

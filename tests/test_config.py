@@ -74,3 +74,20 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     f = tmp_path / "resolved.yaml"
     f.write_text(to_yaml(cfg))
     assert load_config(f) == cfg
+
+
+def test_label_map_from_the_command_line_keeps_int_keys_and_nulls():
+    cfg = load_config(None, ["data.label_map={1: negative, 3: null, 5: positive}"])
+    assert cfg.data.label_map == {1: "negative", 3: None, 5: "positive"}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("data.label_map={1:negative}", r"maps every label to null.*a space after each colon"),
+    ("data.label_map={1: [a, b]}", r'"data.label_map" maps 1 to'),
+    ("data.encoding_errors=ignore", r"choose one of: strict, replace"),
+    ("vocab.new_tokens=-1", r'"vocab.new_tokens" must be >= 0'),
+    ("train.class_weights=inverse", r"choose one of: none, balanced"),
+])
+def test_fine_tuning_keys_are_checked(override, message):
+    with pytest.raises(TextclfError, match=message):
+        load_config(None, [override])

@@ -139,3 +139,54 @@ def test_unlabelled_split_from_a_folder_and_from_aclimdb(tmp_path):
     assert load_unlabelled(str(acl)).texts == ["?"]
     assert load_unlabelled(str(acl)).labels == [None]
     assert "unsup" not in read_aclimdb(acl, ("train", "test"))
+
+
+def test_non_utf8_names_the_row_and_column_even_after_quoted_newlines(tmp_path):
+    (tmp_path / "train.csv").write_bytes(b'text,label\ngood,pos\n"two\nlines",neg\ncaf\xe9 bad,pos\n')
+    with pytest.raises(TextclfError, match=r'row 3 \(not counting the header\) is not UTF-8 in column "text"; '
+                                           r".*data.encoding_errors=replace"):
+        load_splits(str(tmp_path))
+
+
+def test_non_utf8_replaced_when_asked(tmp_path, caplog):
+    (tmp_path / "train.csv").write_bytes(b"text,label\ncaf\xe9 good,pos\nfine,neg\n")
+    split = load_splits(str(tmp_path), encoding_errors="replace")["train"]
+    assert split.texts == ["caf\ufffd good", "fine"]
+    assert "1 row(s) were not UTF-8" in caplog.text
+
+
+def test_non_utf8_jsonl_names_the_line(tmp_path):
+    (tmp_path / "train.jsonl").write_bytes(b'{"text": "ok", "label": 1}\n{"text": "caf\xe9", "label": 0}\n')
+    with pytest.raises(TextclfError, match="not UTF-8 at line 2"):
+        load_splits(str(tmp_path))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("text,label\ngood,pos\nbad, really,neg\n", r"malformed: Expected 2 fields in line 3, saw 3 \(quote fields"),
+    ('text,label\ngood,pos\n"never closed,neg\nx,y\n', r"malformed: EOF inside string starting at row 2"),
+    ("text,label\ngood,pos,x\nbad,neg,y\n", r"malformed: its rows have more fields than the header \(2 names\)"),
+    ("", r"is empty \(no header line\)"),
+])
+def test_malformed_csv_is_one_line_that_says_where(tmp_path, content, message):
+    (tmp_path / "train.csv").write_text(content)
+    with pytest.raises(TextclfError, match=message):
+        load_splits(str(tmp_path))
+
+
+def test_iter_table_streams_chunks_in_order(tmp_path):
+    make_reviews(25).to_csv(tmp_path / "r.csv", index=False)
+    chunks = list(data.iter_table(tmp_path / "r.csv", chunk_size=10))
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    assert pd.concat(chunks).text.tolist() == make_reviews(25).text.tolist()
+    with pytest.raises(TextclfError, match="data file not found"):
+        list(data.iter_table(tmp_path / "nope.csv", chunk_size=10))
+
+
+def test_label_map_renames_drops_and_counts(caplog):
+    split = data.Split(["a", "b", "c", "d", "e", "f"], ["1", 2.0, " 5 ", "3", "7", "good"], "my.csv")
+    mapped = data.apply_label_map(split, {1: "bad", 2: "bad", 3: None, 5: "good"})
+    assert mapped.texts == ["a", "b", "c", "f"] and mapped.labels == ["bad", "bad", "good", "good"]
+    assert "dropped 2 row(s): 3 (1, mapped to null), 7 (1, not in the map)" in caplog.text
+    assert data.apply_label_map(split, None) is split
+    with pytest.raises(TextclfError, match=r"data.label_map leaves no rows in my.csv \(its keys: 9; labels there"):
+        data.apply_label_map(split, {9: "x"})

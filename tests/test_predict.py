@@ -50,3 +50,88 @@ def test_classifier_is_importable_from_the_package():
     from textclf import Classifier as Exported
 
     assert Exported is Classifier
+
+
+def _reviews_file(tmp_path, n=30):
+    import pandas as pd
+
+    from .conftest import make_reviews
+
+    df = make_reviews(n, seed=3)
+    df.insert(0, "id", range(n))
+    df.loc[0, "text"] = 'A "quoted"\nsuperb, brilliant\nfilm'
+    df.loc[1, "text"] = ""
+    path = tmp_path / "in.csv"
+    df.to_csv(path, index=False)
+    return path, pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def test_predict_file_keeps_the_rows_and_adds_label_and_probabilities(clf, tmp_path, caplog):
+    import pandas as pd
+
+    src, df = _reviews_file(tmp_path)
+    summary = clf.predict_file(src, tmp_path / "out.csv", chunk_size=7)
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert list(out.columns) == ["id", "text", "label", "predicted_label", "prob_neg", "prob_pos"]
+    assert out[["id", "text", "label"]].equals(df)
+    assert summary.rows == 30 and summary.empty == 1 and "1 row(s) with empty text" in caplog.text
+    assert out.loc[1, "predicted_label"] == "" and out.loc[0, "predicted_label"] == "pos"
+    full = out.drop(index=1)
+    assert (full.predicted_label == full.label).mean() >= 0.9
+    probs = full[["prob_neg", "prob_pos"]].astype(float).to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(probs, clf.predict_proba(full.text.tolist()), atol=1e-5)
+
+
+def test_predict_file_reads_in_bounded_chunks(clf, tmp_path, monkeypatch):
+    src, _ = _reviews_file(tmp_path, n=50)
+    seen = []
+    real = clf.predict_proba
+    monkeypatch.setattr(clf, "predict_proba", lambda texts, batch_size=256: seen.append(len(texts)) or real(texts))
+    clf.predict_file(src, tmp_path / "out.csv", chunk_size=16)
+    assert seen == [15, 16, 16, 2]  # the first chunk holds the one empty text, which is not predicted
+
+
+def test_predict_file_json_lines_several_text_columns_and_threshold(clf, tmp_path):
+    import json
+
+    import pandas as pd
+
+    pd.DataFrame({"title": ["Superb", "Dull"], "body": ["brilliant film", "awful film"]}).to_csv(
+        tmp_path / "in.csv", index=False)
+    clf.predict_file(tmp_path / "in.csv", tmp_path / "out.jsonl", text_column="title,body")
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["predicted_label"] for r in rows] == ["pos", "neg"] and rows[0]["title"] == "Superb"
+    clf.predict_file(tmp_path / "in.csv", tmp_path / "all_neg.csv", text_column="title,body", threshold=1.0)
+    assert pd.read_csv(tmp_path / "all_neg.csv").predicted_label.tolist() == ["neg", "neg"]
+
+
+def test_a_failure_midway_leaves_the_old_output_and_no_half_file(clf, tmp_path):
+    from textclf.errors import TextclfError
+
+    src, _ = _reviews_file(tmp_path, n=40)
+    (tmp_path / "late.csv").write_bytes(src.read_bytes() + b"41,caf\xe9 awful,neg\n")
+    (tmp_path / "out.csv").write_text("old\n")
+    with pytest.raises(TextclfError, match=r"row 41 \(not counting the header\) is not UTF-8"):
+        clf.predict_file(tmp_path / "late.csv", tmp_path / "out.csv", chunk_size=10)
+    assert (tmp_path / "out.csv").read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "late.csv", "out.csv"]
+    clf.predict_file(tmp_path / "late.csv", tmp_path / "out.csv", chunk_size=10, encoding_errors="replace")
+    assert (tmp_path / "out.csv").read_text().count("\ufffd") == 1
+
+
+def test_predict_file_input_mistakes(clf, tmp_path):
+    import pandas as pd
+
+    from textclf.errors import TextclfError
+
+    src, _ = _reviews_file(tmp_path)
+    with pytest.raises(TextclfError, match=r'no column "review".*columns: id, text, label \(set --text-column\)'):
+        clf.predict_file(src, tmp_path / "out.csv", text_column="review")
+    pd.read_csv(src).assign(predicted_label="x").to_csv(tmp_path / "again.csv", index=False)
+    with pytest.raises(TextclfError, match='already has a column "predicted_label"'):
+        clf.predict_file(tmp_path / "again.csv", tmp_path / "out.csv")
+    pd.DataFrame({"text": ["", " "]}).to_csv(tmp_path / "blank.csv", index=False)
+    with pytest.raises(TextclfError, match="has no rows with text"):
+        clf.predict_file(tmp_path / "blank.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -65,14 +66,24 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the metrics as JSON here")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
+                   help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
     return p
 
 
 def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
-    p.add_argument("texts", nargs="+", help='texts to label; "-" reads one text per line from stdin')
-    p.add_argument("--threshold", type=float, default=0.5, help="binary models: P(positive) needed (default 0.5)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("texts", nargs="*", help='texts to label; "-" reads one text per line from stdin')
+    p.add_argument("--input", metavar="FILE", help='label each row of a csv/tsv/jsonl/parquet file ("-": CSV on stdin)')
+    p.add_argument("--text-column", help="with --input: the text column(s), e.g. title,body (default: the model's)")
+    p.add_argument("--output", metavar="FILE", help="with --input: write the rows here (atomically), not to stdout")
+    p.add_argument("--format", choices=("text", "csv", "json"),
+                   help="text (default for texts), csv (default for --input) or json (JSON lines)")
+    p.add_argument("--threshold", type=float, help="binary models: P(second class) needed for it (default 0.5)")
+    p.add_argument("--chunk-size", type=int, default=10_000, help="with --input: rows read at a time (memory bound)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
+                   help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
     p.add_argument("--device", default="auto")
     return p
 
@@ -118,22 +129,74 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.batch_size <= 0:
         raise TextclfError("--batch-size must be > 0")
     m = evaluate(args.model_dir, args.data, args.split, args.text_column, args.label_column, args.output,
-                 args.device, args.batch_size)
+                 args.device, args.batch_size, encoding_errors=args.encoding_errors)
     print(format_report(m, title=f"{m['model']} on {m['data']} [{m['split']}]"))
     return 0
+
+
+def _stdin_lines(errors: str) -> list[str]:
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise TextclfError(f"stdin line {line} is not UTF-8; re-encode it, or pass --encoding-errors replace") from None
+    lines = text.splitlines()
+    texts = [line for line in lines if line.strip()]
+    if len(texts) < len(lines):
+        log.warning("skipped %d blank line(s) from stdin", len(lines) - len(texts))
+    if not texts:
+        raise TextclfError("stdin held no text: pipe one text per line into `textclf predict MODEL_DIR -`")
+    return texts
+
+
+def _check_predict_args(args: argparse.Namespace) -> None:
+    if args.input is None and not args.texts:
+        raise TextclfError('give texts to label, "-" to read lines from stdin, or --input FILE')
+    if args.input is not None and args.texts:
+        raise TextclfError("give either texts or --input FILE, not both")
+    if args.input is None and (args.output or args.text_column):
+        raise TextclfError("--output and --text-column go with --input FILE (texts on the command line are printed)")
+    if args.input is not None and args.format == "text":
+        raise TextclfError("--format text is for texts on the command line; with --input use csv or json")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise TextclfError(f"--threshold must be a probability in [0, 1], got {args.threshold}")
+    if args.batch_size <= 0 or args.chunk_size <= 0:
+        raise TextclfError("--batch-size and --chunk-size must be > 0")
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from .predict import Classifier
 
-    texts = [line.rstrip("\n") for line in sys.stdin] if args.texts == ["-"] else args.texts
+    _check_predict_args(args)
     clf = Classifier.load(args.model_dir, args.device)
-    for text, p in zip(texts, clf.predict(texts, threshold=args.threshold), strict=True):
-        if args.format == "json":
-            print(json.dumps({"text": text, "label": p.label, "probability": p.probability,
-                              "probabilities": p.probabilities}, ensure_ascii=False))
-        else:
-            print(f"{p.label}\t{p.probability:.4f}\t{text}")
+    if args.threshold is not None and len(clf.labels) != 2:
+        raise TextclfError(f"--threshold is for binary models; this one has {len(clf.labels)} classes "
+                           "and picks the most probable")
+    threshold = 0.5 if args.threshold is None else args.threshold
+    try:
+        if args.input is not None:
+            to_file = args.output not in (None, "-")
+            summary = clf.predict_file(sys.stdin.buffer if args.input == "-" else args.input,
+                                       args.output if to_file else sys.stdout, args.text_column, args.format,
+                                       threshold, args.chunk_size, args.batch_size, args.encoding_errors)
+            if to_file:
+                print(f"wrote {summary.rows:,} rows to {args.output}")
+            return 0
+        texts = _stdin_lines(args.encoding_errors) if args.texts == ["-"] else args.texts
+        if args.format == "csv":
+            import pandas as pd
+
+            clf.predict_frame(pd.DataFrame({"text": texts}), "text", threshold).to_csv(sys.stdout, index=False)
+            return 0
+        for text, p in zip(texts, clf.predict(texts, threshold=threshold, batch_size=args.batch_size), strict=True):
+            if args.format == "json":
+                print(json.dumps({"text": text, "label": p.label, "probability": p.probability,
+                                  "probabilities": p.probabilities}, ensure_ascii=False))
+            else:
+                print(f"{p.label}\t{p.probability:.4f}\t{text}")
+    except BrokenPipeError:  # `textclf predict ... | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

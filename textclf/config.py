@@ -25,6 +25,8 @@ class DataConfig:
     max_length: int | None = 400  # tokens kept per text; null keeps all
     truncate: str = "head"  # which tokens a long text keeps: head | tail | both (half each end)
     cache_dir: str | None = None  # tokenised-text cache; default $TEXTCLF_CACHE or ~/.cache/textclf
+    label_map: dict[Any, Any] | None = None  # raw label → class name, e.g. {1: negative, 5: positive}; null drops
+    encoding_errors: str = "strict"  # strict (bytes that are not UTF-8 are an error naming the row) | replace
 
 
 @dataclass
@@ -37,6 +39,7 @@ class TokenizerConfig:
 class VocabConfig:
     min_freq: int = 2
     max_size: int | None = 30000  # not counting <pad> and <unk>
+    new_tokens: int = 0  # init_from: add up to N tokens of the new train split seen >= min_freq times
 
 
 @dataclass
@@ -78,6 +81,9 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between resumable checkpoints in run_dir/checkpoints (0: none)
     checkpoint_steps: int = 0  # also every N optimizer steps, mid-epoch (0: none)
     keep_last: int = 2  # checkpoints kept on disk (the oldest are deleted)
+    class_weights: str = "none"  # none | balanced (inverse class frequency in train)
+    freeze_embedding_epochs: int = 0  # init_from: keep the pretrained embedding rows fixed for the first N epochs
+    freeze_encoder_epochs: int = 0  # init_from: keep the LSTM fixed for the first N epochs
 
 
 @dataclass
@@ -88,6 +94,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str | None = None  # a saved model (run or model/ folder): start from its vocab and weights
     run_dir: str = "runs/imdb"
     overwrite: bool = False  # allow replacing a run directory that holds a finished run
     resume: str | None = None  # continue an interrupted run: true (this run_dir) or RUN_DIR
@@ -100,16 +107,19 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.scheduler": ("cosine", "linear", "constant"),
     "train.monitor": ("accuracy", "f1", "loss"),
     "train.lstm_impl": ("auto", "packed", "padded"),
+    "train.class_weights": ("none", "balanced"),
+    "data.encoding_errors": ("strict", "replace"),
 }
 POSITIVE: tuple[str, ...] = (
     "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
     "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq", "train.keep_last",
     "pretrain.epochs", "pretrain.window",
 )
+FINETUNE_KEYS: tuple[str, ...] = ("vocab.new_tokens", "train.freeze_embedding_epochs", "train.freeze_encoder_epochs")
 FRACTIONS: tuple[str, ...] = (
     "data.validation_fraction", "model.dropout", "model.embedding_dropout", "train.warmup_ratio",
 )
-NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_steps")
+NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_steps", *FINETUNE_KEYS)
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
@@ -166,12 +176,26 @@ def check(cfg: Config) -> Config:
             raise TextclfError(f'config key "{key}" must be in [0, 1), got {value}')
     if cfg.data.max_length is not None and cfg.data.max_length <= 0:
         raise TextclfError(f'config key "data.max_length" must be > 0 or null, got {cfg.data.max_length}')
+    if cfg.data.label_map and all(v is None for v in cfg.data.label_map.values()):
+        raise TextclfError('config key "data.label_map" maps every label to null; write it as '
+                           '"{1: negative, 5: positive}" (a space after each colon)')
+    for k, v in (cfg.data.label_map or {}).items():
+        if isinstance(v, dict | list) or isinstance(k, dict | list):
+            raise TextclfError(f'config key "data.label_map" maps {k!r} to {v!r}; map each raw label to one name '
+                               "or null, e.g. {1: negative, 3: null, 5: positive}")
     cfg.resume = resume_target(cfg.resume)
     if cfg.resume and cfg.overwrite:
         raise TextclfError("resume and overwrite=true contradict each other: pass one of them")
     if cfg.resume and cfg.resume != "true":
         cfg.run_dir = cfg.resume  # resume=RUN_DIR names the run to continue
     return cfg
+
+
+def check_finetune(cfg: Config) -> None:
+    """Fine-tuning keys need a model to start from (checked when training, so every config file loads)."""
+    for key in FINETUNE_KEYS:
+        if OmegaConf.select(OmegaConf.structured(cfg), key) and not cfg.init_from:
+            raise TextclfError(f'config key "{key}" is for fine-tuning: set init_from=MODEL_DIR (or {key}=0)')
 
 
 def resume_target(value: str | None) -> str | None:

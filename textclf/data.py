@@ -7,13 +7,19 @@ import logging
 import os
 import re
 import tarfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
+from tqdm.utils import CallbackIOWrapper
 
 from .errors import TextclfError, did_you_mean
+from .vocab import label_key
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +45,128 @@ class Split:
 
 # --- files --------------------------------------------------------------------------------------
 
+ENCODING_ERRORS = ("strict", "replace")
+_BAD_BYTE = re.compile("[\udc80-\udcff]")  # how surrogateescape spells a byte that is not UTF-8
+_REPLACE_HINT = ("re-save it as UTF-8, or decode with replacement "
+                 "(data.encoding_errors=replace; --encoding-errors replace for evaluate/predict)")
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a parquet/csv/tsv/jsonl file into a DataFrame, turning every failure into one clear line."""
-    path = Path(path)
-    if not path.is_file():
-        hint = "it is a folder; pass a file" if path.is_dir() else "check the path"
-        raise TextclfError(f"data file not found: {path} ({hint})")
-    suffix = path.suffix.lower()
+
+def _first_bad_line(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _check_utf8(df: pd.DataFrame, where: str, errors: str) -> pd.DataFrame:
+    """Find cells holding bytes that were not UTF-8: name the first row, or swap them for U+FFFD."""
+    if any(_BAD_BYTE.search(str(c)) for c in df.columns):
+        raise TextclfError(f"{where}: the header line is not UTF-8; {_REPLACE_HINT}")
+    bad = np.zeros(len(df), dtype=bool)
+    for name in df.columns:
+        if df[name].dtype == object:
+            hits = df[name].str.contains(_BAD_BYTE.pattern, regex=True, na=False).to_numpy()
+            if hits.any() and errors == "strict":
+                row = int(df.index[hits.argmax()]) + 1
+                raise TextclfError(f'{where}: row {row} (not counting the header) is not UTF-8 in column "{name}"; '
+                                   f"{_REPLACE_HINT}")
+            if hits.any():
+                df[name] = df[name].str.replace(_BAD_BYTE.pattern, "\ufffd", regex=True)
+                bad |= hits
+    if bad.any():
+        log.warning("%s: %d row(s) were not UTF-8; their bad bytes read as U+FFFD", where, int(bad.sum()))
+    return df
+
+
+def _check_shape(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    # pandas silently turns the first column into the index when every row has one field more than the header
+    if not isinstance(df.index, pd.RangeIndex):
+        raise TextclfError(f"{where} is malformed: its rows have more fields than the header "
+                           f"({len(df.columns)} names); name every column or remove trailing delimiters")
+    return df
+
+
+def _frames(f: BinaryIO, suffix: str, chunk_size: int | None, errors: str) -> Iterator[pd.DataFrame]:
+    if suffix in (".csv", ".tsv"):
+        # object dtype keeps undecodable bytes as surrogates, so _check_utf8 can name the row
+        reader = pd.read_csv(f, sep="\t" if suffix == ".tsv" else ",", dtype=object, keep_default_na=False,
+                             na_values=[""], encoding="utf-8", encoding_errors="surrogateescape", chunksize=chunk_size)
+        yield from [reader] if chunk_size is None else reader
+    elif suffix in (".jsonl", ".json"):
+        lines = suffix == ".jsonl"
+        reader = pd.read_json(f, lines=lines, dtype=False, encoding="utf-8", encoding_errors=errors,
+                              chunksize=chunk_size if lines else None)
+        yield from [reader] if chunk_size is None or not lines else reader
+    else:  # parquet: strings are valid UTF-8 by the format's rules
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(f)
+        if chunk_size is None:
+            yield pf.read().to_pandas()
+        else:
+            for batch in pf.iter_batches(batch_size=chunk_size):
+                yield pa.Table.from_batches([batch]).to_pandas()
+
+
+def _suffix(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise TextclfError(f"unsupported data file type {suffix!r} for {path} (use one of {', '.join(SUFFIXES)})")
+    return suffix
+
+
+def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, encoding_errors: str = "strict",
+               suffix: str | None = None, desc: str | None = None) -> Iterator[pd.DataFrame]:
+    """Read a parquet/csv/tsv/jsonl file (or a binary stream, e.g. stdin) in chunks of `chunk_size` rows.
+
+    Every failure becomes one TextclfError line: a missing file, malformed CSV (with its line), bytes
+    that are not UTF-8 (with their row; or read as U+FFFD when `encoding_errors="replace"`). With `desc`,
+    a progress bar over the bytes read goes to stderr (quiet off a TTY).
+    """
+    if encoding_errors not in ENCODING_ERRORS:
+        raise TextclfError(f"encoding errors must be one of {', '.join(ENCODING_ERRORS)}, got {encoding_errors!r}")
+    if isinstance(source, str | Path):
+        path, where = Path(source), str(source)
+        if not path.is_file():
+            hint = "it is a folder; pass a file" if path.is_dir() else "check the path"
+            raise TextclfError(f"data file not found: {path} ({hint})")
+        suffix = suffix or _suffix(path)
+        handle, total = open(path, "rb"), path.stat().st_size  # noqa: SIM115 (closed below)
+    else:
+        path, where, handle, total = None, getattr(source, "name", "the input stream"), source, None
+        suffix = suffix or ".csv"
+    bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=None if desc else True)
     try:
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        if suffix in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str,
-                               keep_default_na=False, na_values=[""], encoding="utf-8")
-        if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
+        f = handle if bar.disable else CallbackIOWrapper(bar.update, handle, "read")
+        for df in _frames(f, suffix, chunk_size, encoding_errors):
+            yield _check_utf8(_check_shape(df, where), where, encoding_errors) if suffix in (".csv", ".tsv") else df
     except UnicodeDecodeError as e:
-        raise TextclfError(f"{path} is not UTF-8 (byte {e.start}): re-save it as UTF-8") from None
-    except (pd.errors.ParserError, csv.Error, ValueError, OSError) as e:
+        line = _first_bad_line(path) if path is not None else None
+        at = f"line {line}" if line else f"byte {e.start} of a block"
+        raise TextclfError(f"{where} is not UTF-8 at {at}; {_REPLACE_HINT}") from None
+    except pd.errors.EmptyDataError:
+        raise TextclfError(f"{where} is empty (no header line): write the column names on its first line") from None
+    except (pd.errors.ParserError, csv.Error) as e:
+        first = str(e).strip().splitlines()[0].replace("Error tokenizing data. C error: ", "")
+        raise TextclfError(f"{where} is malformed: {first} (quote fields that hold the delimiter, "
+                           "quotes or newlines)") from None
+    except (ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TextclfError(f"could not read {path}: {first} (fix or re-export the file)") from None
-    raise TextclfError(f"unsupported data file type {path.suffix!r} for {path} (use one of {', '.join(SUFFIXES)})")
+        raise TextclfError(f"could not read {where}: {first} (fix or re-export the file)") from None
+    finally:
+        bar.close()
+        if path is not None:
+            handle.close()
+
+
+def read_table(path: str | Path, encoding_errors: str = "strict") -> pd.DataFrame:
+    """Read a whole parquet/csv/tsv/jsonl file into a DataFrame (see `iter_table` for the error messages)."""
+    frames = list(iter_table(path, None, encoding_errors))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _column(df: pd.DataFrame, name: str, option: str, where: str) -> pd.Series:
@@ -71,11 +177,17 @@ def _column(df: pd.DataFrame, name: str, option: str, where: str) -> pd.Series:
     return df[name]
 
 
+def text_of(df: pd.DataFrame, text_column: str, where: str, option: str = "data.text_column") -> pd.Series:
+    """The text column, or several (`title,body`) joined with a space; missing cells are empty strings."""
+    parts = [_column(df, c.strip(), option, where).fillna("").astype(str) for c in text_column.split(",")]
+    if len(parts) == 1:
+        return parts[0]
+    return pd.Series([" ".join(row) for row in zip(*parts, strict=True)], index=df.index, dtype=object)
+
+
 def frame_to_split(df: pd.DataFrame, text_column: str, label_column: str | None, where: str) -> Split:
     """Pick the text column(s) and label column; drop rows with empty text or no label, saying so."""
-    parts = [_column(df, c.strip(), "data.text_column", where).fillna("").astype(str)
-             for c in text_column.split(",")]
-    text = parts[0] if len(parts) == 1 else pd.Series([" ".join(row) for row in zip(*parts, strict=True)])
+    text = text_of(df, text_column, where)
     has_text = text.str.strip().str.len().to_numpy() > 0
     if label_column is None:
         labels, has_label = pd.Series([None] * len(df)), np.ones(len(df), dtype=bool)
@@ -92,8 +204,41 @@ def frame_to_split(df: pd.DataFrame, text_column: str, label_column: str | None,
     return Split(text[keep].tolist(), labels[keep].tolist(), where)
 
 
-def read_split(path: str | Path, text_column: str, label_column: str | None) -> Split:
-    return frame_to_split(read_table(path), text_column, label_column, str(path))
+def read_split(path: str | Path, text_column: str, label_column: str | None,
+               encoding_errors: str = "strict") -> Split:
+    return frame_to_split(read_table(path, encoding_errors), text_column, label_column, str(path))
+
+
+def apply_label_map(split: Split, label_map: Mapping | None,
+                    known: Callable[[object], bool] | None = None) -> Split:
+    """Rename labels by `label_map` (keys matched like labels: `1` = `1.0` = ` 1 `, case-insensitive).
+
+    A value the map sends to null, or does not list, is dropped (counted in the log). A value the map
+    does not list but that is already a class name stays (one of the map's targets, or `known(value)`),
+    so a file labelled with the class names reads as-is.
+    """
+    if not label_map:
+        return split
+    table = {label_key(k): None if v is None else str(v).strip() for k, v in label_map.items()}
+    targets = {label_key(v) for v in table.values() if v is not None}
+    texts, labels, dropped = [], [], Counter()
+    for text, value in zip(split.texts, split.labels, strict=True):
+        key = label_key(value)
+        passes = key in targets or (known is not None and known(value))
+        new = table.get(key, value if passes else None)
+        if new is None:
+            dropped[str(value).strip()] += 1
+        else:
+            texts.append(text)
+            labels.append(new)
+    if dropped:
+        why = lambda v: "mapped to null" if label_key(v) in table else "not in the map"  # noqa: E731
+        shown = ", ".join(f"{v} ({n}, {why(v)})" for v, n in sorted(dropped.items())[:8])
+        log.warning("%s: data.label_map dropped %d row(s): %s", split.source, sum(dropped.values()), shown)
+    if not texts:
+        raise TextclfError(f"data.label_map leaves no rows in {split.source} (its keys: "
+                           f"{', '.join(map(str, label_map))}; labels there: {', '.join(sorted(dropped)[:8])})")
+    return Split(texts, labels, split.source)
 
 
 # --- folders and IMDB ---------------------------------------------------------------------------
@@ -181,7 +326,7 @@ def _name_imdb_labels(splits: dict[str, Split]) -> dict[str, Split]:
 
 def load_splits(path: str | None = None, files: dict[str, str | None] | None = None,
                 text_column: str = "text", label_column: str = "label",
-                splits: tuple[str, ...] = SPLITS) -> dict[str, Split]:
+                splits: tuple[str, ...] = SPLITS, encoding_errors: str = "strict") -> dict[str, Split]:
     """Load the named splits that exist. `files` (split → file) wins over `path`.
 
     `path` may be "imdb", a folder of `train.*`/`validation.*`/`test.*` files, an aclImdb folder or
@@ -189,7 +334,7 @@ def load_splits(path: str | None = None, files: dict[str, str | None] | None = N
     """
     files = {k: v for k, v in (files or {}).items() if v and k in splits}
     if files:
-        return {s: read_split(f, text_column, label_column) for s, f in files.items()}
+        return {s: read_split(f, text_column, label_column, encoding_errors) for s, f in files.items()}
     if not path:
         raise TextclfError("no data given: set data.path=FOLDER_OR_FILE or data.train=FILE")
     if path == "imdb":
@@ -202,7 +347,7 @@ def load_splits(path: str | None = None, files: dict[str, str | None] | None = N
     if p.is_file() and (p.name.endswith((".tar.gz", ".tgz", ".tar"))):
         return read_aclimdb(p, splits)
     if p.is_file():
-        return {s: read_split(p, text_column, label_column) for s in splits}
+        return {s: read_split(p, text_column, label_column, encoding_errors) for s in splits}
     if not p.is_dir():
         raise TextclfError(f"data path not found: {p} (give a folder with train/test files, a data file, or imdb)")
     if _acl_root(p):
@@ -210,7 +355,7 @@ def load_splits(path: str | None = None, files: dict[str, str | None] | None = N
     found = {s: f for s in splits if (f := _split_file(p, s))}
     if not found:
         raise TextclfError(f"{p} has no {' or '.join(splits)} split (name its files e.g. train.csv, test.parquet)")
-    return {s: read_split(f, text_column, label_column) for s, f in found.items()}
+    return {s: read_split(f, text_column, label_column, encoding_errors) for s, f in found.items()}
 
 
 def load_unlabelled(path: str | None, text_column: str = "text") -> Split | None:

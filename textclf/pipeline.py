@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -13,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
-from .artifact import load_model, resolve_model_dir, save_model
+from . import checkpoint, finetune
+from .artifact import Artifact, load_model, resolve_model_dir, save_model
 from .batching import TextDataset, make_loader
-from .config import Config, to_dict, to_yaml
-from .data import Split, load_splits, load_unlabelled, stratified_split
+from .config import Config, check_finetune, to_dict, to_yaml
+from .data import Split, apply_label_map, load_splits, load_unlabelled, stratified_split
 from .embeddings import word2vec
 from .errors import TextclfError
 from .fields import Tokenized, tokenize_cached
@@ -25,7 +26,7 @@ from .io import write_json, write_text
 from .metrics import format_report
 from .model import LSTMClassifier
 from .tokenize import Tokenizer
-from .trainer import deterministic, fit, resolve_device, seed_everything
+from .trainer import balanced_class_weights, deterministic, fit, resolve_device, seed_everything
 from .trainer import evaluate as evaluate_loader
 from .vocab import LabelVocab, Vocab
 
@@ -42,13 +43,15 @@ class Prepared:
     labels: LabelVocab
     tokenizer: Tokenizer
     tokenize_seconds: float
+    init_from: dict | None = None  # what fine-tuning kept (head, OOV rates), when it started from a model
 
 
 def load_data(cfg: Config) -> dict[str, Split]:
     """train / validation / test splits; validation carved from train when the data has none."""
     d = cfg.data
     files = {"train": d.train, "validation": d.validation, "test": d.test}
-    splits = load_splits(d.path, files, d.text_column, d.label_column)
+    splits = load_splits(d.path, files, d.text_column, d.label_column, encoding_errors=d.encoding_errors)
+    splits = {name: apply_label_map(split, d.label_map) for name, split in splits.items()}
     if "train" not in splits:
         raise TextclfError("the data has no train split (set data.train=FILE or name a file train.csv/parquet)")
     if "validation" not in splits:
@@ -64,26 +67,35 @@ def load_data(cfg: Config) -> dict[str, Split]:
         splits["train"], splits["validation"] = pick(tr, train.source), pick(va, f"{train.source} (validation)")
         log.info("validation: %d rows carved from train (%.0f%%, stratified, seed %d)",
                  len(va), 100 * d.validation_fraction, cfg.train.seed)
+    if len(splits["validation"]) < 100:
+        log.warning("validation has %d rows: its accuracy moves in steps of %.1f%%, so small differences are noise",
+                    len(splits["validation"]), 100 / len(splits["validation"]))
     return splits
 
 
-def prepare(cfg: Config, splits: dict[str, Split]) -> Prepared:
-    tokenizer = Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase)
+def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None = None) -> Prepared:
+    """Tokenise, build (or, fine-tuning, inherit) the vocab and label set, and numericalise every split."""
+    tokenizer = pretrained.tokenizer if pretrained else Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase)
     start = time.perf_counter()
     tokens = {name: tokenize_cached(s.texts, tokenizer, cfg.data.cache_dir, desc=f"tokenising {name}")
               for name, s in splits.items()}
     seconds = time.perf_counter() - start
-    vocab = Vocab.build(tokens["train"].counts(), cfg.vocab.min_freq, cfg.vocab.max_size)
     labels = LabelVocab.from_values(splits["train"].labels)
     if len(labels) < 2:
         raise TextclfError(f"{splits['train'].source} has one class only ({labels.names[0]}); "
-                           "a classifier needs at least two (check data.label_column)")
+                           "a classifier needs at least two (check data.label_column / data.label_map)")
+    info = None
+    if pretrained is None:
+        vocab = Vocab.build(tokens["train"].counts(), cfg.vocab.min_freq, cfg.vocab.max_size)
+    else:
+        vocab, labels, info = finetune.adapt(pretrained, cfg.init_from, tokens, labels, cfg.vocab.new_tokens,
+                                             cfg.vocab.min_freq)
     datasets = {name: encode_split(tok, splits[name], vocab, labels, cfg.data.max_length, cfg.data.truncate)
                 for name, tok in tokens.items()}
     n_tokens = int(tokens["train"].offsets[-1])
     log.info("data: %s | vocab %d | labels %s | train tokens %d | tokenised in %.1fs",
              ", ".join(f"{k} {len(v)}" for k, v in datasets.items()), len(vocab), labels.names, n_tokens, seconds)
-    return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds)
+    return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds, info)
 
 
 def pretrain_vectors(cfg: Config, data: Prepared) -> tuple[np.ndarray, np.ndarray]:
@@ -177,17 +189,25 @@ def train(cfg: Config) -> dict:
 
 
 def _train(cfg: Config) -> dict:
+    check_finetune(cfg)
     run_dir = Path(cfg.run_dir)
     resume_from = check_run_dir(run_dir, cfg.overwrite, cfg.resume)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
+    pretrained = finetune.load_pretrained(cfg.init_from) if cfg.init_from else None
+    if pretrained is not None:  # the architecture and tokenizer come with the weights; record them truthfully
+        cfg = copy.deepcopy(cfg)
+        cfg.tokenizer.kind, cfg.tokenizer.lowercase = pretrained.tokenizer.kind, pretrained.tokenizer.lowercase
+        for key in ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "dropout", "embedding_dropout",
+                    "pooling"):
+            setattr(cfg.model, key, pretrained.model.arch[key])
     splits = load_data(cfg)
-    data = prepare(cfg, splits)
+    data = prepare(cfg, splits, pretrained)
     fingerprint = data_fingerprint(data)
     resume = checkpoint.load(resume_from) if resume_from else None
     if resume is not None:
         check_resumable(resume, cfg, fingerprint)
-    vectors = pretrain_vectors(cfg, data) if cfg.pretrain.word2vec and resume is None else None
+    vectors = pretrain_vectors(cfg, data) if cfg.pretrain.word2vec and resume is None and pretrained is None else None
     # every input error is raised by here, before run_dir is touched
     for stale in ("model", "metrics.json", "log.jsonl", checkpoint.FOLDER) if resume is None else ():
         path = run_dir / stale
@@ -198,7 +218,11 @@ def _train(cfg: Config) -> dict:
         write_text(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in json.loads(resume["history"])))
 
     seed_everything(cfg.train.seed)  # the same initial weights whatever data preparation consumed
-    model = build_model(cfg, data.vocab, data.labels)
+    if pretrained is None:
+        model = build_model(cfg, data.vocab, data.labels)
+    else:
+        model = finetune.init_model(pretrained, data.vocab, len(data.labels), data.init_from["head"] == "kept")
+        model.lstm_impl = cfg.train.lstm_impl
     if vectors is not None:
         with torch.no_grad():
             model.embedding.weight[vectors[1]] = torch.from_numpy(vectors[0][vectors[1]])
@@ -207,22 +231,38 @@ def _train(cfg: Config) -> dict:
                                  shuffle=name == "train", seed=cfg.train.seed, pin_memory=pin)
                for name, ds in data.datasets.items()}
     log.info("model: %s parameters on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
+    weights = None
+    if cfg.train.class_weights == "balanced":
+        weights = balanced_class_weights(data.datasets["train"].labels, len(data.labels))
+        log.info("class weights: %s", ", ".join(f"{n} {w:.2f}" for n, w in zip(data.labels.names, weights.tolist(),
+                                                                                strict=True)))
+        weights = weights.to(device)
+    freeze = None
+    if cfg.train.freeze_embedding_epochs or cfg.train.freeze_encoder_epochs:
+        freeze = finetune.freezer(model, len(pretrained.vocab), cfg.train.freeze_embedding_epochs,
+                                  cfg.train.freeze_encoder_epochs)
     checkpoints = checkpoint.Checkpoints(run_dir / checkpoint.FOLDER, cfg.train.checkpoint_every,
                                          cfg.train.checkpoint_steps, cfg.train.keep_last,
                                          meta={"config": json.dumps(to_dict(cfg)), "fingerprint": fingerprint})
+    extra = {"data": {"text_column": cfg.data.text_column, "label_column": cfg.data.label_column,
+                      "label_map": cfg.data.label_map},
+             "train_config": to_dict(cfg)}
+    if data.init_from:
+        extra["init_from"] = data.init_from
 
     def save_best(m: LSTMClassifier) -> None:  # model/ always holds the best epoch so far
         save_model(run_dir / "model", m, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
-                   cfg.data.truncate, extra={"data": {"text_column": cfg.data.text_column,
-                                                      "label_column": cfg.data.label_column},
-                                             "train_config": to_dict(cfg)})
+                   cfg.data.truncate, extra=extra)
 
     result = fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names,
-                 log_path=run_dir / "log.jsonl", checkpoints=checkpoints, resume=resume, on_best=save_best)
+                 log_path=run_dir / "log.jsonl", class_weights=weights, on_epoch_start=freeze,
+                 checkpoints=checkpoints, resume=resume, on_best=save_best)
     save_best(model)
     metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
                "device": str(device)}
+    if data.init_from:
+        metrics["init_from"] = data.init_from
     for name in ("validation", "test"):
         if name in loaders:
             metrics[name] = evaluate_loader(model, loaders[name], device, data.labels.names, desc=name)
@@ -233,17 +273,20 @@ def _train(cfg: Config) -> dict:
 
 def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
              label_column: str | None = None, output: str | None = None, device: str = "auto",
-             batch_size: int = 256, cache_dir: str | None = None) -> dict:
-    """Evaluate a saved model on a split of a dataset folder, a file, or "imdb"."""
+             batch_size: int = 256, cache_dir: str | None = None, encoding_errors: str = "strict") -> dict:
+    """Evaluate a saved model on a split of a dataset folder, a file, or "imdb".
+
+    Labels go through the `data.label_map` the model was trained with, so star ratings evaluate as-is.
+    """
     dev = resolve_device(device)
     art = load_model(resolve_model_dir(model_dir), dev)
     columns = art.meta.get("data", {})
     text_column = text_column or columns.get("text_column", "text")
     label_column = label_column or columns.get("label_column", "label")
-    splits = load_splits(data, None, text_column, label_column, splits=(split,))
+    splits = load_splits(data, None, text_column, label_column, splits=(split,), encoding_errors=encoding_errors)
     if split not in splits:
         raise TextclfError(f"{data} has no {split} split (pass --split, or a file)")
-    part = splits[split]
+    part = apply_label_map(splits[split], columns.get("label_map"), known=lambda v: art.labels.get(v) is not None)
     tok = tokenize_cached(part.texts, art.tokenizer, cache_dir, desc=f"tokenising {split}")
     ds = encode_split(tok, part, art.vocab, art.labels, art.max_length, art.truncate)
     loader = make_loader(ds, batch_size, shuffle=False, pin_memory=dev.type == "cuda")

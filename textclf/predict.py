@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .artifact import Artifact, load_model
 from .batching import TextDataset, make_loader
+from .data import iter_table, text_of
+from .errors import TextclfError
 from .fields import Tokenized, truncate_ids
+from .io import atomic_text
 from .trainer import predict_loader, resolve_device
+
+log = logging.getLogger(__name__)
+
+PREDICTED = "predicted_label"  # the column predict_file adds, then one "prob_<class>" column per class
+FORMATS = ("csv", "json")
 
 
 @dataclass
@@ -20,6 +32,23 @@ class Prediction:
     label: str
     probability: float  # of `label`
     probabilities: dict[str, float]
+
+
+@dataclass
+class FileSummary:
+    rows: int  # rows written (all input rows, in input order)
+    empty: int  # of those, rows with empty text: no label and no probabilities
+
+
+def _jsonable(value: object) -> object:
+    """JSON for the cell types parquet brings (numpy scalars, timestamps); anything else as its text."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+def prob_column(label: str) -> str:
+    return f"prob_{label}"
 
 
 class Classifier:
@@ -72,3 +101,71 @@ class Classifier:
         for row, k in zip(probs, self.decide(probs, threshold), strict=True):
             out.append(Prediction(self.labels[k], float(row[k]), dict(zip(self.labels, map(float, row), strict=True))))
         return out
+
+    def predict_frame(self, df: pd.DataFrame, text_column: str, threshold: float = 0.5, batch_size: int = 256,
+                      where: str = "the input") -> pd.DataFrame:
+        """`df` with the predicted label and one probability column per class (left empty for empty texts)."""
+        text = text_of(df, text_column, where, option="--text-column")
+        added = [PREDICTED] + [prob_column(n) for n in self.labels]
+        clash = [c for c in added if c in df.columns]
+        if clash:
+            raise TextclfError(f'{where} already has a column "{clash[0]}" (an earlier prediction?); '
+                               "rename or drop it")
+        has_text = text.str.strip().str.len().to_numpy() > 0
+        probs = np.full((len(df), len(self.labels)), np.nan)
+        labels = np.full(len(df), None, dtype=object)
+        if has_text.any():
+            p = self.predict_proba(text[has_text].tolist(), batch_size)
+            probs[has_text] = p.astype(np.float64).round(6)
+            labels[has_text] = np.asarray(self.labels, dtype=object)[self.decide(p, threshold)]
+        out = df.copy()
+        out[PREDICTED] = labels
+        for j, name in enumerate(self.labels):
+            out[prob_column(name)] = probs[:, j]
+        return out
+
+    def predict_file(self, source: str | Path | BinaryIO, output: str | Path | TextIO, text_column: str | None = None,
+                     fmt: str | None = None, threshold: float = 0.5, chunk_size: int = 10_000, batch_size: int = 256,
+                     encoding_errors: str = "strict") -> FileSummary:
+        """Label every row of a csv/tsv/jsonl/parquet file (or a CSV stream), `chunk_size` rows at a time.
+
+        The output keeps the input columns and adds `predicted_label` and `prob_<class>` columns, as CSV or
+        JSON lines (`fmt`; default from the output's suffix). A path is written atomically: after a failure
+        no half file is left. `text_column` defaults to the column(s) the model was trained on.
+        """
+        text_column = text_column or self.artifact.meta.get("data", {}).get("text_column", "text")
+        if fmt is None:
+            json_out = isinstance(output, str | Path) and str(output).lower().endswith((".jsonl", ".json"))
+            fmt = "json" if json_out else "csv"
+        if fmt not in FORMATS:
+            raise TextclfError(f"output format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        if chunk_size <= 0 or batch_size <= 0:
+            raise TextclfError("chunk and batch sizes must be > 0")
+        if not isinstance(output, str | Path):
+            return self._predict_stream(source, output, text_column, fmt, threshold, chunk_size, batch_size,
+                                        encoding_errors)
+        if Path(output).is_dir():
+            raise TextclfError(f"--output {output} is a folder; give a file name such as {Path(output) / 'out.csv'}")
+        with atomic_text(output) as out:
+            return self._predict_stream(source, out, text_column, fmt, threshold, chunk_size, batch_size,
+                                        encoding_errors)
+
+    def _predict_stream(self, source, out: TextIO, text_column: str, fmt: str, threshold: float, chunk_size: int,
+                        batch_size: int, encoding_errors: str) -> FileSummary:
+        where = str(source) if isinstance(source, str | Path) else getattr(source, "name", "the input stream")
+        rows = empty = 0
+        for i, df in enumerate(iter_table(source, chunk_size, encoding_errors, desc="predicting")):
+            labelled = self.predict_frame(df, text_column, threshold, batch_size, where)
+            if fmt == "csv":
+                labelled.to_csv(out, header=i == 0, index=False)
+            else:  # not DataFrame.to_json: it escapes every "/" in the texts
+                cells = labelled.astype(object).where(labelled.notna(), None)
+                out.writelines(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n"
+                               for row in cells.to_dict("records"))
+            rows += len(df)
+            empty += int(labelled[PREDICTED].isna().sum())
+        if rows == empty:
+            raise TextclfError(f"{where} has no rows with text in column {text_column!r} (check --text-column)")
+        if empty:
+            log.warning("%s: %d row(s) with empty text got no prediction (left empty in the output)", where, empty)
+        return FileSummary(rows, empty)

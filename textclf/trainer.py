@@ -75,6 +75,12 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Ten
     return F.cross_entropy(logits.float(), labels, weight=class_weights)
 
 
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse class frequency (`train.class_weights=balanced`), 1.0 everywhere for balanced data."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """Weight decay on matrices only; biases and the embedding table are left alone."""
     decay, no_decay = [], []
@@ -267,11 +273,13 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
         device: torch.device, label_names: list[str], log_path: Path | None = None,
         class_weights: torch.Tensor | None = None, on_epoch: Callable[[dict], None] | None = None,
         checkpoints: Checkpoints | None = None, resume: dict | None = None,
-        on_best: Callable[[LSTMClassifier], None] | None = None) -> FitResult:
+        on_best: Callable[[LSTMClassifier], None] | None = None,
+        on_epoch_start: Callable[[int], None] | None = None) -> FitResult:
     """Train for up to `cfg.epochs`; keep the weights of the best validation epoch (restored at the end).
 
     With `checkpoints`, the whole training state is saved at epoch ends (and every `every_steps`
     steps); `resume`, a loaded checkpoint, continues from it exactly: on CPU, bit for bit.
+    `on_epoch_start(epoch)` runs before each epoch, a resumed one too (fine-tuning freezes layers there).
     """
     model.to(device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
@@ -300,6 +308,8 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
                 break
             if p.batch == 0:
                 p.losses, p.tokens, p.seconds = torch.zeros(n, device=device), 0, 0.0
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
             train_loader.batch_sampler.set_epoch(epoch, start=p.batch)
             train_epoch(model, train_loader, opt, sched, device, cfg.clip_grad_norm, dtype, scaler, p,
                         desc=f"epoch {epoch}/{cfg.epochs}", class_weights=class_weights,

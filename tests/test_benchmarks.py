@@ -1,0 +1,49 @@
+"""The benchmark scripts run end to end on a tiny model (the lead runs them on the real one)."""
+
+import importlib.util
+import json
+import logging
+
+import pytest
+
+from textclf.artifact import load_model
+
+from .conftest import REPO, save_random_model
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
+def test_finetune_benchmark_compares_both_starts_on_the_same_rows(tmp_path, capsys, restore_logging):
+    model = save_random_model(tmp_path / "model")
+    bench = _script("finetune")
+    out = tmp_path / "bench"
+    assert bench.main([str(model), "--out", str(out), "--seeds", "3", "train.epochs=1"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    (run,) = results["runs"]
+    assert results["train_rows"] == 213 and run["test_rows"] == 142 and run["head"] == "kept"
+    assert f"{run['scratch']:.4f}" in printed and f"{run['finetune']:.4f}" in printed
+    assert results["zero_shot"] is not None and 0 <= results["zero_shot"] <= 1
+    scratch, tuned = load_model(out / "scratch-seed3"), load_model(out / "finetune-seed3")
+    assert scratch.model.arch["hidden_size"] == tuned.model.arch["hidden_size"] == 8
+    assert scratch.tokenizer == tuned.tokenizer
+    assert json.loads((out / "scratch-seed3" / "metrics.json").read_text())["validation"]["n"] == run["validation_rows"]
+
+
+def test_finetune_benchmark_rejects_a_folder_that_is_not_a_model(tmp_path, capsys, restore_logging):
+    assert _script("finetune").main([str(tmp_path), "--out", str(tmp_path / "bench")]) == 2
+    assert "error:" in capsys.readouterr().err

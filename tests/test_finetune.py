@@ -1,0 +1,160 @@
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from textclf.artifact import load_model, save_model
+from textclf.config import load_config
+from textclf.errors import TextclfError
+from textclf.fields import Tokenized
+from textclf.finetune import extend_vocab, freezer, init_model, load_pretrained, match_labels, oov_rate
+from textclf.model import LSTMClassifier
+from textclf.pipeline import evaluate, train
+from textclf.tokenize import Tokenizer
+from textclf.trainer import balanced_class_weights
+from textclf.vocab import LabelVocab, Vocab
+
+from .conftest import TINY, make_reviews
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A tiny neg/pos model to start from, trained once for this module."""
+    folder = tmp_path_factory.mktemp("base")
+    make_reviews(400, seed=1).to_csv(folder / "train.csv", index=False)
+    train(load_config(None, [f"data.path={folder}", f"run_dir={folder / 'run'}", *TINY]))
+    return folder / "run"
+
+
+@pytest.fixture
+def random_artifact(tmp_path):
+    torch.manual_seed(0)
+    vocab = Vocab.build(Counter({"good": 3, "bad": 3, "film": 2}))
+    model = LSTMClassifier(len(vocab), 2, 8, 6)
+    save_model(tmp_path / "m", model, vocab, LabelVocab(["neg", "pos"]), Tokenizer("regex"), 50, "head")
+    return load_model(tmp_path / "m")
+
+
+def _finetune(tmp_path, base, df, *extra, name="ft"):
+    df.to_csv(tmp_path / f"{name}.csv", index=False)
+    cfg = load_config(None, [f"init_from={base}", f"data.train={tmp_path / f'{name}.csv'}",
+                             f"run_dir={tmp_path / name}", *TINY, *extra])
+    return train(cfg), tmp_path / name
+
+
+def test_match_labels_forgives_spellings_and_keeps_the_pretrained_order():
+    imdb = LabelVocab(["neg", "pos"])
+    assert match_labels(imdb, LabelVocab.from_values(["Positive", "negative"])).names == ["negative", "Positive"]
+    assert match_labels(imdb, LabelVocab.from_values([1, 0])).names == ["0", "1"]
+    assert match_labels(LabelVocab(["0", "1"]), LabelVocab.from_values(["pos", "neg"])).names == ["neg", "pos"]
+    for other in (["1", "2"], ["neg", "mixed", "pos"], ["ham", "spam"]):
+        assert match_labels(imdb, LabelVocab.from_values(other)) is None, other
+
+
+def test_extend_vocab_appends_frequent_new_tokens_and_keeps_every_old_id():
+    old = Vocab.build(Counter({"good": 3, "bad": 3}))
+    new = extend_vocab(old, Counter({"good": 9, "app": 5, "crash": 5, "rare": 1, "<unk>": 7}), max_new=5, min_freq=2)
+    assert new.itos == old.itos + ["app", "crash"]
+    assert extend_vocab(old, Counter({"app": 5}), max_new=0, min_freq=1) is old
+
+
+def test_oov_rate_counts_tokens_not_types():
+    vocab = Vocab.build(Counter({"good": 1}))
+    tok = Tokenized.from_token_lists([["good", "good", "good", "meh"], []])
+    assert oov_rate(tok, vocab) == 0.25
+    assert oov_rate(Tokenized.from_token_lists([[]]), vocab) == 0.0
+
+
+def test_init_model_copies_pretrained_weights_and_leaves_old_rows_untouched(random_artifact):
+    art = random_artifact
+    bigger = Vocab(art.vocab.itos + ["app", "crash"])
+    old = art.model.state_dict()
+    kept = init_model(art, bigger, 2, keep_head=True).state_dict()
+    assert torch.equal(kept["embedding.weight"][: len(art.vocab)], old["embedding.weight"])
+    assert kept["embedding.weight"][len(art.vocab):].abs().sum() > 0, "new rows get their own vectors"
+    assert all(torch.equal(kept[k], v) for k, v in old.items() if k != "embedding.weight")
+    fresh = init_model(art, art.vocab, 3, keep_head=False).state_dict()
+    assert fresh["head.weight"].shape[0] == 3
+    assert all(torch.equal(fresh[k], v) for k, v in old.items() if not k.startswith("head."))
+
+
+def test_freezer_holds_the_pretrained_parts_for_the_first_epochs(random_artifact):
+    model = init_model(random_artifact, random_artifact.vocab, 2, keep_head=True)
+    start = freezer(model, len(random_artifact.vocab), embedding_epochs=1, encoder_epochs=2)
+    start(1)
+    assert not model.embedding.weight.requires_grad and not any(p.requires_grad for p in model.lstm.parameters())
+    start(2)
+    assert model.embedding.weight.requires_grad and not any(p.requires_grad for p in model.lstm.parameters())
+    start(3)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_freezing_with_new_rows_lets_only_the_new_rows_learn(random_artifact):
+    n_old = len(random_artifact.vocab)
+    model = init_model(random_artifact, Vocab(random_artifact.vocab.itos + ["app"]), 2, keep_head=True)
+    start = freezer(model, n_old, embedding_epochs=1, encoder_epochs=0)
+    start(1)
+    model(torch.tensor([[2, n_old, 3]]), torch.tensor([3])).sum().backward()
+    grad = model.embedding.weight.grad
+    assert grad[:n_old].abs().sum() == 0 and grad[n_old].abs().sum() > 0
+    start(2)
+    model.zero_grad()
+    model(torch.tensor([[2, n_old, 3]]), torch.tensor([3])).sum().backward()
+    assert model.embedding.weight.grad[2].abs().sum() > 0
+
+
+def test_balanced_class_weights():
+    w = balanced_class_weights(np.array([0, 0, 0, 1]), 2)
+    assert w.tolist() == pytest.approx([4 / 6, 2.0])
+    assert balanced_class_weights(np.array([0, 1]), 2).tolist() == [1.0, 1.0]
+
+
+def test_same_label_set_keeps_the_head_and_names_labels_as_the_new_data_does(tmp_path, base):
+    df = make_reviews(200, seed=7, labels=("negative", "positive")).rename(columns={"text": "review",
+                                                                                    "label": "sentiment"})
+    df["shop"] = "acme"
+    metrics, run = _finetune(tmp_path, base, df, "data.text_column=review", "data.label_column=sentiment",
+                             "train.epochs=1", "train.freeze_encoder_epochs=1", "train.freeze_embedding_epochs=1",
+                             "train.class_weights=balanced")
+    assert metrics["init_from"]["head"] == "kept" and metrics["init_from"]["oov_rate"]["train"] == 0.0
+    before, after = load_model(base), load_model(run)
+    assert after.labels.names == ["negative", "positive"] and after.vocab == before.vocab
+    assert after.tokenizer == before.tokenizer
+    old, new = before.model.state_dict(), after.model.state_dict()
+    assert all(torch.equal(new[k], old[k]) for k in old if not k.startswith("head.")), "frozen for its only epoch"
+    assert not torch.equal(new["head.weight"], old["head.weight"])
+    meta = json.loads((run / "model" / "config.json").read_text())
+    assert meta["init_from"]["pretrained_labels"] == ["neg", "pos"]
+    assert meta["train_config"]["init_from"] == str(base)
+
+
+def test_star_ratings_through_a_label_map_get_a_new_head_and_evaluate_as_is(tmp_path, base, caplog):
+    df = make_reviews(300, seed=8, labels=("1", "5"))
+    df.loc[df.index[::5], "label"] = "3"
+    df.loc[df.index[1::10], "label"] = "6"  # a value the map does not list
+    label_map = "data.label_map={1: bad, 3: meh, 5: good}"
+    metrics, run = _finetune(tmp_path, base, df, label_map, "vocab.new_tokens=50", "train.epochs=3")
+    assert metrics["init_from"]["head"] == "new"
+    art = load_model(run)
+    assert art.labels.names == ["bad", "good", "meh"] and art.model.num_classes == 3
+    assert "dropped 30 row(s): 6 (30, not in the map)" in caplog.text
+    m = evaluate(str(run), str(tmp_path / "ft.csv"))  # raw ratings: the model's own label map applies
+    assert m["n"] == 270 and m["labels"] == ["bad", "good", "meh"]
+
+
+def test_init_from_something_that_is_not_a_model(tmp_path, base):
+    df = make_reviews(40)
+    df.to_csv(tmp_path / "my.csv", index=False)
+    (tmp_path / "empty").mkdir()
+    for bad, why in [(tmp_path / "my.csv", "model folder not found"), (tmp_path / "empty", "config.json is missing"),
+                     (tmp_path / "nowhere", "model folder not found")]:
+        with pytest.raises(TextclfError, match=rf"init_from=.* is not a usable textclf model: .*{why}"):
+            load_pretrained(str(bad))
+
+
+def test_fine_tuning_keys_need_init_from(tmp_path):
+    with pytest.raises(TextclfError, match=r'"train.freeze_encoder_epochs" is for fine-tuning: set init_from'):
+        train(load_config(None, ["train.freeze_encoder_epochs=1", f"run_dir={tmp_path / 'run'}"]))
+    assert not (tmp_path / "run").exists()
