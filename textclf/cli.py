@@ -39,6 +39,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="default: the column the model was trained on")
     p.add_argument("--label-column", help="default: the column the model was trained on")
     p.add_argument("--output", help="write the metrics as JSON here")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots here (confusion matrix; ROC and PR for binary)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
     return p
@@ -73,7 +74,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.batch_size <= 0:
         raise TextclfError("--batch-size must be > 0")
     m = evaluate(args.model_dir, args.data, args.split, args.text_column, args.label_column, args.output,
-                 args.device, args.batch_size)
+                 args.device, args.batch_size, plots=args.plots)
     print(format_report(m, title=f"{m['model']} on {m['data']} [{m['split']}]"))
     return 0
 

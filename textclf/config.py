@@ -66,6 +66,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     amp: bool = True  # mixed precision, used on CUDA only
     lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
+    tensorboard: bool = False  # log scalars to RUN_DIR/tb/ (needs the tensorboard extra)
 
 
 @dataclass

@@ -15,11 +15,11 @@ from .data import Split, load_splits, stratified_split
 from .errors import TextclfError
 from .fields import Tokenized, tokenize_cached
 from .io import write_json, write_text
-from .metrics import format_report
+from .metrics import compute, format_report
 from .model import LSTMClassifier
+from .tblog import epoch_logger, log_final, writer_class
 from .tokenize import Tokenizer
-from .trainer import evaluate as evaluate_loader
-from .trainer import fit, resolve_device, seed_everything
+from .trainer import fit, predict_loader, resolve_device, seed_everything
 from .vocab import LabelVocab, Vocab
 
 log = logging.getLogger(__name__)
@@ -92,15 +92,28 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise TextclfError(f"{run_dir} already holds a finished run; pass overwrite=true or another run_dir=DIR")
 
 
+def evaluate_split(model: LSTMClassifier, loader, device, label_names: list[str], desc: str,
+                   plots_dir: Path | None = None) -> dict:
+    """Metrics of one split (what `trainer.evaluate` gives), plus its plots when `plots_dir` is set."""
+    probs, loss = predict_loader(model, loader, device, desc=desc)
+    metrics = {**compute(loader.dataset.labels, probs, label_names), "loss": loss}
+    if plots_dir is not None:
+        from .plots import plot_evaluation
+
+        plot_evaluation(loader.dataset.labels, probs, label_names, plots_dir, prefix=f"{desc}_")
+    return metrics
+
+
 def train(cfg: Config) -> dict:
     """Train, pick the best validation epoch, save the artifact, report validation and test metrics."""
     run_dir = Path(cfg.run_dir)
     check_run_dir(run_dir, cfg.overwrite)
+    summary_writer = writer_class() if cfg.train.tensorboard else None  # a missing extra fails here, early
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     splits = load_data(cfg)
     data = prepare(cfg, splits)  # every input error is raised by here, before run_dir is touched
-    for stale in ("model", "metrics.json", "log.jsonl"):
+    for stale in ("model", "metrics.json", "log.jsonl", "plots", "tb"):
         path = run_dir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -113,8 +126,9 @@ def train(cfg: Config) -> dict:
                                  shuffle=name == "train", seed=cfg.train.seed, pin_memory=pin)
                for name, ds in data.datasets.items()}
     log.info("model: %s parameters on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
+    tb = summary_writer(log_dir=str(run_dir / "tb")) if summary_writer else None
     result = fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names,
-                 log_path=run_dir / "log.jsonl")
+                 log_path=run_dir / "log.jsonl", on_epoch=epoch_logger(tb) if tb else None)
     save_model(run_dir / "model", model, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
                cfg.data.truncate, extra={"data": {"text_column": cfg.data.text_column,
                                                   "label_column": cfg.data.label_column},
@@ -122,18 +136,26 @@ def train(cfg: Config) -> dict:
     metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
                "device": str(device)}
+    plots_dir = run_dir / "plots"
     for name in ("validation", "test"):
         if name in loaders:
-            metrics[name] = evaluate_loader(model, loaders[name], device, data.labels.names, desc=name)
+            metrics[name] = evaluate_split(model, loaders[name], device, data.labels.names, name, plots_dir)
             log.info("%s", format_report(metrics[name], title=f"{name}:"))
-    write_json(run_dir / "metrics.json", metrics)
+    from .plots import plot_history
+
+    plot_history(result.history, plots_dir, cfg.train.monitor)
+    if tb:
+        log_final(tb, metrics, result.best_epoch)
+        tb.close()
+    log.info("plots: %s", plots_dir)
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
     return metrics
 
 
 def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
              label_column: str | None = None, output: str | None = None, device: str = "auto",
-             batch_size: int = 256, cache_dir: str | None = None) -> dict:
-    """Evaluate a saved model on a split of a dataset folder, a file, or "imdb"."""
+             batch_size: int = 256, cache_dir: str | None = None, plots: str | None = None) -> dict:
+    """Evaluate a saved model on a split of a dataset folder, a file, or "imdb"; `plots`: a folder for PNGs."""
     dev = resolve_device(device)
     art = load_model(resolve_model_dir(model_dir), dev)
     columns = art.meta.get("data", {})
@@ -146,7 +168,7 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
     tok = tokenize_cached(part.texts, art.tokenizer, cache_dir, desc=f"tokenising {split}")
     ds = encode_split(tok, part, art.vocab, art.labels, art.max_length, art.truncate)
     loader = make_loader(ds, batch_size, shuffle=False, pin_memory=dev.type == "cuda")
-    metrics = evaluate_loader(art.model, loader, dev, art.labels.names, desc=split)
+    metrics = evaluate_split(art.model, loader, dev, art.labels.names, split, Path(plots) if plots else None)
     metrics = {"model": str(resolve_model_dir(model_dir)), "data": str(data), "split": split, **metrics}
     if output:
         write_json(output, metrics)
