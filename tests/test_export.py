@@ -36,6 +36,13 @@ def test_onnx_matches_pytorch_on_random_batches(arch):
     assert np.abs(logits - packed).max() <= TOLERANCE
 
 
+def test_onnx_matches_pytorch_at_imdb_width_and_length():
+    """The default recipe's widths (128/128, bidirectional) at up to 400 tokens: long recurrences agree too."""
+    torch.manual_seed(0)
+    model = LSTMClassifier(2_000, 2, 128, 128, 1, True, 0.3, 0.1, "max").eval()
+    assert check_parity(to_onnx(model), model, trials=4, max_batch=3, max_len=400, seed=3) <= TOLERANCE
+
+
 def test_export_command_writes_a_checked_model_with_metadata(tiny_run, tmp_path, capsys):
     out = tmp_path / "clf.onnx"
     assert main(["export", str(tiny_run), "--format", "onnx", "--output", str(out)]) == 0
@@ -70,3 +77,9 @@ def test_export_errors(tmp_path, tiny_run, capsys):
     assert "is a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", str(tiny_run), "--format", "tflite"])
+
+
+def test_export_leaves_the_model_in_eval_mode():
+    model = LSTMClassifier(50, 2, 8, 8).eval()
+    to_onnx(model)
+    assert not any(m.training for m in model.modules())

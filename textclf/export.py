@@ -80,7 +80,9 @@ def to_onnx(model: LSTMClassifier, opset: int = OPSET) -> bytes:
         # (h0 is built from the input's shape, so it follows the batch), and negative indices (none).
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*(LSTM|advanced indexing).*", category=UserWarning)
-        torch.onnx.export(_WithProbabilities(model), (tokens, lengths), buf, dynamo=False, opset_version=opset,
+        # .eval() on the wrapper too: the exporter restores the module's own mode afterwards, and a new
+        # module is in training mode, which would leave dropout switched on in `model`
+        torch.onnx.export(_WithProbabilities(model).eval(), (tokens, lengths), buf, dynamo=False, opset_version=opset,
                           input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_axes=axes)
     return buf.getvalue()
 
