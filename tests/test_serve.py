@@ -97,3 +97,5 @@ def test_serve_command_errors(tmp_path, tiny_run, capsys):
         assert main(["serve", str(tiny_run), "--port", str(port)]) == 2
     assert "pick another --port" in capsys.readouterr().err
     assert main(["serve", str(tiny_run), "--max-texts", "0"]) == 2
+    assert main(["serve", str(tiny_run), "--threads", "0"]) == 2
+    assert "--threads must be > 0" in capsys.readouterr().err

@@ -81,6 +81,7 @@ def _serve_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-texts", type=int, default=64, help="texts per /predict request (default 64)")
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default 20000)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body size (default 1 MB)")
+    p.add_argument("--threads", type=int, help="PyTorch intra-op threads (default: PyTorch's, one per core)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     return p
 
@@ -155,9 +156,13 @@ def run_explain(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    for name in ("max_texts", "max_chars", "max_body_bytes"):
-        if getattr(args, name) <= 0:
+    for name in ("max_texts", "max_chars", "max_body_bytes", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise TextclfError(f"--{name.replace('_', '-')} must be > 0")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     serve(args.model_dir, args.host, args.port, args.device, args.log_level, max_texts=args.max_texts,
           max_chars=args.max_chars, max_body_bytes=args.max_body_bytes)
     return 0
