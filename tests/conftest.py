@@ -77,3 +77,17 @@ def tiny_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_overrides(tmp_path: Path, tiny_dir: Path) -> list[str]:
     return [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One tiny trained run shared by the tests that only read it (export, explain, serve): trained once."""
+    from textclf.config import load_config
+    from textclf.pipeline import train
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    make_reviews(400, seed=1).to_csv(folder / "train.csv", index=False)
+    make_reviews(200, seed=2).to_csv(folder / "test.csv", index=False)
+    train(load_config(None, [f"data.path={folder}", f"run_dir={folder / 'run'}",
+                             f"data.cache_dir={folder / 'cache'}", *TINY]))
+    return folder / "run"

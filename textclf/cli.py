@@ -1,4 +1,4 @@
-"""Command line: `textclf train|evaluate|predict`; train.py and evaluate.py call the same functions."""
+"""Command line: `textclf train|evaluate|predict|explain|export|serve`; train.py and evaluate.py are shims."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="default: the column the model was trained on")
     p.add_argument("--label-column", help="default: the column the model was trained on")
     p.add_argument("--output", help="write the metrics as JSON here")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots here (confusion matrix; ROC and PR for binary)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
@@ -85,6 +86,38 @@ def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
                    help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
     p.add_argument("--device", default="auto")
+    return p
+
+
+def _export_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="only onnx for now")
+    p.add_argument("--output", help="the file to write (default: MODEL_DIR/model.onnx)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    return p
+
+
+def _explain_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
+    p.add_argument("text", help='the text to explain; "-" reads it from stdin')
+    p.add_argument("--top", type=int, default=10, help="show the N words that pushed hardest either way (default 10)")
+    p.add_argument("--steps", type=int, default=100, help="integrated-gradients steps (default 100)")
+    p.add_argument("--threshold", type=float, default=0.5, help="binary models: P(positive) needed (default 0.5)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--device", default="auto")
+    return p
+
+
+def _serve_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-texts", type=int, default=64, help="texts per /predict request (default 64)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default 20000)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body size (default 1 MB)")
+    p.add_argument("--threads", type=int, help="PyTorch intra-op threads (default: PyTorch's, one per core)")
+    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     return p
 
 
@@ -129,7 +162,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.batch_size <= 0:
         raise TextclfError("--batch-size must be > 0")
     m = evaluate(args.model_dir, args.data, args.split, args.text_column, args.label_column, args.output,
-                 args.device, args.batch_size, encoding_errors=args.encoding_errors)
+                 args.device, args.batch_size, encoding_errors=args.encoding_errors,
+                 plots=args.plots)
     print(format_report(m, title=f"{m['model']} on {m['data']} [{m['split']}]"))
     return 0
 
@@ -200,11 +234,57 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    path, diff = export_onnx(args.model_dir, args.output, args.opset)
+    size = path.stat().st_size
+    print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e5 else f"wrote {path} ({size / 1e3:.0f} kB)",
+          f"- onnxruntime vs PyTorch on random batches: max abs difference {diff:.1e}")
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from .explain import Explainer
+    from .predict import Classifier
+
+    if args.top <= 0:
+        raise TextclfError("--top must be > 0")
+    text = sys.stdin.read() if args.text == "-" else args.text
+    e = Explainer(Classifier.load(args.model_dir, args.device), args.steps).explain(text, args.threshold)
+    if args.format == "json":
+        print(json.dumps(e.to_dict(), ensure_ascii=False))
+        return 0
+    print(f"{e.label}\t{e.probability:.4f}\t({len(e.tokens)} tokens read"
+          + (f", {e.dropped} beyond max_length not read)" if e.dropped else ")"))
+    for token, weight in e.top(args.top):
+        print(f"{weight:+8.3f}  {token}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    for name in ("max_texts", "max_chars", "max_body_bytes", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            raise TextclfError(f"--{name.replace('_', '-')} must be > 0")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    serve(args.model_dir, args.host, args.port, args.device, args.log_level, max_texts=args.max_texts,
+          max_chars=args.max_chars, max_body_bytes=args.max_body_bytes)
+    return 0
+
+
 COMMANDS = {
     "train": (_train_parser, run_train, "train a model (python train.py)"),
     "evaluate": (_evaluate_parser, run_evaluate, "evaluate a saved model (python evaluate.py)"),
     "predict": (_predict_parser, run_predict, "label raw texts with a saved model"),
     "baseline": (_baseline_parser, run_baseline, "TF-IDF + logistic regression on the same data, for comparison"),
+    "explain": (_explain_parser, run_explain, "show which words pushed a prediction (integrated gradients)"),
+    "export": (_export_parser, run_export, "write a saved model as ONNX"),
+    "serve": (_serve_parser, run_serve, "serve a saved model over HTTP, with a demo page"),
 }
 
 

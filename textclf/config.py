@@ -84,6 +84,7 @@ class TrainConfig:
     class_weights: str = "none"  # none | balanced (inverse class frequency in train)
     freeze_embedding_epochs: int = 0  # init_from: keep the pretrained embedding rows fixed for the first N epochs
     freeze_encoder_epochs: int = 0  # init_from: keep the LSTM fixed for the first N epochs
+    tensorboard: bool = False  # log scalars to RUN_DIR/tb/ (needs the tensorboard extra)
 
 
 @dataclass

@@ -23,11 +23,11 @@ from .embeddings import word2vec
 from .errors import TextclfError
 from .fields import Tokenized, tokenize_cached
 from .io import write_json, write_text
-from .metrics import format_report
+from .metrics import compute, format_report
 from .model import LSTMClassifier
+from .tblog import epoch_logger, log_final, writer_class
 from .tokenize import Tokenizer
-from .trainer import balanced_class_weights, deterministic, fit, resolve_device, seed_everything
-from .trainer import evaluate as evaluate_loader
+from .trainer import balanced_class_weights, deterministic, fit, predict_loader, resolve_device, seed_everything
 from .vocab import LabelVocab, Vocab
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,18 @@ def check_resumable(ckpt: dict, cfg: Config, fingerprint: str) -> None:
                            "changed); resume with the same data or train in a new run_dir")
 
 
+def evaluate_split(model: LSTMClassifier, loader, device, label_names: list[str], desc: str,
+                   plots_dir: Path | None = None) -> dict:
+    """Metrics of one split (what `trainer.evaluate` gives), plus its plots when `plots_dir` is set."""
+    probs, loss = predict_loader(model, loader, device, desc=desc)
+    metrics = {**compute(loader.dataset.labels, probs, label_names), "loss": loss}
+    if plots_dir is not None:
+        from .plots import plot_evaluation
+
+        plot_evaluation(loader.dataset.labels, probs, label_names, plots_dir, prefix=f"{desc}_")
+    return metrics
+
+
 def train(cfg: Config) -> dict:
     """Train, pick the best validation epoch, save the artifact, report validation and test metrics."""
     with deterministic(cfg.train.deterministic):
@@ -192,6 +204,7 @@ def _train(cfg: Config) -> dict:
     check_finetune(cfg)
     run_dir = Path(cfg.run_dir)
     resume_from = check_run_dir(run_dir, cfg.overwrite, cfg.resume)
+    summary_writer = writer_class() if cfg.train.tensorboard else None  # a missing extra fails here, early
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     pretrained = finetune.load_pretrained(cfg.init_from) if cfg.init_from else None
@@ -209,7 +222,7 @@ def _train(cfg: Config) -> dict:
         check_resumable(resume, cfg, fingerprint)
     vectors = pretrain_vectors(cfg, data) if cfg.pretrain.word2vec and resume is None and pretrained is None else None
     # every input error is raised by here, before run_dir is touched
-    for stale in ("model", "metrics.json", "log.jsonl", checkpoint.FOLDER) if resume is None else ():
+    for stale in ("model", "metrics.json", "log.jsonl", "plots", "tb", checkpoint.FOLDER) if resume is None else ():
         path = run_dir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -254,27 +267,38 @@ def _train(cfg: Config) -> dict:
         save_model(run_dir / "model", m, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
                    cfg.data.truncate, extra=extra)
 
+    tb = summary_writer(log_dir=str(run_dir / "tb")) if summary_writer else None
     result = fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names,
                  log_path=run_dir / "log.jsonl", class_weights=weights, on_epoch_start=freeze,
-                 checkpoints=checkpoints, resume=resume, on_best=save_best)
+                 checkpoints=checkpoints, resume=resume, on_best=save_best,
+                 on_epoch=epoch_logger(tb) if tb else None)
     save_best(model)
     metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
                "device": str(device)}
     if data.init_from:
         metrics["init_from"] = data.init_from
+    plots_dir = run_dir / "plots"
     for name in ("validation", "test"):
         if name in loaders:
-            metrics[name] = evaluate_loader(model, loaders[name], device, data.labels.names, desc=name)
+            metrics[name] = evaluate_split(model, loaders[name], device, data.labels.names, name, plots_dir)
             log.info("%s", format_report(metrics[name], title=f"{name}:"))
-    write_json(run_dir / "metrics.json", metrics)
+    from .plots import plot_history
+
+    plot_history(result.history, plots_dir, cfg.train.monitor)
+    if tb:
+        log_final(tb, metrics, result.best_epoch)
+        tb.close()
+    log.info("plots: %s", plots_dir)
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
     return metrics
 
 
 def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
              label_column: str | None = None, output: str | None = None, device: str = "auto",
-             batch_size: int = 256, cache_dir: str | None = None, encoding_errors: str = "strict") -> dict:
-    """Evaluate a saved model on a split of a dataset folder, a file, or "imdb".
+             batch_size: int = 256, cache_dir: str | None = None, encoding_errors: str = "strict",
+             plots: str | None = None) -> dict:
+    """Evaluate a saved model on a split of a dataset folder, a file, or "imdb"; `plots`: a folder for PNGs.
 
     Labels go through the `data.label_map` the model was trained with, so star ratings evaluate as-is.
     """
@@ -290,7 +314,7 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
     tok = tokenize_cached(part.texts, art.tokenizer, cache_dir, desc=f"tokenising {split}")
     ds = encode_split(tok, part, art.vocab, art.labels, art.max_length, art.truncate)
     loader = make_loader(ds, batch_size, shuffle=False, pin_memory=dev.type == "cuda")
-    metrics = evaluate_loader(art.model, loader, dev, art.labels.names, desc=split)
+    metrics = evaluate_split(art.model, loader, dev, art.labels.names, split, Path(plots) if plots else None)
     metrics = {"model": str(resolve_model_dir(model_dir)), "data": str(data), "split": split, **metrics}
     if output:
         write_json(output, metrics)

@@ -1,0 +1,180 @@
+"""The HTTP service: `POST /predict`, `POST /explain`, `GET /health`, and a demo page at `/` (FastAPI)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from importlib import resources
+
+from .errors import TextclfError
+from .predict import Classifier
+
+log = logging.getLogger(__name__)
+
+try:
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError:  # the `serve` extra is optional; the CLI turns this into a one-line error
+    FastAPI = None
+
+
+def require_serve_extra() -> None:
+    if FastAPI is None:
+        raise TextclfError("serving needs FastAPI and uvicorn: pip install 'textclf[serve]'")
+
+
+if FastAPI is not None:
+
+    class PredictRequest(BaseModel):
+        """`{"text": "..."}` or `{"texts": ["...", ...]}`; binary models also take a `threshold`."""
+
+        model_config = ConfigDict(extra="forbid")
+        text: str | None = None
+        texts: list[str] | None = None
+        threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+    class ExplainRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        text: str
+        threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
+    """FastAPI's list of problems → one line; a body that is not JSON is a 400, a wrong shape a 422."""
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        why = first.get("ctx", {}).get("error", "malformed")
+        return 400, f"the request body is not valid JSON ({why} at character {first['loc'][-1]})"
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        if not where:
+            return 422, 'the request body must be a JSON object, e.g. {"text": "..."}'
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return 422, "; ".join(problems)
+
+
+class BodyLimit:
+    """ASGI middleware: a JSON 413 for a body over `limit` bytes, by its Content-Length or, when it
+    has none (chunked), by counting the bytes as the app reads them."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await _error(413, self.message)(scope, receive, send)
+        seen = 0
+
+        async def counting_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, self.message)  # FastAPI re-raises it while reading the body
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    @property
+    def message(self) -> str:
+        return f"the request body is larger than {self.limit:,} bytes"
+
+
+def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_chars: int = 20_000,
+               max_body_bytes: int = 1_000_000, explain_steps: int = 100) -> FastAPI:
+    """The app around a loaded `Classifier`. Limits: texts per request, characters per text, body bytes."""
+    require_serve_extra()
+    from .explain import Explainer
+
+    explainer = Explainer(clf, explain_steps)
+    explainer.explain("warm up")  # the first backward pass is slow; pay for it before the first visitor
+    app = FastAPI(title="textclf", summary="Review classification with a packed-sequence LSTM")
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    page = resources.files("textclf").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(*_validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)  # also routing's 404 and 405, so every error is {"error": ...}
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    def check_texts(texts: list[str]) -> None:
+        if not texts:
+            raise HTTPException(422, 'no text given: send {"text": "..."} or {"texts": ["...", ...]}')
+        if len(texts) > max_texts:
+            raise HTTPException(413, f"{len(texts)} texts in one request; at most {max_texts}")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise HTTPException(422, f"text {i} is empty")
+            if len(text) > max_chars:
+                raise HTTPException(413, f"text {i} has {len(text):,} characters; at most {max_chars:,}")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": name, "labels": clf.labels}
+
+    # Plain `def` endpoints: FastAPI runs them in its thread pool, and PyTorch releases the GIL
+    # while it computes, so requests overlap.
+    @app.post("/predict")
+    def predict(req: PredictRequest) -> dict:
+        if (req.text is None) == (req.texts is None):
+            raise HTTPException(422, 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
+        texts = [req.text] if req.text is not None else req.texts
+        check_texts(texts)
+        preds = clf.predict(texts, threshold=req.threshold)
+        return {"predictions": [{"label": p.label, "probability": p.probability, "probabilities": p.probabilities}
+                                for p in preds]}
+
+    @app.post("/explain")
+    def explain(req: ExplainRequest) -> dict:
+        check_texts([req.text])
+        return explainer.explain(req.text, req.threshold).to_dict()
+
+    return app
+
+
+def _check_port(host: str, port: int) -> None:
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise TextclfError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+
+
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          log_level: str = "info", **limits) -> None:
+    """Load the model, then run the app with uvicorn until interrupted."""
+    require_serve_extra()
+    import uvicorn
+
+    if not 0 < port < 65536:
+        raise TextclfError(f"--port must be in 1..65535, got {port}")
+    _check_port(host, port)
+    app = create_app(Classifier.load(model_dir, device), name=str(model_dir), **limits)
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        log.warning("listening on %s: reachable from other machines, and the service has no authentication", host)
+    log.info("serving %s on http://%s:%d (page at /, API docs at /docs)", model_dir, host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
