@@ -20,8 +20,7 @@ log = logging.getLogger(__name__)
 
 def _joined(tok: Tokenized) -> list[str]:
     """Each text's tokens joined by spaces: the vectorizer then only splits on whitespace."""
-    words = np.asarray(tok.table, dtype=object)[tok.ids]
-    return [" ".join(words[s:e]) for s, e in zip(tok.offsets[:-1], tok.offsets[1:], strict=True)]
+    return [" ".join(tokens) for tokens in tok.token_lists()]
 
 
 def run_baseline(splits: dict[str, Split], tokenizer: Tokenizer, cache_dir: str | None = None,

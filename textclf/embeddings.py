@@ -25,9 +25,7 @@ class _Sentences:
 
     def __iter__(self) -> Iterator[list[str]]:
         for tok in self.corpora:
-            words = np.asarray(tok.table, dtype=object)[tok.ids]
-            for start, end in zip(tok.offsets[:-1], tok.offsets[1:], strict=True):
-                yield words[start:end].tolist()
+            yield from tok.token_lists()
 
 
 def word2vec(corpora: list[Tokenized], vocab: Vocab, dim: int, epochs: int = 5, window: int = 5,

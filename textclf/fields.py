@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,12 @@ class Tokenized:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def token_lists(self) -> Iterator[list[str]]:
+        """Each text's tokens as strings again (for consumers that want words, not ids)."""
+        words = np.asarray(self.table, dtype=object)[self.ids]
+        for start, end in zip(self.offsets[:-1], self.offsets[1:], strict=True):
+            yield words[start:end].tolist()
 
     def counts(self) -> Counter:
         return Counter(dict(zip(self.table, np.bincount(self.ids, minlength=len(self.table)).tolist(), strict=True)))
