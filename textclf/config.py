@@ -59,7 +59,8 @@ class PretrainConfig:
     unlabelled: bool = True  # pretrain on the data's unlabelled split too, when it has one (IMDB: 50k reviews)
     epochs: int = 5
     window: int = 5
-
+    lm_epochs: int = 0  # >0: first train the embedding + LSTM as a bidirectional language model on those texts
+    lm_lr: float = 2e-3
 
 @dataclass
 class TrainConfig:
@@ -114,13 +115,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE: tuple[str, ...] = (
     "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
     "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq", "train.keep_last",
-    "pretrain.epochs", "pretrain.window",
+    "pretrain.epochs", "pretrain.window", "pretrain.lm_lr",
 )
 FINETUNE_KEYS: tuple[str, ...] = ("vocab.new_tokens", "train.freeze_embedding_epochs", "train.freeze_encoder_epochs")
 FRACTIONS: tuple[str, ...] = (
     "data.validation_fraction", "model.dropout", "model.embedding_dropout", "train.warmup_ratio",
 )
-NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_steps", *FINETUNE_KEYS)
+NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_steps", "pretrain.lm_epochs",
+                                  *FINETUNE_KEYS)
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, finetune
+from . import checkpoint, finetune, lm
 from .artifact import Artifact, load_model, resolve_model_dir, save_model
 from .batching import TextDataset, make_loader
 from .config import Config, check_finetune, to_dict, to_yaml
@@ -98,15 +98,33 @@ def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None =
     return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds, info)
 
 
-def pretrain_vectors(cfg: Config, data: Prepared) -> tuple[np.ndarray, np.ndarray]:
-    """word2vec over the training texts, plus the unlabelled ones when asked and present (never test)."""
+def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
+    """The texts pretraining may read: train, plus the unlabelled ones when asked and present (never test)."""
     corpora = [data.tokens["train"]]
     unlabelled = load_unlabelled(cfg.data.path, cfg.data.text_column) if cfg.pretrain.unlabelled else None
     if unlabelled is not None:
         corpora.append(tokenize_cached(unlabelled.texts, data.tokenizer, cfg.data.cache_dir, desc="tokenising unsup"))
+    return corpora
+
+
+def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
     log.info("pretraining word vectors on %s", " + ".join(f"{len(t):,} texts" for t in corpora))
     return word2vec(corpora, data.vocab, cfg.model.embedding_dim, cfg.pretrain.epochs, cfg.pretrain.window,
                     cfg.train.seed, cfg.data.cache_dir)
+
+
+def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized], model: LSTMClassifier,
+                            device: torch.device) -> dict:
+    seqs = [s for tok in corpora for s in tok.numericalize(data.vocab, cfg.data.max_length, cfg.data.truncate)]
+    log.info("pretraining the encoder as a language model on %s (%d epochs)",
+             " + ".join(f"{len(t):,} texts" for t in corpora), cfg.pretrain.lm_epochs)
+    settings = {"epochs": cfg.pretrain.lm_epochs, "lr": cfg.pretrain.lm_lr, "batch_size": cfg.train.batch_size,
+                "seed": cfg.train.seed, "max_length": cfg.data.max_length, "truncate": cfg.data.truncate,
+                "word2vec": [cfg.pretrain.word2vec, cfg.pretrain.epochs, cfg.pretrain.window]}
+    cache = lm.cache_path([t.key for t in corpora], data.vocab.itos, model.arch, settings, cfg.data.cache_dir)
+    return lm.pretrain_lm(model, seqs, epochs=cfg.pretrain.lm_epochs, batch_size=cfg.train.batch_size,
+                          lr=cfg.pretrain.lm_lr, device=device, seed=cfg.train.seed,
+                          clip=cfg.train.clip_grad_norm, cache=cache)
 
 
 def encode_split(tok: Tokenized, split: Split, vocab: Vocab, labels: LabelVocab,
@@ -220,7 +238,11 @@ def _train(cfg: Config) -> dict:
     resume = checkpoint.load(resume_from) if resume_from else None
     if resume is not None:
         check_resumable(resume, cfg, fingerprint)
-    vectors = pretrain_vectors(cfg, data) if cfg.pretrain.word2vec and resume is None and pretrained is None else None
+    from_scratch = resume is None and pretrained is None
+    corpora = pretrain_corpora(cfg, data) if from_scratch and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs) else []
+    clock = time.perf_counter()
+    vectors = pretrain_vectors(cfg, data, corpora) if cfg.pretrain.word2vec and from_scratch else None
+    pretrain_seconds = time.perf_counter() - clock
     # every input error is raised by here, before run_dir is touched
     for stale in ("model", "metrics.json", "log.jsonl", "plots", "tb", checkpoint.FOLDER) if resume is None else ():
         path = run_dir / stale
@@ -239,6 +261,12 @@ def _train(cfg: Config) -> dict:
     if vectors is not None:
         with torch.no_grad():
             model.embedding.weight[vectors[1]] = torch.from_numpy(vectors[0][vectors[1]])
+    lm_stats = None
+    if cfg.pretrain.lm_epochs and from_scratch:
+        clock = time.perf_counter()
+        lm_stats = pretrain_language_model(cfg, data, corpora, model.to(device), device)
+        pretrain_seconds += time.perf_counter() - clock
+        seed_everything(cfg.train.seed)  # the classifier's own training starts from the same RNG state either way
     pin = device.type == "cuda"
     loaders = {name: make_loader(ds, cfg.train.batch_size if name == "train" else cfg.train.eval_batch_size,
                                  shuffle=name == "train", seed=cfg.train.seed, pin_memory=pin)
@@ -276,6 +304,10 @@ def _train(cfg: Config) -> dict:
     metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
                "device": str(device)}
+    if vectors is not None or lm_stats is not None:  # word2vec / LM time: part of the recipe's cost, not of fit
+        metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
+    if lm_stats is not None:
+        metrics["language_model"] = lm_stats
     if data.init_from:
         metrics["init_from"] = data.init_from
     plots_dir = run_dir / "plots"

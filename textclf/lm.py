@@ -1,0 +1,138 @@
+"""Language-model pretraining of the classifier's encoder on unlabelled text, ELMo-style.
+
+The BiLSTM's forward direction learns to predict the next token and its backward direction the
+previous one, through one adaptive softmax shared by both. The embedding and LSTM weights then start
+the classifier; the LM head is thrown away. Cached by corpus, vocabulary, architecture and settings,
+like the word vectors, so a second run (or a resume) does not pay for it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .batching import TextDataset, make_loader
+from .fields import default_cache_dir
+from .io import atomic_open
+from .model import LSTMClassifier, lstm_packed, lstm_padded
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+def _cutoffs(vocab_size: int) -> list[int]:
+    """Adaptive-softmax clusters: the frequent head words, then two tails (vocab ids are by frequency)."""
+    cuts = [c for c in (2000, 10000) if c < vocab_size - 1]
+    return cuts or [vocab_size // 2]
+
+
+class BiLM(nn.Module):
+    """Next-token (forward direction) and previous-token (backward direction) prediction from the LSTM states."""
+
+    def __init__(self, encoder: LSTMClassifier, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        lstm = encoder.lstm
+        self.hidden = lstm.hidden_size
+        self.bidirectional = lstm.bidirectional
+        self.dropout = nn.Dropout(dropout)
+        self.softmax = nn.AdaptiveLogSoftmaxWithLoss(lstm.hidden_size, encoder.embedding.num_embeddings,
+                                                     _cutoffs(encoder.embedding.num_embeddings), div_value=4.0)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Mean negative log-likelihood over all predicted positions, and how many there were."""
+        enc = self.encoder
+        lengths = lengths.cpu().clamp(min=1)
+        x = enc.embedding_dropout(enc.embedding(tokens))
+        impl = enc.lstm_impl if enc.lstm_impl != "auto" else ("padded" if x.device.type == "cpu" else "packed")
+        out, _ = (lstm_padded if impl == "padded" else lstm_packed)(enc.lstm, x, lengths)
+        out = self.dropout(out)
+        lens = lengths.to(tokens.device).unsqueeze(1)
+        steps = torch.arange(tokens.size(1) - 1, device=tokens.device).unsqueeze(0)
+        has_next = steps + 1 < lens  # state t predicts token t+1 (forward); state t+1 predicts token t (backward)
+        states = [out[:, :-1, : self.hidden][has_next]]
+        targets = [tokens[:, 1:][has_next]]
+        if self.bidirectional:
+            states.append(out[:, 1:, self.hidden :][has_next])
+            targets.append(tokens[:, :-1][has_next])
+        n = int(targets[0].numel()) * len(targets)
+        return self.softmax(torch.cat(states), torch.cat(targets)).loss, n
+
+
+def cache_path(corpus_keys: list[str], vocab_itos: list[str], arch: dict, settings: dict,
+               cache_dir: str | Path | None) -> Path | None:
+    if not all(corpus_keys):
+        return None
+    key = hashlib.sha256(repr((CACHE_VERSION, corpus_keys, vocab_itos, sorted(arch.items()), sorted(settings.items())))
+                         .encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
+    return Path(cache_dir or default_cache_dir()) / f"lm-{key}.pt"
+
+
+def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, batch_size: int, lr: float,
+                device: torch.device, seed: int, clip: float = 1.0, cache: Path | None = None) -> dict:
+    """Train `model`'s embedding and LSTM as a bidirectional LM on `seqs` (token-id arrays), in place.
+
+    Returns {"loss": last epoch's mean NLL per token, "perplexity", "seconds", "tokens"}; from the
+    cache (when given and present) it only loads the weights.
+    """
+    from .trainer import amp_dtype, autocast, make_optimizer, make_scheduler
+
+    if cache is not None and cache.is_file():
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        model.embedding.load_state_dict(saved["embedding"])
+        model.lstm.load_state_dict(saved["lstm"])
+        log.info("language model: loaded from the cache (%s)", cache.name)
+        return {k: v.item() if torch.is_tensor(v) else v for k, v in saved["stats"].items()}
+    torch.manual_seed(seed)
+    lm = BiLM(model).to(device)
+    dataset = TextDataset(seqs, np.zeros(len(seqs), dtype=np.int64))
+    loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, pin_memory=device.type == "cuda")
+    opt = make_optimizer(lm, lr, weight_decay=0.0)
+    sched = make_scheduler(opt, "cosine", epochs * len(loader), 0.02)
+    dtype = amp_dtype(device, True)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    start, tokens = time.perf_counter(), 0
+    lm.train()
+    for epoch in range(1, epochs + 1):
+        loader.batch_sampler.set_epoch(epoch)
+        total = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        count = 0
+        bar = tqdm(loader, desc=f"LM {epoch}/{epochs}", unit=" batch", leave=False, disable=None)
+        for i, batch in enumerate(bar, 1):
+            x = batch.tokens.to(device, non_blocking=True)
+            with autocast(device, dtype):
+                loss, n = lm(x, batch.lengths)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(lm.parameters(), clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            total += loss.detach().float() * n
+            count += n
+            tokens += int(batch.lengths.sum())
+            if i % 100 == 0 and not bar.disable:
+                bar.set_postfix(ppl=f"{np.exp(total.item() / count):.1f}")
+        nll = total.item() / max(count, 1)
+        if not np.isfinite(nll):
+            from .errors import TrainingDiverged
+
+            raise TrainingDiverged(f"the language-model loss became {nll} in epoch {epoch}; try a lower pretrain.lm_lr")
+        log.info("LM epoch %d/%d: perplexity %.1f, %.0f tokens/s", epoch, epochs, np.exp(nll),
+                 tokens / (time.perf_counter() - start))
+    seconds = time.perf_counter() - start
+    stats = {"loss": round(nll, 4), "perplexity": round(float(np.exp(nll)), 1), "seconds": round(seconds, 1),
+             "tokens": tokens}
+    if cache is not None:
+        with atomic_open(cache) as f:
+            torch.save({"embedding": model.embedding.state_dict(), "lstm": model.lstm.state_dict(), "stats": stats}, f)
+    return stats
