@@ -55,15 +55,26 @@ class BucketBatchSampler(Sampler[list[int]]):
     Shuffled: permute, cut into pools of `pool_batches` batches, sort each pool by length, cut into
     batches, shuffle the batches. Not shuffled (evaluation): longest first, for the least padding.
     `set_epoch(epoch, start=k)` skips the first k batches: how a resumed run re-enters an epoch.
+
+    With `num_replicas` processes (DDP), every process builds the same *global* batches of
+    `batch_size * num_replicas` texts and takes every num_replicas-th text of each, from offset `rank`:
+    all get one batch per global batch, so the same number of batches, of near-equal lengths and sizes
+    (±1 text). Only a final global batch with fewer texts than processes repeats some (at most
+    num_replicas - 1 per epoch). Not shuffled, rank r evaluates texts r, r + num_replicas, ... of the
+    longest-first order: each text exactly once, counts may differ by one batch.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 pool_batches: int = 50):
+                 pool_batches: int = 50, num_replicas: int = 1, rank: int = 0):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.pool_batches = pool_batches
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
         self.start = 0
 
@@ -71,37 +82,45 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.epoch, self.start = epoch, start
 
     def batches(self) -> list[list[int]]:
+        """This process's batches of the epoch (all of them with one process)."""
+        share = slice(self.rank, None, self.num_replicas)
         if not self.shuffle:
-            order = np.argsort(-self.lengths, kind="stable")
+            order = np.argsort(-self.lengths, kind="stable")[share]
             return [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
         rng = np.random.default_rng([self.seed, self.epoch])
         perm = rng.permutation(len(self.lengths))
-        pool = self.batch_size * self.pool_batches
+        size = self.batch_size * self.num_replicas
+        pool = size * self.pool_batches
         out = []
         for start in range(0, len(perm), pool):
             chunk = perm[start : start + pool]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            out += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
-        return [out[i] for i in rng.permutation(len(out))]
+            out += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+        out = [np.resize(b, self.num_replicas) if len(b) < self.num_replicas else b for b in out]
+        return [out[i][share].tolist() for i in rng.permutation(len(out))]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches()[self.start :])
 
     def __len__(self) -> int:  # the whole epoch, even when starting mid-way: schedules count on it
         if not self.shuffle:
-            return -(-len(self.lengths) // self.batch_size)
-        pool = self.batch_size * self.pool_batches
+            mine = len(range(self.rank, len(self.lengths), self.num_replicas))
+            return -(-mine // self.batch_size)
+        size = self.batch_size * self.num_replicas
+        pool = size * self.pool_batches
         full, rest = divmod(len(self.lengths), pool)
-        return full * -(-pool // self.batch_size) + -(-rest // self.batch_size)
+        return full * self.pool_batches + -(-rest // size)
 
 
 def make_loader(dataset: TextDataset, batch_size: int, shuffle: bool, seed: int = 0,
-                pin_memory: bool = False) -> DataLoader:
+                pin_memory: bool = False, num_replicas: int = 1, rank: int = 0) -> DataLoader:
     """A DataLoader over length buckets. Workers are not worth it: collate is a cheap numpy copy.
 
     The loader gets a generator of its own: otherwise every `iter(loader)` draws a seed from torch's
     global RNG, which dropout uses, and a resumed run could not continue that RNG exactly.
+    `num_replicas` > 1: this process's share (see BucketBatchSampler), for DDP training and sharded evaluation.
     """
-    sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed)
+    sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed,
+                                 num_replicas=num_replicas, rank=rank)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory,
                       generator=torch.Generator().manual_seed(seed))
