@@ -131,14 +131,16 @@ class Checkpoints:
     keep_last: int = 2
     meta: dict = field(default_factory=dict)  # e.g. the config and a data fingerprint, checked on resume
     last: Path | None = None
+    writer: bool = True  # False in DDP processes other than rank 0: they know the paths, rank 0 writes the files
 
     def write(self, step: int, payload: dict) -> Path:
         path = self.folder / f"ckpt-{step:09d}.pt"
-        save(path, {**payload, **self.meta})
+        if self.writer:
+            save(path, {**payload, **self.meta})
+            for old in existing(self.folder)[: -self.keep_last]:
+                old.unlink(missing_ok=True)
+            for tmp in self.folder.glob(".ckpt-*.tmp"):  # left by a kill during an earlier write
+                tmp.unlink(missing_ok=True)
+            log.debug("checkpoint %s", path)
         self.last = path
-        for old in existing(self.folder)[: -self.keep_last]:
-            old.unlink(missing_ok=True)
-        for tmp in self.folder.glob(".ckpt-*.tmp"):  # left by a kill during an earlier write
-            tmp.unlink(missing_ok=True)
-        log.debug("checkpoint %s", path)
         return path

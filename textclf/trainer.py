@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import Checkpoints, rng_state, set_rng_state
 from .config import TrainConfig
 from .errors import TextclfError, TrainingDiverged
@@ -131,18 +132,21 @@ class Progress:
     train_seconds: float = 0.0  # over the whole run, restarts included
 
 
-def check_finite(progress: Progress, n_batches: int) -> None:
-    """Raise TrainingDiverged naming the first step whose loss was NaN/inf. One device sync per call."""
-    seen = progress.losses[: progress.batch]
+def check_finite(progress: Progress, n_batches: int) -> torch.Tensor:
+    """This epoch's losses so far (averaged over DDP processes); TrainingDiverged names the first NaN/inf step.
+
+    One device sync per call, and a collective under DDP: every process sees the same losses, so all stop together.
+    """
+    seen = distributed.mean(progress.losses[: progress.batch])
     if bool(torch.isfinite(seen).all()):
-        return
+        return seen
     i = int((~torch.isfinite(seen)).nonzero()[0])
     step = progress.step - progress.batch + i + 1
     raise TrainingDiverged(f"the training loss became {seen[i].item()} at step {step} "
                            f"(epoch {progress.epoch}, batch {i + 1}/{n_batches})")
 
 
-def train_epoch(model: LSTMClassifier, loader: DataLoader, opt, sched, device: torch.device, clip: float,
+def train_epoch(model: torch.nn.Module, loader: DataLoader, opt, sched, device: torch.device, clip: float,
                 dtype: torch.dtype | None, scaler: torch.amp.GradScaler, progress: Progress, desc: str = "train",
                 class_weights: torch.Tensor | None = None,
                 on_step: Callable[[Progress], None] | None = None) -> None:
@@ -150,10 +154,11 @@ def train_epoch(model: LSTMClassifier, loader: DataLoader, opt, sched, device: t
 
     Losses stay on the device and are checked for NaN/inf every 50 steps (and by `on_step` before a
     checkpoint), never per batch: an `.item()` per step would stall the CUDA queue.
+    `model` is the LSTMClassifier, or its DistributedDataParallel wrapper under torchrun.
     """
     model.train()
-    bar = tqdm(loader, desc=desc, unit=" batch", leave=False, disable=None, initial=progress.batch,
-               total=len(loader))
+    bar = tqdm(loader, desc=desc, unit=" batch", leave=False, disable=distributed.tqdm_disable(),
+               initial=progress.batch, total=len(loader))
     clock = time.perf_counter()
     for batch in bar:
         x, y = _to(batch, device)
@@ -174,9 +179,9 @@ def train_epoch(model: LSTMClassifier, loader: DataLoader, opt, sched, device: t
         now = time.perf_counter()
         progress.seconds, clock = progress.seconds + now - clock, now
         if progress.batch % 50 == 0:
-            check_finite(progress, len(loader))
+            seen = check_finite(progress, len(loader))
             if not bar.disable:
-                bar.set_postfix(loss=f"{progress.losses[: progress.batch].mean().item():.4f}")
+                bar.set_postfix(loss=f"{seen.mean().item():.4f}")
         if on_step is not None:
             on_step(progress)
 
@@ -184,19 +189,31 @@ def train_epoch(model: LSTMClassifier, loader: DataLoader, opt, sched, device: t
 @torch.no_grad()
 def predict_loader(model: LSTMClassifier, loader: DataLoader, device: torch.device,
                    dtype: torch.dtype | None = None, desc: str = "predict") -> tuple[np.ndarray, float | None]:
-    """Class probabilities [N, C] in dataset order, and the mean loss when the data has labels."""
+    """Class probabilities [N, C] in dataset order, and the mean loss when the data has labels.
+
+    A loader sharded over DDP processes (`make_loader(num_replicas=...)`) predicts this process's share;
+    the shares are then summed over the processes, so each returns the whole split with every text counted
+    once (checked), and the same numbers: early-stopping decisions agree.
+    """
     model.eval()
     n = len(loader.dataset)
-    probs = torch.empty(n, model.num_classes)
+    probs, counts = torch.zeros(n, model.num_classes), torch.zeros(n)
     loss_sum, labelled = torch.zeros((), device=device), True
-    for batch in tqdm(loader, desc=desc, unit=" batch", leave=False, disable=None):
+    for batch in tqdm(loader, desc=desc, unit=" batch", leave=False, disable=distributed.tqdm_disable()):
         x, y = _to(batch, device)
         with autocast(device, dtype):
             logits = model(x, batch.lengths)
         probs[batch.index] = model.probabilities(logits).cpu()
+        counts.index_add_(0, batch.index, torch.ones(len(batch.index)))
         labelled = labelled and bool((batch.labels >= 0).all())
         if labelled:
             loss_sum += loss_fn(logits, y) * len(batch.index)
+    if getattr(loader.batch_sampler, "num_replicas", 1) > 1:
+        probs, counts, loss_sum = (distributed.all_sum(t) for t in (probs, counts, loss_sum))
+        labelled = int(distributed.all_sum(torch.tensor(int(labelled)))) == distributed.world_size()
+    if not bool((counts == 1).all()):
+        raise RuntimeError(f"{int((counts != 1).sum())} of {n} texts were predicted 0 or several times, not once: "
+                           "is the loader sharded over another number of processes than the group has?")
     return probs.numpy(), (loss_sum.item() / n if labelled and n else None)
 
 
@@ -220,15 +237,18 @@ def _score(metrics: dict, monitor: str) -> float:
     return float(-metrics["loss"] if monitor == "loss" else metrics[monitor])
 
 
-def _checkpoint_payload(model, opt, sched, scaler, p: Progress) -> dict:
-    """Tensors and primitives only (history as JSON text), so torch.load(weights_only=True) reads it."""
+def _checkpoint_payload(model, opt, sched, scaler, p: Progress, losses: torch.Tensor, rngs: list[dict]) -> dict:
+    """Tensors and primitives only (history as JSON text), so torch.load(weights_only=True) reads it.
+
+    `losses`: the epoch's so far, averaged over processes; `rngs`: every process's RNG states, by rank.
+    """
     return {"epoch": p.epoch, "batch": p.batch, "step": p.step,
-            "epoch_losses": p.losses[: p.batch].detach().cpu(),
+            "epoch_losses": losses.detach().cpu(),
             "epoch_tokens": p.tokens, "epoch_seconds": p.seconds, "train_seconds": p.train_seconds,
             "best_epoch": p.best_epoch, "best_score": p.best_score, "best_state": p.best_state or {},
             "stale": p.stale, "stopped": p.stopped, "history": json.dumps(p.history),
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict(), "rng": rng_state()}
+            "scaler": scaler.state_dict(), "rng": rngs[0], **({"rng_by_rank": rngs} if len(rngs) > 1 else {})}
 
 
 def _restore(ckpt: dict, model, opt, sched, scaler, device: torch.device, n_batches: int) -> Progress:
@@ -280,6 +300,10 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
     With `checkpoints`, the whole training state is saved at epoch ends (and every `every_steps`
     steps); `resume`, a loaded checkpoint, continues from it exactly: on CPU, bit for bit.
     `on_epoch_start(epoch)` runs before each epoch, a resumed one too (fine-tuning freezes layers there).
+
+    In a torchrun process group, every process calls `fit` with its share of the training batches and of the
+    validation texts (see `make_loader`); training runs through DistributedDataParallel, validation metrics
+    are those of the whole split, and so every process makes the same early-stopping decisions.
     """
     model.to(device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
@@ -292,11 +316,15 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
         log.info("resuming from %s: epoch %d, batch %d/%d (step %d)", resume["path"], p.epoch, p.batch, n, p.step)
         # Last, after everything that draws randomness, so dropout continues where it stopped. The
         # loaders have generators of their own: starting an epoch draws nothing from these RNGs.
-        set_rng_state(resume["rng"])
+        set_rng_state(resume.get("rng_by_rank", [resume["rng"]])[distributed.rank()])
+    else:
+        distributed.seed_per_process(cfg.seed)
+    ddp, trainable = model, None
 
     def save_checkpoint() -> None:
-        check_finite(p, n)  # diverged weights never replace the last good checkpoint
-        checkpoints.write(p.step, _checkpoint_payload(model, opt, sched, scaler, p))
+        losses = check_finite(p, n)  # diverged weights never replace the last good checkpoint
+        rngs = distributed.all_gather(rng_state())  # under DDP each process resumes its own dropout stream
+        checkpoints.write(p.step, _checkpoint_payload(model, opt, sched, scaler, p, losses, rngs))
 
     def on_step(progress: Progress) -> None:
         if checkpoints.every_steps and progress.step % checkpoints.every_steps == 0 and progress.batch < n:
@@ -310,19 +338,22 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
                 p.losses, p.tokens, p.seconds = torch.zeros(n, device=device), 0, 0.0
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
+            if trainable != (now := [q.requires_grad for q in model.parameters()]):
+                ddp = None  # the old wrapper's gradient hooks go before the new one's come
+                ddp, trainable = distributed.wrap(model, device), now
             train_loader.batch_sampler.set_epoch(epoch, start=p.batch)
-            train_epoch(model, train_loader, opt, sched, device, cfg.clip_grad_norm, dtype, scaler, p,
+            train_epoch(ddp, train_loader, opt, sched, device, cfg.clip_grad_norm, dtype, scaler, p,
                         desc=f"epoch {epoch}/{cfg.epochs}", class_weights=class_weights,
                         on_step=on_step if checkpoints else None)
-            check_finite(p, n)
-            t0, train_loss = time.perf_counter(), p.losses.sum().item() / n
+            t0, train_loss = time.perf_counter(), check_finite(p, n).sum().item() / n
             val = evaluate(model, val_loader, device, label_names, dtype, desc="validate")
             seconds = p.seconds + time.perf_counter() - t0
             p.train_seconds += seconds
+            tokens = int(distributed.all_sum(torch.tensor(p.tokens)))  # of all processes
             row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": val["loss"],
                    "val_accuracy": val["accuracy"], "val_f1": val["f1"], "val_roc_auc": val["roc_auc"],
                    "lr": opt.param_groups[0]["lr"], "train_seconds": round(p.seconds, 2),
-                   "tokens_per_s": round(p.tokens / max(p.seconds, 1e-9)), "seconds": round(seconds, 2)}
+                   "tokens_per_s": round(tokens / max(p.seconds, 1e-9)), "seconds": round(seconds, 2)}
             p.history.append(row)
             score = _score(val, cfg.monitor)
             improved = score > p.best_score
