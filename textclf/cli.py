@@ -123,12 +123,18 @@ def _serve_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .distributed import is_main
     from .pipeline import train
 
     config = args.config or _resumed_config(args.overrides) or _default_config()
     cfg = load_config(config, args.overrides)
-    log.info("config: %s%s", config or "built-in defaults", f" + {' '.join(args.overrides)}" if args.overrides else "")
+    main = is_main()  # under torchrun, rank 0 speaks for all
+    if main:
+        log.info("config: %s%s", config or "built-in defaults",
+                 f" + {' '.join(args.overrides)}" if args.overrides else "")
     metrics = train(cfg)
+    if not main:
+        return 0
     summary = {k: metrics[k]["accuracy"] for k in ("validation", "test") if k in metrics}
     print(f"saved {Path(cfg.run_dir) / 'model'}  " + "  ".join(f"{k} accuracy {v:.4f}" for k, v in summary.items()))
     return 0

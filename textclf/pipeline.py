@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, finetune, lm
+from . import checkpoint, distributed, finetune, lm
 from .artifact import Artifact, load_model, resolve_model_dir, save_model
 from .batching import TextDataset, make_loader
 from .config import Config, check_finetune, to_dict, to_yaml
@@ -73,6 +73,7 @@ def load_data(cfg: Config) -> dict[str, Split]:
     return splits
 
 
+@distributed.main_first()  # under torchrun rank 0 fills the token cache, the others read it
 def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None = None) -> Prepared:
     """Tokenise, build (or, fine-tuning, inherit) the vocab and label set, and numericalise every split."""
     tokenizer = pretrained.tokenizer if pretrained else Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase)
@@ -98,6 +99,7 @@ def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None =
     return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds, info)
 
 
+@distributed.main_first()
 def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
     """The texts pretraining may read: train, plus the unlabelled ones when asked and present (never test)."""
     corpora = [data.tokens["train"]]
@@ -107,12 +109,14 @@ def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
     return corpora
 
 
+@distributed.main_first()
 def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
     log.info("pretraining word vectors on %s", " + ".join(f"{len(t):,} texts" for t in corpora))
     return word2vec(corpora, data.vocab, cfg.model.embedding_dim, cfg.pretrain.epochs, cfg.pretrain.window,
                     cfg.train.seed, cfg.data.cache_dir)
 
 
+@distributed.main_first()
 def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized], model: LSTMClassifier,
                             device: torch.device) -> dict:
     seqs = [s for tok in corpora for s in tok.numericalize(data.vocab, cfg.data.max_length, cfg.data.truncate)]
@@ -188,6 +192,17 @@ def data_fingerprint(data: Prepared) -> str:
     return h.hexdigest()
 
 
+def start_run_dir(run_dir: Path, cfg: Config, resume: dict | None) -> None:
+    """Clear a new run's folder of an old run's outputs (or cut a resumed run's log back), write config.yaml."""
+    for stale in ("model", "metrics.json", "log.jsonl", "plots", "tb", checkpoint.FOLDER) if resume is None else ():
+        path = run_dir / stale
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", to_yaml(replace(cfg, resume=None)))
+    if resume is not None:  # the log as it stood at the checkpoint: later rows (or a torn last line) go
+        write_text(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in json.loads(resume["history"])))
+
+
 def check_resumable(ckpt: dict, cfg: Config, fingerprint: str) -> None:
     then, now = _flat(json.loads(ckpt["config"])), _flat(to_dict(cfg))
     changed = [k for k in sorted(then.keys() | now.keys()) if k not in RESUME_MAY_CHANGE and then.get(k) != now.get(k)]
@@ -195,6 +210,11 @@ def check_resumable(ckpt: dict, cfg: Config, fingerprint: str) -> None:
         shown = ", ".join(f"{k} {then.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
         raise TextclfError(f"{ckpt['path']} was saved with another config ({shown}); resume with the run's own "
                            f"(python train.py resume={cfg.run_dir}) or train in a new run_dir")
+    saved_world, world = ckpt.get("world_size", 1), distributed.world_size()
+    if saved_world != world:  # the batches, their positions and the schedule's length all depend on it
+        how = "python train.py" if saved_world == 1 else f"torchrun --nproc_per_node={saved_world} train.py"
+        raise TextclfError(f"{ckpt['path']} was written by a run in {saved_world} process(es), this one has {world}; "
+                           f"resume it with as many ({how} resume=...)")
     if ckpt["fingerprint"] != fingerprint:
         raise TextclfError(f"the data are not those {ckpt['path']} was trained on (rows, vocabulary or labels "
                            "changed); resume with the same data or train in a new run_dir")
@@ -213,18 +233,22 @@ def evaluate_split(model: LSTMClassifier, loader, device, label_names: list[str]
 
 
 def train(cfg: Config) -> dict:
-    """Train, pick the best validation epoch, save the artifact, report validation and test metrics."""
-    with deterministic(cfg.train.deterministic):
-        return _train(cfg)
+    """Train, pick the best validation epoch, save the artifact, report validation and test metrics.
+
+    Started by torchrun with several processes, it trains with DistributedDataParallel (see `distributed`):
+    every process returns the same metrics; only rank 0 writes run_dir.
+    """
+    with deterministic(cfg.train.deterministic), distributed.process_group(resolve_device(cfg.train.device)) as dev:
+        return _train(cfg, dev)
 
 
-def _train(cfg: Config) -> dict:
+def _train(cfg: Config, device: torch.device) -> dict:
     check_finetune(cfg)
     run_dir = Path(cfg.run_dir)
     resume_from = check_run_dir(run_dir, cfg.overwrite, cfg.resume)
     summary_writer = writer_class() if cfg.train.tensorboard else None  # a missing extra fails here, early
     seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
+    main, world, rank = distributed.is_main(), distributed.world_size(), distributed.rank()
     pretrained = finetune.load_pretrained(cfg.init_from) if cfg.init_from else None
     if pretrained is not None:  # the architecture and tokenizer come with the weights; record them truthfully
         cfg = copy.deepcopy(cfg)
@@ -244,13 +268,8 @@ def _train(cfg: Config) -> dict:
     vectors = pretrain_vectors(cfg, data, corpora) if cfg.pretrain.word2vec and from_scratch else None
     pretrain_seconds = time.perf_counter() - clock
     # every input error is raised by here, before run_dir is touched
-    for stale in ("model", "metrics.json", "log.jsonl", "plots", "tb", checkpoint.FOLDER) if resume is None else ():
-        path = run_dir / stale
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", to_yaml(replace(cfg, resume=None)))
-    if resume is not None:  # the log as it stood at the checkpoint: later rows (or a torn last line) go
-        write_text(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in json.loads(resume["history"])))
+    if main:
+        start_run_dir(run_dir, cfg, resume)
 
     seed_everything(cfg.train.seed)  # the same initial weights whatever data preparation consumed
     if pretrained is None:
@@ -269,9 +288,14 @@ def _train(cfg: Config) -> dict:
         seed_everything(cfg.train.seed)  # the classifier's own training starts from the same RNG state either way
     pin = device.type == "cuda"
     loaders = {name: make_loader(ds, cfg.train.batch_size if name == "train" else cfg.train.eval_batch_size,
-                                 shuffle=name == "train", seed=cfg.train.seed, pin_memory=pin)
+                                 shuffle=name == "train", seed=cfg.train.seed, pin_memory=pin, num_replicas=world,
+                                 rank=rank)
                for name, ds in data.datasets.items()}
     log.info("model: %s parameters on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
+    if world > 1:
+        log.info("DistributedDataParallel: %d processes (%s); global batch %d = train.batch_size %d x %d processes "
+                 "(train.lr %g is not scaled)", world, "nccl" if device.type == "cuda" else "gloo",
+                 cfg.train.batch_size * world, cfg.train.batch_size, world, cfg.train.lr)
     weights = None
     if cfg.train.class_weights == "balanced":
         weights = balanced_class_weights(data.datasets["train"].labels, len(data.labels))
@@ -284,7 +308,8 @@ def _train(cfg: Config) -> dict:
                                   cfg.train.freeze_encoder_epochs)
     checkpoints = checkpoint.Checkpoints(run_dir / checkpoint.FOLDER, cfg.train.checkpoint_every,
                                          cfg.train.checkpoint_steps, cfg.train.keep_last,
-                                         meta={"config": json.dumps(to_dict(cfg)), "fingerprint": fingerprint})
+                                         meta={"config": json.dumps(to_dict(cfg)), "fingerprint": fingerprint,
+                                               "world_size": world}, writer=main)
     extra = {"data": {"text_column": cfg.data.text_column, "label_column": cfg.data.label_column,
                       "label_map": cfg.data.label_map},
              "train_config": to_dict(cfg)}
@@ -295,15 +320,19 @@ def _train(cfg: Config) -> dict:
         save_model(run_dir / "model", m, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
                    cfg.data.truncate, extra=extra)
 
-    tb = summary_writer(log_dir=str(run_dir / "tb")) if summary_writer else None
+    tb = summary_writer(log_dir=str(run_dir / "tb")) if summary_writer and main else None
     result = fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names,
-                 log_path=run_dir / "log.jsonl", class_weights=weights, on_epoch_start=freeze,
-                 checkpoints=checkpoints, resume=resume, on_best=save_best,
+                 log_path=run_dir / "log.jsonl" if main else None, class_weights=weights, on_epoch_start=freeze,
+                 checkpoints=checkpoints, resume=resume, on_best=save_best if main else None,
                  on_epoch=epoch_logger(tb) if tb else None)
-    save_best(model)
+    distributed.check_same_weights(model)
+    if main:
+        save_best(model)
     metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
                "device": str(device)}
+    if world > 1:
+        metrics["processes"] = world
     if vectors is not None or lm_stats is not None:  # word2vec / LM time: part of the recipe's cost, not of fit
         metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
     if lm_stats is not None:
@@ -313,8 +342,11 @@ def _train(cfg: Config) -> dict:
     plots_dir = run_dir / "plots"
     for name in ("validation", "test"):
         if name in loaders:
-            metrics[name] = evaluate_split(model, loaders[name], device, data.labels.names, name, plots_dir)
+            metrics[name] = evaluate_split(model, loaders[name], device, data.labels.names, name,
+                                           plots_dir if main else None)
             log.info("%s", format_report(metrics[name], title=f"{name}:"))
+    if not main:
+        return metrics
     from .plots import plot_history
 
     plot_history(result.history, plots_dir, cfg.train.monitor)
