@@ -36,6 +36,14 @@ def make_reviews(n: int, seed: int = 0, labels: tuple[str, str] = ("neg", "pos")
     return pd.DataFrame(rows)
 
 
+def write_tiny_data(folder: Path, train: int = 400, test: int = 200) -> Path:
+    """A dataset folder: train.csv and test.csv of `make_reviews` rows (columns text,label; neg/pos)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make_reviews(train, seed=1).to_csv(folder / "train.csv", index=False)
+    make_reviews(test, seed=2).to_csv(folder / "test.csv", index=False)
+    return folder
+
+
 def save_random_model(path: Path, labels: tuple[str, ...] = ("neg", "pos")) -> Path:
     """An untrained model folder: enough to start from, or to predict with, when the numbers do not matter."""
     from collections import Counter
@@ -67,11 +75,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def tiny_dir(tmp_path: Path) -> Path:
     """A dataset folder: train.csv (400 rows), test.csv (200 rows), columns text,label (neg/pos)."""
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    make_reviews(400, seed=1).to_csv(folder / "train.csv", index=False)
-    make_reviews(200, seed=2).to_csv(folder / "test.csv", index=False)
-    return folder
+    return write_tiny_data(tmp_path / "tiny")
 
 
 @pytest.fixture
@@ -85,9 +89,7 @@ def tiny_run(tmp_path_factory) -> Path:
     from textclf.config import load_config
     from textclf.pipeline import train
 
-    folder = tmp_path_factory.mktemp("tiny_run")
-    make_reviews(400, seed=1).to_csv(folder / "train.csv", index=False)
-    make_reviews(200, seed=2).to_csv(folder / "test.csv", index=False)
+    folder = write_tiny_data(tmp_path_factory.mktemp("tiny_run"))
     train(load_config(None, [f"data.path={folder}", f"run_dir={folder / 'run'}",
                              f"data.cache_dir={folder / 'cache'}", *TINY]))
     return folder / "run"

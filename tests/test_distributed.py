@@ -22,7 +22,7 @@ from textclf.pipeline import train
 from textclf.predict import Classifier
 from textclf.trainer import Progress, check_finite, evaluate, predict_loader
 
-from .conftest import REPO, TINY, make_reviews
+from .conftest import REPO, TINY, write_tiny_data
 from .test_resume import assert_same_run
 
 LENGTHS = np.random.default_rng(0).integers(1, 300, size=1000)
@@ -151,10 +151,7 @@ def _torchrun(data, run_dir, cache, *extra):
 def ddp_run(tmp_path_factory):
     """One uninterrupted 2-process run that keeps every checkpoint."""
     root = tmp_path_factory.mktemp("ddp")
-    (root / "data").mkdir()
-    make_reviews(400, seed=1).to_csv(root / "data" / "train.csv", index=False)
-    make_reviews(200, seed=2).to_csv(root / "data" / "test.csv", index=False)
-    out = _torchrun(root / "data", root / "run", root / "cache", "train.keep_last=1000")
+    out = _torchrun(write_tiny_data(root / "data"), root / "run", root / "cache", "train.keep_last=1000")
     assert out.returncode == 0, out.stderr[-3000:]
     return root, out
 

@@ -17,7 +17,7 @@ from textclf.cli import train_main
 from textclf.config import load_config
 from textclf.pipeline import train
 
-from .conftest import REPO, TINY, make_reviews
+from .conftest import REPO, TINY, write_tiny_data
 
 BATCHES = 12  # 180 training rows (200 minus the 10% validation carve-out) in batches of 16
 TIMING = ("train_seconds", "tokenize_seconds", "tokens_per_s", "seconds")
@@ -35,9 +35,7 @@ def _env(cache):
 def reference(tmp_path_factory):
     """An uninterrupted run of the real script that keeps every checkpoint it writes."""
     root = tmp_path_factory.mktemp("resume")
-    (root / "data").mkdir()
-    make_reviews(200, seed=1).to_csv(root / "data" / "train.csv", index=False)
-    make_reviews(100, seed=2).to_csv(root / "data" / "test.csv", index=False)
+    write_tiny_data(root / "data", train=200, test=100)
     out = subprocess.run([sys.executable, "train.py", *_args(root / "data", root / "ref", "train.keep_last=1000")],
                          cwd=REPO, env=_env(root / "cache"), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
