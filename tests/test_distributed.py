@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,10 +87,10 @@ def test_sharded_evaluation_sees_each_text_exactly_once(n):
         BucketBatchSampler(LENGTHS, 8, num_replicas=2, rank=2)
 
 
-def _group_worker(rank: int, world: int, init_file: str) -> None:
-    """One process of a real gloo group: sharded prediction, collective NaN check, weight check."""
+def _group_worker(rank: int, world: int, tmp: Path) -> None:
+    """One process of a real gloo group: sharded prediction, collective NaN check, main_first, weight check."""
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{tmp / 'init'}", rank=rank, world_size=world)
     try:
         rng = np.random.default_rng(0)
         seqs = [rng.integers(2, 50, size=int(k)) for k in rng.integers(0, 30, size=37)]
@@ -114,6 +116,13 @@ def _group_worker(rank: int, world: int, init_file: str) -> None:
         with pytest.raises(TrainingDiverged, match=r"became nan at step 13 \(epoch 2, batch 3/6\)"):
             check_finite(progress, 6)
 
+        with distributed.main_first():  # rank 0's block ends before any other's starts, slow as it may be
+            time.sleep(0.5 if rank == 0 else 0)
+            with open(tmp / "order", "a") as f:
+                f.write(f"{rank} ")
+        distributed.barrier()
+        assert (tmp / "order").read_text() == "0 1 "
+
         assert distributed.check_same_weights(model) == distributed.digest(model.state_dict())
         if rank == 1:
             with torch.no_grad():
@@ -125,7 +134,7 @@ def _group_worker(rank: int, world: int, init_file: str) -> None:
 
 
 def test_sharded_prediction_in_a_gloo_group_counts_each_text_once_and_agrees(tmp_path):
-    mp.start_processes(_group_worker, args=(2, str(tmp_path / "init")), nprocs=2, start_method="spawn")
+    mp.start_processes(_group_worker, args=(2, tmp_path), nprocs=2, start_method="spawn")
 
 
 def test_without_a_group_nothing_is_distributed():

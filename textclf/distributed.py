@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -22,6 +24,10 @@ from .errors import TextclfError
 log = logging.getLogger(__name__)
 
 _device: torch.device | None = None  # where this process's collectives run: its GPU under nccl, else the CPU
+# How long the others wait for rank 0 to tokenise and pretrain (main_first): hours, not the group's 30 minutes.
+# Every other collective keeps the group's timeout, and a failed process makes torchrun stop the rest anyway.
+PREPARE_TIMEOUT = timedelta(hours=12)
+_BARRIER_TIMEOUT = "timeout" in inspect.signature(dist.barrier).parameters  # recent torch; older: the group's
 
 
 def launched() -> bool:
@@ -101,9 +107,10 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
+def barrier(timeout: timedelta | None = None) -> None:
     if active():
-        dist.barrier(device_ids=[_device.index] if _device is not None and _device.type == "cuda" else None)
+        extra = {"timeout": timeout} if timeout is not None and _BARRIER_TIMEOUT else {}
+        dist.barrier(device_ids=[_device.index] if _device is not None and _device.type == "cuda" else None, **extra)
 
 
 @contextlib.contextmanager
@@ -113,10 +120,10 @@ def main_first() -> Iterator[None]:
     Also a decorator. A failure on rank 0 never reaches the barrier: torchrun then stops the waiting processes.
     """
     if not is_main():
-        barrier()
+        barrier(PREPARE_TIMEOUT)
     yield
     if is_main():
-        barrier()
+        barrier(PREPARE_TIMEOUT)
 
 
 def all_sum(t: torch.Tensor) -> torch.Tensor:
