@@ -24,7 +24,8 @@ from .errors import TextclfError
 log = logging.getLogger(__name__)
 
 _device: torch.device | None = None  # where this process's collectives run: its GPU under nccl, else the CPU
-# How long the others wait for rank 0 to tokenise and pretrain (main_first): hours, not the group's 30 minutes.
+# How long the others wait for rank 0 to tokenise and pretrain (main_first): hours, not the group's default
+# (30 minutes with gloo).
 # Every other collective keeps the group's timeout, and a failed process makes torchrun stop the rest anyway.
 PREPARE_TIMEOUT = timedelta(hours=12)
 _BARRIER_TIMEOUT = "timeout" in inspect.signature(dist.barrier).parameters  # recent torch; older: the group's
