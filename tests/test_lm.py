@@ -49,12 +49,13 @@ def test_changes_the_encoder_only_and_is_cached(tmp_path):
     head = {k: v.clone() for k, v in model.head.state_dict().items()}
     lstm = {k: v.clone() for k, v in model.lstm.state_dict().items()}
     cache = tmp_path / "lm.pt"
-    stats = pretrain_lm(model, seqs, epochs=2, batch_size=8, lr=0.01, device=torch.device("cpu"), seed=0, cache=cache)
+    stats = pretrain_lm(model, seqs, epochs=2, batch_size=8, lr=0.01, device=torch.device("cpu"), seed=0, sample=0.5,
+                        cache=cache)
     assert stats["tokens"] == 2 * 32 * 20 and stats["perplexity"] > 1
     assert all(torch.equal(v, model.head.state_dict()[k]) for k, v in head.items())
     assert not any(torch.equal(v, model.lstm.state_dict()[k]) for k, v in lstm.items())
     again = _model()
-    assert pretrain_lm(again, seqs, epochs=2, batch_size=8, lr=0.01, device=torch.device("cpu"), seed=0,
+    assert pretrain_lm(again, seqs, epochs=2, batch_size=8, lr=0.01, device=torch.device("cpu"), seed=0, sample=0.5,
                        cache=cache) == stats
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

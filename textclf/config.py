@@ -61,6 +61,7 @@ class PretrainConfig:
     window: int = 5
     lm_epochs: int = 0  # >0: first train the embedding + LSTM as a bidirectional language model on those texts
     lm_lr: float = 2e-3
+    lm_sample: float = 0.25  # fraction of positions predicted per step: the softmax, not the LSTM, is the LM's cost
 
 @dataclass
 class TrainConfig:
@@ -177,6 +178,8 @@ def check(cfg: Config) -> Config:
         value = OmegaConf.select(OmegaConf.structured(cfg), key)
         if not 0 <= value < 1:
             raise TextclfError(f'config key "{key}" must be in [0, 1), got {value}')
+    if not 0 < cfg.pretrain.lm_sample <= 1:
+        raise TextclfError(f'config key "pretrain.lm_sample" must be in (0, 1], got {cfg.pretrain.lm_sample}')
     if cfg.data.max_length is not None and cfg.data.max_length <= 0:
         raise TextclfError(f'config key "data.max_length" must be > 0 or null, got {cfg.data.max_length}')
     if cfg.data.label_map and all(v is None for v in cfg.data.label_map.values()):

@@ -37,9 +37,10 @@ def _cutoffs(vocab_size: int) -> list[int]:
 class BiLM(nn.Module):
     """Next-token (forward direction) and previous-token (backward direction) prediction from the LSTM states."""
 
-    def __init__(self, encoder: LSTMClassifier, dropout: float = 0.1):
+    def __init__(self, encoder: LSTMClassifier, dropout: float = 0.1, sample: float = 1.0):
         super().__init__()
         self.encoder = encoder
+        self.sample = sample  # while training, predict this random fraction of the positions (the softmax dominates)
         lstm = encoder.lstm
         self.hidden = lstm.hidden_size
         self.bidirectional = lstm.bidirectional
@@ -58,6 +59,8 @@ class BiLM(nn.Module):
         lens = lengths.to(tokens.device).unsqueeze(1)
         steps = torch.arange(tokens.size(1) - 1, device=tokens.device).unsqueeze(0)
         has_next = steps + 1 < lens  # state t predicts token t+1 (forward); state t+1 predicts token t (backward)
+        if self.training and self.sample < 1:
+            has_next &= torch.rand(has_next.shape, device=has_next.device) < self.sample
         states = [out[:, :-1, : self.hidden][has_next]]
         targets = [tokens[:, 1:][has_next]]
         if self.bidirectional:
@@ -77,7 +80,8 @@ def cache_path(corpus_keys: list[str], vocab_itos: list[str], arch: dict, settin
 
 
 def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, batch_size: int, lr: float,
-                device: torch.device, seed: int, clip: float = 1.0, cache: Path | None = None) -> dict:
+                device: torch.device, seed: int, sample: float = 1.0, clip: float = 1.0,
+                cache: Path | None = None) -> dict:
     """Train `model`'s embedding and LSTM as a bidirectional LM on `seqs` (token-id arrays), in place.
 
     Returns {"loss": last epoch's mean NLL per token, "perplexity", "seconds", "tokens"}; from the
@@ -92,7 +96,7 @@ def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, b
         log.info("language model: loaded from the cache (%s)", cache.name)
         return {k: v.item() if torch.is_tensor(v) else v for k, v in saved["stats"].items()}
     torch.manual_seed(seed)
-    lm = BiLM(model).to(device)
+    lm = BiLM(model, sample=sample).to(device)
     dataset = TextDataset(seqs, np.zeros(len(seqs), dtype=np.int64))
     loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, pin_memory=device.type == "cuda")
     opt = make_optimizer(lm, lr, weight_decay=0.0)

@@ -122,12 +122,13 @@ def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized
     seqs = [s for tok in corpora for s in tok.numericalize(data.vocab, cfg.data.max_length, cfg.data.truncate)]
     log.info("pretraining the encoder as a language model on %s (%d epochs)",
              " + ".join(f"{len(t):,} texts" for t in corpora), cfg.pretrain.lm_epochs)
-    settings = {"epochs": cfg.pretrain.lm_epochs, "lr": cfg.pretrain.lm_lr, "batch_size": cfg.train.batch_size,
+    settings = {"epochs": cfg.pretrain.lm_epochs, "lr": cfg.pretrain.lm_lr, "sample": cfg.pretrain.lm_sample,
+                "batch_size": cfg.train.batch_size,
                 "seed": cfg.train.seed, "max_length": cfg.data.max_length, "truncate": cfg.data.truncate,
                 "word2vec": [cfg.pretrain.word2vec, cfg.pretrain.epochs, cfg.pretrain.window]}
     cache = lm.cache_path([t.key for t in corpora], data.vocab.itos, model.arch, settings, cfg.data.cache_dir)
     return lm.pretrain_lm(model, seqs, epochs=cfg.pretrain.lm_epochs, batch_size=cfg.train.batch_size,
-                          lr=cfg.pretrain.lm_lr, device=device, seed=cfg.train.seed,
+                          lr=cfg.pretrain.lm_lr, device=device, seed=cfg.train.seed, sample=cfg.pretrain.lm_sample,
                           clip=cfg.train.clip_grad_norm, cache=cache)
 
 
