@@ -26,6 +26,30 @@ def test_results_come_back_in_input_order(clf):
     assert [p.label for p in clf.predict(texts)] == ["pos"] * 3 + ["neg"] * 2
 
 
+def test_cpu_threads_split_big_inputs_and_give_the_same_numbers(clf, monkeypatch):
+    import torch
+
+    from .conftest import make_reviews
+
+    texts = make_reviews(300, seed=5).text.tolist()
+    seqs = clf.encode(texts)
+    serial = clf._predict(seqs, 16)
+    calls = []
+    real = Classifier._predict
+    monkeypatch.setattr(Classifier, "_predict", lambda self, s, b: calls.append(len(s)) or real(self, s, b))
+    torch.set_num_threads(2)
+    try:
+        threaded = clf.predict_encoded(seqs, 16)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(1)
+    assert sorted(calls) == [150, 150]
+    np.testing.assert_allclose(threaded, serial, atol=1e-6)
+    calls.clear()
+    clf.predict_encoded(seqs, 16)  # one thread: no split
+    assert calls == [300]
+
+
 def test_predictions_carry_probabilities(clf):
     (p,) = clf.predict(["A brilliant, delightful story."])
     assert set(p.probabilities) == {"neg", "pos"} and abs(sum(p.probabilities.values()) - 1) < 1e-6
