@@ -87,7 +87,11 @@ def test_label_map_from_the_command_line_keeps_int_keys_and_nulls():
     ("data.encoding_errors=ignore", r"choose one of: strict, replace"),
     ("vocab.new_tokens=-1", r'"vocab.new_tokens" must be >= 0'),
     ("train.class_weights=inverse", r"choose one of: none, balanced"),
+    ("pretrain.lm_epochs=-1", r'"pretrain.lm_epochs" must be >= 0'),
+    ("pretrain.lm_sample=0", r'"pretrain.lm_sample" must be in \(0, 1\]'),
+    ("pretrain.lm_sample=1.5", r'"pretrain.lm_sample" must be in \(0, 1\]'),
+    ("pretrain.lm_lr=0", r'"pretrain.lm_lr" must be > 0'),
 ])
-def test_fine_tuning_keys_are_checked(override, message):
+def test_fine_tuning_and_pretraining_keys_are_checked(override, message):
     with pytest.raises(TextclfError, match=message):
         load_config(None, [override])
