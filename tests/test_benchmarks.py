@@ -47,3 +47,23 @@ def test_finetune_benchmark_compares_both_starts_on_the_same_rows(tmp_path, caps
 def test_finetune_benchmark_rejects_a_folder_that_is_not_a_model(tmp_path, capsys, restore_logging):
     assert _script("finetune").main([str(tmp_path), "--out", str(tmp_path / "bench")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_imdb_benchmark_runs_every_stage_and_prints_the_table(tmp_path, tiny_dir, capsys):
+    import subprocess
+    import sys
+
+    from .conftest import TINY
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "imdb.py"), "--data", str(tiny_dir),
+                           "--run-dir", str(tmp_path / "run"), "--tutorial-batches", "3", "--output", str(out),
+                           *TINY, "train.epochs=1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert 0.5 <= results["textclf"]["test_accuracy"] <= 1 and results["textclf"]["epochs"] == 1
+    assert results["tutorial"]["max_abs_diff_padded_vs_packed"] <= 1e-5
+    assert results["prep"]["cold_seconds"] > 0 and results["inference"]["reviews_per_s"] > 0
+    assert "| textclf (`configs/imdb.yaml`) |" in proc.stdout and "training throughput:" in proc.stdout
+    assert "textclf's recipe, cold: tokenising" in proc.stdout
