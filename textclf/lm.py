@@ -19,9 +19,11 @@ from torch import nn
 from tqdm import tqdm
 
 from .batching import TextDataset, make_loader
+from .errors import TrainingDiverged
 from .fields import default_cache_dir
 from .io import atomic_open
-from .model import LSTMClassifier, lstm_packed, lstm_padded
+from .model import LSTMClassifier
+from .trainer import amp_dtype, autocast, make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,7 @@ class BiLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Mean negative log-likelihood over all predicted positions, and how many there were."""
-        enc = self.encoder
-        lengths = lengths.cpu().clamp(min=1)
-        x = enc.embedding_dropout(enc.embedding(tokens))
-        impl = enc.lstm_impl if enc.lstm_impl != "auto" else ("padded" if x.device.type == "cpu" else "packed")
-        out, _ = (lstm_padded if impl == "padded" else lstm_packed)(enc.lstm, x, lengths)
+        out, _, lengths = self.encoder.encode(tokens, lengths)
         out = self.dropout(out)
         lens = lengths.to(tokens.device).unsqueeze(1)
         steps = torch.arange(tokens.size(1) - 1, device=tokens.device).unsqueeze(0)
@@ -87,14 +85,12 @@ def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, b
     Returns {"loss": last epoch's mean NLL per token, "perplexity", "seconds", "tokens"}; from the
     cache (when given and present) it only loads the weights.
     """
-    from .trainer import amp_dtype, autocast, make_optimizer, make_scheduler
-
     if cache is not None and cache.is_file():
         saved = torch.load(cache, map_location="cpu", weights_only=True)
         model.embedding.load_state_dict(saved["embedding"])
         model.lstm.load_state_dict(saved["lstm"])
         log.info("language model: loaded from the cache (%s)", cache.name)
-        return {k: v.item() if torch.is_tensor(v) else v for k, v in saved["stats"].items()}
+        return saved["stats"]
     torch.manual_seed(seed)
     lm = BiLM(model, sample=sample).to(device)
     dataset = TextDataset(seqs, np.zeros(len(seqs), dtype=np.int64))
@@ -128,8 +124,6 @@ def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, b
                 bar.set_postfix(ppl=f"{np.exp(total.item() / count):.1f}")
         nll = total.item() / max(count, 1)
         if not np.isfinite(nll):
-            from .errors import TrainingDiverged
-
             raise TrainingDiverged(f"the language-model loss became {nll} in epoch {epoch}; try a lower pretrain.lm_lr")
         log.info("LM epoch %d/%d: perplexity %.1f, %.0f tokens/s", epoch, epochs, np.exp(nll),
                  tokens / (time.perf_counter() - start))
