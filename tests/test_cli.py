@@ -53,9 +53,13 @@ def test_evaluate_a_single_file_with_other_columns(tmp_path, tiny_dir, capsys):
     df = pd.read_csv(tiny_dir / "test.csv").rename(columns={"text": "review", "label": "sentiment"})
     df["sentiment"] = df["sentiment"].map({"neg": 0, "pos": 1})
     df.to_csv(tmp_path / "mine.csv", index=False)
-    assert evaluate_main([str(tmp_path / "run" / "model"), "--data", str(tmp_path / "mine.csv"),
-                          "--text-column", "review", "--label-column", "sentiment"]) == 0
+    args = [str(tmp_path / "run" / "model"), "--data", str(tmp_path / "mine.csv"), "--text-column", "review",
+            "--label-column", "sentiment", "--output"]
+    assert evaluate_main([*args, str(tmp_path / "full.json")]) == 0
     assert "accuracy" in capsys.readouterr().out
+    assert evaluate_main([*args, str(tmp_path / "bf16.json"), "--bf16"]) == 0
+    full, half = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("full", "bf16"))
+    assert abs(full["accuracy"] - half["accuracy"]) <= 0.02 and full["roc_auc"] > 0.9 and half["roc_auc"] > 0.9
 
 
 def test_textclf_command_has_the_subcommands(capsys):

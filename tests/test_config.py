@@ -88,6 +88,7 @@ def test_label_map_from_the_command_line_keeps_int_keys_and_nulls():
     ("vocab.new_tokens=-1", r'"vocab.new_tokens" must be >= 0'),
     ("train.class_weights=inverse", r"choose one of: none, balanced"),
     ("pretrain.lm_epochs=-1", r'"pretrain.lm_epochs" must be >= 0'),
+    ("train.adversarial=-0.1", r'"train.adversarial" must be >= 0'),
     ("pretrain.lm_sample=0", r'"pretrain.lm_sample" must be in \(0, 1\]'),
     ("pretrain.lm_sample=1.5", r'"pretrain.lm_sample" must be in \(0, 1\]'),
     ("pretrain.lm_lr=0", r'"pretrain.lm_lr" must be > 0'),

@@ -9,13 +9,18 @@ from .conftest import TINY
 
 
 @pytest.fixture(scope="module")
-def clf(tmp_path_factory):
+def run(tmp_path_factory):
     from .conftest import make_reviews
 
     folder = tmp_path_factory.mktemp("predict")
     make_reviews(400, seed=1).to_csv(folder / "train.csv", index=False)
     train(load_config(None, [f"data.path={folder}", f"run_dir={folder / 'run'}", *TINY]))
-    return Classifier.load(folder / "run")
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def clf(run):
+    return Classifier.load(run)
 
 
 def test_results_come_back_in_input_order(clf):
@@ -48,6 +53,17 @@ def test_cpu_threads_split_big_inputs_and_give_the_same_numbers(clf, monkeypatch
     calls.clear()
     clf.predict_encoded(seqs, 16)  # one thread: no split
     assert calls == [300]
+
+
+def test_bf16_runs_the_model_in_bfloat16_and_agrees_with_float32(clf, run):
+    import torch
+
+    half = Classifier.load(run, bf16=True)
+    assert {p.dtype for p in half.artifact.model.parameters()} == {torch.bfloat16}
+    texts = ["superb " * n + "film" for n in (1, 9, 3)] + ["awful " * n + "film" for n in (7, 1)] + ["so-so"]
+    full, low = clf.predict_proba(texts), half.predict_proba(texts)
+    assert low.dtype == np.float32 and np.abs(full - low).max() < 0.05
+    assert [p.label for p in half.predict(texts[:5])] == [p.label for p in clf.predict(texts[:5])]
 
 
 def test_predictions_carry_probabilities(clf):

@@ -80,3 +80,33 @@ def test_multiclass_training(tmp_path):
     metrics = train(cfg)
     assert metrics["validation"]["labels"] == ["mixed", "neg", "pos"]
     assert Classifier.load(tmp_path / "run").predict_proba(["superb"]).shape == (1, 3)
+
+
+def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
+    from textclf.model import LSTMClassifier
+    from textclf.trainer import adversarial_delta
+
+    torch.manual_seed(0)
+    model = LSTMClassifier(50, 2, embedding_dim=8, hidden_size=8, dropout=0.0, embedding_dropout=0.0).eval()
+    x, lengths, y = torch.randint(1, 50, (4, 7)), torch.tensor([7, 5, 3, 1]), torch.tensor([0, 1, 0, 1])
+    x[1, 5:], x[2, 3:], x[3, 1:] = 0, 0, 0
+    delta = torch.zeros(4, 7, 8, requires_grad=True)
+    loss_fn(model(x, lengths, delta), y).backward()
+    embedded = model.embedding(x).detach()
+    push = adversarial_delta(delta.grad, embedded, 0.05)
+    assert torch.allclose(push.flatten(1).norm(dim=1), 0.05 * embedded.flatten(1).norm(dim=1), rtol=1e-4)
+    assert (push[1, 5:] == 0).all() and (push[3, 1:] == 0).all()  # padding is never pushed
+    with torch.no_grad():  # per text, along its gradient: each text's own loss goes up
+        before = torch.nn.functional.binary_cross_entropy_with_logits(model(x, lengths), y.float(), reduction="none")
+        after = torch.nn.functional.binary_cross_entropy_with_logits(model(x, lengths, push), y.float(),
+                                                                     reduction="none")
+    assert (after > before).all()
+    assert torch.equal(adversarial_delta(torch.zeros(4, 7, 8), embedded, 0.05), torch.zeros(4, 7, 8))
+
+
+def test_adversarial_training_trains_on_both_passes(tmp_path, tiny_dir):
+    plain, _ = _train(tmp_path, tiny_dir, "plain")
+    adv, run = _train(tmp_path, tiny_dir, "adv", "train.adversarial=0.05")
+    assert adv["test"]["accuracy"] >= 0.9
+    assert adv["validation"]["loss"] != plain["validation"]["loss"]  # the second pass changed the updates
+    assert Classifier.load(run).predict(["A wonderful and moving film."])[0].label == "pos"

@@ -91,8 +91,11 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> Artifact:
-    """Rebuild the model on `device` from a model (or run) folder. Executes no pickled code."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool = False) -> Artifact:
+    """Rebuild the model on `device` from a model (or run) folder. Executes no pickled code.
+
+    `bf16`: cast the weights to bfloat16 for inference (see `Classifier.load`).
+    """
     model_dir = resolve_model_dir(path)
     if not model_dir.is_dir():
         raise TextclfError(f"model folder not found: {model_dir} (pass the run or model/ folder train.py wrote)")
@@ -121,4 +124,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Artifact
     if len(vocab) != model.arch["vocab_size"] or len(labels) != model.arch["num_classes"]:
         raise TextclfError(f"{model_dir}: vocab.json / labels do not match the weights; re-copy the model folder")
     model.to(device).eval()
+    if bf16:
+        model.to(torch.bfloat16)
     return Artifact(model, vocab, labels, tokenizer, meta.get("max_length"), meta.get("truncate", "head"), meta)

@@ -84,6 +84,7 @@ class TrainConfig:
     checkpoint_steps: int = 0  # also every N optimizer steps, mid-epoch (0: none)
     keep_last: int = 2  # checkpoints kept on disk (the oldest are deleted)
     class_weights: str = "none"  # none | balanced (inverse class frequency in train)
+    adversarial: float = 0.0  # >0: also train on embedded tokens pushed by this fraction of their norm (2x cost)
     freeze_embedding_epochs: int = 0  # init_from: keep the pretrained embedding rows fixed for the first N epochs
     freeze_encoder_epochs: int = 0  # init_from: keep the LSTM fixed for the first N epochs
     tensorboard: bool = False  # log scalars to RUN_DIR/tb/ (needs the tensorboard extra)
@@ -123,6 +124,7 @@ FRACTIONS: tuple[str, ...] = (
     "data.validation_fraction", "model.dropout", "model.embedding_dropout", "train.warmup_ratio",
 )
 NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_steps", "pretrain.lm_epochs",
+                                  "train.adversarial",
                                   *FINETUNE_KEYS)
 
 

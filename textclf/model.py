@@ -107,17 +107,22 @@ class LSTMClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(features, 1 if num_classes == 2 else num_classes)
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Embedding → LSTM: states [B, T, D*H] (zero at padding), final states [B, D*H], lengths (CPU, >= 1)."""
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embedding (+ `delta` [B, T, E], an adversarial perturbation) → LSTM.
+
+        Returns states [B, T, D*H] (zero at padding), final states [B, D*H], lengths (CPU, >= 1).
+        """
         lengths = lengths.cpu().clamp(min=1)  # an empty text is one <pad> step (a zero vector), not a crash
-        x = self.embedding_dropout(self.embedding(tokens))
+        x = self.embedding(tokens)
+        x = self.embedding_dropout(x if delta is None else x + delta.to(x.dtype))
         impl = self.lstm_impl if self.lstm_impl != "auto" else ("padded" if x.device.type == "cpu" else "packed")
         run = lstm_padded if impl == "padded" else lstm_packed
         return (*run(self.lstm, x, lengths), lengths)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:
         """tokens [B, T], lengths [B] → logits [B] (binary) or [B, C]."""
-        out, last, lengths = self.encode(tokens, lengths)
+        out, last, lengths = self.encode(tokens, lengths, delta)
         logits = self.head(self.dropout(pool(out, last, lengths, self.pooling)))
         return logits.squeeze(1) if self.num_classes == 2 else logits
 

@@ -362,13 +362,13 @@ def _train(cfg: Config, device: torch.device) -> dict:
 def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
              label_column: str | None = None, output: str | None = None, device: str = "auto",
              batch_size: int = 256, cache_dir: str | None = None, encoding_errors: str = "strict",
-             plots: str | None = None) -> dict:
+             plots: str | None = None, bf16: bool = False) -> dict:
     """Evaluate a saved model on a split of a dataset folder, a file, or "imdb"; `plots`: a folder for PNGs.
 
     Labels go through the `data.label_map` the model was trained with, so star ratings evaluate as-is.
     """
     dev = resolve_device(device)
-    art = load_model(resolve_model_dir(model_dir), dev)
+    art = load_model(resolve_model_dir(model_dir), dev, bf16)
     columns = art.meta.get("data", {})
     text_column = text_column or columns.get("text_column", "text")
     label_column = label_column or columns.get("label_column", "label")
