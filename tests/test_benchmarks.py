@@ -64,6 +64,12 @@ def test_imdb_benchmark_runs_every_stage_and_prints_the_table(tmp_path, tiny_dir
     results = json.loads(out.read_text())
     assert 0.5 <= results["textclf"]["test_accuracy"] <= 1 and results["textclf"]["epochs"] == 1
     assert results["tutorial"]["max_abs_diff_padded_vs_packed"] <= 1e-5
-    assert results["prep"]["cold_seconds"] > 0 and results["inference"]["reviews_per_s"] > 0
+    inference = results["inference"]
+    assert results["prep"]["cold_seconds"] > 0 and inference["reviews_per_s"] > 0
+    assert inference["bf16_reviews_per_s"] > 0
+    assert inference["accuracy"] == pytest.approx(results["textclf"]["test_accuracy"], abs=1e-4)  # the API = train.py
+    assert abs(inference["bf16_accuracy"] - inference["accuracy"]) <= 0.05
+    assert results["textclf"]["pass_tokens_per_s"] == results["textclf"]["tokens_per_s"] * (
+        results["textclf"]["passes_per_batch"])
     assert "| textclf (`configs/imdb.yaml`) |" in proc.stdout and "training throughput:" in proc.stdout
     assert "textclf's recipe, cold: tokenising" in proc.stdout

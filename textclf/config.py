@@ -12,6 +12,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from .errors import TextclfError, did_you_mean
 
+# Texts per forward pass when predicting and evaluating saved models. On a 2-core CPU, IMDB reviews ran at
+# ~1,030/s with 64 and ~760/s with 256: small batches keep the [batch, length, 2 x hidden] tensors in cache.
+# On a GPU, larger batches (256+) pay.
+PREDICT_BATCH_SIZE = 64
+
 
 @dataclass
 class DataConfig:

@@ -17,7 +17,7 @@ import torch
 from . import checkpoint, distributed, finetune, lm
 from .artifact import Artifact, load_model, resolve_model_dir, save_model
 from .batching import TextDataset, make_loader
-from .config import Config, check_finetune, to_dict, to_yaml
+from .config import PREDICT_BATCH_SIZE, Config, check_finetune, to_dict, to_yaml
 from .data import Split, apply_label_map, load_splits, load_unlabelled, stratified_split
 from .embeddings import word2vec
 from .errors import TextclfError
@@ -361,7 +361,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
 
 def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
              label_column: str | None = None, output: str | None = None, device: str = "auto",
-             batch_size: int = 256, cache_dir: str | None = None, encoding_errors: str = "strict",
+             batch_size: int = PREDICT_BATCH_SIZE, cache_dir: str | None = None, encoding_errors: str = "strict",
              plots: str | None = None, bf16: bool = False) -> dict:
     """Evaluate a saved model on a split of a dataset folder, a file, or "imdb"; `plots`: a folder for PNGs.
 

@@ -17,6 +17,7 @@ import torch
 
 from .artifact import Artifact, load_model
 from .batching import TextDataset, make_loader
+from .config import PREDICT_BATCH_SIZE as BATCH_SIZE
 from .data import iter_table, text_of
 from .errors import TextclfError
 from .fields import Tokenized, truncate_ids
@@ -95,7 +96,7 @@ class Classifier:
         tok = Tokenized.from_token_lists(list(a.tokenizer.pipe(texts)))
         return tok.numericalize(a.vocab, a.max_length, a.truncate)
 
-    def predict_encoded(self, seqs: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
+    def predict_encoded(self, seqs: Sequence[np.ndarray], batch_size: int = BATCH_SIZE) -> np.ndarray:
         """[N, C] probabilities for token-id arrays. On a multi-core CPU, big inputs are split by length
         over one Python thread per core, each running one-thread kernels: an LSTM's small per-step matrix
         products barely speed up with intra-op threads, while whole batches side by side scale."""
@@ -115,7 +116,7 @@ class Classifier:
         loader = make_loader(TextDataset(seqs), batch_size, shuffle=False, pin_memory=self.device.type == "cuda")
         return predict_loader(self.artifact.model, loader, self.device)[0]
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
         """[N, C] probabilities in input order (batched internally by length)."""
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not one string")
@@ -127,14 +128,14 @@ class Classifier:
         """Class ids: binary models compare P(second class) to `threshold`; others take the argmax."""
         return (probs[:, 1] >= threshold).astype(np.int64) if probs.shape[1] == 2 else probs.argmax(1)
 
-    def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = 256) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = BATCH_SIZE) -> list[Prediction]:
         probs = self.predict_proba(texts, batch_size)
         out = []
         for row, k in zip(probs, self.decide(probs, threshold), strict=True):
             out.append(Prediction(self.labels[k], float(row[k]), dict(zip(self.labels, map(float, row), strict=True))))
         return out
 
-    def predict_frame(self, df: pd.DataFrame, text_column: str, threshold: float = 0.5, batch_size: int = 256,
+    def predict_frame(self, df: pd.DataFrame, text_column: str, threshold: float = 0.5, batch_size: int = BATCH_SIZE,
                       where: str = "the input") -> pd.DataFrame:
         """`df` with the predicted label and one probability column per class (left empty for empty texts)."""
         text = text_of(df, text_column, where, option="--text-column")
@@ -157,8 +158,8 @@ class Classifier:
         return out
 
     def predict_file(self, source: str | Path | BinaryIO, output: str | Path | TextIO, text_column: str | None = None,
-                     fmt: str | None = None, threshold: float = 0.5, chunk_size: int = 10_000, batch_size: int = 256,
-                     encoding_errors: str = "strict") -> FileSummary:
+                     fmt: str | None = None, threshold: float = 0.5, chunk_size: int = 10_000,
+                     batch_size: int = BATCH_SIZE, encoding_errors: str = "strict") -> FileSummary:
         """Label every row of a csv/tsv/jsonl/parquet file (or a CSV stream), `chunk_size` rows at a time.
 
         The output keeps the input columns and adds `predicted_label` and `prob_<class>` columns, as CSV or
