@@ -20,12 +20,9 @@ from .conftest import TINY, make_reviews
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """A tiny neg/pos model to start from, trained once for this module."""
-    folder = tmp_path_factory.mktemp("base")
-    make_reviews(400, seed=1).to_csv(folder / "train.csv", index=False)
-    train(load_config(None, [f"data.path={folder}", f"run_dir={folder / 'run'}", *TINY]))
-    return folder / "run"
+def base(tiny_run):
+    """A tiny neg/pos model to start from (the session's shared tiny run: read, never written)."""
+    return tiny_run
 
 
 @pytest.fixture

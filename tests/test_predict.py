@@ -1,21 +1,12 @@
 import numpy as np
 import pytest
 
-from textclf.config import load_config
-from textclf.pipeline import train
 from textclf.predict import Classifier
-
-from .conftest import TINY
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from .conftest import make_reviews
-
-    folder = tmp_path_factory.mktemp("predict")
-    make_reviews(400, seed=1).to_csv(folder / "train.csv", index=False)
-    train(load_config(None, [f"data.path={folder}", f"run_dir={folder / 'run'}", *TINY]))
-    return folder / "run"
+def run(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
