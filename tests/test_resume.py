@@ -110,22 +110,25 @@ def test_resume_true_uses_run_dir_and_a_finished_run_is_left_alone(reference, tm
     assert_same_run(reference / "ref", run_dir)
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("adversarial", [0.0, 0.02])
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch, capsys,
+                                                                         adversarial):
     from textclf import trainer
 
     calls, real_loss = [], trainer.loss_fn
+    per_step = 2 if adversarial else 1  # adversarial training: the clean pass, then the pushed one (made NaN here)
 
     def loss_fn(*args, **kwargs):
         loss = real_loss(*args, **kwargs)
         if torch.is_grad_enabled():  # training steps only, not validation
             calls.append(1)
-            if len(calls) == BATCHES + 5:
+            if len(calls) == per_step * (BATCHES + 5):
                 loss = loss * float("nan")
         return loss
 
     monkeypatch.setattr(trainer, "loss_fn", loss_fn)
     run_dir = tmp_path / "run"
-    code = train_main(_args(reference / "data", run_dir))
+    code = train_main(_args(reference / "data", run_dir, f"train.adversarial={adversarial}"))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3
     assert err[-1].startswith("error: the training loss became nan at step 17 (epoch 2, batch 5/12)"), err[-1]

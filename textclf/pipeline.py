@@ -27,7 +27,15 @@ from .metrics import compute, format_report
 from .model import LSTMClassifier
 from .tblog import epoch_logger, log_final, writer_class
 from .tokenize import Tokenizer
-from .trainer import balanced_class_weights, deterministic, fit, predict_loader, resolve_device, seed_everything
+from .trainer import (
+    balanced_class_weights,
+    deterministic,
+    fit,
+    predict_loader,
+    release_memory,
+    resolve_device,
+    seed_everything,
+)
 from .vocab import LabelVocab, Vocab
 
 log = logging.getLogger(__name__)
@@ -287,6 +295,9 @@ def _train(cfg: Config, device: torch.device) -> dict:
         lm_stats = pretrain_language_model(cfg, data, corpora, model.to(device), device)
         pretrain_seconds += time.perf_counter() - clock
         seed_everything(cfg.train.seed)  # the classifier's own training starts from the same RNG state either way
+    pretrained_vectors = vectors is not None
+    del corpora, vectors  # the unlabelled texts' tokens and gensim's leftovers: not needed from here on
+    release_memory()
     pin = device.type == "cuda"
     loaders = {name: make_loader(ds, cfg.train.batch_size if name == "train" else cfg.train.eval_batch_size,
                                  shuffle=name == "train", seed=cfg.train.seed, pin_memory=pin, num_replicas=world,
@@ -334,7 +345,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
                "device": str(device)}
     if world > 1:
         metrics["processes"] = world
-    if vectors is not None or lm_stats is not None:  # word2vec / LM time: part of the recipe's cost, not of fit
+    if pretrained_vectors or lm_stats is not None:  # word2vec / LM time: part of the recipe's cost, not of fit
         metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
     if lm_stats is not None:
         metrics["language_model"] = lm_stats

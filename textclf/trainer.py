@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import json
 import logging
 import math
@@ -49,6 +51,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise TextclfError(f'device "{name}" is not available on this machine; use auto or cpu')
     return device
+
+
+def release_memory() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
+
+    Batches of ever-changing shapes fragment glibc's heap: on IMDB the resident size of a CPU run grew by
+    ~300 MB an epoch without this, and stayed flat with it, at no measurable cost every 50 steps.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def seed_everything(seed: int) -> None:
@@ -187,24 +200,29 @@ def train_epoch(model: torch.nn.Module, loader: DataLoader, opt, sched, device: 
             loss = loss_fn(model(x, batch.lengths, delta), y, class_weights)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        recorded = loss.detach()
         if adversarial:  # delta.grad: the loss gradient at the embedded tokens (fp16's scale is normalised away)
             with torch.no_grad():
                 push = adversarial_delta(delta.grad, embedding(x), adversarial)
             with autocast(device, dtype):
-                scaler.scale(loss_fn(model(x, batch.lengths, push), y, class_weights)).backward()
+                pushed = loss_fn(model(x, batch.lengths, push), y, class_weights)
+            scaler.scale(pushed).backward()
+            recorded = recorded + 0.0 * pushed.detach()  # the clean loss is logged; a NaN/inf of either pass shows
         if clip > 0:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         scaler.step(opt)
         scaler.update()
         sched.step()
-        progress.losses[progress.batch] = loss.detach()
+        progress.losses[progress.batch] = recorded
         progress.batch += 1
         progress.step += 1
         progress.tokens += int(batch.lengths.sum())  # lengths live on the CPU: no sync
         now = time.perf_counter()
         progress.seconds, clock = progress.seconds + now - clock, now
         if progress.batch % 50 == 0:
+            if device.type == "cpu":
+                release_memory()
             seen = check_finite(progress, len(loader))
             if not bar.disable:
                 bar.set_postfix(loss=f"{seen.mean().item():.4f}")
