@@ -81,15 +81,15 @@ def stage_inference(args: argparse.Namespace) -> None:
 
     _, splits = _splits(args)
     texts, out = splits["test"].texts, {}
-    for name, bf16 in (("", False), ("bf16_", True)):
-        clf = Classifier.load(args.run_dir, device="cpu", bf16=bf16)
-        labels = np.asarray(clf.artifact.labels.encode(splits["test"].labels))
+    full = Classifier.load(args.run_dir, device="cpu")
+    labels = full.artifact.labels.encode(splits["test"].labels)
+    for name, clf in (("", full), ("bf16_", Classifier.load(args.run_dir, device="cpu", bf16=True))):
         clf.predict_proba(texts[:256])  # warm up: oneDNN kernels
         start = time.perf_counter()
         probs = clf.predict_proba(texts)
         out[f"{name}reviews_per_s"] = round(len(texts) / (time.perf_counter() - start))
         out[f"{name}accuracy"] = round(float((clf.decide(probs) == labels).mean()), 5)
-    clf = Classifier.load(args.run_dir, device="cpu")
+    clf = full
     times = []
     for text in texts[:300]:
         t0 = time.perf_counter()

@@ -5,13 +5,8 @@ from textclf.predict import Classifier
 
 
 @pytest.fixture(scope="module")
-def run(tiny_run):
-    return tiny_run
-
-
-@pytest.fixture(scope="module")
-def clf(run):
-    return Classifier.load(run)
+def clf(tiny_run):
+    return Classifier.load(tiny_run)
 
 
 def test_results_come_back_in_input_order(clf):
@@ -46,10 +41,10 @@ def test_cpu_threads_split_big_inputs_and_give_the_same_numbers(clf, monkeypatch
     assert calls == [300]
 
 
-def test_bf16_runs_the_model_in_bfloat16_and_agrees_with_float32(clf, run):
+def test_bf16_runs_the_model_in_bfloat16_and_agrees_with_float32(clf, tiny_run):
     import torch
 
-    half = Classifier.load(run, bf16=True)
+    half = Classifier.load(tiny_run, bf16=True)
     assert {p.dtype for p in half.artifact.model.parameters()} == {torch.bfloat16}
     texts = ["superb " * n + "film" for n in (1, 9, 3)] + ["awful " * n + "film" for n in (7, 1)] + ["so-so"]
     full, low = clf.predict_proba(texts), half.predict_proba(texts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import json
 import logging
@@ -295,8 +296,8 @@ def _train(cfg: Config, device: torch.device) -> dict:
         lm_stats = pretrain_language_model(cfg, data, corpora, model.to(device), device)
         pretrain_seconds += time.perf_counter() - clock
         seed_everything(cfg.train.seed)  # the classifier's own training starts from the same RNG state either way
-    pretrained_vectors = vectors is not None
-    del corpora, vectors  # the unlabelled texts' tokens and gensim's leftovers: not needed from here on
+    del corpora  # the unlabelled texts' tokens: not needed from here on
+    gc.collect()
     release_memory()
     pin = device.type == "cuda"
     loaders = {name: make_loader(ds, cfg.train.batch_size if name == "train" else cfg.train.eval_batch_size,
@@ -345,7 +346,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
                "device": str(device)}
     if world > 1:
         metrics["processes"] = world
-    if pretrained_vectors or lm_stats is not None:  # word2vec / LM time: part of the recipe's cost, not of fit
+    if vectors is not None or lm_stats is not None:  # word2vec / LM time: part of the recipe's cost, not of fit
         metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
     if lm_stats is not None:
         metrics["language_model"] = lm_stats

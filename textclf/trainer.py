@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import json
 import logging
 import math
@@ -54,13 +53,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def release_memory() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
+    """Hand the C heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere). Cheap enough
+    for the step loop: it collects no Python garbage (tensors are freed by reference counting).
 
     Batches of ever-changing shapes fragment glibc's heap: over one IMDB epoch the resident size grew from
     1.5 to 1.8 GB without this and stayed near 1.3 GB with it; the default recipe's peak fell from 3.4 to
     2.5 GB, and its epochs were no slower.
     """
-    gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, Windows, musl)
         ctypes.CDLL(None).malloc_trim(0)
 
@@ -193,9 +192,9 @@ def train_epoch(model: torch.nn.Module, loader: DataLoader, opt, sched, device: 
                initial=progress.batch, total=len(loader))
     clock = time.perf_counter()
     embedding = getattr(model, "module", model).embedding  # under DDP, model is the wrapper
+    dim = embedding.embedding_dim
     for batch in bar:
         x, y = _to(batch, device)
-        dim = embedding.embedding_dim
         delta = torch.zeros(*x.shape, dim, device=device, requires_grad=True) if adversarial else None
         with autocast(device, dtype):
             loss = loss_fn(model(x, batch.lengths, delta), y, class_weights)
