@@ -35,6 +35,8 @@ def test_padded_path_equals_packed_path(arch):
     model.lstm_impl = "padded"
     padded = model(tokens, lengths)
     torch.testing.assert_close(padded, packed, atol=1e-5, rtol=0)
+    with torch.inference_mode():  # the pooled path masks in place when no gradient is kept
+        torch.testing.assert_close(model(tokens, lengths), packed, atol=1e-5, rtol=0)
 
     model = _model(*arch, dropout=0.0).train()  # dropout off so both passes see the same masks
     model.embedding_dropout.p = 0.0
@@ -46,6 +48,24 @@ def test_padded_path_equals_packed_path(arch):
         grads[impl] = [p.grad.clone() for p in model.parameters()]
     for a, b in zip(grads["packed"], grads["padded"], strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padded_path_equals_packed_path_with_delta(arch):
+    """An embedding perturbation (adversarial training) reaches both paths alike, and so does its gradient."""
+    model = _model(*arch, dropout=0.0).train()
+    model.embedding_dropout.p = 0.0
+    tokens, lengths = _batch()
+    delta = torch.randn(*tokens.shape, 12, generator=torch.Generator().manual_seed(1))
+    out, grads = {}, {}
+    for impl in ("packed", "padded"):
+        model.lstm_impl = impl
+        d = delta.clone().requires_grad_()
+        out[impl] = model(tokens, lengths, d)
+        grads[impl] = torch.autograd.grad(out[impl].float().pow(2).sum(), d)[0]
+    torch.testing.assert_close(out["padded"], out["packed"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(grads["padded"], grads["packed"], atol=1e-5, rtol=0)
+    assert not torch.equal(out["padded"], model(tokens, lengths))  # the delta did something
 
 
 @pytest.mark.parametrize("impl", ["packed", "padded"])

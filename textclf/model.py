@@ -33,6 +33,14 @@ def lstm_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[
     return out, torch.cat(list(h_n[-dirs:]), dim=1)
 
 
+def _direction(lstm: nn.LSTM, layer: int, reverse: bool, x: torch.Tensor, batch_first: bool) -> torch.Tensor:
+    """One direction of one layer as a forward pass over `x` (padded; oneDNN on CPU)."""
+    suffix = "_reverse" if reverse else ""
+    weights = [getattr(lstm, f"{w}_l{layer}{suffix}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    h0 = x.new_zeros(1, x.size(0 if batch_first else 1), lstm.hidden_size)
+    return torch.lstm(x, (h0, h0), weights, True, 1, 0.0, lstm.training, False, batch_first)[0]
+
+
 def lstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """What `lstm_packed` computes, on padded tensors: on CPU only padded input reaches oneDNN (~10x).
 
@@ -46,15 +54,10 @@ def lstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[
     lengths = lengths.to(x.device)
     flip = flip_index(lengths, T)
     valid = (torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
-    suffixes = ["", "_reverse"] if lstm.bidirectional else [""]
     for layer in range(lstm.num_layers):
-        outs = []
-        for suffix in suffixes:
-            weights = [getattr(lstm, f"{w}_l{layer}{suffix}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            h0 = x.new_zeros(1, B, lstm.hidden_size)
-            inp = _gather_time(x, flip) if suffix else x
-            out = torch.lstm(inp, (h0, h0), weights, True, 1, 0.0, lstm.training, False, True)[0]
-            outs.append(_gather_time(out, flip) if suffix else out)
+        outs = [_direction(lstm, layer, False, x, True)]
+        if lstm.bidirectional:
+            outs.append(_gather_time(_direction(lstm, layer, True, _gather_time(x, flip), True), flip))
         x = torch.cat(outs, dim=2)
         if layer < lstm.num_layers - 1 and lstm.dropout > 0:
             x = F.dropout(x, lstm.dropout, lstm.training)
@@ -62,6 +65,36 @@ def lstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[
     last_fwd = x[torch.arange(B, device=x.device), lengths - 1, : lstm.hidden_size]
     last = torch.cat([last_fwd, x[:, 0, lstm.hidden_size :]], dim=1) if lstm.bidirectional else last_fwd
     return x, last
+
+
+def pooled_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
+    """`pool(*lstm_padded(...), how)` for the order-free poolings (max, mean, max_mean), faster.
+
+    The last layer's reverse states are pooled as they come out, still reversed within each length: a max
+    or a mean does not care about order, so the copy that puts them back is skipped; padding is masked
+    once, in place when no gradient is kept.
+    """
+    T = x.size(1)
+    lengths = lengths.to(x.device)
+    pad = (torch.arange(T, device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)).unsqueeze(2)  # [B, T, 1]
+    flip = flip_index(lengths, T)
+    for layer in range(lstm.num_layers):
+        last = layer == lstm.num_layers - 1
+        outs = [_direction(lstm, layer, False, x, True)]
+        if lstm.bidirectional:
+            rev = _direction(lstm, layer, True, _gather_time(x, flip), True)
+            outs.append(rev if last else _gather_time(rev, flip))
+        if not last:
+            x = torch.cat(outs, dim=2)
+            x = F.dropout(x, lstm.dropout, lstm.training) if lstm.dropout > 0 else x
+    inplace = not torch.is_grad_enabled()  # with autograd on, the LSTM's backward needs its outputs intact
+
+    def fill(o: torch.Tensor, value: float) -> torch.Tensor:
+        return o.masked_fill_(pad, value) if inplace else o.masked_fill(pad, value)
+
+    means = [fill(o, 0.0).sum(1) / lengths.unsqueeze(1).to(o.dtype) for o in outs] if how != "max" else []
+    maxes = [fill(o, float("-inf")).amax(1) for o in outs] if how != "mean" else []
+    return torch.cat(maxes + means, dim=1)
 
 
 def pool(out: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
@@ -107,23 +140,34 @@ class LSTMClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(features, 1 if num_classes == 2 else num_classes)
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Embedding (+ `delta` [B, T, E], an adversarial perturbation) → LSTM.
-
-        Returns states [B, T, D*H] (zero at padding), final states [B, D*H], lengths (CPU, >= 1).
-        """
+    def _embed(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding (+ `delta` [B, T, E], an adversarial perturbation), and the lengths on the CPU, >= 1."""
         lengths = lengths.cpu().clamp(min=1)  # an empty text is one <pad> step (a zero vector), not a crash
         x = self.embedding(tokens)
-        x = self.embedding_dropout(x if delta is None else x + delta.to(x.dtype))
-        impl = self.lstm_impl if self.lstm_impl != "auto" else ("padded" if x.device.type == "cpu" else "packed")
-        run = lstm_padded if impl == "padded" else lstm_packed
+        return self.embedding_dropout(x if delta is None else x + delta.to(x.dtype)), lengths
+
+    def _impl(self, device: torch.device) -> str:
+        return self.lstm_impl if self.lstm_impl != "auto" else ("padded" if device.type == "cpu" else "packed")
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embedding (+ `delta`) → LSTM: states [B, T, D*H] (zero at padding), final states [B, D*H], lengths."""
+        x, lengths = self._embed(tokens, lengths, delta)
+        run = lstm_padded if self._impl(x.device) == "padded" else lstm_packed
         return (*run(self.lstm, x, lengths), lengths)
+
+    def features(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled LSTM states [B, F] that the head reads."""
+        if self._impl(tokens.device) == "packed" or self.pooling == "last":
+            out, last, lengths = self.encode(tokens, lengths, delta)
+            return pool(out, last, lengths, self.pooling)
+        x, lengths = self._embed(tokens, lengths, delta)
+        return pooled_padded(self.lstm, x, lengths, self.pooling)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:
         """tokens [B, T], lengths [B] → logits [B] (binary) or [B, C]."""
-        out, last, lengths = self.encode(tokens, lengths, delta)
-        logits = self.head(self.dropout(pool(out, last, lengths, self.pooling)))
+        logits = self.head(self.dropout(self.features(tokens, lengths, delta)))
         return logits.squeeze(1) if self.num_classes == 2 else logits
 
     @staticmethod
