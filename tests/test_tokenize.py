@@ -48,3 +48,19 @@ def test_regex_tokens_mostly_agree_with_spacy():
             "the cinematographer's work was lovely - truly beautiful shots of the U.S. coast.")
     a, b = Tokenizer("spacy")(text), Tokenizer("regex")(text)
     assert difflib.SequenceMatcher(None, a, b).ratio() >= 0.9, (a, b)
+
+
+def test_regex_fast_path_gives_the_reference_tokens():
+    """The possessive first alternative is only a shortcut: the tokens equal the plain pattern's."""
+    import re
+
+    from textclf.tokenize import _REGEX_TOKEN
+
+    reference = re.compile(r"\w+(?=n['’]t\b)|n['’]t\b|['’](?:s|re|ve|ll|m|d)\b|\w+|\.{2,}|!{2,}|\?{2,}|[^\w\s]",
+                           re.IGNORECASE)
+    texts = ["I didn't like it... Costner's worst! They're OK; we'll see. Don't—it’s dull!!!", "n't", "N'T x",
+             "don't'", "a'b'c", "won't've", "xn'tx", "ab' 's x's's", "über'S", "IT'ſ DON’T", "can't't", "rock'n'roll",
+             "o'neill's", "45's 90'S", "aren’t?!", "''s", "'t n''t"]
+    for text in texts:
+        for t in (text, text.lower()):
+            assert _REGEX_TOKEN.findall(t) == reference.findall(t), t
