@@ -67,9 +67,10 @@ def test_imdb_benchmark_runs_every_stage_and_prints_the_table(tmp_path, tiny_dir
     inference = results["inference"]
     assert results["prep"]["cold_seconds"] > 0 and inference["reviews_per_s"] > 0
     assert inference["bf16_reviews_per_s"] > 0
+    assert inference["model_reviews_per_s"] > 0 and inference["bf16_model_reviews_per_s"] > 0
     assert inference["accuracy"] == pytest.approx(results["textclf"]["test_accuracy"], abs=1e-4)  # the API = train.py
     assert abs(inference["bf16_accuracy"] - inference["accuracy"]) <= 0.05
     assert results["textclf"]["pass_tokens_per_s"] == results["textclf"]["tokens_per_s"] * (
         results["textclf"]["passes_per_batch"])
     assert "| textclf (`configs/imdb.yaml`) |" in proc.stdout and "training throughput:" in proc.stdout
-    assert "textclf's recipe, cold: tokenising" in proc.stdout
+    assert "textclf's recipe, cold: tokenising" in proc.stdout and "the model alone on token ids" in proc.stdout
