@@ -110,3 +110,20 @@ def test_adversarial_training_trains_on_both_passes(tmp_path, tiny_dir):
     assert adv["test"]["accuracy"] >= 0.9
     assert adv["validation"]["loss"] != plain["validation"]["loss"]  # the second pass changed the updates
     assert Classifier.load(run).predict(["A wonderful and moving film."])[0].label == "pos"
+
+
+def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, monkeypatch):
+    import torch
+
+    from textclf import trainer
+
+    assert trainer.amp_dtype(torch.device("cpu"), True) is None  # train.amp alone is for CUDA
+    assert trainer.amp_dtype(torch.device("cpu"), False, cpu=True) == torch.bfloat16
+    seen = []
+    real = trainer.autocast
+    monkeypatch.setattr(trainer, "autocast", lambda device, dtype: seen.append(dtype) or real(device, dtype))
+    metrics, run = _train(tmp_path, tiny_dir, "bf16", "train.amp_cpu=true", "train.adversarial=0.05")
+    assert torch.bfloat16 in seen and metrics["test"]["accuracy"] >= 0.9
+    clf = Classifier.load(run)
+    assert {p.dtype for p in clf.artifact.model.parameters()} == {torch.float32}
+    assert clf.predict(["A wonderful and moving film."])[0].label == "pos"

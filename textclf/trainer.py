@@ -70,8 +70,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too
 
 
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU has it, else fp16 (with a GradScaler); None means full precision."""
+def amp_dtype(device: torch.device, enabled: bool, cpu: bool = False) -> torch.dtype | None:
+    """bf16 where the GPU has it, else fp16 (with a GradScaler); bf16 on the CPU when `cpu`; None means
+    full precision. On the CPU, autocast runs the LSTM (oneDNN) and the head in bf16, the rest in float32."""
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu else None
     if not enabled or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -353,7 +356,7 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     n = len(train_loader)
     sched = make_scheduler(opt, cfg.scheduler, cfg.epochs * n, cfg.warmup_ratio)
-    dtype = amp_dtype(device, cfg.amp)
+    dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     p = _restore(resume, model, opt, sched, scaler, device, n) if resume else Progress()
     if resume:
