@@ -112,13 +112,18 @@ def test_adversarial_training_trains_on_both_passes(tmp_path, tiny_dir):
     assert Classifier.load(run).predict(["A wonderful and moving film."])[0].label == "pos"
 
 
-def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, monkeypatch):
+def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, monkeypatch, caplog):
     import torch
 
     from textclf import trainer
 
     assert trainer.amp_dtype(torch.device("cpu"), True) is None  # train.amp alone is for CUDA
     assert trainer.amp_dtype(torch.device("cpu"), False, cpu=True) == torch.bfloat16
+    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: False)
+    with caplog.at_level("WARNING"):
+        trainer.amp_dtype(torch.device("cpu"), False, cpu=True)
+    assert "set train.amp_cpu=false" in caplog.text
+    monkeypatch.undo()
     seen = []
     real = trainer.autocast
     monkeypatch.setattr(trainer, "autocast", lambda device, dtype: seen.append(dtype) or real(device, dtype))

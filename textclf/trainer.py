@@ -70,10 +70,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); torch.cpu's checks are private."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
 def amp_dtype(device: torch.device, enabled: bool, cpu: bool = False) -> torch.dtype | None:
     """bf16 where the GPU has it, else fp16 (with a GradScaler); bf16 on the CPU when `cpu`; None means
     full precision. On the CPU, autocast runs the LSTM (oneDNN) and the head in bf16, the rest in float32."""
     if device.type == "cpu":
+        if cpu and not native_cpu_bf16():
+            log.warning("train.amp_cpu: this CPU has no native bf16 (AVX-512 BF16 or AMX) and emulates it, "
+                        "which is slower than float32; set train.amp_cpu=false")
         return torch.bfloat16 if cpu else None
     if not enabled or device.type != "cuda":
         return None
