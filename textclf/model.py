@@ -41,6 +41,23 @@ def _direction(lstm: nn.LSTM, layer: int, reverse: bool, x: torch.Tensor, batch_
     return torch.lstm(x, (h0, h0), weights, True, 1, 0.0, lstm.training, False, batch_first)[0]
 
 
+def _layers(lstm: nn.LSTM, x: torch.Tensor, flip: torch.Tensor, ordered: bool) -> list[torch.Tensor]:
+    """All layers on padded batch-first input; the last layer's states per direction. The reverse direction
+    reads its input reversed within each length (`flip`); `ordered=False` leaves the last layer's reverse
+    states in that order (enough for order-free pooling)."""
+    for layer in range(lstm.num_layers):
+        last = layer == lstm.num_layers - 1
+        outs = [_direction(lstm, layer, False, x, True)]
+        if lstm.bidirectional:
+            rev = _direction(lstm, layer, True, _gather_time(x, flip), True)
+            outs.append(rev if last and not ordered else _gather_time(rev, flip))
+        if last:
+            return outs
+        x = torch.cat(outs, dim=2)
+        x = F.dropout(x, lstm.dropout, lstm.training) if lstm.dropout > 0 else x
+    raise ValueError("an LSTM has at least one layer")
+
+
 def lstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """What `lstm_packed` computes, on padded tensors: on CPU only padded input reaches oneDNN (~10x).
 
@@ -54,14 +71,7 @@ def lstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[
     lengths = lengths.to(x.device)
     flip = flip_index(lengths, T)
     valid = (torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
-    for layer in range(lstm.num_layers):
-        outs = [_direction(lstm, layer, False, x, True)]
-        if lstm.bidirectional:
-            outs.append(_gather_time(_direction(lstm, layer, True, _gather_time(x, flip), True), flip))
-        x = torch.cat(outs, dim=2)
-        if layer < lstm.num_layers - 1 and lstm.dropout > 0:
-            x = F.dropout(x, lstm.dropout, lstm.training)
-    x = x * valid
+    x = torch.cat(_layers(lstm, x, flip, ordered=True), dim=2) * valid
     last_fwd = x[torch.arange(B, device=x.device), lengths - 1, : lstm.hidden_size]
     last = torch.cat([last_fwd, x[:, 0, lstm.hidden_size :]], dim=1) if lstm.bidirectional else last_fwd
     return x, last
@@ -78,15 +88,7 @@ def pooled_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, how: st
     lengths = lengths.to(x.device)
     pad = (torch.arange(T, device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)).unsqueeze(2)  # [B, T, 1]
     flip = flip_index(lengths, T)
-    for layer in range(lstm.num_layers):
-        last = layer == lstm.num_layers - 1
-        outs = [_direction(lstm, layer, False, x, True)]
-        if lstm.bidirectional:
-            rev = _direction(lstm, layer, True, _gather_time(x, flip), True)
-            outs.append(rev if last else _gather_time(rev, flip))
-        if not last:
-            x = torch.cat(outs, dim=2)
-            x = F.dropout(x, lstm.dropout, lstm.training) if lstm.dropout > 0 else x
+    outs = _layers(lstm, x, flip, ordered=False)
     inplace = not torch.is_grad_enabled()  # with autograd on, the LSTM's backward needs its outputs intact
 
     def fill(o: torch.Tensor, value: float) -> torch.Tensor:
