@@ -96,3 +96,14 @@ def test_label_map_from_the_command_line_keeps_int_keys_and_nulls():
 def test_fine_tuning_and_pretraining_keys_are_checked(override, message):
     with pytest.raises(TextclfError, match=message):
         load_config(None, [override])
+
+
+def test_amp_cpu_takes_auto_or_a_yaml_boolean(tmp_path):
+    assert load_config(None).train.amp_cpu == "auto"
+    for given, want in (("true", "true"), ("false", "false"), ("auto", "auto"), ("on", "true"), ("False", "false")):
+        assert load_config(None, [f"train.amp_cpu={given}"]).train.amp_cpu == want
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  amp_cpu: yes\n")  # YAML 1.1 reads yes as a boolean
+    assert load_config(f).train.amp_cpu == "true"
+    with pytest.raises(TextclfError, match=r'"train.amp_cpu" is "fast"; choose one of: auto, true, false'):
+        load_config(None, ["train.amp_cpu=fast"])

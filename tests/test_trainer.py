@@ -117,12 +117,16 @@ def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, m
 
     from textclf import trainer
 
-    assert trainer.amp_dtype(torch.device("cpu"), True) is None  # train.amp alone is for CUDA
-    assert trainer.amp_dtype(torch.device("cpu"), False, cpu=True) == torch.bfloat16
-    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: False)
+    cpu = torch.device("cpu")
+    assert trainer.amp_dtype(cpu, True) is None  # train.amp alone is for CUDA
+    assert trainer.amp_dtype(cpu, False, cpu="true") == torch.bfloat16
+    for native in (True, False):
+        monkeypatch.setattr(trainer, "native_cpu_bf16", lambda native=native: native)
+        assert trainer.amp_dtype(cpu, True, cpu="auto") == (torch.bfloat16 if native else None)
+    assert not caplog.text
     with caplog.at_level("WARNING"):
-        trainer.amp_dtype(torch.device("cpu"), False, cpu=True)
-    assert "set train.amp_cpu=false" in caplog.text
+        assert trainer.amp_dtype(cpu, False, cpu="true") == torch.bfloat16  # asked for: warned, not refused
+    assert "set train.amp_cpu=auto or false" in caplog.text
     monkeypatch.undo()
     seen = []
     real = trainer.autocast

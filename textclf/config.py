@@ -83,7 +83,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     amp: bool = True  # mixed precision, used on CUDA only
-    amp_cpu: bool = False  # bf16 autocast on the CPU too: ~1.6x a step with AVX-512 BF16 or AMX; slower where emulated
+    amp_cpu: str = "auto"  # bf16 autocast on the CPU: auto (where the CPU has AVX-512 BF16 or AMX: ~1.6x a step) | true | false
     lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
     deterministic: bool = False  # deterministic kernels only (slower on CUDA; an op without one raises)
     checkpoint_every: int = 1  # epochs between resumable checkpoints in run_dir/checkpoints (0: none)
@@ -197,6 +197,7 @@ def check(cfg: Config) -> Config:
         if isinstance(v, dict | list) or isinstance(k, dict | list):
             raise TextclfError(f'config key "data.label_map" maps {k!r} to {v!r}; map each raw label to one name '
                                "or null, e.g. {1: negative, 3: null, 5: positive}")
+    cfg.train.amp_cpu = _switch("train.amp_cpu", cfg.train.amp_cpu)
     cfg.resume = resume_target(cfg.resume)
     if cfg.resume and cfg.overwrite:
         raise TextclfError("resume and overwrite=true contradict each other: pass one of them")
@@ -210,6 +211,15 @@ def check_finetune(cfg: Config) -> None:
     for key in FINETUNE_KEYS:
         if OmegaConf.select(OmegaConf.structured(cfg), key) and not cfg.init_from:
             raise TextclfError(f'config key "{key}" is for fine-tuning: set init_from=MODEL_DIR (or {key}=0)')
+
+
+def _switch(key: str, value: str) -> str:
+    """An auto | true | false key: YAML's booleans (and yes/on, no/off) arrive as strings; → "auto", "true" or "false"."""
+    word = str(value).strip().lower()
+    word = {"yes": "true", "on": "true", "1": "true", "no": "false", "off": "false", "0": "false"}.get(word, word)
+    if word not in ("auto", "true", "false"):
+        raise TextclfError(f'config key "{key}" is "{value}"; choose one of: auto, true, false')
+    return word
 
 
 def resume_target(value: str | None) -> str | None:

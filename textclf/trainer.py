@@ -76,14 +76,17 @@ def native_cpu_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
-def amp_dtype(device: torch.device, enabled: bool, cpu: bool = False) -> torch.dtype | None:
-    """bf16 where the GPU has it, else fp16 (with a GradScaler); bf16 on the CPU when `cpu`; None means
-    full precision. On the CPU, autocast runs the LSTM (oneDNN) and the head in bf16, the rest in float32."""
+def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false") -> torch.dtype | None:
+    """bf16 where the GPU has it, else fp16 (with a GradScaler); on the CPU, bf16 when `cpu` is "true", or
+    "auto" and the CPU computes bf16 natively; None means full precision. On the CPU, autocast runs the LSTM
+    (oneDNN) and the head in bf16, the rest in float32."""
     if device.type == "cpu":
-        if cpu and not native_cpu_bf16():
+        if cpu == "auto":
+            return torch.bfloat16 if native_cpu_bf16() else None
+        if cpu == "true" and not native_cpu_bf16():
             log.warning("train.amp_cpu: this CPU has no native bf16 (AVX-512 BF16 or AMX) and emulates it, "
-                        "which is slower than float32; set train.amp_cpu=false")
-        return torch.bfloat16 if cpu else None
+                        "which is slower than float32; set train.amp_cpu=auto or false")
+        return torch.bfloat16 if cpu == "true" else None
     if not enabled or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -366,6 +369,7 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
     n = len(train_loader)
     sched = make_scheduler(opt, cfg.scheduler, cfg.epochs * n, cfg.warmup_ratio)
     dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu)
+    log.info("precision: %s", f"{str(dtype).removeprefix('torch.')} autocast, float32 weights" if dtype else "float32")
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     p = _restore(resume, model, opt, sched, scaler, device, n) if resume else Progress()
     if resume:
