@@ -68,7 +68,8 @@ def stage_textclf(args: argparse.Namespace) -> None:
     _emit({"test_accuracy": metrics["test"]["accuracy"], "train_seconds": metrics["train_seconds"],
            "pretrain_seconds": metrics.get("pretrain_seconds", 0.0), "tokenize_seconds": metrics["tokenize_seconds"],
            "epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"], "tokens_per_s": tokens_per_s,
-           "passes_per_batch": passes, "pass_tokens_per_s": passes * tokens_per_s})
+           "passes_per_batch": passes, "pass_tokens_per_s": passes * tokens_per_s,
+           "precision": metrics.get("precision", "float32")})
 
 
 def stage_inference(args: argparse.Namespace) -> None:
@@ -104,7 +105,8 @@ def stage_inference(args: argparse.Namespace) -> None:
 
 
 def stage_tutorial(args: argparse.Namespace) -> None:
-    """The tutorial's loop on the same architecture: spaCy per batch, packed LSTM, `.item()` every step."""
+    """The tutorial's loop on the same architecture, in float32: tokenising (the config's tokenizer) and padding per
+    batch, packed LSTM, `.item()` every step."""
     import numpy as np
     import torch
 
@@ -197,12 +199,13 @@ def table(r: dict) -> str:
         total = t["tokenize_seconds"] + t.get("pretrain_seconds", 0) + t["train_seconds"]
         notes.append(f"textclf's recipe, cold: tokenising {t['tokenize_seconds']} s + pretraining "
                      f"{t.get('pretrain_seconds', 0)} s + training {t['train_seconds']} s = {total / 60:.1f} min "
-                     f"({t['epochs']} epochs, best {t['best_epoch']})")
+                     f"({t['epochs']} epochs, best {t['best_epoch']}; {t.get('precision', 'float32')})")
     if t and tut:
         per_pass = t.get("pass_tokens_per_s", t["tokens_per_s"])
         notes.append(f"training throughput: {per_pass / tut['tokens_per_s']:.1f}x the tutorial loop "
                      f"({per_pass / tut['step_tokens_per_s']:.1f}x its step alone) per forward+backward pass; "
-                     f"padded vs packed outputs differ by at most {tut['max_abs_diff_padded_vs_packed']:.1e}")
+                     f"padded vs packed outputs differ by at most {tut['max_abs_diff_padded_vs_packed']:.1e} "
+                     f"(textclf in {t.get('precision', 'float32')}, the tutorial loop in float32)")
         if t.get("passes_per_batch", 1) > 1:
             notes.append(f"the recipe makes {t['passes_per_batch']} passes per batch (adversarial training): "
                          f"{t['tokens_per_s'] / tut['tokens_per_s']:.1f}x the tutorial loop per training token")

@@ -107,7 +107,7 @@ def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
 def test_adversarial_training_trains_on_both_passes(tmp_path, tiny_dir):
     plain, _ = _train(tmp_path, tiny_dir, "plain")
     adv, run = _train(tmp_path, tiny_dir, "adv", "train.adversarial=0.05")
-    assert adv["test"]["accuracy"] >= 0.9
+    assert adv["test"]["accuracy"] >= 0.9 and plain["precision"] == "float32"  # the tiny config pins float32
     assert adv["validation"]["loss"] != plain["validation"]["loss"]  # the second pass changed the updates
     assert Classifier.load(run).predict(["A wonderful and moving film."])[0].label == "pos"
 
@@ -133,6 +133,7 @@ def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, m
     monkeypatch.setattr(trainer, "autocast", lambda device, dtype: seen.append(dtype) or real(device, dtype))
     metrics, run = _train(tmp_path, tiny_dir, "bf16", "train.amp_cpu=true", "train.adversarial=0.05")
     assert torch.bfloat16 in seen and metrics["test"]["accuracy"] >= 0.9
+    assert metrics["precision"] == "bfloat16 autocast"
     clf = Classifier.load(run)
     assert {p.dtype for p in clf.artifact.model.parameters()} == {torch.float32}
     assert clf.predict(["A wonderful and moving film."])[0].label == "pos"

@@ -343,7 +343,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
         save_best(model)
     metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
-               "device": str(device)}
+               "device": str(device), "precision": result.precision}
     if world > 1:
         metrics["processes"] = world
     if vectors is not None or lm_stats is not None:  # word2vec / LM time: part of the recipe's cost, not of fit

@@ -290,6 +290,7 @@ class FitResult:
     best_score: float
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    precision: str = "float32"  # or "bfloat16 autocast" / "float16 autocast"
 
 
 def _score(metrics: dict, monitor: str) -> float:
@@ -369,7 +370,8 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
     n = len(train_loader)
     sched = make_scheduler(opt, cfg.scheduler, cfg.epochs * n, cfg.warmup_ratio)
     dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu)
-    log.info("precision: %s", f"{str(dtype).removeprefix('torch.')} autocast, float32 weights" if dtype else "float32")
+    precision = f"{str(dtype).removeprefix('torch.')} autocast" if dtype else "float32"
+    log.info("precision: %s", f"{precision}, float32 weights" if dtype else precision)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     p = _restore(resume, model, opt, sched, scaler, device, n) if resume else Progress()
     if resume:
@@ -444,4 +446,4 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
         raise TrainingDiverged(f"{e}; {kept}; lower train.lr (or set train.clip_grad_norm) and train again") from None
     if p.best_state is not None:
         model.load_state_dict(p.best_state)
-    return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds)
+    return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds, precision)
