@@ -29,8 +29,8 @@ def test_counts_every_next_and_previous_token_and_no_padding():
     assert n == 3 + 1
 
 
-@pytest.mark.parametrize("impl", ["padded", "packed"])
-def test_learns_a_pattern_but_cannot_see_the_token_it_predicts(impl):
+@pytest.mark.parametrize(("impl", "dtype"), [("padded", None), ("packed", None), ("padded", torch.bfloat16)])
+def test_learns_a_pattern_but_cannot_see_the_token_it_predicts(impl, dtype):
     """Cyclic text is predictable in both directions; i.i.d. random text is not, unless a state leaks its target."""
     rng = np.random.default_rng(0)
     cyclic = [np.array([2 + (s + t) % 10 for t in range(30)]) for s in range(64)]
@@ -39,8 +39,10 @@ def test_learns_a_pattern_but_cannot_see_the_token_it_predicts(impl):
     for seqs, check in ((cyclic, lambda loss: loss < 0.2 * chance), (noise, lambda loss: loss > 0.9 * chance)):
         model = _model()
         model.lstm_impl = impl
-        stats = pretrain_lm(model, seqs, epochs=40, batch_size=16, lr=0.01, device=torch.device("cpu"), seed=0)
+        stats = pretrain_lm(model, seqs, epochs=40, batch_size=16, lr=0.01, device=torch.device("cpu"), seed=0,
+                            dtype=dtype)
         assert check(stats["loss"]), stats
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
 def test_changes_the_encoder_only_and_is_cached(tmp_path):

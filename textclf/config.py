@@ -83,7 +83,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     amp: bool = True  # mixed precision, used on CUDA only
-    amp_cpu: str = "auto"  # bf16 autocast on the CPU: auto (where the CPU has AVX-512 BF16 or AMX: ~1.6x a step) | true | false
+    amp_cpu: str = "auto"  # bf16 autocast on CPU: auto (where it has AVX-512 BF16 or AMX: ~1.6x a step) | true | false
     lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
     deterministic: bool = False  # deterministic kernels only (slower on CUDA; an op without one raises)
     checkpoint_every: int = 1  # epochs between resumable checkpoints in run_dir/checkpoints (0: none)
@@ -214,7 +214,7 @@ def check_finetune(cfg: Config) -> None:
 
 
 def _switch(key: str, value: str) -> str:
-    """An auto | true | false key: YAML's booleans (and yes/on, no/off) arrive as strings; → "auto", "true" or "false"."""
+    """An auto | true | false key: YAML booleans (and yes/on, no/off) arrive as strings; → "auto", "true", "false"."""
     word = str(value).strip().lower()
     word = {"yes": "true", "on": "true", "1": "true", "no": "false", "off": "false", "0": "false"}.get(word, word)
     if word not in ("auto", "true", "false"):

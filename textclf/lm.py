@@ -23,7 +23,7 @@ from .errors import TrainingDiverged
 from .fields import default_cache_dir
 from .io import atomic_open
 from .model import LSTMClassifier
-from .trainer import amp_dtype, autocast, make_optimizer, make_scheduler
+from .trainer import autocast, make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def cache_path(corpus_keys: list[str], vocab_itos: list[str], arch: dict, settin
 
 def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, batch_size: int, lr: float,
                 device: torch.device, seed: int, sample: float = 1.0, clip: float = 1.0,
-                cache: Path | None = None) -> dict:
+                cache: Path | None = None, dtype: torch.dtype | None = None) -> dict:
     """Train `model`'s embedding and LSTM as a bidirectional LM on `seqs` (token-id arrays), in place.
 
     Returns {"loss": last epoch's mean NLL per token, "perplexity", "seconds", "tokens"}; from the
@@ -97,7 +97,6 @@ def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, b
     loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, pin_memory=device.type == "cuda")
     opt = make_optimizer(lm, lr, weight_decay=0.0)
     sched = make_scheduler(opt, "cosine", epochs * len(loader), 0.02)
-    dtype = amp_dtype(device, True)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     start, tokens = time.perf_counter(), 0
     lm.train()

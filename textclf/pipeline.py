@@ -29,6 +29,7 @@ from .model import LSTMClassifier
 from .tblog import epoch_logger, log_final, writer_class
 from .tokenize import Tokenizer
 from .trainer import (
+    amp_dtype,
     balanced_class_weights,
     deterministic,
     fit,
@@ -135,10 +136,13 @@ def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized
                 "batch_size": cfg.train.batch_size,
                 "seed": cfg.train.seed, "max_length": cfg.data.max_length, "truncate": cfg.data.truncate,
                 "word2vec": [cfg.pretrain.word2vec, cfg.pretrain.epochs, cfg.pretrain.window]}
+    dtype = amp_dtype(device, cfg.train.amp, cfg.train.amp_cpu)  # the classifier's precision (train.amp, amp_cpu)
+    if dtype is not None:  # float32 LMs keep the cache keys they had before mixed precision was an option
+        settings["precision"] = str(dtype)
     cache = lm.cache_path([t.key for t in corpora], data.vocab.itos, model.arch, settings, cfg.data.cache_dir)
     return lm.pretrain_lm(model, seqs, epochs=cfg.pretrain.lm_epochs, batch_size=cfg.train.batch_size,
                           lr=cfg.pretrain.lm_lr, device=device, seed=cfg.train.seed, sample=cfg.pretrain.lm_sample,
-                          clip=cfg.train.clip_grad_norm, cache=cache)
+                          clip=cfg.train.clip_grad_norm, cache=cache, dtype=dtype)
 
 
 def encode_split(tok: Tokenized, split: Split, vocab: Vocab, labels: LabelVocab,
