@@ -137,3 +137,17 @@ def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, m
     clf = Classifier.load(run)
     assert {p.dtype for p in clf.artifact.model.parameters()} == {torch.float32}
     assert clf.predict(["A wonderful and moving film."])[0].label == "pos"
+
+
+def test_import_bounds_onednn_kernel_cache_unless_the_user_set_it():
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, textclf; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "64"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "7"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "7"

@@ -23,7 +23,7 @@ from .errors import TrainingDiverged
 from .fields import default_cache_dir
 from .io import atomic_open
 from .model import LSTMClassifier
-from .trainer import autocast, make_optimizer, make_scheduler
+from .trainer import autocast, make_optimizer, make_scheduler, release_memory
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,8 @@ def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, b
             total += loss.detach().float() * n
             count += n
             tokens += int(batch.lengths.sum())
+            if i % 50 == 0 and device.type == "cpu":
+                release_memory()  # as in train_epoch: batches of ever-changing shapes fragment the heap
             if i % 100 == 0 and not bar.disable:
                 bar.set_postfix(ppl=f"{np.exp(total.item() / count):.1f}")
         nll = total.item() / max(count, 1)

@@ -84,8 +84,8 @@ def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false") -> torch.
         if cpu == "auto":
             return torch.bfloat16 if native_cpu_bf16() else None
         if cpu == "true" and not native_cpu_bf16():
-            log.warning("train.amp_cpu: this CPU has no native bf16 (AVX-512 BF16 or AMX) and emulates it, "
-                        "which is slower than float32; set train.amp_cpu=auto or false")
+            log.warning("train.amp_cpu: this CPU has no native bf16 (AVX-512 BF16 or AMX): oneDNN emulates it, "
+                        "slower than float32, or has no bf16 LSTM for it (an error); set train.amp_cpu=auto or false")
         return torch.bfloat16 if cpu == "true" else None
     if not enabled or device.type != "cuda":
         return None
