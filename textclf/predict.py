@@ -92,7 +92,7 @@ class Classifier:
         """Token ids per text, truncated as in training: straight dictionary lookups, faster here than the
         interning that the training cache uses."""
         a = self.artifact
-        return [truncate_ids(a.vocab.ids(tokens), a.max_length, a.truncate) for tokens in a.tokenizer.pipe(texts)]
+        return [truncate_ids(a.vocab.lookup(tokens), a.max_length, a.truncate) for tokens in a.tokenizer.pipe(texts)]
 
     def predict_encoded(self, seqs: Sequence[np.ndarray], batch_size: int = BATCH_SIZE) -> np.ndarray:
         """[N, C] probabilities for token-id arrays. On a multi-core CPU, big inputs are split by length

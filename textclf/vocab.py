@@ -17,7 +17,7 @@ PAD_ID, UNK_ID = 0, 1
 
 
 class _Ids(dict):
-    """token → id, with <unk>'s id for unknown tokens: `map(ids.__getitem__, tokens)` stays in C for known ones."""
+    """token → id, <unk>'s id for any other token: `map(stoi.__getitem__, tokens)` stays in C for known ones."""
 
     def __missing__(self, token: str) -> int:
         return UNK_ID
@@ -30,8 +30,7 @@ class Vocab:
         if list(itos[:2]) != [PAD, UNK]:
             raise ValueError(f"a vocabulary must start with {PAD!r}, {UNK!r}")
         self.itos = list(itos)
-        self.stoi = {tok: i for i, tok in enumerate(self.itos)}
-        self._ids = _Ids(self.stoi)
+        self.stoi = _Ids((tok, i) for i, tok in enumerate(self.itos))
         if len(self.stoi) != len(self.itos):
             raise ValueError("a vocabulary must not repeat tokens")
 
@@ -49,15 +48,12 @@ class Vocab:
         return isinstance(other, Vocab) and self.itos == other.itos
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
-        return list(map(self._ids.__getitem__, tokens))
+        return list(map(self.stoi.__getitem__, tokens))
 
-    def ids(self, tokens: Sequence[str]) -> np.ndarray:
-        """`encode` as an int64 array, the fastest way there (~1.35x the list comprehension on IMDB)."""
-        return np.fromiter(map(self._ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-
-    def lookup(self, table: Sequence[str]) -> np.ndarray:
-        """Ids of a token table at once: how cached, interned token ids become vocab ids."""
-        return np.fromiter((self.stoi.get(t, UNK_ID) for t in table), dtype=np.int64, count=len(table))
+    def lookup(self, tokens: Sequence[str]) -> np.ndarray:
+        """`encode` as an int64 array: a text's tokens (prediction), or a cache's token table, whose interned
+        ids then index it. The fastest way there (~1.35x a list comprehension on IMDB)."""
+        return np.fromiter(map(self.stoi.__getitem__, tokens), dtype=np.int64, count=len(tokens))
 
     def to_json(self) -> str:
         return json.dumps({"itos": self.itos}, ensure_ascii=False)
