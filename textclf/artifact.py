@@ -116,7 +116,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
     if not (model_dir / WEIGHTS).is_file():
         raise TextclfError(f"{model_dir / WEIGHTS} is missing; re-copy the model folder")
     try:
-        state = load_file(model_dir / WEIGHTS, device=str(torch.device(device)))
+        state = load_file(model_dir / WEIGHTS)  # on the CPU, where the model is built; one move to `device` below
         model.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -19,6 +20,8 @@ class Batch(NamedTuple):
         lengths [B]    int64   always on the CPU: pack_padded_sequence wants them there
         labels  [B]    int64   class ids (or -1 when unlabelled)
         index   [B]    int64   position in the dataset, to put predictions back in order
+
+    In loaders for a GPU (pinned) the rows are sorted longest-first: lengths[0] >= lengths[1] >= ...
     """
 
     tokens: torch.Tensor
@@ -40,8 +43,12 @@ class TextDataset(Dataset):
         return self.seqs[i], int(self.labels[i]), i
 
 
-def collate(items: list[tuple[np.ndarray, int, int]]) -> Batch:
+def collate(items: list[tuple[np.ndarray, int, int]], longest_first: bool = False) -> Batch:
+    """Pad the items into one Batch; `longest_first` reorders its rows by length, longest first (stable)."""
     lengths = np.fromiter((len(s) for s, _, _ in items), dtype=np.int64, count=len(items))
+    if longest_first:
+        order = np.argsort(-lengths, kind="stable")
+        items, lengths = [items[i] for i in order], lengths[order]
     tokens = np.full((len(items), max(int(lengths.max()), 1)), PAD_ID, dtype=np.int64)
     for row, (seq, _, _) in enumerate(items):
         tokens[row, : len(seq)] = seq
@@ -119,8 +126,13 @@ def make_loader(dataset: TextDataset, batch_size: int, shuffle: bool, seed: int 
     The loader gets a generator of its own: otherwise every `iter(loader)` draws a seed from torch's
     global RNG, which dropout uses, and a resumed run could not continue that RNG exactly.
     `num_replicas` > 1: this process's share (see BucketBatchSampler), for DDP training and sharded evaluation.
+
+    Pinned batches are bound for a GPU: their rows come longest-first, so cuDNN packs them as they are, without
+    the sorting whose index copies block the host. CPU batches keep the sampler's order (shortest first when
+    shuffled): the same floating-point sums as ever, so CPU runs repeat earlier ones bit for bit.
     """
     sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed,
                                  num_replicas=num_replicas, rank=rank)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, pin_memory=pin_memory,
+    collate_fn = functools.partial(collate, longest_first=True) if pin_memory else collate
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, pin_memory=pin_memory,
                       generator=torch.Generator().manual_seed(seed))

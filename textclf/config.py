@@ -84,6 +84,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     amp: bool = True  # mixed precision, used on CUDA only
     amp_cpu: str = "auto"  # bf16 autocast on CPU: auto (where it has AVX-512 BF16 or AMX: ~1.6x a step) | true | false
+    amp_gpu: str = "auto"  # with amp, on CUDA: auto (bf16 on compute capability >= 8.0, else fp16) | bf16 | fp16
     lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
     deterministic: bool = False  # deterministic kernels only (slower on CUDA; an op without one raises)
     checkpoint_every: int = 1  # epochs between resumable checkpoints in run_dir/checkpoints (0: none)
@@ -117,6 +118,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.scheduler": ("cosine", "linear", "constant"),
     "train.monitor": ("accuracy", "f1", "loss"),
     "train.lstm_impl": ("auto", "packed", "padded"),
+    "train.amp_gpu": ("auto", "bf16", "fp16"),
     "train.class_weights": ("none", "balanced"),
     "data.encoding_errors": ("strict", "replace"),
 }

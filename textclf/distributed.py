@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -25,10 +24,11 @@ log = logging.getLogger(__name__)
 
 _device: torch.device | None = None  # where this process's collectives run: its GPU under nccl, else the CPU
 # How long the others wait for rank 0 to tokenise and pretrain (main_first): hours, not the group's default
-# (30 minutes with gloo).
+# (10 minutes with nccl, 30 with gloo). NCCL's barrier ignores a timeout passed to it, so these waits run on a
+# gloo group of their own, created with this timeout: waiting costs the GPUs nothing.
 # Every other collective keeps the group's timeout, and a failed process makes torchrun stop the rest anyway.
 PREPARE_TIMEOUT = timedelta(hours=12)
-_BARRIER_TIMEOUT = "timeout" in inspect.signature(dist.barrier).parameters  # recent torch; older: the group's
+_waits: dist.ProcessGroup | None = None  # that gloo group, while process_group() holds one
 
 
 def launched() -> bool:
@@ -84,7 +84,7 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
     warnings would repeat rank 0's). Without torchrun, or inside a group someone else started, `device`
     comes back unchanged.
     """
-    global _device
+    global _device, _waits
     if not launched() or active():
         yield device
         return
@@ -95,6 +95,7 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
     else:
         dist.init_process_group("gloo")
     _device = device
+    _waits = dist.new_group(backend="gloo", timeout=PREPARE_TIMEOUT)  # now, while every process is here
     textclf_log = logging.getLogger("textclf")
     level = textclf_log.level
     if not is_main():
@@ -104,14 +105,28 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
         barrier()  # nobody leaves while another process may still need it
     finally:
         textclf_log.setLevel(level)
-        _device = None
-        dist.destroy_process_group()
+        _device, _waits = None, None
+        dist.destroy_process_group()  # every group, the gloo one for waits too
 
 
-def barrier(timeout: timedelta | None = None) -> None:
-    if active():
-        extra = {"timeout": timeout} if timeout is not None and _BARRIER_TIMEOUT else {}
-        dist.barrier(device_ids=[_device.index] if _device is not None and _device.type == "cuda" else None, **extra)
+def barrier() -> None:
+    """Wait for every process: on the gloo group for waits (hours) when process_group() made one, else on the
+    default group, with its timeout (a group someone else started)."""
+    if not active():
+        return
+    if _waits is not None:
+        dist.barrier(group=_waits)
+    else:
+        device = _comm_device()
+        dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _comm_device() -> torch.device:
+    """Where the default group's collectives run: this process's GPU under nccl, else the CPU. In a group
+    someone else started, read from its backend (nccl reduces GPU tensors only)."""
+    if _device is not None:
+        return _device
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 @contextlib.contextmanager
@@ -121,17 +136,17 @@ def main_first() -> Iterator[None]:
     Also a decorator. A failure on rank 0 never reaches the barrier: torchrun then stops the waiting processes.
     """
     if not is_main():
-        barrier(PREPARE_TIMEOUT)
+        barrier()
     yield
     if is_main():
-        barrier(PREPARE_TIMEOUT)
+        barrier()
 
 
 def all_sum(t: torch.Tensor) -> torch.Tensor:
     """The element-wise sum over processes, as a new tensor on `t`'s device; `t` itself without a group."""
     if not active():
         return t
-    out = t.to(_device, copy=True)
+    out = t.to(_comm_device(), copy=True)
     dist.all_reduce(out)
     return out.to(t.device)
 
@@ -155,12 +170,14 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
     DDP averages the gradients of the parameters that require them *now*: wrap again after freezing or
     unfreezing. Save `model`, never the wrapper (whose state_dict keys start with "module.").
+    No `device_ids`, on a GPU too: with them DDP copies every input to that GPU, the CPU lengths included,
+    which the model then copies back for packing (a host sync per forward). The trainer places inputs itself.
     """
     if not active():
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return DistributedDataParallel(model)
 
 
 def seed_per_process(seed: int) -> None:

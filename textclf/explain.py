@@ -61,6 +61,11 @@ class Explainer:
         self.model = copy.deepcopy(clf.artifact.model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)  # gradients are needed for the embeddings' output only
+        if clf.device.type == "cuda":
+            # cuDNN's LSTM has a backward pass in training mode only; without dropout that mode computes what
+            # eval mode does. Set on this copy alone: switching cuDNN off would slow every concurrent /predict
+            self.model.lstm.dropout = 0.0
+            self.model.lstm.train()
         self._ig = LayerIntegratedGradients(self._score, self.model.embedding)
         self._lock = threading.Lock()
 
@@ -92,8 +97,7 @@ class Explainer:
         sign = (1.0 if k == 1 else -1.0) if binary else 1.0
         weights, delta = [], 0.0
         if ids:
-            # cuDNN's LSTM has no backward pass in eval mode; the native kernels do
-            with self._lock, torch.backends.cudnn.flags(enabled=False), torch.enable_grad():
+            with self._lock, torch.enable_grad():
                 attr, err = self._ig.attribute(x, baselines=torch.zeros_like(x), target=None if binary else k,
                                                additional_forward_args=(lengths, sign), n_steps=self.steps,
                                                internal_batch_size=self.steps, return_convergence_delta=True)

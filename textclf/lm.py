@@ -52,18 +52,18 @@ class BiLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Mean negative log-likelihood over all predicted positions, and how many there were."""
-        out, _, lengths = self.encoder.encode(tokens, lengths)
+        out, _, lengths = self.encoder.encode(tokens, lengths)  # lengths on the tokens' device
         out = self.dropout(out)
-        lens = lengths.to(tokens.device).unsqueeze(1)
         steps = torch.arange(tokens.size(1) - 1, device=tokens.device).unsqueeze(0)
-        has_next = steps + 1 < lens  # state t predicts token t+1 (forward); state t+1 predicts token t (backward)
+        has_next = steps + 1 < lengths.unsqueeze(1)  # state t predicts token t+1 (forward); t+1 predicts t (backward)
         if self.training and self.sample < 1:
             has_next &= torch.rand(has_next.shape, device=has_next.device) < self.sample
-        states = [out[:, :-1, : self.hidden][has_next]]
-        targets = [tokens[:, 1:][has_next]]
+        b, t = has_next.nonzero(as_tuple=True)  # the step's one host sync (how many positions), not one per mask
+        states = [out[b, t, : self.hidden]]
+        targets = [tokens[b, t + 1]]
         if self.bidirectional:
-            states.append(out[:, 1:, self.hidden :][has_next])
-            targets.append(tokens[:, :-1][has_next])
+            states.append(out[b, t + 1, self.hidden :])
+            targets.append(tokens[b, t])
         n = int(targets[0].numel()) * len(targets)
         return self.softmax(torch.cat(states), torch.cat(targets)).loss, n
 
@@ -111,8 +111,9 @@ def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, b
                 loss, n = lm(x, batch.lengths)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(lm.parameters(), clip)
+            if clip > 0:  # 0 is "off", as for the classifier: clip_grad_norm_(..., 0) would zero every gradient
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(lm.parameters(), clip)
             scaler.step(opt)
             scaler.update()
             sched.step()

@@ -24,9 +24,13 @@ def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def lstm_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference semantics (and the cuDNN path): run on a PackedSequence.
 
+    A batch sorted longest-first (as loaders for a GPU make them) packs as it is. Any other order is sorted
+    inside pack_padded_sequence, whose index tensors travel to the GPU and back: host syncs every call.
     Returns outputs [B, T, D*H] (zero at padding) and the last layer's final states [B, D*H].
     """
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    lengths = lengths.cpu()
+    longest_first = bool((lengths[:-1] >= lengths[1:]).all())  # on the CPU: no sync
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=longest_first)
     out, (h_n, _) = lstm(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
     dirs = 2 if lstm.bidirectional else 1
@@ -143,28 +147,33 @@ class LSTMClassifier(nn.Module):
         self.head = nn.Linear(features, 1 if num_classes == 2 else num_classes)
 
     def _embed(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embedding (+ `delta` [B, T, E], an adversarial perturbation), and the lengths on the CPU, >= 1."""
-        lengths = lengths.cpu().clamp(min=1)  # an empty text is one <pad> step (a zero vector), not a crash
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embedding (+ `delta` [B, T, E], an adversarial perturbation), and the lengths, >= 1, twice: on the
+        CPU (for packing) and on the tokens' device (for masks and pooling)."""
+        on_cpu = lengths.cpu().clamp(min=1)  # an empty text is one <pad> step (a zero vector), not a crash
+        # one copy a forward, from the loader's pinned memory: queued behind the GPU's work, no host sync
+        on_device = on_cpu if tokens.device.type == "cpu" else lengths.to(tokens.device, non_blocking=True).clamp(min=1)
         x = self.embedding(tokens)
-        return self.embedding_dropout(x if delta is None else x + delta.to(x.dtype)), lengths
+        return self.embedding_dropout(x if delta is None else x + delta.to(x.dtype)), on_cpu, on_device
 
     def _impl(self, device: torch.device) -> str:
         return self.lstm_impl if self.lstm_impl != "auto" else ("padded" if device.type == "cpu" else "packed")
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Embedding (+ `delta`) → LSTM: states [B, T, D*H] (zero at padding), final states [B, D*H], lengths."""
-        x, lengths = self._embed(tokens, lengths, delta)
-        run = lstm_padded if self._impl(x.device) == "padded" else lstm_packed
-        return (*run(self.lstm, x, lengths), lengths)
+        """Embedding (+ `delta`) → LSTM: states [B, T, D*H] (zero at padding), final states [B, D*H], and the
+        lengths (>= 1) on the states' device."""
+        x, on_cpu, lengths = self._embed(tokens, lengths, delta)
+        if self._impl(x.device) == "padded":
+            return (*lstm_padded(self.lstm, x, lengths), lengths)
+        return (*lstm_packed(self.lstm, x, on_cpu), lengths)
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:
         """The pooled LSTM states [B, F] that the head reads."""
         if self._impl(tokens.device) == "packed" or self.pooling == "last":
             out, last, lengths = self.encode(tokens, lengths, delta)
             return pool(out, last, lengths, self.pooling)
-        x, lengths = self._embed(tokens, lengths, delta)
+        x, _, lengths = self._embed(tokens, lengths, delta)
         return pooled_padded(self.lstm, x, lengths, self.pooling)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:

@@ -136,7 +136,7 @@ def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized
                 "batch_size": cfg.train.batch_size,
                 "seed": cfg.train.seed, "max_length": cfg.data.max_length, "truncate": cfg.data.truncate,
                 "word2vec": [cfg.pretrain.word2vec, cfg.pretrain.epochs, cfg.pretrain.window]}
-    dtype = amp_dtype(device, cfg.train.amp, cfg.train.amp_cpu)  # the classifier's precision (train.amp, amp_cpu)
+    dtype = amp_dtype(device, cfg.train.amp, cfg.train.amp_cpu, cfg.train.amp_gpu)  # the classifier's precision
     if dtype is not None:  # float32 LMs keep the cache keys they had before mixed precision was an option
         settings["precision"] = str(dtype)
     cache = lm.cache_path([t.key for t in corpora], data.vocab.itos, model.arch, settings, cfg.data.cache_dir)

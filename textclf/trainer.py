@@ -76,10 +76,17 @@ def native_cpu_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
-def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false") -> torch.dtype | None:
-    """bf16 where the GPU has it, else fp16 (with a GradScaler); on the CPU, bf16 when `cpu` is "true", or
-    "auto" and the CPU computes bf16 natively; None means full precision. On the CPU, autocast runs the LSTM
-    (oneDNN) and the head in bf16, the rest in float32."""
+def native_gpu_bf16(device: torch.device) -> bool:
+    """Whether this GPU computes bf16 natively: compute capability 8.0 (Ampere) or later. Not
+    `torch.cuda.is_bf16_supported()`, which also counts the emulation that a V100 or T4 runs, slower than fp16."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false", gpu: str = "auto") -> torch.dtype | None:
+    """On CUDA with `enabled`: bf16 where `device` computes it natively (`gpu` "auto"), else fp16 (with a
+    GradScaler); `gpu` "bf16" or "fp16" forces one. On the CPU, bf16 when `cpu` is "true", or "auto" and the
+    CPU computes bf16 natively. None means full precision. On the CPU, autocast runs the LSTM (oneDNN) and the
+    head in bf16, the rest in float32."""
     if device.type == "cpu":
         if cpu == "auto":
             return torch.bfloat16 if native_cpu_bf16() else None
@@ -89,7 +96,12 @@ def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false") -> torch.
         return torch.bfloat16 if cpu == "true" else None
     if not enabled or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if gpu == "auto":
+        return torch.bfloat16 if native_gpu_bf16(device) else torch.float16
+    if gpu == "bf16" and not native_gpu_bf16(device):
+        log.warning("train.amp_gpu=bf16: this GPU (compute capability %d.%d) emulates bf16, slower than fp16; "
+                    "set train.amp_gpu=auto", *torch.cuda.get_device_capability(device))
+    return torch.bfloat16 if gpu == "bf16" else torch.float16
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -208,17 +220,22 @@ def train_epoch(model: torch.nn.Module, loader: DataLoader, opt, sched, device: 
     clock = time.perf_counter()
     embedding = getattr(model, "module", model).embedding  # under DDP, model is the wrapper
     dim = embedding.embedding_dim
+    # Under DDP the first of the two adversarial passes only accumulates gradients: one all-reduce a step, not two
+    first_pass = model.no_sync if adversarial and hasattr(model, "no_sync") else contextlib.nullcontext
     for batch in bar:
         x, y = _to(batch, device)
         delta = torch.zeros(*x.shape, dim, device=device, requires_grad=True) if adversarial else None
-        with autocast(device, dtype):
-            loss = loss_fn(model(x, batch.lengths, delta), y, class_weights)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        with first_pass():
+            with autocast(device, dtype):
+                loss = loss_fn(model(x, batch.lengths, delta), y, class_weights)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
         recorded = loss.detach()
         if adversarial:  # delta.grad: the loss gradient at the embedded tokens (fp16's scale is normalised away)
             with torch.no_grad():
                 push = adversarial_delta(delta.grad, embedding(x), adversarial)
+                if scaler.is_enabled():  # fp16: an overflow (inf in delta.grad) is routine, and the scaler skips
+                    push.nan_to_num_(0.0, 0.0, 0.0)  # the step; a NaN push would make it look like divergence
             with autocast(device, dtype):
                 pushed = loss_fn(model(x, batch.lengths, push), y, class_weights)
             scaler.scale(pushed).backward()
@@ -256,14 +273,16 @@ def predict_loader(model: LSTMClassifier, loader: DataLoader, device: torch.devi
     """
     model.eval()
     n = len(loader.dataset)
-    probs, counts = torch.zeros(n, model.num_classes), torch.zeros(n)
+    # gathered on the device and copied to the host once: a copy per batch would stall the GPU's queue
+    probs, counts = torch.zeros(n, model.num_classes, device=device), torch.zeros(n, device=device)
     loss_sum, labelled = torch.zeros((), device=device), True
     for batch in tqdm(loader, desc=desc, unit=" batch", leave=False, disable=distributed.tqdm_disable()):
         x, y = _to(batch, device)
+        index = batch.index.to(device, non_blocking=True)
         with autocast(device, dtype):
             logits = model(x, batch.lengths)
-        probs[batch.index] = model.probabilities(logits).cpu()
-        counts.index_add_(0, batch.index, torch.ones(len(batch.index)))
+        probs.index_copy_(0, index, model.probabilities(logits))
+        counts.index_add_(0, index, torch.ones(len(index), device=device))
         labelled = labelled and bool((batch.labels >= 0).all())
         if labelled:
             loss_sum += loss_fn(logits, y) * len(batch.index)
@@ -273,7 +292,7 @@ def predict_loader(model: LSTMClassifier, loader: DataLoader, device: torch.devi
     if not bool((counts == 1).all()):
         raise RuntimeError(f"{int((counts != 1).sum())} of {n} texts were predicted 0 or several times, not once: "
                            "is the loader sharded over another number of processes than the group has?")
-    return probs.numpy(), (loss_sum.item() / n if labelled and n else None)
+    return probs.cpu().numpy(), (loss_sum.item() / n if labelled and n else None)
 
 
 def evaluate(model: LSTMClassifier, loader: DataLoader, device: torch.device, label_names: list[str],
@@ -369,7 +388,7 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     n = len(train_loader)
     sched = make_scheduler(opt, cfg.scheduler, cfg.epochs * n, cfg.warmup_ratio)
-    dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu)
+    dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu, cfg.amp_gpu)
     precision = f"{str(dtype).removeprefix('torch.')} autocast" if dtype else "float32"
     log.info("precision: %s", f"{precision}, float32 weights" if dtype else precision)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
