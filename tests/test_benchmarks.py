@@ -74,3 +74,51 @@ def test_imdb_benchmark_runs_every_stage_and_prints_the_table(tmp_path, tiny_dir
         results["textclf"]["passes_per_batch"])
     assert "| textclf (`configs/imdb.yaml`) |" in proc.stdout and "training throughput:" in proc.stdout
     assert "textclf's recipe, cold: tokenising" in proc.stdout and "the model alone on token ids" in proc.stdout
+
+
+def test_gpu_check_refuses_without_a_gpu_in_one_line(tmp_path, tiny_dir, capsys, restore_logging):
+    import torch
+
+    check = _script("gpu_check")
+    if not torch.cuda.is_available():
+        assert check.main([str(tiny_dir), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: no CUDA device here") and err.count("\n") == 1 and "--dry-run" in err
+    assert check.main([str(tmp_path / "nowhere"), "--dry-run"]) == 2
+    assert "data folder not found" in capsys.readouterr().err
+
+
+def test_gpu_check_counts_the_syncs_of_training_steps_only(monkeypatch):
+    import warnings
+
+    from textclf import trainer
+
+    check = _script("gpu_check")
+
+    def fake_epoch(*args, **kwargs):  # a training epoch of 4 steps with 2 host syncs
+        for _ in range(2):
+            warnings.warn(check.SYNC, stacklevel=1)
+        args[8].batch += 4
+
+    monkeypatch.setattr(trainer, "train_epoch", fake_epoch)
+    progress = trainer.Progress()
+    with check.SyncCounter().watching(cuda=False) as counter:
+        trainer.train_epoch(*[None] * 8, progress)
+        warnings.warn(check.SYNC, stacklevel=1)  # validation's: counted in the run, not per step
+    assert (counter.steps, counter.in_training, counter.total) == (4, 2, 3)
+    assert trainer.train_epoch is fake_epoch  # put back
+
+
+def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path, tiny_dir, capsys, restore_logging):
+    from .conftest import TINY
+
+    out = tmp_path / "check.json"
+    assert _script("gpu_check").main([str(tiny_dir), "--dry-run", "--out", str(tmp_path / "out"), "--output",
+                                      str(out), "--tests", "tests/test_gpu.py", *TINY]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert "DRY RUN on the CPU" in printed and "| default recipe (`configs/imdb.yaml`) |" in printed
+    assert results["default"]["epochs"] == results["fp16"]["epochs"] == 1 and results["default"]["steps"] > 0
+    assert 0.5 <= results["default"]["test_accuracy"] <= 1 and results["default"]["tokens_per_s"] > 0
+    assert results["inference"]["reviews"] == 200 and results["inference"]["reviews_per_s"] > 0
+    assert results["cuda_tests"]["ok"] and "skipped" in results["cuda_tests"]["summary"]
