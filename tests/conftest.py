@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,12 @@ import torch
 # them ~7x slower. Subprocesses inherit the setting, so they sum floats in the same order as pytest.
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+# Tests never download: with these, datasets and huggingface_hub fail at once instead of trying the network
+# (read when they are imported, so set before any test imports them).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HOME"] = os.path.join(tempfile.gettempdir(), "textclf-tests-hf")  # their caches; no user token
+os.environ.pop("HF_TOKEN", None)
 
 REPO = Path(__file__).resolve().parent.parent
 POSITIVE = ["great", "wonderful", "excellent", "loved", "superb", "moving", "brilliant", "delightful"]

@@ -31,7 +31,7 @@ def test_round_trip_gives_identical_outputs_and_accepts_the_run_dir(saved):
     assert art.max_length == 50 and art.truncate == "both" and art.model.pooling == "max_mean"
     meta = json.loads((path / "config.json").read_text())
     assert meta["format_version"] == FORMAT_VERSION and meta["torch_version"] == torch.__version__
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    assert sorted(p.name for p in path.iterdir()) == ["README.md", "config.json", "model.safetensors", "vocab.json"]
     assert not list(path.parent.glob(".model*")), "no temporary folders left behind"
 
 

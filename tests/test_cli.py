@@ -33,7 +33,8 @@ def test_train_then_evaluate_then_predict_with_the_real_scripts(tmp_path, tiny_d
     assert "test accuracy" in out.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.9
-    assert {p.name for p in (run_dir / "model").iterdir()} == {"config.json", "model.safetensors", "vocab.json"}
+    assert {p.name for p in (run_dir / "model").iterdir()} == {"README.md", "config.json", "model.safetensors",
+                                                               "vocab.json"}
     assert "tokenizer:" in (run_dir / "config.yaml").read_text()
 
     out = run("evaluate.py", str(run_dir), "--data", str(tiny_dir), "--output", str(tmp_path / "eval.json"))

@@ -1,4 +1,4 @@
-"""The saved model: one folder of safetensors weights + config.json + vocab.json; loads with no pickle."""
+"""The saved model: one folder of safetensors weights, config.json, vocab.json, a README.md card; no pickle."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import TextclfError
+from .hub import HF_PREFIX
 from .model import LSTMClassifier
+from .modelcard import CARD
+from .modelcard import render as render_card
 from .tokenize import Tokenizer
 from .vocab import LabelVocab, Vocab
 
@@ -39,7 +42,11 @@ class Artifact:
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """Accept a model folder or a run folder that holds `model/`."""
+    """Accept a model folder, a run folder that holds `model/`, or `hf:USER/NAME[@REVISION]` (downloaded)."""
+    if str(path).startswith(HF_PREFIX):
+        from .hub import download_model  # lazy: huggingface_hub only for Hub models
+
+        return download_model(str(path))
     path = Path(path)
     if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
         return path / "model"
@@ -64,6 +71,7 @@ def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, label
         save_file(weights, tmp / WEIGHTS, metadata={"format": FORMAT})
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         vocab.save(tmp / VOCAB)
+        (tmp / CARD).write_text(render_card(meta), encoding="utf-8")  # the run rewrites it with its figures
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -1,4 +1,4 @@
-"""Command line: `textclf train|evaluate|predict|explain|export|serve`; train.py and evaluate.py are shims."""
+"""Command line: `textclf train|evaluate|predict|explain|export|serve|push`; train.py and evaluate.py are shims."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .errors import TextclfError
 DEFAULT_CONFIG = Path("configs") / "imdb.yaml"
 _REPO_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG
 BF16_HELP = "run the model in bfloat16 (1.7x faster on IMDB on a CPU with AVX-512 BF16; slower on CPUs without bf16)"
+MODEL_HELP = "a model/ folder, the run folder holding it, or hf:USER/NAME on the Hugging Face Hub"
 
 log = logging.getLogger("textclf")
 
@@ -60,7 +61,7 @@ def _baseline_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
+    p.add_argument("model_dir", help=MODEL_HELP)
     p.add_argument("--data", required=True, help='dataset folder, a data file, or "imdb"')
     p.add_argument("--split", default="test", help="which split of a dataset folder (default: test)")
     p.add_argument("--text-column", help="default: the column the model was trained on")
@@ -77,7 +78,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
+    p.add_argument("model_dir", help=MODEL_HELP)
     p.add_argument("texts", nargs="*", help='texts to label; "-" reads one text per line from stdin')
     p.add_argument("--input", metavar="FILE", help='label each row of a csv/tsv/jsonl/parquet file ("-": CSV on stdin)')
     p.add_argument("--text-column", help="with --input: the text column(s), e.g. title,body (default: the model's)")
@@ -92,6 +93,13 @@ def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
     p.add_argument("--device", default="auto")
     p.add_argument("--bf16", action="store_true", help=BF16_HELP)
+    return p
+
+
+def _push_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("model_dir", metavar="RUN_DIR", help="a run folder or its model/ folder")
+    p.add_argument("repo_id", metavar="USER/NAME", help="the Hub model repository (created if it does not exist)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
     return p
 
 
@@ -275,6 +283,14 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_push(args: argparse.Namespace) -> int:
+    from .hub import push_model
+
+    url = push_model(args.model_dir, args.repo_id, private=args.private)
+    print(f"pushed {args.model_dir} to {url}")
+    return 0
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
@@ -298,6 +314,7 @@ COMMANDS = {
     "explain": (_explain_parser, run_explain, "show which words pushed a prediction (integrated gradients)"),
     "export": (_export_parser, run_export, "write a saved model as ONNX"),
     "serve": (_serve_parser, run_serve, "serve a saved model over HTTP, with a demo page"),
+    "push": (_push_parser, run_push, "upload a saved model with its card to the Hugging Face Hub (needs the network)"),
 }
 
 

@@ -26,6 +26,7 @@ from .fields import Tokenized, tokenize_cached
 from .io import write_json, write_text
 from .metrics import compute, format_report
 from .model import LSTMClassifier
+from .modelcard import write_card
 from .tblog import epoch_logger, log_final, writer_class
 from .tokenize import Tokenizer
 from .trainer import (
@@ -371,6 +372,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
         log_final(tb, metrics, result.best_epoch)
         tb.close()
     log.info("plots: %s", plots_dir)
+    write_card(run_dir / "model", metrics)  # the model card, with the figures metrics.json is about to hold
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
     return metrics
 
@@ -384,7 +386,8 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
     Labels go through the `data.label_map` the model was trained with, so star ratings evaluate as-is.
     """
     dev = resolve_device(device)
-    art = load_model(resolve_model_dir(model_dir), dev, bf16)
+    folder = resolve_model_dir(model_dir)  # once: an hf: model is downloaded here
+    art = load_model(folder, dev, bf16)
     columns = art.meta.get("data", {})
     text_column = text_column or columns.get("text_column", "text")
     label_column = label_column or columns.get("label_column", "label")
@@ -396,7 +399,8 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
     ds = encode_split(tok, part, art.vocab, art.labels, art.max_length, art.truncate)
     loader = make_loader(ds, batch_size, shuffle=False, pin_memory=dev.type == "cuda")
     metrics = evaluate_split(art.model, loader, dev, art.labels.names, split, Path(plots) if plots else None)
-    metrics = {"model": str(resolve_model_dir(model_dir)), "data": str(data), "split": split, **metrics}
+    metrics = {"model": str(folder) if not str(model_dir).startswith("hf:") else model_dir, "data": str(data),
+               "split": split, **metrics}
     if output:
         write_json(output, metrics)
     return metrics

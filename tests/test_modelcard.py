@@ -1,0 +1,62 @@
+import json
+
+import pytest
+import yaml
+
+from textclf import modelcard
+
+from .conftest import save_random_model
+
+
+def _front_matter(text: str) -> dict:
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+def test_every_run_has_a_card_whose_metrics_equal_metrics_json(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    config = json.loads((tiny_run / "model" / "config.json").read_text())
+    card = (tiny_run / "model" / "README.md").read_text()
+    meta = _front_matter(card)
+    assert meta["library_name"] == "textclf" and meta["pipeline_tag"] == "text-classification"
+    assert meta["labels"] == config["labels"] == ["neg", "pos"]
+    results = {r["dataset"]["split"]: r for r in meta["model-index"][0]["results"]}
+    assert set(results) == {"validation", "test"}
+    for split, result in results.items():
+        shown = {m["type"]: m["value"] for m in result["metrics"]}
+        assert shown == {k: metrics[split][k] for k, _ in modelcard.METRICS if metrics[split].get(k) is not None}
+    # the Hub's own parser reads the same figures
+    from huggingface_hub import ModelCard
+
+    parsed = ModelCard.load(tiny_run / "model" / "README.md").data
+    assert len(parsed.eval_results) == sum(len(r["metrics"]) for r in results.values())
+    for r in parsed.eval_results:
+        assert r.metric_value == metrics[r.dataset_split][r.metric_type]
+    assert f"| test | {metrics['test']['n']} | {metrics['test']['accuracy']:.4f} |" in card
+    assert "hf:USER/NAME" in card and "data:\n  path:" in card  # how to load it; the resolved config
+
+
+def test_a_model_saved_mid_training_has_a_card_without_figures(tmp_path):
+    folder = save_random_model(tmp_path / "m")
+    card = (folder / "README.md").read_text()
+    assert "model-index" not in _front_matter(card) and "Not evaluated yet" in card
+
+
+@pytest.mark.parametrize(("data", "hub"), [
+    ({"path": "hf:rotten_tomatoes"}, "rotten_tomatoes"),
+    ({"path": "hf:SetFit/sst2:default"}, "SetFit/sst2"),
+    ({"path": "imdb"}, "stanfordnlp/imdb"),
+    ({"path": "imdb", "train": "my.csv"}, None),  # data.train wins: the Hub dataset was not read
+    ({"path": "hf:./local_folder"}, None),
+    ({"path": "data/reviews"}, None),
+])
+def test_the_card_names_the_hub_dataset_it_trained_on(data, hub):
+    assert modelcard.hub_dataset({"data": data}) == hub
+    meta = _front_matter(modelcard.render({"labels": ["a", "b"], "train_config": {"data": data}}))
+    assert meta.get("datasets") == ([hub] if hub else None)
+
+
+def test_for_repo_names_the_repository():
+    card = modelcard.render({"labels": ["a", "b"], "train_config": {"init_from": "hf:alice/base"}})
+    assert _front_matter(card)["base_model"] == "alice/base"
+    assert 'Classifier.load("hf:bob/mine")' in modelcard.for_repo(card, "bob/mine")
