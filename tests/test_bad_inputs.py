@@ -17,6 +17,7 @@ from textclf.config import load_config
 from textclf.pipeline import train
 
 from .conftest import REPO, TINY, make_reviews
+from .test_data import write_datasets_folders
 
 
 @dataclass
@@ -74,8 +75,14 @@ CASES = [
     Case("data path missing", f"train {T} {NEW} data.path={{ws}}/nowhere", "data path not found"),
     Case("data file missing", f"train {T} {NEW} data.train={{ws}}/nope.csv", "data file not found"),
     Case("a folder where a file is expected", f"train {T} {NEW} data.train={{data}}", "it is a folder; pass a file"),
-    Case("unsupported file type", f"train {T} {NEW} data.train={{ws}}/train.xlsx", "unsupported data file type",
-         _write("train.xlsx", b"PK\x03\x04")),
+    Case("unsupported file type", f"train {T} {NEW} data.train={{ws}}/train.xls", "unsupported data file type",
+         _write("train.xls", b"\xd0\xcf\x11\xe0")),
+    Case("unknown encoding", f"{TRAIN} data.encoding=utf-9", 'unknown encoding "utf-9"'),
+    Case("spreadsheet sheet missing", f"train {T} {NEW} data.train={{ws}}/book.xlsx data.sheet=Nope",
+         'has no sheet "Nope"', lambda ws: make_reviews(20).to_excel(ws / "book.xlsx", index=False)),
+    Case("unlabelled file missing", f"{TRAIN} data.unlabelled={{ws}}/more.csv", "data file not found"),
+    Case("unlabelled text column missing", f"{TRAIN} data.unlabelled={{ws}}/more.csv", 'more.csv has no column "text"',
+         _frame("more.csv", make_reviews(5).rename(columns={"text": "review"}))),
     Case("file not UTF-8", f"train {T} {NEW} data.train={{ws}}/l1.csv", "is not UTF-8 in column",
          _write("l1.csv", "text,label\ncaf\xe9 cr\xe8me,pos\n".encode("latin-1"))),
     Case("malformed CSV", f"train {T} {NEW} data.train={{ws}}/bad.csv", "EOF inside string",
@@ -86,6 +93,17 @@ CASES = [
          _write("docs/readme.txt", "hi")),
     Case("folder without a train split", f"train {T} {NEW} data.path={{ws}}/only", "the data has no train split",
          _frame("only/test.csv", make_reviews(20))),
+    # Hugging Face datasets (hf:NAME, save_to_disk and Hub-style folders)
+    Case("Hub dataset unreachable", f"train {T} {NEW} data.path=hf:nobody/nothing",
+         "could not load hf:nobody/nothing"),
+    Case("dataset split missing", f"train {T} {NEW} data.path={{ws}}/hf/saved data.text_column=review "
+         "data.label_column=sentiment data.test_split=holdout", 'has no split "holdout"; its splits: train, test',
+         lambda ws: write_datasets_folders(ws / "hf")),
+    Case("dataset config missing", f"train {T} {NEW} data.path=hf:{{ws}}/hf/hub:tiny data.text_column=review "
+         "data.label_column=sentiment", 'has no config "tiny"; configs: default, small',
+         lambda ws: write_datasets_folders(ws / "hf")),
+    Case("dataset column missing", f"train {T} {NEW} data.path={{ws}}/hf/saved", 'has no column "text"; columns: '
+         "review, sentiment", lambda ws: write_datasets_folders(ws / "hf")),
     # columns
     Case("text column missing", f"{TRAIN} data.text_column=txt", 'no column "txt" (did you mean "text"?)'),
     Case("label column missing", f"{TRAIN} data.label_column=sentiment", 'no column "sentiment"'),

@@ -62,9 +62,9 @@ def test_missing_path_and_unknown_format(tmp_path):
         load_splits(str(tmp_path / "nowhere"))
     with pytest.raises(TextclfError, match="data file not found"):
         load_splits(None, {"train": str(tmp_path / "x.csv")})
-    (tmp_path / "train.xlsx").write_text("x")
-    with pytest.raises(TextclfError, match="unsupported data file type"):
-        load_splits(None, {"train": str(tmp_path / "train.xlsx")})
+    (tmp_path / "train.xls").write_text("x")  # the old binary Excel format: re-save as .xlsx
+    with pytest.raises(TextclfError, match="unsupported data file type '.xls'"):
+        load_splits(None, {"train": str(tmp_path / "train.xls")})
 
 
 def test_non_utf8_file_is_a_clear_error(tmp_path):
@@ -92,7 +92,7 @@ def test_aclimdb_folder_and_tarball_read_the_same(tmp_path):
     from_dir = read_aclimdb(tmp_path, ("train", "test"))
     from_tar = load_splits(str(tar_path))
     assert from_dir["train"].texts == from_tar["train"].texts == ["Hated it.", "Loved it.<br />"]
-    assert from_dir["train"].labels == ["neg", "pos"] and from_tar["test"].labels == ["neg", "pos"]
+    assert from_dir["train"].labels == ["negative", "positive"] == from_tar["test"].labels
     assert load_splits(str(root))["test"].texts == ["Dull.", "Fine film."]
 
 
@@ -102,7 +102,8 @@ def test_imdb_prefers_a_local_copy(tmp_path, monkeypatch):
     pd.DataFrame({"text": ["a", "b"], "label": [0, 1]}).to_parquet(local / "train.parquet")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(data, "read_imdb_hub", lambda splits: pytest.fail("went to the Hub"))
-    assert load_splits("imdb")["train"].labels == ["neg", "pos"]
+    assert load_splits("imdb")["train"].labels == ["negative", "positive"]
+    assert load_splits(str(local))["train"].labels == ["negative", "positive"]  # a folder named imdb is IMDB
 
 
 def test_imdb_offline_without_local_copy_says_where_to_put_data(tmp_path, monkeypatch):
@@ -144,7 +145,10 @@ def test_unlabelled_split_from_a_folder_and_from_aclimdb(tmp_path):
 def test_non_utf8_names_the_row_and_column_even_after_quoted_newlines(tmp_path):
     (tmp_path / "train.csv").write_bytes(b'text,label\ngood,pos\n"two\nlines",neg\ncaf\xe9 bad,pos\n')
     with pytest.raises(TextclfError, match=r'row 3 \(not counting the header\) is not UTF-8 in column "text"; '
-                                           r".*data.encoding_errors=replace"):
+                                           r'looks like Windows-1252 \("caf\xe9 bad"\); pass data.encoding=cp1252'):
+        load_splits(str(tmp_path))
+    (tmp_path / "train.csv").write_bytes(b"text,label\ncaf\x81 bad,pos\n")  # 0x81: no character in Windows-1252
+    with pytest.raises(TextclfError, match=r"row 1 .* not UTF-8 .*data.encoding=NAME.*data.encoding_errors=replace"):
         load_splits(str(tmp_path))
 
 
@@ -190,3 +194,183 @@ def test_label_map_renames_drops_and_counts(caplog):
     assert data.apply_label_map(split, None) is split
     with pytest.raises(TextclfError, match=r"data.label_map leaves no rows in my.csv \(its keys: 9; labels there"):
         data.apply_label_map(split, {9: "x"})
+
+
+# --- spreadsheet exports as they come -----------------------------------------------------------
+
+EXPORT = pd.DataFrame({"text": ["Café crème, très bon; \"quoted\"", "Naïve plot\nover two lines", "plain"],
+                       "label": ["pos", "neg", "pos"]})
+
+
+@pytest.mark.parametrize(("name", "write", "options"), [
+    ("utf8.csv", dict(encoding="utf-8"), {}),
+    ("bom_crlf.csv", dict(encoding="utf-8-sig", lineterminator="\r\n"), {}),
+    ("semicolon.csv", dict(encoding="utf-8-sig", sep=";"), {}),  # European Excel
+    ("unicode_text.txt", dict(encoding="utf-16", sep="\t"), {}),  # Excel's "Unicode text"
+    ("utf16.tsv", dict(encoding="utf-16", sep="\t"), {}),
+    ("utf32.csv", dict(encoding="utf-32"), {}),
+    ("pipe.csv", dict(encoding="utf-8", sep="|"), {}),
+    ("windows.csv", dict(encoding="cp1252"), {"encoding": "cp1252"}),  # the one that does not say its own format
+    ("latin1_semicolon.csv", dict(encoding="latin-1", sep=";"), {"encoding": "latin-1", "delimiter": "semicolon"}),
+])
+def test_exports_read_the_same(tmp_path, name, write, options):
+    EXPORT.to_csv(tmp_path / name, index=False, **write)
+    assert data.read_table(tmp_path / name, **options).to_dict("list") == EXPORT.to_dict("list")
+
+
+def test_windows_1252_without_data_encoding_names_the_fix(tmp_path):
+    EXPORT.to_csv(tmp_path / "w.csv", index=False, encoding="cp1252")
+    with pytest.raises(TextclfError, match=r'row 1 \(not counting the header\) is not UTF-8 in column "text"; looks '
+                                           r'like Windows-1252 \("Café crème.*"\); pass data.encoding=cp1252'):
+        data.read_table(tmp_path / "w.csv")
+    EXPORT.to_json(tmp_path / "w.jsonl", orient="records", lines=True, force_ascii=False)
+    (tmp_path / "w.jsonl").write_bytes((tmp_path / "w.jsonl").read_text().encode("cp1252"))
+    with pytest.raises(TextclfError, match="not UTF-8 at line 1; looks like Windows-1252"):
+        data.read_table(tmp_path / "w.jsonl")
+    assert data.read_table(tmp_path / "w.jsonl", encoding="cp1252").text.tolist() == EXPORT.text.tolist()
+
+
+def test_parse_errors_name_the_likely_delimiter_or_encoding(tmp_path):
+    pd.DataFrame({"text": ["good, really", "bad", "fine, fine, fine"], "label": ["pos", "neg", "pos"]}).to_csv(
+        tmp_path / "semi.csv", index=False, sep=";")
+    with pytest.raises(TextclfError, match=r"malformed: Expected \d fields .*read as comma-separated utf-8, but its "
+                                           r"rows look semicolon-separated: pass data.delimiter=semicolon"):
+        data.read_table(tmp_path / "semi.csv", delimiter=",")
+    (tmp_path / "nobom.txt").write_bytes("text\tlabel\ngood\tpos\n".encode("utf-16-le"))
+    with pytest.raises(TextclfError, match="looks like UTF-16 without a byte-order mark.*data.encoding=utf-16-le"):
+        data.read_table(tmp_path / "nobom.txt")
+    assert data.read_table(tmp_path / "nobom.txt", encoding="utf-16-le").label.tolist() == ["pos"]
+    with pytest.raises(TextclfError, match=r'unknown encoding "utf-9" \(data.encoding / --encoding'):
+        data.read_table(tmp_path / "semi.csv", encoding="utf-9")
+    with pytest.raises(TextclfError, match='delimiter "ab" is not one character'):
+        data.read_table(tmp_path / "semi.csv", delimiter="ab")
+    assert data.resolve_delimiter("tab") == data.resolve_delimiter("\\t") == "\t"
+
+
+def test_a_stream_is_sniffed_too():
+    stream = io.BytesIO(EXPORT.to_csv(index=False, sep=";").encode("utf-16"))
+    assert pd.concat(data.iter_table(stream, chunk_size=2)).to_dict("list") == EXPORT.to_dict("list")
+
+
+def test_xlsx_first_sheet_or_the_one_named(tmp_path):
+    with pd.ExcelWriter(tmp_path / "book.xlsx") as xl:
+        EXPORT.to_excel(xl, sheet_name="Reviews", index=False)
+        EXPORT.assign(label="neg").to_excel(xl, sheet_name="Other", index=False)
+    assert data.read_table(tmp_path / "book.xlsx").to_dict("list") == EXPORT.to_dict("list")
+    assert data.read_table(tmp_path / "book.xlsx", sheet="Other").label.tolist() == ["neg"] * 3
+    with pytest.raises(TextclfError, match=r'has no sheet "Reveiws" \(did you mean "Reviews"\?\); sheets: Reviews, '
+                                           r"Other \(set data.sheet"):
+        data.read_table(tmp_path / "book.xlsx", sheet="Reveiws")
+    (tmp_path / "fake.xlsx").write_bytes(b"PK\x03\x04 not a workbook")
+    with pytest.raises(TextclfError, match="is not a readable .xlsx workbook"):
+        data.read_table(tmp_path / "fake.xlsx")
+
+
+# --- Hugging Face datasets: Hub-style folders and save_to_disk folders ----------------------------
+
+def write_datasets_folders(root, n_train: int = 40, n_test: int = 20, seed: int = 0):
+    """The same reviews as a save_to_disk folder and as a folder laid out like a Hub dataset repo (two configs),
+    columns review (text) and sentiment (a ClassLabel named bad/good); test also holds a GLUE-like unlabelled split."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    features = Features({"review": Value("string"), "sentiment": ClassLabel(names=["bad", "good"])})
+
+    def part(n, s, unlabelled=False):
+        df = make_reviews(n, seed=s)
+        ids = [-1] * n if unlabelled else [int(v == "pos") for v in df.label]
+        return Dataset.from_dict({"review": df.text.tolist(), "sentiment": ids}, features=features)
+
+    parts = {"train": part(n_train, seed + 1), "test": part(n_test, seed + 2), "hidden": part(5, 3, unlabelled=True)}
+    DatasetDict(parts).save_to_disk(str(root / "saved"))
+    hub = root / "hub"
+    for name, ds in parts.items():
+        (hub / "data").mkdir(parents=True, exist_ok=True)
+        ds.to_parquet(str(hub / "data" / f"{name}-00000-of-00001.parquet"))
+    (hub / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n"
+        "  - split: test\n    path: data/test-*\n  - split: hidden\n    path: data/hidden-*\n"
+        "- config_name: small\n  data_files:\n  - split: train\n    path: data/test-*\n---\n# Tiny reviews\n")
+    return root / "saved", hub
+
+
+@pytest.fixture(scope="module")
+def hf_folders(tmp_path_factory):
+    return write_datasets_folders(tmp_path_factory.mktemp("hf"))
+
+
+@pytest.mark.parametrize("form", ["saved", "hub", "hf:hub"])
+def test_datasets_folders_name_labels_as_their_classlabel(hf_folders, form):
+    saved, hub = hf_folders
+    path = {"saved": str(saved), "hub": str(hub), "hf:hub": f"hf:{hub}"}[form]
+    splits = load_splits(path, text_column="review", label_column="sentiment")
+    assert set(splits) == {"train", "test"}  # no validation split: carved later; "hidden" is not a role
+    expected = make_reviews(40, seed=1)
+    assert splits["train"].texts == expected.text.tolist()
+    assert splits["train"].labels == ["good" if v == "pos" else "bad" for v in expected.label]
+    assert splits["test"].source == f"{path}:test"
+
+
+def test_datasets_configs_split_names_slices_and_streaming(hf_folders, caplog):
+    _, hub = hf_folders
+    small = load_splits(f"hf:{hub}:small", text_column="review", label_column="sentiment")
+    assert list(small) == ["train"] and len(small["train"]) == 20
+    named = load_splits(str(hub), text_column="review", label_column="sentiment",
+                        split_names={"train": "train[:10]", "validation": "test[5:15]", "test": None})
+    assert [len(named[s]) for s in ("train", "validation")] == [10, 10] and "test" not in named
+    streamed = load_splits(f"hf:{hub}", text_column="review", label_column="sentiment", streaming=True,
+                           split_names={"train": "train[:10]"})
+    assert streamed["train"].texts == named["train"].texts and streamed["train"].labels == named["train"].labels
+
+
+def test_datasets_errors_name_what_exists(hf_folders):
+    saved, hub = hf_folders
+    with pytest.raises(TextclfError, match=r'has no split "tset" \(did you mean "test"\?\); its splits: train, test, '
+                                           r"hidden \(name one with data.test_split"):
+        load_splits(str(saved), text_column="review", label_column="sentiment", split_names={"test": "tset"})
+    with pytest.raises(TextclfError, match=r'has no config "smal" \(did you mean "small"\?\); configs: default, '
+                                           r"small \(write hf:"):
+        load_splits(f"hf:{hub}:smal", text_column="review", label_column="sentiment")
+    with pytest.raises(TextclfError, match=r':train has no column "text"; columns: review, sentiment '
+                                           r"\(set data.text_column\)"):
+        load_splits(str(hub))
+    with pytest.raises(TextclfError, match=r'has no column "stars"; columns: review, sentiment \(set data.label_col'):
+        load_splits(str(saved), text_column="review", label_column="stars")
+    with pytest.raises(TextclfError, match=r"could not load hf:nobody/nothing \(ConnectionError"):
+        load_splits("hf:nobody/nothing")
+    with pytest.raises(TextclfError, match='"hf:" names no dataset'):
+        load_splits("hf:")
+
+
+def test_an_unlabelled_split_asked_for_is_an_error_left_out_otherwise(hf_folders, tmp_path, caplog):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    saved, _ = hf_folders
+    with pytest.raises(TextclfError, match="hidden has no rows with both text and a label"):
+        load_splits(str(saved), text_column="review", label_column="sentiment", split_names={"test": "hidden"})
+    assert data.load_unlabelled(str(saved), "review") is None  # no unsup split there
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    glue = {"train": {"text": ["good", "bad"], "label": [1, 0]}, "test": {"text": ["?", "!"], "label": [-1, -1]},
+            "unsupervised": {"text": ["more", "text"], "label": [-1, -1]}}  # GLUE's test sets hide their labels
+    DatasetDict({k: Dataset.from_dict(v, features=features) for k, v in glue.items()}).save_to_disk(str(tmp_path / "g"))
+    splits = load_splits(str(tmp_path / "g"))
+    assert list(splits) == ["train"] and splits["train"].labels == ["pos", "neg"]
+    assert "g:test has no labels: not used as test (name another split with data.test_split)" in caplog.text
+    assert data.load_unlabelled(str(tmp_path / "g")).texts == ["more", "text"]
+
+
+def test_a_plain_folder_with_a_readme_is_still_a_folder_of_files(tmp_path):
+    make_reviews(10).to_csv(tmp_path / "train.csv", index=False)
+    (tmp_path / "README.md").write_text("# my reviews\n")
+    assert data.datasets_form(str(tmp_path)) is None and len(load_splits(str(tmp_path))["train"]) == 10
+    pd.DataFrame({"text": ["x", "y"], "label": [0, 1]}).to_csv(tmp_path / "dev.csv", index=False)
+    assert len(load_splits(str(tmp_path), split_names={"validation": "dev"})["validation"]) == 2
+    with pytest.raises(TextclfError, match=r'has no file for split "holdout" \(e.g. holdout.csv; set data.test_split'):
+        load_splits(str(tmp_path), split_names={"test": "holdout"})
+
+
+def test_a_rewritten_hub_style_folder_is_read_anew(tmp_path):
+    """datasets keys its cache of a local folder by name and patterns, not by the files: textclf keys it by them."""
+    _, hub = write_datasets_folders(tmp_path / "a", n_train=10)
+    assert len(load_splits(str(hub), text_column="review", label_column="sentiment")["train"]) == 10
+    write_datasets_folders(tmp_path / "a", n_train=12)
+    assert len(load_splits(str(hub), text_column="review", label_column="sentiment")["train"]) == 12

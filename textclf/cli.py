@@ -60,10 +60,19 @@ def _baseline_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _file_format_args(p: argparse.ArgumentParser) -> None:
+    """How to read a data file: the same choices as data.encoding, data.delimiter, data.sheet (default: detect)."""
+    p.add_argument("--encoding", help="a Python codec, e.g. cp1252 or utf-16 (default: the file's BOM, else UTF-8)")
+    p.add_argument("--delimiter", help="csv/tsv/txt: one character, or comma, semicolon, tab, pipe "
+                                       "(default: the one its header line holds)")
+    p.add_argument("--sheet", help=".xlsx: the sheet to read (default: the first)")
+
+
 def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("model_dir", help=MODEL_HELP)
-    p.add_argument("--data", required=True, help='dataset folder, a data file, or "imdb"')
-    p.add_argument("--split", default="test", help="which split of a dataset folder (default: test)")
+    p.add_argument("--data", required=True,
+                   help='a dataset folder (files, save_to_disk, Hub-style), a data file, "imdb", or hf:NAME[:CONFIG]')
+    p.add_argument("--split", default="test", help="which split of a dataset folder or Hub dataset (default: test)")
     p.add_argument("--text-column", help="default: the column the model was trained on")
     p.add_argument("--label-column", help="default: the column the model was trained on")
     p.add_argument("--output", help="write the metrics as JSON here")
@@ -74,13 +83,15 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help=f"texts per forward pass (default {PREDICT_BATCH_SIZE}, fastest on CPU; GPUs like 256+)")
     p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
                    help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
+    _file_format_args(p)
     return p
 
 
 def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("model_dir", help=MODEL_HELP)
     p.add_argument("texts", nargs="*", help='texts to label; "-" reads one text per line from stdin')
-    p.add_argument("--input", metavar="FILE", help='label each row of a csv/tsv/jsonl/parquet file ("-": CSV on stdin)')
+    p.add_argument("--input", metavar="FILE",
+                   help='label each row of a csv/tsv/txt/jsonl/parquet/xlsx file ("-": CSV on stdin)')
     p.add_argument("--text-column", help="with --input: the text column(s), e.g. title,body (default: the model's)")
     p.add_argument("--output", metavar="FILE", help="with --input: write the rows here (atomically), not to stdout")
     p.add_argument("--format", choices=("text", "csv", "json"),
@@ -91,6 +102,7 @@ def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help=f"texts per forward pass (default {PREDICT_BATCH_SIZE}, fastest on CPU; GPUs like 256+)")
     p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
                    help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
+    _file_format_args(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--bf16", action="store_true", help=BF16_HELP)
     return p
@@ -184,7 +196,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise TextclfError("--batch-size must be > 0")
     m = evaluate(args.model_dir, args.data, args.split, args.text_column, args.label_column, args.output,
                  args.device, args.batch_size, encoding_errors=args.encoding_errors,
-                 plots=args.plots, bf16=args.bf16)
+                 plots=args.plots, bf16=args.bf16, encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet)
     print(format_report(m, title=f"{m['model']} on {m['data']} [{m['split']}]"))
     return 0
 
@@ -210,8 +222,9 @@ def _check_predict_args(args: argparse.Namespace) -> None:
         raise TextclfError('give texts to label, "-" to read lines from stdin, or --input FILE')
     if args.input is not None and args.texts:
         raise TextclfError("give either texts or --input FILE, not both")
-    if args.input is None and (args.output or args.text_column):
-        raise TextclfError("--output and --text-column go with --input FILE (texts on the command line are printed)")
+    if args.input is None and (args.output or args.text_column or args.encoding or args.delimiter or args.sheet):
+        raise TextclfError("--output, --text-column, --encoding, --delimiter and --sheet go with --input FILE "
+                           "(texts on the command line are printed)")
     if args.input is not None and args.format == "text":
         raise TextclfError("--format text is for texts on the command line; with --input use csv or json")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
@@ -234,7 +247,8 @@ def run_predict(args: argparse.Namespace) -> int:
             to_file = args.output not in (None, "-")
             summary = clf.predict_file(sys.stdin.buffer if args.input == "-" else args.input,
                                        args.output if to_file else sys.stdout, args.text_column, args.format,
-                                       threshold, args.chunk_size, args.batch_size, args.encoding_errors)
+                                       threshold, args.chunk_size, args.batch_size, args.encoding_errors,
+                                       encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet)
             if to_file:
                 print(f"wrote {summary.rows:,} rows to {args.output}")
             return 0

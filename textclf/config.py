@@ -20,10 +20,20 @@ PREDICT_BATCH_SIZE = 64
 
 @dataclass
 class DataConfig:
-    path: str | None = "imdb"  # "imdb", a dataset folder, aclImdb/ or its tarball, or one file
-    train: str | None = None  # separate files (csv/tsv/jsonl/parquet); override `path`
+    # "imdb", "hf:NAME" / "hf:NAME:CONFIG" (any Hub dataset), a save_to_disk or Hub-style datasets folder,
+    # a folder of train/validation/test files, aclImdb/ or its tarball, or one file
+    path: str | None = "imdb"
+    train: str | None = None  # separate files (csv/tsv/txt/jsonl/parquet/xlsx); with any of them, `path` is not read
     validation: str | None = None
     test: str | None = None
+    train_split: str = "train"  # the source's split names (hf:, datasets folders, a folder's files); train[:5000]
+    validation_split: str | None = "validation"  # null, or missing under this name: carved from train
+    test_split: str | None = "test"  # null: no test figures
+    unlabelled: str | None = None  # a file of unlabelled texts (data.text_column) for pretraining, beside train's
+    encoding: str | None = None  # csv/tsv/txt/jsonl: a Python codec (cp1252, utf-16); null: the BOM's, else UTF-8
+    delimiter: str | None = None  # csv/tsv/txt: one character or comma|semicolon|tab|pipe; null: from the header
+    sheet: str | None = None  # .xlsx: the sheet to read; null: the first
+    streaming: bool = False  # hf:NAME: read the rows as they download, no full copy in the datasets cache
     text_column: str = "text"  # several columns: "title,body" (joined with a space)
     label_column: str = "label"
     validation_fraction: float = 0.1  # carved from train (stratified, seeded) when no validation file

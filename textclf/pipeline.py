@@ -18,8 +18,8 @@ import torch
 from . import checkpoint, distributed, finetune, lm
 from .artifact import Artifact, load_model, resolve_model_dir, save_model
 from .batching import TextDataset, make_loader
-from .config import PREDICT_BATCH_SIZE, Config, check_finetune, to_dict, to_yaml
-from .data import Split, apply_label_map, load_splits, load_unlabelled, stratified_split
+from .config import PREDICT_BATCH_SIZE, Config, DataConfig, check_finetune, to_dict, to_yaml
+from .data import Split, apply_label_map, check_text_file, load_splits, load_unlabelled, read_split, stratified_split
 from .embeddings import word2vec
 from .errors import TextclfError
 from .fields import Tokenized, tokenize_cached
@@ -57,11 +57,31 @@ class Prepared:
     init_from: dict | None = None  # what fine-tuning kept (head, OOV rates), when it started from a model
 
 
+def file_format(d: DataConfig) -> dict:
+    """How to read the user's files (None: detect): data.encoding, data.delimiter, data.sheet."""
+    return {"encoding": d.encoding, "delimiter": d.delimiter, "sheet": d.sheet}
+
+
+def uses_files(d: DataConfig) -> bool:
+    """data.train / validation / test name the data: data.path is then not read at all."""
+    return bool(d.train or d.validation or d.test)
+
+
 def load_data(cfg: Config) -> dict[str, Split]:
     """train / validation / test splits; validation carved from train when the data has none."""
     d = cfg.data
     files = {"train": d.train, "validation": d.validation, "test": d.test}
-    splits = load_splits(d.path, files, d.text_column, d.label_column, encoding_errors=d.encoding_errors)
+    if uses_files(d) and d.path:
+        log.info("data.train/validation/test are given: data.path (%s) is not read", d.path)
+    if d.unlabelled:  # checked now, before the run folder is touched, though only pretraining reads it
+        check_text_file(d.unlabelled, d.text_column, d.encoding_errors, **file_format(d))
+        if not (cfg.pretrain.unlabelled and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs)) or cfg.init_from:
+            log.warning("data.unlabelled is read by pretraining only (pretrain.word2vec or pretrain.lm_epochs, with "
+                        "pretrain.unlabelled, from scratch): this run does not read it")
+    names = {"train": d.train_split, "validation": d.validation_split, "test": d.test_split}
+    splits = load_splits(None if uses_files(d) else d.path, files, d.text_column, d.label_column,
+                         encoding_errors=d.encoding_errors, split_names=names, streaming=d.streaming,
+                         **file_format(d))
     splits = {name: apply_label_map(split, d.label_map) for name, split in splits.items()}
     if "train" not in splits:
         raise TextclfError("the data has no train split (set data.train=FILE or name a file train.csv/parquet)")
@@ -112,9 +132,19 @@ def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None =
 
 @distributed.main_first()
 def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
-    """The texts pretraining may read: train, plus the unlabelled ones when asked and present (never test)."""
+    """The texts pretraining may read: train, plus the unlabelled ones when asked and present (never test).
+
+    Unlabelled texts are the user's own: data.unlabelled, else data.path's unlabelled split when data.path is
+    the data (never a dataset the user did not name, e.g. IMDB's for a data.train run).
+    """
+    d = cfg.data
     corpora = [data.tokens["train"]]
-    unlabelled = load_unlabelled(cfg.data.path, cfg.data.text_column) if cfg.pretrain.unlabelled else None
+    unlabelled = None
+    if cfg.pretrain.unlabelled and d.unlabelled:
+        unlabelled = read_split(d.unlabelled, d.text_column, None, d.encoding_errors, **file_format(d))
+    elif cfg.pretrain.unlabelled and not uses_files(d):
+        unlabelled = load_unlabelled(d.path, d.text_column, d.encoding_errors, encoding=d.encoding,
+                                     delimiter=d.delimiter)
     if unlabelled is not None:
         corpora.append(tokenize_cached(unlabelled.texts, data.tokenizer, cfg.data.cache_dir, desc="tokenising unsup"))
     return corpora
@@ -380,10 +410,12 @@ def _train(cfg: Config, device: torch.device) -> dict:
 def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
              label_column: str | None = None, output: str | None = None, device: str = "auto",
              batch_size: int = PREDICT_BATCH_SIZE, cache_dir: str | None = None, encoding_errors: str = "strict",
-             plots: str | None = None, bf16: bool = False) -> dict:
-    """Evaluate a saved model on a split of a dataset folder, a file, or "imdb"; `plots`: a folder for PNGs.
+             plots: str | None = None, bf16: bool = False, encoding: str | None = None, delimiter: str | None = None,
+             sheet: str | None = None) -> dict:
+    """Evaluate a saved model on a split of a dataset folder, a file, "imdb" or "hf:NAME"; `plots`: a folder for PNGs.
 
     Labels go through the `data.label_map` the model was trained with, so star ratings evaluate as-is.
+    `encoding`, `delimiter`, `sheet`: how to read a file (see `data.iter_table`; None: detect).
     """
     dev = resolve_device(device)
     folder = resolve_model_dir(model_dir)  # once: an hf: model is downloaded here
@@ -391,7 +423,8 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
     columns = art.meta.get("data", {})
     text_column = text_column or columns.get("text_column", "text")
     label_column = label_column or columns.get("label_column", "label")
-    splits = load_splits(data, None, text_column, label_column, splits=(split,), encoding_errors=encoding_errors)
+    splits = load_splits(data, None, text_column, label_column, splits=(split,), encoding_errors=encoding_errors,
+                         required=(split,), encoding=encoding, delimiter=delimiter, sheet=sheet)
     if split not in splits:
         raise TextclfError(f"{data} has no {split} split (pass --split, or a file)")
     part = apply_label_map(splits[split], columns.get("label_map"), known=lambda v: art.labels.get(v) is not None)

@@ -160,13 +160,16 @@ class Classifier:
 
     def predict_file(self, source: str | Path | BinaryIO, output: str | Path | TextIO, text_column: str | None = None,
                      fmt: str | None = None, threshold: float = 0.5, chunk_size: int = 10_000,
-                     batch_size: int = BATCH_SIZE, encoding_errors: str = "strict") -> FileSummary:
-        """Label every row of a csv/tsv/jsonl/parquet file (or a CSV stream), `chunk_size` rows at a time.
+                     batch_size: int = BATCH_SIZE, encoding_errors: str = "strict", *, encoding: str | None = None,
+                     delimiter: str | None = None, sheet: str | None = None) -> FileSummary:
+        """Label every row of a csv/tsv/txt/jsonl/parquet/xlsx file (or a CSV stream), `chunk_size` rows at a time.
 
         The output keeps the input columns and adds `predicted_label` and `prob_<class>` columns, as CSV or
         JSON lines (`fmt`; default from the output's suffix). A path is written atomically: after a failure
-        no half file is left. `text_column` defaults to the column(s) the model was trained on.
+        no half file is left. `text_column` defaults to the column(s) the model was trained on. `encoding`,
+        `delimiter`, `sheet`: how to read the input (see `data.iter_table`; None: detect).
         """
+        read = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
         text_column = text_column or self.artifact.meta.get("data", {}).get("text_column", "text")
         if fmt is None:
             json_out = isinstance(output, str | Path) and str(output).lower().endswith((".jsonl", ".json"))
@@ -177,18 +180,18 @@ class Classifier:
             raise TextclfError("chunk and batch sizes must be > 0")
         if not isinstance(output, str | Path):
             return self._predict_stream(source, output, text_column, fmt, threshold, chunk_size, batch_size,
-                                        encoding_errors)
+                                        encoding_errors, **read)
         if Path(output).is_dir():
             raise TextclfError(f"--output {output} is a folder; give a file name such as {Path(output) / 'out.csv'}")
         with atomic_text(output) as out:
             return self._predict_stream(source, out, text_column, fmt, threshold, chunk_size, batch_size,
-                                        encoding_errors)
+                                        encoding_errors, **read)
 
     def _predict_stream(self, source, out: TextIO, text_column: str, fmt: str, threshold: float, chunk_size: int,
-                        batch_size: int, encoding_errors: str) -> FileSummary:
+                        batch_size: int, encoding_errors: str, **read: str | None) -> FileSummary:
         where = str(source) if isinstance(source, str | Path) else getattr(source, "name", "the input stream")
         rows = empty = 0
-        for i, df in enumerate(iter_table(source, chunk_size, encoding_errors, desc="predicting")):
+        for i, df in enumerate(iter_table(source, chunk_size, encoding_errors, desc="predicting", **read)):
             labelled = self.predict_frame(df, text_column, threshold, batch_size, where)
             if fmt == "csv":
                 labelled.to_csv(out, header=i == 0, index=False)
