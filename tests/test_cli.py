@@ -134,7 +134,6 @@ def test_evaluate_bad_labels_and_bytes_exit_2_and_write_nothing(tmp_path, capsys
     (["--input", "{tmp}/in.csv", "--output", "{tmp}/out.csv", "--text-column", "body"],
      'no column "body"'),
     (["--input", "{tmp}/latin1.csv", "--output", "{tmp}/out.csv"], "row 1 (not counting the header) is not UTF-8"),
-    (["--input", "{tmp}/in.csv", "--output", "{tmp}/out.csv", "--threshold", "1.5"], "--threshold must be"),
     (["--input", "{tmp}/in.csv", "--output", "{tmp}/out.csv", "--format", "text"], "with --input use csv or json"),
     (["--input", "{tmp}/in.csv", "--output", "{tmp}"], "is a folder"),
     (["great film", "--input", "{tmp}/in.csv"], "not both"),

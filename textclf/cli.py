@@ -47,6 +47,17 @@ def _resumed_config(overrides: list[str]) -> Path | None:
     return saved if saved is not None and saved.is_file() else None
 
 
+def _probability(text: str) -> float:
+    """--threshold's type: out of [0, 1] it would silently label every text one class."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid probability: {text!r}") from None
+    if not 0 <= value <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text}")
+    return value
+
+
 def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--config", help=f"YAML config (default: {DEFAULT_CONFIG})")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.epochs=3")
@@ -96,7 +107,7 @@ def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="with --input: write the rows here (atomically), not to stdout")
     p.add_argument("--format", choices=("text", "csv", "json"),
                    help="text (default for texts), csv (default for --input) or json (JSON lines)")
-    p.add_argument("--threshold", type=float, help="binary models: P(second class) needed for it (default 0.5)")
+    p.add_argument("--threshold", type=_probability, help="binary models: P(second class) needed for it (default 0.5)")
     p.add_argument("--chunk-size", type=int, default=10_000, help="with --input: rows read at a time (memory bound)")
     p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE,
                    help=f"texts per forward pass (default {PREDICT_BATCH_SIZE}, fastest on CPU; GPUs like 256+)")
@@ -128,7 +139,8 @@ def _explain_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("text", help='the text to explain; "-" reads it from stdin')
     p.add_argument("--top", type=int, default=10, help="show the N words that pushed hardest either way (default 10)")
     p.add_argument("--steps", type=int, default=100, help="integrated-gradients steps (default 100)")
-    p.add_argument("--threshold", type=float, default=0.5, help="binary models: P(positive) needed (default 0.5)")
+    p.add_argument("--threshold", type=_probability, default=0.5,
+                   help="binary models: P(positive) needed (default 0.5)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--device", default="auto")
     return p
@@ -227,8 +239,6 @@ def _check_predict_args(args: argparse.Namespace) -> None:
                            "(texts on the command line are printed)")
     if args.input is not None and args.format == "text":
         raise TextclfError("--format text is for texts on the command line; with --input use csv or json")
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise TextclfError(f"--threshold must be a probability in [0, 1], got {args.threshold}")
     if args.batch_size <= 0 or args.chunk_size <= 0:
         raise TextclfError("--batch-size and --chunk-size must be > 0")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -177,7 +177,9 @@ def _read_yaml(path: Path) -> DictConfig:
         raise TextclfError(f"config file {path} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
     if not isinstance(data, dict):
         raise TextclfError(f"config file {path} must hold a mapping of keys (e.g. `train:`), not {type(data).__name__}")
-    return OmegaConf.create(data)
+    layer = OmegaConf.create(data)
+    _check_bools(layer)
+    return layer
 
 
 def check(cfg: Config) -> Config:
@@ -225,6 +227,36 @@ def check_finetune(cfg: Config) -> None:
             raise TextclfError(f'config key "{key}" is for fine-tuning: set init_from=MODEL_DIR (or {key}=0)')
 
 
+def bool_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """The dotted names of the keys typed `bool`."""
+    hints, keys = get_type_hints(cls), []
+    for f in fields(cls):
+        kind = hints[f.name]
+        if is_dataclass(kind):
+            keys += bool_keys(kind, f"{prefix}{f.name}.")
+        elif kind is bool:
+            keys.append(prefix + f.name)
+    return keys
+
+
+BOOL_WORDS = ("true", "false", "yes", "no", "on", "off")
+
+
+def _check_bools(layer: DictConfig) -> None:
+    """A bool key takes a boolean only. OmegaConf would read 2, 1 or "y" as true, and a typo'd value
+    would silently switch a feature on."""
+    values = OmegaConf.to_container(layer, resolve=False)
+    for key in bool_keys():
+        value: Any = values
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None or isinstance(value, bool) or str(value).strip().lower() in BOOL_WORDS:
+            continue  # None: absent here (or null, which OmegaConf refuses itself)
+        if isinstance(value, str) and value.startswith("${"):
+            continue  # an interpolation, checked once resolved
+        raise TextclfError(f'config key "{key}" is "{value}"; choose one of: true, false')
+
+
 def _switch(key: str, value: str) -> str:
     """An auto | true | false key: YAML booleans (and yes/on, no/off) arrive as strings; → "auto", "true", "false"."""
     word = str(value).strip().lower()
@@ -252,6 +284,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise TextclfError(f'override "{item}" is not key=value (e.g. train.epochs=3)')
     try:
         layers.append(OmegaConf.from_dotlist(list(overrides)))
+        _check_bools(layers[-1])
         merged = OmegaConf.merge(*layers)
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
