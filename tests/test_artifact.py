@@ -77,3 +77,63 @@ def test_weights_never_go_through_pickle(saved, monkeypatch):
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load used"))
     load_model(path, device="cpu")
+
+
+class _Killed(BaseException):
+    """kill -9, as a test can have it: raised at one operation, after which nothing of save_model runs."""
+
+
+class _Killer:
+    """Counts the operations it wraps and kills the process at the `at`-th: later ones (cleanup) do nothing."""
+
+    def __init__(self, at: int):
+        self.at, self.calls, self.dead = at, 0, False
+
+    def wrap(self, real):
+        def wrapped(*args, **kwargs):
+            if self.dead:
+                return None
+            self.calls += 1
+            if self.calls == self.at:
+                self.dead = True
+                raise _Killed
+            return real(*args, **kwargs)
+        return wrapped
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "two-renames-fallback"])
+def test_a_kill_at_any_instant_of_save_model_leaves_a_loadable_model(saved, monkeypatch, exchange):
+    import os
+    import shutil
+
+    from textclf import artifact
+
+    path, model = saved
+    art = load_model(path)
+    if not exchange:  # macOS, Windows, file systems without RENAME_EXCHANGE
+        monkeypatch.setattr(artifact, "_exchange", lambda a, b: False)
+    ops = [(os, "rename"), (os, "replace"), (os, "fsync"), (os, "chmod"), (shutil, "rmtree"),
+           (artifact, "save_file"), (artifact, "_exchange")]
+
+    def save(max_length: int) -> None:
+        save_model(path, model, art.vocab, art.labels, art.tokenizer, max_length, "both")
+
+    at = 0
+    while True:
+        at += 1
+        killer = _Killer(at)
+        with pytest.MonkeyPatch.context() as mp:
+            for module, name in ops:
+                mp.setattr(module, name, killer.wrap(getattr(module, name)))
+            try:
+                save(60)
+            except _Killed:
+                pass
+            else:
+                break
+        # old (50) before the one step that swaps, new (60) after it; never no model, never half of one
+        assert load_model(path).max_length == load_model(path.parent).max_length in (50, 60), at
+        save(50)  # and the next save recovers whatever was left
+        assert load_model(path).max_length == 50
+    assert at > 8 and load_model(path).max_length == 60
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model"], "no temporary folders left behind"

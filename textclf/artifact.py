@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -17,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .errors import TextclfError
 from .hub import HF_PREFIX
+from .io import plain_mode
 from .model import LSTMClassifier
 from .modelcard import CARD
 from .modelcard import render as render_card
@@ -50,7 +53,46 @@ def resolve_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
         return path / "model"
+    for folder in (path / "model", path):  # killed between _swap_in's two fallback renames: only .NAME.old is whole
+        if not folder.exists() and (_old(folder) / CONFIG).is_file():
+            return _old(folder)
     return path
+
+
+def _old(model_dir: Path) -> Path:
+    return model_dir.with_name(f".{model_dir.name}.old")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where the libc, kernel
+    or file system cannot, and the caller falls back to two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+, musl
+    except (OSError, AttributeError, TypeError):
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    at_fdcwd, rename_exchange = -100, 2  # from <fcntl.h> and <linux/fs.h>
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Put folder `tmp` at `target` in one rename: a kill at any instant leaves a whole model under the name,
+    the old one or the new. A non-empty folder cannot be renamed over, so an existing one is exchanged with
+    `tmp` (which then holds the old model). Without exchange, two renames, with a window that
+    `resolve_model_dir` (readers) and `save_model` (the next save) recover from."""
+    if not target.exists():
+        os.rename(tmp, target)
+    elif not _exchange(tmp, target):
+        old = _old(target)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, labels: LabelVocab,
@@ -58,6 +100,8 @@ def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, label
     """Write the folder next to its destination, then swap it in, so a crash never leaves half a model."""
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
+    if not model_dir.exists() and _old(model_dir).is_dir():  # a kill inside _swap_in's fallback: put it back
+        os.replace(_old(model_dir), model_dir)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "textclf_version": __version__, "torch_version": torch.__version__,
@@ -67,22 +111,21 @@ def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, label
     }
     tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
     try:
+        os.chmod(tmp, plain_mode(model_dir, folder=True))
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / WEIGHTS, metadata={"format": FORMAT})
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         vocab.save(tmp / VOCAB)
         (tmp / CARD).write_text(render_card(meta), encoding="utf-8")  # the run rewrites it with its figures
         for f in tmp.iterdir():
+            os.chmod(f, plain_mode(model_dir / f.name))  # safetensors, like mkstemp, writes 0600
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        old = model_dir.with_name(f".{model_dir.name}.old")
-        if model_dir.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(model_dir, old)
-        os.replace(tmp, model_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, model_dir)
+        for stale in model_dir.parent.glob(f".{model_dir.name}.tmp-*"):  # left by saves that a kill cut short
+            shutil.rmtree(stale, ignore_errors=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # after an exchange, the old model
     return model_dir
 
 

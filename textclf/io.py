@@ -6,10 +6,45 @@ import contextlib
 import io
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
+
+
+def _proc_umask() -> int | None:
+    """The umask as Linux (4.7+) shows it, read without setting it; None where /proc does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            return next((int(line.split()[1], 8) for line in f if line.startswith("Umask:")), None)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _umask_by_setting() -> int:
+    old = os.umask(0o022)  # the only portable way to read it sets it: another thread creating a file
+    os.umask(old)  # in between would get 022, so this runs once, at import, not per write
+    return old
+
+
+_UMASK_AT_IMPORT = None if _proc_umask() is not None else _umask_by_setting()
+
+
+def umask() -> int:
+    """The process's umask now (where /proc shows it; elsewhere as it was when textclf was imported)."""
+    mask = _proc_umask()
+    return mask if mask is not None else _UMASK_AT_IMPORT
+
+
+def plain_mode(path: Path, folder: bool = False) -> int:
+    """The permissions a plain open(path, "w") (or mkdir) would leave: an existing file keeps its own,
+    a new one gets 0666 (0777) minus the umask. mkstemp/mkdtemp make 0600/0700, which would hide a
+    model from the account that serves it."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return (0o777 if folder else 0o666) & ~umask()
 
 
 @contextlib.contextmanager
@@ -20,6 +55,7 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, plain_mode(path))
             yield f
             f.flush()
             os.fsync(f.fileno())
