@@ -149,10 +149,12 @@ def test_without_a_group_nothing_is_distributed():
 
 # --- torchrun itself: two CPU processes on tiny data ---------------------------------------------------------
 
-def _torchrun(data, run_dir, cache, *extra):
+def _torchrun(data, run_dir, cache, *extra, wait: bool = True):
     env = {**os.environ, "PYTHONPATH": str(REPO), "TEXTCLF_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",
            f"data.path={data}", f"run_dir={run_dir}", *TINY, "train.epochs=3", "train.checkpoint_steps=5", *extra]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -202,4 +204,44 @@ def test_torchrun_resumes_mid_epoch_bit_for_bit_and_only_with_as_many_processes(
     out = _torchrun(root / "data", run_dir, root / "cache", f"resume={run_dir}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resuming from" in out.stderr and "step 15" in out.stderr
+    assert_same_run(root / "run", run_dir)
+
+
+def _worker(agent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker of `rank` (a child of the agent process), if it has started."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            env = (stat.parent / "environ").read_bytes().split(b"\0") if ppid == agent else []
+        except (OSError, IndexError, ValueError):
+            continue
+        if f"RANK={rank}".encode() in env:
+            return int(stat.parent.name)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker through /proc")
+def test_sigterm_to_one_torchrun_process_stops_both_at_one_checkpoint_and_resume_is_bit_identical(ddp_run, tmp_path):
+    import signal
+
+    root, _ = ddp_run
+    run_dir = tmp_path / "run"
+    proc = _torchrun(root / "data", run_dir, root / "cache", wait=False)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:  # rank 1 alone gets it: they must agree
+        if checkpoint.existing(run_dir / checkpoint.FOLDER) and (pid := _worker(proc.pid, 1)):
+            os.kill(pid, signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert f"; resume with: torchrun --nproc_per_node=2 train.py resume={run_dir}" in stdout, stdout
+    ckpt = checkpoint.load(checkpoint.existing(run_dir / checkpoint.FOLDER)[-1])
+    epoch_ends = [c["step"] for c in map(checkpoint.load, checkpoint.existing(root / "run" / checkpoint.FOLDER))
+                  if c["batch"] == 0]
+    assert ckpt["step"] in epoch_ends[:2]  # an epoch's last batch: the first place they could agree (no 50th)
+    assert not (run_dir / "metrics.json").exists()
+    out = _torchrun(root / "data", run_dir, root / "cache", f"resume={run_dir}")
+    assert out.returncode == 0, out.stderr[-3000:]
     assert_same_run(root / "run", run_dir)

@@ -137,3 +137,77 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(referen
     assert checkpoint.existing(run_dir / checkpoint.FOLDER)[-1] == kept
     assert all(torch.isfinite(v).all() for v in checkpoint.load(kept)["model"].values())
     assert not (run_dir / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("when", ["training", "validation"])
+def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(reference, tmp_path, monkeypatch,
+                                                                                capsys, when):
+    from textclf import trainer
+    from textclf.cli import _default_config
+
+    step = 5  # mid-epoch 1, in which the signal arrives inside a training step
+    per_step = 2 if load_config(_default_config(), _args(reference / "data", tmp_path)).train.adversarial else 1
+    calls, real_loss = [], trainer.loss_fn
+
+    def loss_fn(*args, **kwargs):  # a scheduler's SIGTERM, inside training step 5 or epoch 1's validation
+        training = torch.is_grad_enabled()
+        if training == (when == "training"):
+            calls.append(1)
+            if len(calls) == (per_step * step if training else 1):
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "loss_fn", loss_fn)
+    before = signal.getsignal(signal.SIGTERM)
+    run_dir = tmp_path / "run"
+    assert train_main(_args(reference / "data", run_dir)) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].endswith(f"; resume with: python train.py resume={run_dir}"), out
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the caller's again
+    saved = checkpoint.existing(run_dir / checkpoint.FOLDER)[-1]
+    ckpt = checkpoint.load(saved)
+    assert out[-1].startswith(f"stopped by SIGTERM at step {ckpt['step']}: checkpoint {saved}")
+    if when == "training":
+        assert ckpt["step"] == ckpt["batch"] == step  # the step the signal arrived in
+    else:
+        assert (ckpt["epoch"], ckpt["batch"]) == (2, 0)  # the end of epoch 1
+    assert not (run_dir / "metrics.json").exists()
+    monkeypatch.setattr(trainer, "loss_fn", real_loss)
+    assert train_main([f"resume={run_dir}"]) == 0
+    assert_same_run(reference / "ref", run_dir)
+
+
+def test_sigterm_handler_only_in_the_main_thread():
+    import threading
+
+    from textclf.trainer import _Sigterm
+
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(_Sigterm().installed))
+    thread.start()
+    thread.join()
+    assert seen == [False]
+
+
+@pytest.mark.slow
+def test_sigterm_a_real_train_py_exits_0_with_the_resume_command(reference, tmp_path):
+    run_dir = tmp_path / "preempted"
+    proc = subprocess.Popen([sys.executable, "train.py", *_args(reference / "data", run_dir)], cwd=REPO,
+                            env=_env(reference / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        steps = [int(p.stem.split("-")[1]) for p in checkpoint.existing(run_dir / checkpoint.FOLDER)]
+        if steps and max(steps) >= BATCHES + 3:  # mid-epoch 2, far from the end
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.002)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert stdout.strip().splitlines()[-1].endswith(f"resume with: python train.py resume={run_dir}"), stdout
+    assert "SIGTERM: wrote" in stderr and not (run_dir / "metrics.json").exists()
+    assert checkpoint.load(checkpoint.existing(run_dir / checkpoint.FOLDER)[-1])["step"] >= BATCHES + 3
+
+    out = subprocess.run([sys.executable, "train.py", f"resume={run_dir}"], cwd=REPO, env=_env(reference / "cache"),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert_same_run(reference / "ref", run_dir)

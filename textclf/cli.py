@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -164,6 +165,7 @@ def run_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .distributed import is_main
     from .pipeline import train
+    from .trainer import Preempted
 
     config = args.config or _resumed_config(args.overrides) or _default_config()
     cfg = load_config(config, args.overrides)
@@ -171,7 +173,14 @@ def run_train(args: argparse.Namespace) -> int:
     if main:
         log.info("config: %s%s", config or "built-in defaults",
                  f" + {' '.join(args.overrides)}" if args.overrides else "")
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except Preempted as e:  # a scheduler's SIGTERM: the job did what it was asked, and says how to go on
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        launcher = "python" if world == 1 else f"torchrun --nproc_per_node={world}"
+        if main:
+            print(f"{e}; resume with: {launcher} train.py resume={shlex.quote(cfg.run_dir)}")
+        return 0
     if not main:
         return 0
     summary = {k: metrics[k]["accuracy"] for k in ("validation", "test") if k in metrics}

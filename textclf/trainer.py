@@ -9,6 +9,8 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -350,6 +352,41 @@ def _restore(ckpt: dict, model, opt, sched, scaler, device: torch.device, n_batc
                            "resume with the run's own config, or start a new run_dir") from None
 
 
+class Preempted(Exception):
+    """Training stopped on SIGTERM (a scheduler preempting the job) after writing `checkpoint`: resume from it."""
+
+    def __init__(self, checkpoint: Path, step: int):
+        super().__init__(f"stopped by SIGTERM at step {step}: checkpoint {checkpoint}")
+        self.checkpoint, self.step = checkpoint, step
+
+
+class _Sigterm:
+    """While installed, SIGTERM only sets a flag that the loop reads between steps: a checkpoint written from
+    inside the handler could catch the optimizer half-way through a step."""
+
+    def __init__(self) -> None:
+        self.received, self.installed, self.previous = False, False, None
+        # signal.signal works in the main thread only; a SIGTERM someone chose to ignore stays ignored
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) != signal.SIG_IGN:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+            self.installed = True
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+
+    def restore(self) -> None:
+        if self.installed:  # None: the previous handler was not set from Python; the default is the best guess
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self.previous is None else self.previous)
+
+    def agreed(self, sync: bool) -> bool:
+        """Whether to stop now. Under torchrun every process must stop at the same step (the checkpoint is a
+        collective), so the flags are summed over processes, only where `sync` is true: a collective every
+        step would stall the GPUs."""
+        if not distributed.active():
+            return self.received
+        return sync and bool(distributed.all_sum(torch.tensor(int(self.received))).item())
+
+
 @contextlib.contextmanager
 def deterministic(enabled: bool):
     """train.deterministic: only deterministic kernels (an op without one raises), no cuDNN autotuning."""
@@ -407,10 +444,18 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
         rngs = distributed.all_gather(rng_state())  # under DDP each process resumes its own dropout stream
         checkpoints.write(p.step, _checkpoint_payload(model, opt, sched, scaler, p, losses, rngs))
 
+    def stop_if_preempted(sync: bool) -> None:
+        if sigterm is not None and sigterm.agreed(sync):
+            save_checkpoint()
+            log.warning("SIGTERM: wrote %s at step %d and stopped", checkpoints.last, p.step)
+            raise Preempted(checkpoints.last, p.step)
+
     def on_step(progress: Progress) -> None:
         if checkpoints.every_steps and progress.step % checkpoints.every_steps == 0 and progress.batch < n:
             save_checkpoint()
+        stop_if_preempted(progress.batch % 50 == 0 or progress.batch == n)  # where train_epoch syncs anyway
 
+    sigterm = _Sigterm() if checkpoints else None  # without checkpoints there is nothing to resume from
     try:
         for epoch in range(p.epoch, cfg.epochs + 1):
             if p.stopped:
@@ -459,10 +504,14 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
                 save_checkpoint()
             if p.stale >= cfg.patience:
                 log.info("early stop: no better validation %s for %d epochs", cfg.monitor, p.stale)
+            stop_if_preempted(True)  # SIGTERM during validation
     except TrainingDiverged as e:
         kept = f"the last good checkpoint {checkpoints.last} is kept" if checkpoints and checkpoints.last else (
             "no checkpoint was written")
         raise TrainingDiverged(f"{e}; {kept}; lower train.lr (or set train.clip_grad_norm) and train again") from None
+    finally:
+        if sigterm is not None:
+            sigterm.restore()
     if p.best_state is not None:
         model.load_state_dict(p.best_state)
     return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds, precision)
