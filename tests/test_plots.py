@@ -71,4 +71,4 @@ def test_tensorboard_missing_is_one_line_error_before_anything_is_written(tmp_pa
 
 def test_tensorboard_flag_is_type_checked(tmp_path, tiny_dir, capsys):
     assert train_main([f"data.path={tiny_dir}", f"run_dir={tmp_path / 'r'}", "train.tensorboard=maybe"]) == 2
-    assert '"train.tensorboard" has the wrong type' in capsys.readouterr().err
+    assert '"train.tensorboard" is "maybe"; choose one of: true, false' in capsys.readouterr().err
