@@ -40,7 +40,7 @@ def word2vec(corpora: list[Tokenized], vocab: Vocab, dim: int, epochs: int = 5, 
     path = Path(cache_dir or default_cache_dir()) / f"word2vec-{key}.npz"
     if path.is_file() and all(t.key for t in corpora):
         with np.load(path, allow_pickle=False) as z:
-            return z["vectors"], z["found"]
+            return centred(z["vectors"], z["found"]), z["found"]
     from gensim.models import Word2Vec  # heavy import, only when pretraining
 
     start = time.perf_counter()
@@ -58,7 +58,25 @@ def word2vec(corpora: list[Tokenized], vocab: Vocab, dim: int, epochs: int = 5, 
     if all(t.key for t in corpora):
         with atomic_open(path) as f:
             np.savez(f, vectors=vectors, found=found)
-    return vectors, found
+    return centred(vectors, found), found
+
+
+def centred(vectors: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """The vectors less their mean and their top principal component, at unit standard deviation again.
+
+    word2vec's vectors share a few dominant directions that encode word frequency, not meaning, and the
+    smaller the corpus, the more they dominate: after removing the mean, the top principal component holds
+    9% of the variance on IMDB's 72k reviews but 94% on 1,800 tweets. Scaled up as they are, every word of a
+    small corpus starts as nearly the same vector and the LSTM cannot tell words apart. Removing both is
+    "all-but-the-top" (Mu & Viswanath 2018, one component per 100 dimensions).
+    """
+    out = np.zeros_like(vectors)
+    if found.sum() > 1:
+        v = vectors[found] - vectors[found].mean(axis=0)
+        top = np.linalg.svd(v, full_matrices=False)[2][: max(1, v.shape[1] // 100)]
+        v = v - (v @ top.T) @ top
+        out[found] = v / max(float(v.std()), 1e-12)
+    return out
 
 
 CACHE_VERSION = 1
