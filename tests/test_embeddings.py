@@ -38,5 +38,5 @@ def test_training_with_word2vec_uses_the_unlabelled_split(tmp_path, tiny_dir, ca
     cfg = load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY,
                              "pretrain.word2vec=true", "pretrain.epochs=2"])
     metrics = train(cfg)
-    assert "pretraining word vectors on 360 texts + 300 texts" in caplog.text
+    assert "pretraining word vectors on 280 texts + 300 texts" in caplog.text
     assert metrics["test"]["accuracy"] >= 0.9

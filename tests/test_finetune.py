@@ -121,7 +121,8 @@ def test_same_label_set_keeps_the_head_and_names_labels_as_the_new_data_does(tmp
     assert after.tokenizer == before.tokenizer
     old, new = before.model.state_dict(), after.model.state_dict()
     assert all(torch.equal(new[k], old[k]) for k in old if not k.startswith("head.")), "frozen for its only epoch"
-    assert not torch.equal(new["head.weight"], old["head.weight"])
+    # the head trained for an epoch, unless the model it started from stayed better on validation (epoch 0)
+    assert torch.equal(new["head.weight"], old["head.weight"]) == (metrics["best_epoch"] == 0)
     meta = json.loads((run / "model" / "config.json").read_text())
     assert meta["init_from"]["pretrained_labels"] == ["neg", "pos"]
     assert meta["train_config"]["init_from"] == str(base)
@@ -155,3 +156,29 @@ def test_fine_tuning_keys_need_init_from(tmp_path):
     with pytest.raises(TextclfError, match=r'"train.freeze_encoder_epochs" is for fine-tuning: set init_from'):
         train(load_config(None, ["train.freeze_encoder_epochs=1", f"run_dir={tmp_path / 'run'}"]))
     assert not (tmp_path / "run").exists()
+
+
+def test_binary_labels_named_otherwise_are_aligned_by_the_pretrained_scores(tmp_path, base):
+    """`happy`/`unhappy` sort the wrong way round for a neg/pos model: its scores on the train rows say which is
+    which, the head is kept the right way round, and the run starts no worse than the model it came from."""
+    df = make_reviews(200, seed=7, labels=("unhappy", "happy"))
+    metrics, run = _finetune(tmp_path, base, df, "train.epochs=1")
+    info = metrics["init_from"]
+    assert info["head"] == "kept" and info["labels_matched_by"] == "scores" and info["alignment_auc"] < 0.2
+    assert load_model(run).labels.names == ["unhappy", "happy"]  # class 0 = the model's neg
+    assert metrics["validation"]["accuracy"] > 0.9
+
+
+def test_init_head_new_always_starts_a_fresh_head_from_a_linear_probe(tmp_path, base):
+    df = make_reviews(200, seed=7, labels=("unhappy", "happy"))
+    metrics, run = _finetune(tmp_path, base, df, "train.epochs=1", "init_head=new")
+    assert metrics["init_from"]["head"] == "new"
+    assert load_model(run).labels.names == ["happy", "unhappy"]
+    assert metrics["validation"]["accuracy"] > 0.9  # the probe alone separates what the encoder already knows
+
+
+def test_unrelated_binary_labels_get_a_new_head(tmp_path, base):
+    df = make_reviews(200, seed=7)
+    df["label"] = ["spam" if i % 2 else "ham" for i in range(len(df))]  # unrelated to the words' sentiment
+    metrics, _ = _finetune(tmp_path, base, df, "train.epochs=1")
+    assert metrics["init_from"]["head"] == "new" and 0.4 < metrics["init_from"]["alignment_auc"] < 0.6

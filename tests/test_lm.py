@@ -67,9 +67,9 @@ def test_training_with_lm_pretraining_reports_its_cost(tmp_path, tiny_dir, caplo
     pd.DataFrame({"text": make_reviews(300, seed=4).text}).to_csv(tiny_dir / "unsup.csv", index=False)
     caplog.set_level(logging.INFO)
     cfg = load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY,
-                             "pretrain.word2vec=true", "pretrain.epochs=2", "pretrain.lm_epochs=2"])
+                             "pretrain.word2vec=true", "pretrain.epochs=2", "pretrain.lm_epochs=4"])
     metrics = train(cfg)
-    assert "language model on 360 texts + 300 texts (2 epochs)" in caplog.text
+    assert "language model on 280 texts + 300 texts (4 epochs)" in caplog.text
     vocab_size = len(load_model(tmp_path / "run").vocab)
     assert 1 < metrics["language_model"]["perplexity"] < vocab_size - 2  # better than guessing uniformly
     assert metrics["pretrain_seconds"] > 0

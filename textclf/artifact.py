@@ -20,6 +20,7 @@ from . import __version__
 from .errors import TextclfError
 from .hub import HF_PREFIX
 from .io import plain_mode
+from .linear import LinearModel
 from .model import LSTMClassifier
 from .modelcard import CARD
 from .modelcard import render as render_card
@@ -42,6 +43,16 @@ class Artifact:
     max_length: int | None
     truncate: str
     meta: dict
+    linear: LinearModel | None = None  # the linear view, when the model averages the LSTM with it
+
+    @property
+    def weight(self) -> float:
+        """The LSTM's share of the average with the linear view (1: the LSTM alone)."""
+        return float(self.meta.get("calibration", {}).get("weight", 1.0)) if self.linear is not None else 1.0
+
+    @property
+    def temperature(self) -> float:
+        return float(self.meta.get("calibration", {}).get("temperature", 1.0))
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -96,7 +107,8 @@ def _swap_in(tmp: Path, target: Path) -> None:
 
 
 def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, labels: LabelVocab,
-               tokenizer: Tokenizer, max_length: int | None, truncate: str, extra: dict | None = None) -> Path:
+               tokenizer: Tokenizer, max_length: int | None, truncate: str, extra: dict | None = None,
+               linear: LinearModel | None = None) -> Path:
     """Write the folder next to its destination, then swap it in, so a crash never leaves half a model."""
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +129,8 @@ def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, label
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         vocab.save(tmp / VOCAB)
         (tmp / CARD).write_text(render_card(meta), encoding="utf-8")  # the run rewrites it with its figures
+        if linear is not None:
+            linear.save(tmp)
         for f in tmp.iterdir():
             os.chmod(f, plain_mode(model_dir / f.name))  # safetensors, like mkstemp, writes 0600
             with open(f, "rb") as fh:
@@ -177,4 +191,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
     model.to(device).eval()
     if bf16:
         model.to(torch.bfloat16)
-    return Artifact(model, vocab, labels, tokenizer, meta.get("max_length"), meta.get("truncate", "head"), meta)
+    try:
+        linear = LinearModel.load(model_dir)
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise TextclfError(f"{model_dir}: the linear view (linear.json / linear.safetensors) is corrupt ({e}); "
+                           "re-copy the model folder") from None
+    return Artifact(model, vocab, labels, tokenizer, meta.get("max_length"), meta.get("truncate", "head"), meta,
+                    linear)

@@ -72,7 +72,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 pool_batches: int = 50, num_replicas: int = 1, rank: int = 0):
+                 pool_batches: int = 50, num_replicas: int = 1, rank: int = 0, passes: int = 1):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.lengths = np.asarray(lengths)
@@ -82,6 +82,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.pool_batches = pool_batches
         self.num_replicas = num_replicas
         self.rank = rank
+        self.passes = passes if shuffle else 1  # shuffled passes over the data per epoch (small data: several)
         self.epoch = 0
         self.start = 0
 
@@ -94,17 +95,20 @@ class BucketBatchSampler(Sampler[list[int]]):
         if not self.shuffle:
             order = np.argsort(-self.lengths, kind="stable")[share]
             return [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
-        rng = np.random.default_rng([self.seed, self.epoch])
-        perm = rng.permutation(len(self.lengths))
-        size = self.batch_size * self.num_replicas
-        pool = size * self.pool_batches
         out = []
-        for start in range(0, len(perm), pool):
-            chunk = perm[start : start + pool]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            out += [chunk[i : i + size] for i in range(0, len(chunk), size)]
-        out = [np.resize(b, self.num_replicas) if len(b) < self.num_replicas else b for b in out]
-        return [out[i][share].tolist() for i in rng.permutation(len(out))]
+        for p in range(self.passes):
+            rng = np.random.default_rng([self.seed, self.epoch] + ([p] if p else []))
+            perm = rng.permutation(len(self.lengths))
+            size = self.batch_size * self.num_replicas
+            pool = size * self.pool_batches
+            batches = []
+            for start in range(0, len(perm), pool):
+                chunk = perm[start : start + pool]
+                chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+                batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+            batches = [np.resize(b, self.num_replicas) if len(b) < self.num_replicas else b for b in batches]
+            out += [batches[i][share].tolist() for i in rng.permutation(len(batches))]
+        return out
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches()[self.start :])
@@ -116,11 +120,11 @@ class BucketBatchSampler(Sampler[list[int]]):
         size = self.batch_size * self.num_replicas
         pool = size * self.pool_batches
         full, rest = divmod(len(self.lengths), pool)
-        return full * self.pool_batches + -(-rest // size)
+        return (full * self.pool_batches + -(-rest // size)) * self.passes
 
 
 def make_loader(dataset: TextDataset, batch_size: int, shuffle: bool, seed: int = 0,
-                pin_memory: bool = False, num_replicas: int = 1, rank: int = 0) -> DataLoader:
+                pin_memory: bool = False, num_replicas: int = 1, rank: int = 0, min_steps: int = 0) -> DataLoader:
     """A DataLoader over length buckets. Workers are not worth it: collate is a cheap numpy copy.
 
     The loader gets a generator of its own: otherwise every `iter(loader)` draws a seed from torch's
@@ -133,6 +137,8 @@ def make_loader(dataset: TextDataset, batch_size: int, shuffle: bool, seed: int 
     """
     sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed,
                                  num_replicas=num_replicas, rank=rank)
+    if shuffle and min_steps > len(sampler):
+        sampler.passes = -(-min_steps // len(sampler))
     collate_fn = functools.partial(collate, longest_first=True) if pin_memory else collate
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, pin_memory=pin_memory,
                       generator=torch.Generator().manual_seed(seed))

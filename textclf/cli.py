@@ -295,6 +295,13 @@ def run_export(args: argparse.Namespace) -> int:
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e5 else f"wrote {path} ({size / 1e3:.0f} kB)",
           f"- onnxruntime vs PyTorch on random batches: max abs difference {diff:.1e}")
+    from .artifact import load_model
+
+    art = load_model(args.model_dir, "cpu")
+    if art.weight < 1 or art.temperature != 1:
+        print(f"note: the graph gives the LSTM's probabilities; the model averages them with its linear view "
+              f"(LSTM share {art.weight:g}) and divides log-probabilities by {art.temperature:g}: see the "
+              "docstring of textclf.export")
     return 0
 
 

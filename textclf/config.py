@@ -66,6 +66,7 @@ class ModelConfig:
     dropout: float = 0.3  # before the output layer and between LSTM layers
     embedding_dropout: float = 0.1
     pooling: str = "max"  # last | max | mean | max_mean
+    linear: bool = True  # average the LSTM with a TF-IDF + logistic-regression view (its share fitted on validation)
 
 
 @dataclass
@@ -89,6 +90,8 @@ class TrainConfig:
     scheduler: str = "cosine"  # cosine | linear | constant, each after a linear warmup
     warmup_ratio: float = 0.05
     patience: int = 3  # epochs without a better validation score before stopping
+    min_epoch_steps: int = 0  # an epoch of fewer optimizer steps makes several passes over the train rows
+    layer_lr_decay: float = 1.0  # > 1: the LSTM learns at lr / this, the embedding at lr / this**2 (fine-tuning)
     monitor: str = "accuracy"  # accuracy | f1 | loss (validation)
     seed: int = 42
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
@@ -116,6 +119,7 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init_from: str | None = None  # a saved model (run or model/ folder): start from its vocab and weights
+    init_head: str = "auto"  # init_from: keep its head when the labels match by name or by its scores (auto) | new
     run_dir: str = "runs/imdb"
     overwrite: bool = False  # allow replacing a run directory that holds a finished run
     resume: str | None = None  # continue an interrupted run: true (this run_dir) or RUN_DIR
@@ -131,11 +135,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp_gpu": ("auto", "bf16", "fp16"),
     "train.class_weights": ("none", "balanced"),
     "data.encoding_errors": ("strict", "replace"),
+    "init_head": ("auto", "new"),
 }
 POSITIVE: tuple[str, ...] = (
     "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
     "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq", "train.keep_last",
-    "pretrain.epochs", "pretrain.window", "pretrain.lm_lr",
+    "pretrain.epochs", "pretrain.window", "pretrain.lm_lr", "train.layer_lr_decay",
 )
 FINETUNE_KEYS: tuple[str, ...] = ("vocab.new_tokens", "train.freeze_embedding_epochs", "train.freeze_encoder_epochs")
 FRACTIONS: tuple[str, ...] = (

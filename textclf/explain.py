@@ -19,8 +19,10 @@ from .vocab import PAD_ID, UNK_ID
 class Explanation:
     """One text's prediction and a weight per token read; weight > 0 pushed toward `label`.
 
-    The weights add up to (score of the text) - (score of an all-<pad> text of the same length),
-    up to `delta`, where the score is the logit of `label` (binary: the log-odds, signed toward `label`).
+    `label` and the probabilities are the model's, as `predict` gives them. The weights explain its LSTM:
+    they add up to (score of the text) - (score of an all-<pad> text of the same length), up to `delta`,
+    where the score is the LSTM's logit of `label` (binary: the log-odds, signed toward `label`). A model
+    that averages the LSTM with its linear view gives the LSTM the share `lstm_weight`.
     """
 
     label: str
@@ -32,6 +34,7 @@ class Explanation:
     dropped: int  # tokens beyond max_length that the model never read
     cut_at: int | None  # where in `tokens` those dropped tokens were
     delta: float  # integrated-gradients completeness error (small: the weights are trustworthy)
+    lstm_weight: float = 1.0  # the LSTM's share of the model's probabilities (the rest: the linear view)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,8 +93,7 @@ class Explainer:
         ids = art.vocab.encode(tokens)
         x = torch.tensor([ids or [PAD_ID]], device=device)
         lengths = torch.tensor([len(ids)])
-        with torch.no_grad():
-            probs = self.model.probabilities(self.model(x, lengths)).cpu().numpy()
+        probs = self.clf.predict_proba([text])
         k = int(self.clf.decide(probs, threshold)[0])
         binary = probs.shape[1] == 2
         sign = (1.0 if k == 1 else -1.0) if binary else 1.0
@@ -107,4 +109,4 @@ class Explainer:
             label=art.labels.names[k], probability=float(probs[0, k]),
             probabilities=dict(zip(art.labels.names, map(float, probs[0]), strict=True)),
             tokens=tokens, weights=weights, unknown=[i == UNK_ID for i in ids], dropped=dropped, cut_at=cut_at,
-            delta=delta)
+            delta=delta, lstm_weight=art.weight)

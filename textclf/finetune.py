@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from .artifact import Artifact, load_model, resolve_model_dir
@@ -82,6 +83,31 @@ def init_model(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: 
     return model
 
 
+def linear_probe(model: LSTMClassifier, dataset, c: float = 1.0, batch_size: int = 64) -> None:
+    """Start a new head from logistic regression on the frozen encoder's features of the train rows (the LP of
+    LP-FT, Kumar et al. 2022): fine-tuning then begins from a head that fits, not one that distorts the
+    encoder while it learns. `dataset`: the train TextDataset."""
+    from sklearn.linear_model import LogisticRegression
+
+    from .batching import make_loader
+
+    model.eval()
+    feats = []
+    with torch.no_grad():
+        for batch in make_loader(dataset, batch_size, shuffle=False):
+            feats.append((batch.index, model.features(batch.tokens, batch.lengths).float()))
+    x = torch.zeros(len(dataset), model.head.in_features)
+    for index, f in feats:
+        x[index] = f
+    y = np.asarray(dataset.labels)
+    clf = LogisticRegression(C=c, max_iter=2000).fit(x.numpy(), y)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(clf.coef_).float())
+        model.head.bias.copy_(torch.from_numpy(clf.intercept_).float())
+    log.info("new head started from a linear probe of the pretrained features (train accuracy %.3f)",
+             clf.score(x.numpy(), y))
+
+
 def freezer(model: LSTMClassifier, pretrained_rows: int, embedding_epochs: int,
             encoder_epochs: int) -> Callable[[int], None]:
     """`on_epoch_start(epoch)` that keeps pretrained embedding rows / the LSTM fixed for the first epochs.
@@ -113,14 +139,62 @@ def freezer(model: LSTMClassifier, pretrained_rows: int, embedding_epochs: int,
     return on_epoch_start
 
 
+ALIGN_AUC = 0.6  # how well the pretrained scores must separate two labels to say which is which
+ALIGN_ROWS = 2000  # train rows scored to decide it (a sample, on large data)
+
+
+def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence[object],
+                 new: LabelVocab) -> tuple[LabelVocab | None, float]:
+    """Two labels named unlike the model's two: the pretrained model's scores on the train rows say which is
+    which. Returns `new`'s names in the pretrained class order (None when the scores do not separate them:
+    ROC-AUC within `ALIGN_AUC` of chance either way round), and the ROC-AUC of the pretrained positive class
+    for `new`'s second label."""
+    from sklearn.metrics import roc_auc_score
+
+    from .batching import TextDataset, make_loader
+    from .trainer import predict_loader
+
+    y = new.encode(train_labels)
+    rows = np.arange(len(y))
+    if len(rows) > ALIGN_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(rows, ALIGN_ROWS, replace=False))
+    seqs = tokens.numericalize(pretrained.vocab, pretrained.max_length, pretrained.truncate)
+    loader = make_loader(TextDataset([seqs[i] for i in rows]), 64, shuffle=False)
+    scores = predict_loader(pretrained.model, loader, torch.device("cpu"))[0][:, 1]
+    if len(np.unique(y[rows])) < 2:
+        return None, 0.5
+    auc = float(roc_auc_score(y[rows], scores))
+    if abs(auc - 0.5) < ALIGN_AUC - 0.5:
+        return None, auc
+    return LabelVocab(new.names if auc > 0.5 else new.names[::-1]), auc
+
+
 def adapt(pretrained: Artifact, init_from: str, tokens: dict[str, Tokenized], labels: LabelVocab,
-          new_tokens: int, min_freq: int) -> tuple[Vocab, LabelVocab, dict]:
-    """Vocab and labels for a fine-tuning run, and a summary of what was kept (logged and saved)."""
+          new_tokens: int, min_freq: int, train_labels: Sequence[object] = (),
+          head: str = "auto") -> tuple[Vocab, LabelVocab, dict]:
+    """Vocab and labels for a fine-tuning run, and a summary of what was kept (logged and saved).
+
+    `head`: "auto" keeps the pretrained head when the labels match by name, or (two labels) when the
+    pretrained model's scores on the train rows tell which is which (`align_labels`); "new" never keeps it.
+    """
     vocab = extend_vocab(pretrained.vocab, tokens["train"].counts(), new_tokens, min_freq)
-    matched = match_labels(pretrained.labels, labels)
+    matched = match_labels(pretrained.labels, labels) if head == "auto" else None
+    how, auc = "names", None
+    if matched is None and head == "auto" and len(labels) == len(pretrained.labels) == 2:
+        matched, auc = align_labels(pretrained, tokens["train"], train_labels, labels)
+        how = "scores"
+        if matched is not None:
+            pairs = ", ".join(f"{n} = {p}" for n, p in zip(matched.names, pretrained.labels.names, strict=True))
+            log.info("labels aligned by the pretrained model's scores on the train rows (ROC-AUC %.3f): %s; "
+                     "set data.label_map to say otherwise, or init_head=new for a new head", max(auc, 1 - auc), pairs)
+        else:
+            log.info("labels %s: the pretrained scores do not tell which is which (ROC-AUC %.3f): a new head",
+                     labels.names, auc)
     info = {
         "path": str(resolve_model_dir(init_from)),
         "head": "kept" if matched else "new",
+        "labels_matched_by": how if matched else None,
+        **({"alignment_auc": round(auc, 4)} if auc is not None else {}),
         "pretrained_labels": pretrained.labels.names,
         "pretrained_vocab_size": len(pretrained.vocab),
         "new_tokens": len(vocab) - len(pretrained.vocab),

@@ -8,6 +8,11 @@ import numpy as np
 from sklearn import metrics as skm
 
 
+def decide(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Class ids: binary models compare P(second class) to `threshold`; others take the argmax."""
+    return (probs[:, 1] >= threshold).astype(np.int64) if probs.shape[1] == 2 else probs.argmax(1)
+
+
 def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], threshold: float = 0.5) -> dict:
     """Metrics for class ids `y_true` [N] and probabilities `probs` [N, C].
 
@@ -17,7 +22,7 @@ def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], t
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
     binary = probs.shape[1] == 2
-    y_pred = (probs[:, 1] >= threshold).astype(np.int64) if binary else probs.argmax(1)
+    y_pred = decide(probs, threshold)
     labels = list(range(len(label_names)))
     avg = "binary" if binary else "macro"
     p, r, f1, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=None if binary else labels,

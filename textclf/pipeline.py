@@ -18,13 +18,15 @@ import torch
 from . import checkpoint, distributed, finetune, lm
 from .artifact import Artifact, load_model, resolve_model_dir, save_model
 from .batching import TextDataset, make_loader
+from .calibration import combine, expected_calibration_error, fit_temperature, fit_weight, log_loss
 from .config import PREDICT_BATCH_SIZE, Config, DataConfig, check_finetune, to_dict, to_yaml
 from .data import Split, apply_label_map, check_text_file, load_splits, load_unlabelled, read_split, stratified_split
 from .embeddings import word2vec
 from .errors import TextclfError
 from .fields import Tokenized, tokenize_cached
 from .io import write_json, write_text
-from .metrics import compute, format_report
+from .linear import LinearModel
+from .metrics import compute, decide, format_report
 from .model import LSTMClassifier
 from .modelcard import write_card
 from .tblog import epoch_logger, log_final, writer_class
@@ -87,8 +89,9 @@ def load_data(cfg: Config) -> dict[str, Split]:
         raise TextclfError("the data has no train split (set data.train=FILE or name a file train.csv/parquet)")
     if "validation" not in splits:
         train = splits["train"]
+        fraction = carve_fraction(len(train), d.validation_fraction)
         try:
-            tr, va = stratified_split(train.labels, d.validation_fraction, cfg.train.seed)
+            tr, va = stratified_split(train.labels, fraction, cfg.train.seed)
         except ValueError:  # scikit-learn's way of saying the split would leave train empty
             tr, va = [], []
         if len(tr) == 0 or len(va) == 0:
@@ -97,11 +100,21 @@ def load_data(cfg: Config) -> dict[str, Split]:
         pick = lambda idx, name: Split([train.texts[i] for i in idx], [train.labels[i] for i in idx], name)  # noqa: E731
         splits["train"], splits["validation"] = pick(tr, train.source), pick(va, f"{train.source} (validation)")
         log.info("validation: %d rows carved from train (%.0f%%, stratified, seed %d)",
-                 len(va), 100 * d.validation_fraction, cfg.train.seed)
+                 len(va), 100 * fraction, cfg.train.seed)
     if len(splits["validation"]) < 100:
         log.warning("validation has %d rows: its accuracy moves in steps of %.1f%%, so small differences are noise",
                     len(splits["validation"]), 100 / len(splits["validation"]))
     return splits
+
+
+VALIDATION_ROWS, MAX_FRACTION = 200, 0.3
+
+
+def carve_fraction(rows: int, fraction: float) -> float:
+    """The share of train carved off for validation: `fraction`, but on small data as much as gives
+    validation 200 rows, up to 30%: validation picks the epoch, the LSTM's share and the temperature, and 10
+    rows cannot."""
+    return max(fraction, min(MAX_FRACTION, VALIDATION_ROWS / max(rows, 1)))
 
 
 @distributed.main_first()  # under torchrun rank 0 fills the token cache, the others read it
@@ -121,7 +134,7 @@ def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None =
         vocab = Vocab.build(tokens["train"].counts(), cfg.vocab.min_freq, cfg.vocab.max_size)
     else:
         vocab, labels, info = finetune.adapt(pretrained, cfg.init_from, tokens, labels, cfg.vocab.new_tokens,
-                                             cfg.vocab.min_freq)
+                                             cfg.vocab.min_freq, splits["train"].labels, cfg.init_head)
     datasets = {name: encode_split(tok, splits[name], vocab, labels, cfg.data.max_length, cfg.data.truncate)
                 for name, tok in tokens.items()}
     n_tokens = int(tokens["train"].offsets[-1])
@@ -265,16 +278,42 @@ def check_resumable(ckpt: dict, cfg: Config, fingerprint: str) -> None:
                            "changed); resume with the same data or train in a new run_dir")
 
 
-def evaluate_split(model: LSTMClassifier, loader, device, label_names: list[str], desc: str,
-                   plots_dir: Path | None = None) -> dict:
-    """Metrics of one split (what `trainer.evaluate` gives), plus its plots when `plots_dir` is set."""
-    probs, loss = predict_loader(model, loader, device, desc=desc)
-    metrics = {**compute(loader.dataset.labels, probs, label_names), "loss": loss}
+def split_metrics(labels: np.ndarray, probs: np.ndarray, label_names: list[str], desc: str,
+                  plots_dir: Path | None = None) -> dict:
+    """Metrics of one split's probabilities (log-loss and calibration error included), and its plots."""
+    metrics = {**compute(labels, probs, label_names), "loss": log_loss(probs, labels),
+               "ece": round(expected_calibration_error(probs, labels), 4)}
     if plots_dir is not None:
         from .plots import plot_evaluation
 
-        plot_evaluation(loader.dataset.labels, probs, label_names, plots_dir, prefix=f"{desc}_")
+        plot_evaluation(labels, probs, label_names, plots_dir, prefix=f"{desc}_")
     return metrics
+
+
+def calibrate(model: LSTMClassifier, linear: LinearModel | None, loaders: dict, data: Prepared,
+              device: torch.device) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """Fit the LSTM's share of the average with the linear view, then the temperature, on validation.
+
+    Returns the settings saved with the model, and each split's probabilities: the LSTM's, the linear
+    view's, the average before and after temperature scaling.
+    """
+    parts: dict[str, dict[str, np.ndarray]] = {}
+    for name in ("validation", "test"):
+        if name in loaders:
+            lstm = predict_loader(model, loaders[name], device, desc=name)[0]
+            lin = linear.predict_proba(data.tokens[name].token_lists()) if linear is not None else None
+            parts[name] = {"lstm": lstm, "linear": lin}
+    y = data.datasets["validation"].labels
+    val = parts["validation"]
+    weight = fit_weight(val["lstm"], val["linear"], y) if linear is not None else 1.0
+    temperature = fit_temperature(combine(val["lstm"], val["linear"], weight), y)
+    for p in parts.values():
+        p["raw"] = combine(p["lstm"], p["linear"], weight)
+        p["final"] = combine(p["lstm"], p["linear"], weight, temperature)
+    settings = {"weight": weight, "temperature": round(temperature, 4)}
+    log.info("calibration on validation: LSTM weight %.1f%s, temperature %.3f", weight,
+             "" if linear is None else f" (linear view {1 - weight:.1f})", temperature)
+    return settings, parts
 
 
 def train(cfg: Config) -> dict:
@@ -321,6 +360,8 @@ def _train(cfg: Config, device: torch.device) -> dict:
         model = build_model(cfg, data.vocab, data.labels)
     else:
         model = finetune.init_model(pretrained, data.vocab, len(data.labels), data.init_from["head"] == "kept")
+        if data.init_from["head"] == "new" and resume is None:
+            finetune.linear_probe(model, data.datasets["train"])
         model.lstm_impl = cfg.train.lstm_impl
     if vectors is not None:
         with torch.no_grad():
@@ -337,7 +378,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
     pin = device.type == "cuda"
     loaders = {name: make_loader(ds, cfg.train.batch_size if name == "train" else cfg.train.eval_batch_size,
                                  shuffle=name == "train", seed=cfg.train.seed, pin_memory=pin, num_replicas=world,
-                                 rank=rank)
+                                 rank=rank, min_steps=cfg.train.min_epoch_steps)
                for name, ds in data.datasets.items()}
     log.info("model: %s parameters on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
     if world > 1:
@@ -364,18 +405,19 @@ def _train(cfg: Config, device: torch.device) -> dict:
     if data.init_from:
         extra["init_from"] = data.init_from
 
-    def save_best(m: LSTMClassifier) -> None:  # model/ always holds the best epoch so far
+    def save_best(m: LSTMClassifier, linear: LinearModel | None = None) -> None:  # model/: the best epoch so far
         save_model(run_dir / "model", m, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
-                   cfg.data.truncate, extra=extra)
+                   cfg.data.truncate, extra=extra, linear=linear)
 
     tb = summary_writer(log_dir=str(run_dir / "tb")) if summary_writer and main else None
     result = fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names,
                  log_path=run_dir / "log.jsonl" if main else None, class_weights=weights, on_epoch_start=freeze,
                  checkpoints=checkpoints, resume=resume, on_best=save_best if main else None,
-                 on_epoch=epoch_logger(tb) if tb else None)
+                 on_epoch=epoch_logger(tb) if tb else None, start_as_best=pretrained is not None)
     distributed.check_same_weights(model)
-    if main:
-        save_best(model)
+    linear = None
+    if cfg.model.linear:
+        linear = LinearModel.fit(data.tokens["train"].token_lists(), data.datasets["train"].labels, len(data.labels))
     metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
                "device": str(device), "precision": result.precision}
@@ -388,11 +430,19 @@ def _train(cfg: Config, device: torch.device) -> dict:
     if data.init_from:
         metrics["init_from"] = data.init_from
     plots_dir = run_dir / "plots"
-    for name in ("validation", "test"):
-        if name in loaders:
-            metrics[name] = evaluate_split(model, loaders[name], device, data.labels.names, name,
-                                           plots_dir if main else None)
-            log.info("%s", format_report(metrics[name], title=f"{name}:"))
+    settings, parts = calibrate(model, linear, loaders, data, device)
+    for name, p in parts.items():
+        y = data.datasets[name].labels
+        metrics[name] = split_metrics(y, p["final"], data.labels.names, name, plots_dir if main else None)
+        metrics[name]["lstm_accuracy"] = float((decide(p["lstm"]) == y).mean())
+        if p["linear"] is not None:
+            metrics[name]["linear_accuracy"] = float((decide(p["linear"]) == y).mean())
+        metrics[name]["ece_before_calibration"] = round(expected_calibration_error(p["raw"], y), 4)
+        log.info("%s", format_report(metrics[name], title=f"{name}:"))
+    metrics["calibration"] = settings
+    extra["calibration"] = settings
+    if main:
+        save_best(model, linear if settings["weight"] < 1 else None)
     if not main:
         return metrics
     from .plots import plot_history
@@ -431,7 +481,10 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
     tok = tokenize_cached(part.texts, art.tokenizer, cache_dir, desc=f"tokenising {split}")
     ds = encode_split(tok, part, art.vocab, art.labels, art.max_length, art.truncate)
     loader = make_loader(ds, batch_size, shuffle=False, pin_memory=dev.type == "cuda")
-    metrics = evaluate_split(art.model, loader, dev, art.labels.names, split, Path(plots) if plots else None)
+    lstm = predict_loader(art.model, loader, dev, desc=split)[0]
+    lin = art.linear.predict_proba(tok.token_lists()) if art.weight < 1 else None
+    probs = combine(lstm, lin, art.weight, art.temperature)
+    metrics = split_metrics(ds.labels, probs, art.labels.names, split, Path(plots) if plots else None)
     metrics = {"model": str(folder) if not str(model_dir).startswith("hf:") else model_dir, "data": str(data),
                "split": split, **metrics}
     if output:

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
 from .io import atomic_open  # noqa: E402
+from .metrics import decide  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def plot_evaluation(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str]
     """{prefix}confusion_matrix.png always; {prefix}roc.png and {prefix}pr.png for binary models."""
     out_dir, y_true, probs = Path(out_dir), np.asarray(y_true), np.asarray(probs)
     binary = probs.shape[1] == 2
-    y_pred = (probs[:, 1] >= threshold).astype(np.int64) if binary else probs.argmax(1)
+    y_pred = decide(probs, threshold)
     size = max(4.5, 0.6 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(range(len(labels))),

@@ -17,11 +17,13 @@ import torch
 
 from .artifact import Artifact, load_model
 from .batching import TextDataset, make_loader
+from .calibration import combine
 from .config import PREDICT_BATCH_SIZE as BATCH_SIZE
 from .data import iter_table, text_of
 from .errors import TextclfError
 from .fields import truncate_ids
 from .io import atomic_text
+from .metrics import decide
 from .trainer import predict_loader, resolve_device
 
 log = logging.getLogger(__name__)
@@ -123,11 +125,16 @@ class Classifier:
             raise TypeError("pass a list of texts, not one string")
         if not len(texts):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self.predict_encoded(self.encode(texts), batch_size)
+        a = self.artifact
+        if a.weight >= 1:  # the LSTM alone: no token lists to keep
+            return combine(self.predict_encoded(self.encode(texts), batch_size), None, 1.0, a.temperature)
+        tokens = list(a.tokenizer.pipe(texts))
+        seqs = [truncate_ids(a.vocab.lookup(t), a.max_length, a.truncate) for t in tokens]
+        return combine(self.predict_encoded(seqs, batch_size), a.linear.predict_proba(tokens), a.weight, a.temperature)
 
     def decide(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """Class ids: binary models compare P(second class) to `threshold`; others take the argmax."""
-        return (probs[:, 1] >= threshold).astype(np.int64) if probs.shape[1] == 2 else probs.argmax(1)
+        return decide(probs, threshold)
 
     def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = BATCH_SIZE) -> list[Prediction]:
         probs = self.predict_proba(texts, batch_size)

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
+from .calibration import combine, fit_temperature, log_loss
 from .checkpoint import Checkpoints, rng_state, set_rng_state
 from .config import TrainConfig
 from .errors import TextclfError, TrainingDiverged
@@ -124,18 +125,25 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor
     return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                   layer_decay: float = 1.0) -> torch.optim.AdamW:
     """Weight decay on matrices only; biases and the embedding table are left alone.
 
-    The fused kernel where there is one (CPU, CUDA): one pass over every parameter instead of a dozen.
+    `layer_decay` > 1 gives each layer below the head a smaller rate (ULMFiT's discriminative fine-tuning,
+    Howard & Ruder 2018): the LSTM lr / layer_decay, the embedding lr / layer_decay**2, so the layers that
+    carry the most pretrained knowledge move least. The fused kernel where there is one (CPU, CUDA): one
+    pass over every parameter instead of a dozen.
     """
-    decay, no_decay = [], []
+    depth = {"embedding": 2, "lstm": 1} if layer_decay != 1 else {}
+    groups: dict[tuple[int, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.dim() >= 2 and not name.startswith("embedding") else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = all(p.device.type in ("cpu", "cuda") for p in decay + no_decay)
-    return torch.optim.AdamW(groups, lr=lr, fused=fused)
+            decays = p.dim() >= 2 and not name.startswith("embedding")
+            groups.setdefault((depth.get(name.split(".")[0], 0), not decays), []).append(p)
+    params = [q for ps in groups.values() for q in ps]
+    fused = all(q.device.type in ("cpu", "cuda") for q in params)
+    return torch.optim.AdamW([{"params": ps, "lr": lr / layer_decay**d, "weight_decay": 0 if no_decay else weight_decay}
+                              for (d, no_decay), ps in sorted(groups.items())], lr=lr, fused=fused)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, kind: str, total_steps: int, warmup_ratio: float):
@@ -302,6 +310,9 @@ def evaluate(model: LSTMClassifier, loader: DataLoader, device: torch.device, la
     probs, loss = predict_loader(model, loader, device, dtype, desc)
     metrics = compute(loader.dataset.labels, probs, label_names)
     metrics["loss"] = loss
+    if loss is not None:  # what the saved model will say: its probabilities are temperature-scaled
+        y = loader.dataset.labels
+        metrics["calibrated_loss"] = log_loss(combine(probs, None, 1.0, fit_temperature(probs, y)), y)
     return metrics
 
 
@@ -315,7 +326,10 @@ class FitResult:
 
 
 def _score(metrics: dict, monitor: str) -> float:
-    return float(-metrics["loss"] if monitor == "loss" else metrics[monitor])
+    """Higher is better. `loss` is the validation log-loss after temperature scaling: the loss of the
+    probabilities the model will give. Raw, it rises as soon as a few errors grow confident, often while
+    accuracy still climbs (on small data, after the first epoch)."""
+    return float(-metrics["calibrated_loss"] if monitor == "loss" else metrics[monitor])
 
 
 def _checkpoint_payload(model, opt, sched, scaler, p: Progress, losses: torch.Tensor, rngs: list[dict]) -> dict:
@@ -410,19 +424,21 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
         class_weights: torch.Tensor | None = None, on_epoch: Callable[[dict], None] | None = None,
         checkpoints: Checkpoints | None = None, resume: dict | None = None,
         on_best: Callable[[LSTMClassifier], None] | None = None,
-        on_epoch_start: Callable[[int], None] | None = None) -> FitResult:
+        on_epoch_start: Callable[[int], None] | None = None, start_as_best: bool = False) -> FitResult:
     """Train for up to `cfg.epochs`; keep the weights of the best validation epoch (restored at the end).
 
     With `checkpoints`, the whole training state is saved at epoch ends (and every `every_steps`
     steps); `resume`, a loaded checkpoint, continues from it exactly: on CPU, bit for bit.
     `on_epoch_start(epoch)` runs before each epoch, a resumed one too (fine-tuning freezes layers there).
+    `start_as_best`: the model as it starts is scored on validation as epoch 0 and kept unless an epoch beats
+    it (fine-tuning: never end worse than the model it started from).
 
     In a torchrun process group, every process calls `fit` with its share of the training batches and of the
     validation texts (see `make_loader`); training runs through DistributedDataParallel, validation metrics
     are those of the whole split, and so every process makes the same early-stopping decisions.
     """
     model.to(device)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.layer_lr_decay)
     n = len(train_loader)
     sched = make_scheduler(opt, cfg.scheduler, cfg.epochs * n, cfg.warmup_ratio)
     dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu, cfg.amp_gpu)
@@ -437,6 +453,14 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
         set_rng_state(resume.get("rng_by_rank", [resume["rng"]])[distributed.rank()])
     else:
         distributed.seed_per_process(cfg.seed)
+    if start_as_best and resume is None:
+        val = evaluate(model, val_loader, device, label_names, dtype, desc="validate")
+        p.best_epoch, p.best_score = 0, _score(val, cfg.monitor)
+        p.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        log.info("epoch 0 (the model it starts from)  val_loss %.4f  val_acc %.4f  val_f1 %.4f", val["loss"],
+                 val["accuracy"], val["f1"])
+        if on_best is not None:
+            on_best(model)
     ddp, trainable = model, None
 
     def save_checkpoint() -> None:

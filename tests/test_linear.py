@@ -1,0 +1,39 @@
+"""The linear view: TF-IDF 1-2-grams + logistic regression on token lists; saved and loaded without pickle."""
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from textclf.linear import LinearModel
+
+from .conftest import make_reviews
+
+
+def _tokens(df):
+    return [t.lower().replace(".", " .").split() for t in df["text"]]
+
+
+def test_same_probabilities_as_scikit_learn_on_joined_tokens(tmp_path):
+    train, test = make_reviews(300, seed=1), make_reviews(100, seed=2)
+    y = (train["label"] == "pos").to_numpy().astype(int)
+    model = LinearModel.fit(_tokens(train), y, 2)
+    ref_vec = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False, ngram_range=(1, 2), min_df=2,
+                              sublinear_tf=True)
+    ref = LogisticRegression(C=4.0, max_iter=1000).fit(ref_vec.fit_transform([" ".join(t) for t in _tokens(train)]), y)
+    expected = ref.predict_proba(ref_vec.transform([" ".join(t) for t in _tokens(test)]))
+    assert np.allclose(model.predict_proba(_tokens(test)), expected, atol=1e-4)
+    model.save(tmp_path)
+    again = LinearModel.load(tmp_path)
+    assert np.allclose(again.predict_proba(_tokens(test)), expected, atol=1e-4)
+
+
+def test_multiclass_and_tiny_data(tmp_path):
+    docs = [["good"], ["bad"], ["meh"], ["good", "day"], ["bad", "day"], ["meh", "day"]]
+    y = np.array([0, 1, 2, 0, 1, 2])
+    model = LinearModel.fit(docs, y, 3)
+    probs = model.predict_proba([["good"], ["bad"], ["meh"]])
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1)
+    assert (probs.argmax(1) == [0, 1, 2]).all()
+    assert LinearModel.load(tmp_path) is None  # a folder without one
+    once = LinearModel.fit([["a"], ["b"]], np.array([0, 1]), 2)  # no n-gram in two texts: each counts once then
+    assert once.predict_proba([["a"], ["b"]]).argmax(1).tolist() == [0, 1]

@@ -1,0 +1,76 @@
+"""Probabilities a user can threshold: the LSTM averaged with the linear view, then temperature-scaled.
+
+Both numbers are fitted on the validation split, never on test:
+- `weight`: the LSTM's share in `weight * p_lstm + (1 - weight) * p_linear`, the one of 0, 0.1, ..., 1 with
+  the lowest validation log-loss (1 where there is no linear view);
+- `temperature`: T in softmax(log(p) / T) with the lowest validation log-loss (Guo et al. 2017). It never
+  changes a decision at the default threshold (argmax, or p >= 0.5 for binary), only how sure the model says
+  it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
+_EPS = 1e-7
+
+
+def combine(p_lstm: np.ndarray, p_linear: np.ndarray | None, weight: float = 1.0,
+            temperature: float = 1.0) -> np.ndarray:
+    """[N, C] probabilities: the weighted average, sharpened or softened by `temperature`."""
+    p = p_lstm if p_linear is None or weight >= 1 else weight * p_lstm + (1 - weight) * p_linear
+    if temperature == 1.0:
+        return p.astype(np.float32)
+    logits = np.log(np.clip(p, _EPS, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], _EPS, 1.0)).mean())
+
+
+def fit_weight(p_lstm: np.ndarray, p_linear: np.ndarray, y: np.ndarray) -> float:
+    """The LSTM's share of the average with the lowest log-loss on (validation) labels `y`; ties go to the LSTM."""
+    losses = [log_loss(combine(p_lstm, p_linear, w), y) for w in WEIGHTS]
+    best = min(losses)
+    return float(max(w for w, loss in zip(WEIGHTS, losses, strict=True) if loss <= best + 1e-9))
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """T > 0 minimising the log-loss of softmax(log(probs) / T): golden-section search over log T in [-3, 3]."""
+    f = lambda log_t: log_loss(combine(probs, None, 1.0, float(np.exp(log_t))), y)  # noqa: E731
+    lo, hi = -3.0, 3.0
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = f(a), f(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = f(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = f(b)
+    t = float(np.exp((lo + hi) / 2))
+    return t if f(np.log(t)) < f(0.0) else 1.0
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE: over 15 equal-width bins of the top probability, the gap between confidence and accuracy, weighted
+    by the bin's share of the texts (Guo et al. 2017)."""
+    if not len(y):
+        return 0.0
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(conf[mask].mean() - correct[mask].mean())
+    return float(ece)
