@@ -28,7 +28,7 @@ from textclf.artifact import load_model, resolve_model_dir  # noqa: E402
 from textclf.config import load_config  # noqa: E402
 from textclf.data import apply_label_map, load_splits  # noqa: E402
 from textclf.errors import TextclfError  # noqa: E402
-from textclf.io import write_json  # noqa: E402
+from textclf.files import write_json  # noqa: E402
 from textclf.metrics import compute  # noqa: E402
 from textclf.pipeline import train  # noqa: E402
 from textclf.predict import Classifier  # noqa: E402

@@ -112,7 +112,7 @@ def stage_tutorial(args: argparse.Namespace) -> None:
 
     from textclf.model import LSTMClassifier
     from textclf.pipeline import build_model, prepare
-    from textclf.tokenize import Tokenizer
+    from textclf.tokenizer import Tokenizer
 
     cfg, splits = _splits(args)
     data = prepare(cfg, splits)  # only for the vocab the model is built with
@@ -155,7 +155,7 @@ def stage_tutorial(args: argparse.Namespace) -> None:
 
 def stage_baseline(args: argparse.Namespace) -> None:
     from textclf.baseline import run_baseline
-    from textclf.tokenize import Tokenizer
+    from textclf.tokenizer import Tokenizer
 
     cfg, splits = _splits(args)
     start = time.perf_counter()

@@ -57,7 +57,7 @@ def save_random_model(path: Path, labels: tuple[str, ...] = ("neg", "pos")) -> P
 
     from textclf.artifact import save_model
     from textclf.model import LSTMClassifier
-    from textclf.tokenize import Tokenizer
+    from textclf.tokenizer import Tokenizer
     from textclf.vocab import LabelVocab, Vocab
 
     vocab = Vocab.build(Counter({"good": 2, "bad": 2, "film": 2}))

@@ -8,7 +8,7 @@ import torch
 from textclf.artifact import FORMAT_VERSION, load_model, save_model
 from textclf.errors import TextclfError
 from textclf.model import LSTMClassifier
-from textclf.tokenize import Tokenizer
+from textclf.tokenizer import Tokenizer
 from textclf.vocab import LabelVocab, Vocab
 
 

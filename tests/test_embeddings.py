@@ -5,9 +5,9 @@ import pandas as pd
 
 from textclf.config import load_config
 from textclf.embeddings import word2vec
-from textclf.fields import tokenize_cached
 from textclf.pipeline import train
-from textclf.tokenize import Tokenizer
+from textclf.tokenizer import Tokenizer
+from textclf.tokens import tokenize_cached
 from textclf.vocab import Vocab
 
 from .conftest import TINY, make_reviews

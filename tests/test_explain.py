@@ -11,7 +11,7 @@ from textclf.cli import main
 from textclf.explain import Explainer
 from textclf.model import LSTMClassifier
 from textclf.predict import Classifier
-from textclf.tokenize import Tokenizer
+from textclf.tokenizer import Tokenizer
 from textclf.vocab import LabelVocab, Vocab
 
 from .conftest import NEGATIVE, POSITIVE

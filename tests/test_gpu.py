@@ -23,7 +23,7 @@ from textclf.batching import TextDataset, make_loader
 from textclf.lm import BiLM, pretrain_lm
 from textclf.model import LSTMClassifier
 from textclf.predict import Classifier
-from textclf.tokenize import Tokenizer
+from textclf.tokenizer import Tokenizer
 from textclf.trainer import (
     Progress,
     amp_dtype,

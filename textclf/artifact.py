@@ -18,13 +18,13 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import TextclfError
+from .files import plain_mode
 from .hub import HF_PREFIX
-from .io import plain_mode
 from .linear import LinearModel
 from .model import LSTMClassifier
 from .modelcard import CARD
 from .modelcard import render as render_card
-from .tokenize import Tokenizer
+from .tokenizer import Tokenizer
 from .vocab import LabelVocab, Vocab
 
 FORMAT = "textclf-model"

@@ -10,9 +10,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from .data import Split
-from .fields import Tokenized, tokenize_cached
 from .metrics import compute
-from .tokenize import Tokenizer
+from .tokenizer import Tokenizer
+from .tokens import Tokenized, tokenize_cached
 from .vocab import LabelVocab
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import torch
 
 from . import __version__
 from .errors import TextclfError
-from .io import atomic_open
+from .files import atomic_open
 
 log = logging.getLogger(__name__)
 

@@ -191,10 +191,10 @@ def run_train(args: argparse.Namespace) -> int:
 def run_baseline(args: argparse.Namespace) -> int:
     from .baseline import run_baseline as fit_baseline
     from .config import load_config
-    from .io import write_json
+    from .files import write_json
     from .metrics import format_report
     from .pipeline import load_data
-    from .tokenize import Tokenizer
+    from .tokenizer import Tokenizer
 
     if args.c <= 0:
         raise TextclfError("--C must be > 0")

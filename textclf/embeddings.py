@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .fields import Tokenized, default_cache_dir
-from .io import atomic_open
+from .files import atomic_open
+from .tokens import Tokenized, default_cache_dir
 from .vocab import Vocab
 
 log = logging.getLogger(__name__)

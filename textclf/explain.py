@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from .errors import TextclfError
-from .fields import truncate_ids
 from .predict import Classifier
+from .tokens import truncate_ids
 from .vocab import PAD_ID, UNK_ID
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from . import __version__
 from .artifact import load_model, resolve_model_dir
 from .errors import TextclfError
-from .io import atomic_open
+from .files import atomic_open
 from .model import LSTMClassifier
 
 INPUTS, OUTPUTS = ("tokens", "lengths"), ("logits", "probabilities")

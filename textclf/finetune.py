@@ -11,8 +11,8 @@ import torch
 
 from .artifact import Artifact, load_model, resolve_model_dir
 from .errors import TextclfError
-from .fields import Tokenized
 from .model import LSTMClassifier
+from .tokens import Tokenized
 from .vocab import PAD, UNK, UNK_ID, LabelVocab, Vocab
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,7 @@ def push_model(path: str | Path, repo_id: str, private: bool = False) -> str:
     import huggingface_hub
 
     from .artifact import load_model, resolve_model_dir
-    from .io import write_text
+    from .files import write_text
     from .modelcard import CARD, for_repo, write_card
 
     repo_id = check_repo_id(repo_id.removeprefix(HF_PREFIX))

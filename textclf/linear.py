@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from .io import atomic_open, write_text
+from .files import atomic_open, write_text
 
 FILES = ("linear.json", "linear.safetensors")
 

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from .batching import TextDataset, make_loader
 from .errors import TrainingDiverged
-from .fields import default_cache_dir
-from .io import atomic_open
+from .files import atomic_open
 from .model import LSTMClassifier
+from .tokens import default_cache_dir
 from .trainer import autocast, make_optimizer, make_scheduler, release_memory
 
 log = logging.getLogger(__name__)

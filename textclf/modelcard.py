@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import write_text
+from .files import write_text
 
 CARD = "README.md"
 PLACEHOLDER = "USER/NAME"  # how the card names its Hub repository until `textclf push` knows it

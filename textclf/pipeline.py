@@ -23,14 +23,14 @@ from .config import PREDICT_BATCH_SIZE, Config, DataConfig, check_finetune, to_d
 from .data import Split, apply_label_map, check_text_file, load_splits, load_unlabelled, read_split, stratified_split
 from .embeddings import word2vec
 from .errors import TextclfError
-from .fields import Tokenized, tokenize_cached
-from .io import write_json, write_text
+from .files import write_json, write_text
 from .linear import LinearModel
 from .metrics import compute, decide, format_report
 from .model import LSTMClassifier
 from .modelcard import write_card
 from .tblog import epoch_logger, log_final, writer_class
-from .tokenize import Tokenizer
+from .tokenizer import Tokenizer
+from .tokens import Tokenized, tokenize_cached
 from .trainer import (
     amp_dtype,
     balanced_class_weights,

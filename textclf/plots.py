@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
-from .io import atomic_open  # noqa: E402
+from .files import atomic_open  # noqa: E402
 from .metrics import decide  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from .calibration import combine
 from .config import PREDICT_BATCH_SIZE as BATCH_SIZE
 from .data import iter_table, text_of
 from .errors import TextclfError
-from .fields import truncate_ids
-from .io import atomic_text
+from .files import atomic_text
 from .metrics import decide
+from .tokens import truncate_ids
 from .trainer import predict_loader, resolve_device
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from textclf.cli import main
-from textclf.io import atomic_open, umask, write_text
+from textclf.files import atomic_open, umask, write_text
 
 from .conftest import TINY
 

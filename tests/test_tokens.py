@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from textclf.fields import Tokenized, tokenize_cached, truncate_ids
-from textclf.tokenize import Tokenizer
+from textclf.tokenizer import Tokenizer
+from textclf.tokens import Tokenized, tokenize_cached, truncate_ids
 from textclf.vocab import UNK_ID, Vocab
 
 

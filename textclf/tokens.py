@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_open
-from .tokenize import Tokenizer
+from .files import atomic_open
+from .tokenizer import Tokenizer
 from .vocab import Vocab
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from tqdm import tqdm
 
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # spaCy's English splits, minus its exceptions: clitics apart ("does n't", "film 's"), runs of "." "!" "?"
-# kept whole ("...", "!!!"), any other symbol alone. Tested against spaCy in tests/test_tokenize.py.
+# kept whole ("...", "!!!"), any other symbol alone. Tested against spaCy in tests/test_tokenizer.py.
 # The first alternative only saves time: a word not followed by an apostrophe (nearly all of them) is taken
 # in one possessive scan instead of the clitic alternatives' backtracking; the tokens are the same without it
-# (checked on all 100k IMDB reviews; tests/test_tokenize.py keeps the shorter pattern as the reference).
+# (checked on all 100k IMDB reviews; tests/test_tokenizer.py keeps the shorter pattern as the reference).
 _REGEX_TOKEN = re.compile(r"\w++(?!['’])|\w+(?=n['’]t\b)|n['’]t\b|['’](?:s|re|ve|ll|m|d)\b|\w+|\.{2,}|!{2,}|\?{2,}"
                           r"|[^\w\s]", re.IGNORECASE)
 
