@@ -1,4 +1,4 @@
-"""The README's bad-input table, row by row: one `error:` line on stderr, exit code 2, nothing written."""
+"""The bad-input table of docs/errors.md, row by row: one `error:` line on stderr, exit code 2, nothing written."""
 
 import json
 import re
@@ -24,7 +24,7 @@ from .test_data import write_datasets_folders
 class Case:
     id: str
     argv: str  # `textclf ...` arguments; {ws} is the test's folder, {data} a tiny dataset, {run} a finished run
-    message: str  # part of the one error line; the README's table quotes it
+    message: str  # part of the one error line; docs/errors.md's table quotes it
     setup: Callable[[Path], None] | None = None
 
 
@@ -214,9 +214,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, finished, tmp_pat
     assert _snapshot(ws) == before, "the failed command wrote or changed files"
 
 
-def test_the_readme_table_lists_every_case():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = readme.split("### Bad input", 1)[1].split("\n\n##", 1)[0]
+def test_the_errors_page_lists_every_case():
+    page = (REPO / "docs" / "errors.md").read_text(encoding="utf-8")
+    table = page.split("\n## Bad input\n", 1)[1].split("\n\n#", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| input")]
     assert len(rows) - 1 == len(CASES)  # minus the |---| line
     for case in CASES:
