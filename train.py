@@ -1,4 +1,4 @@
-"""Train a textclf model: `python train.py [--config configs/imdb.yaml] key=value ...`."""
+"""Train a textclf model: `python train.py [--config OVERRIDES.yaml] key=value ...` (no file: the IMDB recipe)."""
 
 import sys
 

@@ -1,8 +1,9 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from textclf.config import Config, load_config, to_yaml
+from textclf.config import Config, load_config, to_dict, to_yaml
 from textclf.errors import TextclfError
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
@@ -18,6 +19,32 @@ def test_every_config_file_loads(path):
 
 def test_configs_exist():
     assert any(p.name == "imdb.yaml" for p in CONFIGS)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def test_the_defaults_are_the_imdb_recipe():
+    """`python train.py` without a file (and an installed wheel, which has no configs/) trains configs/imdb.yaml."""
+    path = CONFIGS[0].parent / "imdb.yaml"
+    written, default = to_dict(load_config(path)), to_dict(load_config(None))
+    for section in ("tokenizer", "vocab", "model", "pretrain", "train"):
+        assert written[section] == default[section], section
+    for key in yaml.safe_load(path.read_text())["data"]:
+        assert written["data"][key] == default["data"][key], key
+    assert written == default
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name != "imdb.yaml"], ids=lambda p: p.name)
+def test_other_config_files_only_override(path):
+    """Each key such a file sets differs from the default: the recipe is written in one place."""
+    default = _flat(to_dict(Config()))
+    restated = [k for k, v in _flat(yaml.safe_load(path.read_text())).items() if default[k] == v]
+    assert not restated, f"{path.name} restates defaults: {restated}"
 
 
 def test_dotted_overrides_win_and_are_typed():

@@ -58,9 +58,9 @@ def test_unknown_words_empty_text_and_truncation(explainer):
     assert empty.tokens == [] and empty.weights == [] and set(empty.probabilities) == {"neg", "pos"}
 
     art = explainer.clf.artifact
-    art_max, art.max_length = art.max_length, 6
+    (art_max, art_truncate), art.max_length, art.truncate = (art.max_length, art.truncate), 6, "head"
     try:
-        e = explainer.explain("one two three four five six seven eight nine ten")  # truncate=head by default
+        e = explainer.explain("one two three four five six seven eight nine ten")
         assert e.tokens == ["one", "two", "three", "four", "five", "six"] and e.dropped == 4 and e.cut_at == 6
         art.truncate = "both"
         e = explainer.explain("one two three four five six seven eight nine ten")
@@ -68,7 +68,7 @@ def test_unknown_words_empty_text_and_truncation(explainer):
         art.truncate = "tail"
         assert explainer.explain("one two three four five six seven eight").cut_at == 0
     finally:
-        art.max_length, art.truncate = art_max, "head"
+        art.max_length, art.truncate = art_max, art_truncate
 
 
 def test_multiclass_explains_the_predicted_class():

@@ -145,10 +145,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(referen
 def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(reference, tmp_path, monkeypatch,
                                                                                 capsys, when):
     from textclf import trainer
-    from textclf.cli import _default_config
 
     step = 5  # mid-epoch 1, in which the signal arrives inside a training step
-    per_step = 2 if load_config(_default_config(), _args(reference / "data", tmp_path)).train.adversarial else 1
+    per_step = 2 if load_config(None, _args(reference / "data", tmp_path)).train.adversarial else 1
     calls, real_loss = [], trainer.loss_fn
 
     def loss_fn(*args, **kwargs):  # a scheduler's SIGTERM, inside training step 5 or epoch 1's validation

@@ -14,8 +14,6 @@ from typing import NoReturn
 from .config import PREDICT_BATCH_SIZE
 from .errors import TextclfError
 
-DEFAULT_CONFIG = Path("configs") / "imdb.yaml"
-_REPO_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG
 BF16_HELP = "run the model in bfloat16 (1.7x faster on IMDB on a CPU with AVX-512 BF16; slower on CPUs without bf16)"
 MODEL_HELP = "a model/ folder, the run folder holding it, or hf:USER/NAME on the Hugging Face Hub"
 
@@ -33,10 +31,6 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     for noisy in ("datasets", "httpx", "urllib3", "filelock", "gensim", "smart_open"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _default_config() -> Path | None:
-    return next((p for p in (DEFAULT_CONFIG, _REPO_CONFIG) if p.is_file()), None)
 
 
 def _resumed_config(overrides: list[str]) -> Path | None:
@@ -60,7 +54,8 @@ def _probability(text: str) -> float:
 
 
 def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--config", help=f"YAML config (default: {DEFAULT_CONFIG})")
+    p.add_argument("--config", help="a YAML file of keys that override the built-in IMDB recipe, e.g. "
+                                    "configs/finetune.yaml (default: none, the recipe itself)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.epochs=3")
     return p
 
@@ -167,11 +162,11 @@ def run_train(args: argparse.Namespace) -> int:
     from .pipeline import train
     from .trainer import Preempted
 
-    config = args.config or _resumed_config(args.overrides) or _default_config()
+    config = args.config or _resumed_config(args.overrides)
     cfg = load_config(config, args.overrides)
     main = is_main()  # under torchrun, rank 0 speaks for all
     if main:
-        log.info("config: %s%s", config or "built-in defaults",
+        log.info("config: %s%s", config or "the built-in recipe",
                  f" + {' '.join(args.overrides)}" if args.overrides else "")
     try:
         metrics = train(cfg)
@@ -198,7 +193,7 @@ def run_baseline(args: argparse.Namespace) -> int:
 
     if args.c <= 0:
         raise TextclfError("--C must be > 0")
-    cfg = load_config(args.config or _default_config(), args.overrides)
+    cfg = load_config(args.config, args.overrides)
     result = fit_baseline(load_data(cfg), Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase),
                           cfg.data.cache_dir, c=args.c)
     for name in ("validation", "test"):

@@ -1,4 +1,9 @@
-"""Typed run configuration: YAML file + dotted command-line overrides → a checked `Config`."""
+"""Typed run configuration: defaults ← YAML file ← dotted command-line overrides → a checked `Config`.
+
+The dataclass defaults below are the recipe: `python train.py` with no file trains exactly them, in the repo
+or from an installed wheel. configs/imdb.yaml is their commented copy (tests/test_config.py holds the two
+equal); other config files only override.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,9 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from .errors import TextclfError, did_you_mean
 
-# Texts per forward pass when predicting and evaluating saved models. On a 2-core CPU, IMDB reviews ran at
-# ~1,030/s with 64 and ~760/s with 256: small batches keep the [batch, length, 2 x hidden] tensors in cache.
-# On a GPU, larger batches (256+) pay.
+# Texts per forward pass when predicting and evaluating (and validating, train.eval_batch_size). Small batches
+# keep the CPU's [batch, length, 2 x hidden] tensors in its cache (figures: benchmarks/README.md); on a GPU,
+# larger batches (256+) pay.
 PREDICT_BATCH_SIZE = 64
 
 
@@ -38,7 +43,7 @@ class DataConfig:
     label_column: str = "label"
     validation_fraction: float = 0.1  # carved from train (stratified, seeded) when no validation file
     max_length: int | None = 400  # tokens kept per text; null keeps all
-    truncate: str = "head"  # which tokens a long text keeps: head | tail | both (half each end)
+    truncate: str = "both"  # which tokens a long text keeps: head | tail | both (half each end: opening and verdict)
     cache_dir: str | None = None  # tokenised-text cache; default $TEXTCLF_CACHE or ~/.cache/textclf
     label_map: dict[Any, Any] | None = None  # raw label → class name, e.g. {1: negative, 5: positive}; null drops
     encoding_errors: str = "strict"  # strict (bytes that are not UTF-8 are an error naming the row) | replace
@@ -46,14 +51,14 @@ class DataConfig:
 
 @dataclass
 class TokenizerConfig:
-    kind: str = "spacy"  # spacy (spacy.blank("en")) | regex (5x faster, nearly the same tokens)
+    kind: str = "regex"  # regex (spaCy's English splits in one compiled pattern) | spacy (spacy.blank("en"))
     lowercase: bool = True
 
 
 @dataclass
 class VocabConfig:
     min_freq: int = 2
-    max_size: int | None = 30000  # not counting <pad> and <unk>
+    max_size: int | None = None  # not counting <pad> and <unk>; null: every token seen min_freq times
     new_tokens: int = 0  # init_from: add up to N tokens of the new train split seen >= min_freq times
 
 
@@ -71,7 +76,7 @@ class ModelConfig:
 
 @dataclass
 class PretrainConfig:
-    word2vec: bool = False  # start the embedding from skip-gram vectors of the training (+ unlabelled) texts
+    word2vec: bool = True  # start the embedding from skip-gram vectors of the training (+ unlabelled) texts
     unlabelled: bool = True  # pretrain on the data's unlabelled split too, when it has one (IMDB: 50k reviews)
     epochs: int = 5
     window: int = 5
@@ -81,9 +86,9 @@ class PretrainConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 5
     batch_size: int = 64
-    eval_batch_size: int = 256
+    eval_batch_size: int = PREDICT_BATCH_SIZE
     lr: float = 2e-3
     weight_decay: float = 0.01
     clip_grad_norm: float = 1.0
@@ -92,11 +97,11 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation score before stopping
     min_epoch_steps: int = 0  # an epoch of fewer optimizer steps makes several passes over the train rows
     layer_lr_decay: float = 1.0  # > 1: the LSTM learns at lr / this, the embedding at lr / this**2 (fine-tuning)
-    monitor: str = "accuracy"  # accuracy | f1 | loss (validation)
+    monitor: str = "loss"  # loss (calibrated validation log-loss) | accuracy | f1
     seed: int = 42
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     amp: bool = True  # mixed precision, used on CUDA only
-    amp_cpu: str = "auto"  # bf16 autocast on CPU: auto (where it has AVX-512 BF16 or AMX: ~1.6x a step) | true | false
+    amp_cpu: str = "auto"  # bf16 autocast on CPU: auto (where native: AVX-512 BF16, AMX) | true | false
     amp_gpu: str = "auto"  # with amp, on CUDA: auto (bf16 on compute capability >= 8.0, else fp16) | bf16 | fp16
     lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
     deterministic: bool = False  # deterministic kernels only (slower on CUDA; an op without one raises)
@@ -104,7 +109,7 @@ class TrainConfig:
     checkpoint_steps: int = 0  # also every N optimizer steps, mid-epoch (0: none)
     keep_last: int = 2  # checkpoints kept on disk (the oldest are deleted)
     class_weights: str = "none"  # none | balanced (inverse class frequency in train)
-    adversarial: float = 0.0  # >0: also train on embedded tokens pushed by this fraction of their norm (2x cost)
+    adversarial: float = 0.02  # >0: also train on embedded tokens pushed by this fraction of their norm (2x cost)
     freeze_embedding_epochs: int = 0  # init_from: keep the pretrained embedding rows fixed for the first N epochs
     freeze_encoder_epochs: int = 0  # init_from: keep the LSTM fixed for the first N epochs
     tensorboard: bool = False  # log scalars to RUN_DIR/tb/ (needs the tensorboard extra)

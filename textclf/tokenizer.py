@@ -28,7 +28,7 @@ def clean(text: str) -> str:
 class Tokenizer:
     """Settings + behaviour in one small value; `settings()` is what an artifact records."""
 
-    kind: str = "spacy"
+    kind: str  # regex | spacy (the config's tokenizer.kind holds the default)
     lowercase: bool = True
 
     def settings(self) -> dict:
