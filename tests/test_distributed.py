@@ -19,10 +19,11 @@ from textclf import checkpoint, distributed
 from textclf.batching import BucketBatchSampler, TextDataset, make_loader
 from textclf.config import load_config
 from textclf.errors import TextclfError, TrainingDiverged
+from textclf.inference import predict_loader
 from textclf.model import LSTMClassifier
 from textclf.pipeline import train
 from textclf.predict import Classifier
-from textclf.trainer import Progress, check_finite, evaluate, predict_loader
+from textclf.trainer import Progress, check_finite, validate
 
 from .conftest import REPO, TINY, write_tiny_data
 from .test_resume import assert_same_run
@@ -104,7 +105,7 @@ def _group_worker(rank: int, world: int, tmp: Path) -> None:
         assert probs.shape == (37, 2) and np.allclose(probs, alone, atol=1e-6) and loss == pytest.approx(alone_loss)
         every = distributed.all_gather(probs.tobytes())
         assert all(b == every[0] for b in every)  # bit for bit the same on every rank: decisions agree
-        metrics = evaluate(model, shared, torch.device("cpu"), ["a", "b"])
+        metrics = validate(model, shared, torch.device("cpu"), ["a", "b"])
         assert metrics["n"] == 37 and distributed.all_gather(metrics["accuracy"]) == [metrics["accuracy"]] * world
         with pytest.raises(RuntimeError, match="predicted 0 or several times"):  # a loader sharded for 3
             predict_loader(model, make_loader(ds, 4, shuffle=False, num_replicas=3, rank=rank), torch.device("cpu"))

@@ -20,19 +20,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from textclf import distributed
 from textclf.artifact import Artifact
 from textclf.batching import TextDataset, make_loader
+from textclf.inference import predict_loader
 from textclf.lm import BiLM, pretrain_lm
 from textclf.model import LSTMClassifier
+from textclf.optim import amp_dtype, make_optimizer, make_scheduler
 from textclf.predict import Classifier
 from textclf.tokenizer import Tokenizer
-from textclf.trainer import (
-    Progress,
-    amp_dtype,
-    check_finite,
-    make_optimizer,
-    make_scheduler,
-    predict_loader,
-    train_epoch,
-)
+from textclf.trainer import Progress, check_finite, train_epoch
 from textclf.vocab import LabelVocab, Vocab
 
 gpu_mock = pytest.mark.gpu_mock

@@ -162,3 +162,31 @@ def test_predict_file_input_mistakes(clf, tmp_path):
     with pytest.raises(TextclfError, match="has no rows with text"):
         clf.predict_file(tmp_path / "blank.csv", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+TRAINING = {"textclf.trainer", "textclf.pipeline", "textclf.checkpoint", "textclf.distributed", "textclf.optim",
+            "textclf.lm", "textclf.finetune"}
+
+
+def test_inference_imports_no_training_module(tmp_path):
+    """Inference is a leaf of the data flow: loading and running a model (and the modules of predict, serve,
+    export and explain) never loads the training loop, checkpoints or process groups."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO, save_random_model
+
+    model = save_random_model(tmp_path / "model")
+    code = ("import json, sys\nfrom textclf import Classifier\n"
+            f"Classifier.load({str(model)!r}, 'cpu').predict(['a good film'])\n"
+            "after_predict = sorted(m for m in sys.modules if m.startswith('textclf.'))\n"
+            "import textclf.explain, textclf.export, textclf.serve\n"
+            "print(json.dumps([after_predict, sorted(m for m in sys.modules if m.startswith('textclf.'))]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    after_predict, after_all = map(set, json.loads(out.stdout))
+    assert "textclf.inference" in after_predict and not after_predict & TRAINING
+    assert not after_all & TRAINING, after_all & TRAINING

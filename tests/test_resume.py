@@ -144,7 +144,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(referen
 @pytest.mark.parametrize("when", ["training", "validation"])
 def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(reference, tmp_path, monkeypatch,
                                                                                 capsys, when):
-    from textclf import trainer
+    from textclf import inference, trainer
 
     step = 5  # mid-epoch 1, in which the signal arrives inside a training step
     per_step = 2 if load_config(None, _args(reference / "data", tmp_path)).train.adversarial else 1
@@ -158,7 +158,8 @@ def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(
                 os.kill(os.getpid(), signal.SIGTERM)
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "loss_fn", loss_fn)
+    for module in (trainer, inference):  # training steps, and validation
+        monkeypatch.setattr(module, "loss_fn", loss_fn)
     before = signal.getsignal(signal.SIGTERM)
     run_dir = tmp_path / "run"
     assert train_main(_args(reference / "data", run_dir)) == 0
@@ -173,7 +174,8 @@ def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(
     else:
         assert (ckpt["epoch"], ckpt["batch"]) == (2, 0)  # the end of epoch 1
     assert not (run_dir / "metrics.json").exists()
-    monkeypatch.setattr(trainer, "loss_fn", real_loss)
+    for module in (trainer, inference):
+        monkeypatch.setattr(module, "loss_fn", real_loss)
     assert train_main([f"resume={run_dir}"]) == 0
     assert_same_run(reference / "ref", run_dir)
 

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from textclf.config import load_config
+from textclf.inference import resolve_device
+from textclf.model import loss_fn
+from textclf.optim import make_scheduler
 from textclf.pipeline import train
 from textclf.predict import Classifier
-from textclf.trainer import loss_fn, make_scheduler, resolve_device
 
 from .conftest import TINY
 
@@ -115,17 +117,17 @@ def test_adversarial_training_trains_on_both_passes(tmp_path, tiny_dir):
 def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, monkeypatch, caplog):
     import torch
 
-    from textclf import trainer
+    from textclf import optim, trainer
 
     cpu = torch.device("cpu")
-    assert trainer.amp_dtype(cpu, True) is None  # train.amp alone is for CUDA
-    assert trainer.amp_dtype(cpu, False, cpu="true") == torch.bfloat16
+    assert optim.amp_dtype(cpu, True) is None  # train.amp alone is for CUDA
+    assert optim.amp_dtype(cpu, False, cpu="true") == torch.bfloat16
     for native in (True, False):
-        monkeypatch.setattr(trainer, "native_cpu_bf16", lambda native=native: native)
-        assert trainer.amp_dtype(cpu, True, cpu="auto") == (torch.bfloat16 if native else None)
+        monkeypatch.setattr(optim, "native_cpu_bf16", lambda native=native: native)
+        assert optim.amp_dtype(cpu, True, cpu="auto") == (torch.bfloat16 if native else None)
     assert not caplog.text
     with caplog.at_level("WARNING"):
-        assert trainer.amp_dtype(cpu, False, cpu="true") == torch.bfloat16  # asked for: warned, not refused
+        assert optim.amp_dtype(cpu, False, cpu="true") == torch.bfloat16  # asked for: warned, not refused
     assert "set train.amp_cpu=auto or false" in caplog.text
     monkeypatch.undo()
     seen = []

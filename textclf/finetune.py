@@ -152,7 +152,7 @@ def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence
     from sklearn.metrics import roc_auc_score
 
     from .batching import TextDataset, make_loader
-    from .trainer import predict_loader
+    from .inference import predict_loader
 
     y = new.encode(train_labels)
     rows = np.arange(len(y))

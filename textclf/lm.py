@@ -21,9 +21,10 @@ from tqdm import tqdm
 from .batching import TextDataset, make_loader
 from .errors import TrainingDiverged
 from .files import atomic_open
+from .inference import autocast, to_device
 from .model import LSTMClassifier
+from .optim import grad_scaler, make_optimizer, make_scheduler, optimizer_step, sync_due
 from .tokens import default_cache_dir
-from .trainer import autocast, make_optimizer, make_scheduler, release_memory
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,15 @@ class BiLM(nn.Module):
         return self.softmax(torch.cat(states), torch.cat(targets)).loss, n
 
 
+def _finite(total: torch.Tensor, count: int, epoch: int, step: int) -> float:
+    """The epoch's mean loss per predicted token so far (one host sync); TrainingDiverged when it is NaN/inf."""
+    nll = total.item() / max(count, 1)
+    if not np.isfinite(nll):
+        raise TrainingDiverged(f"the language-model loss became {nll} by step {step} of epoch {epoch}; "
+                               "try a lower pretrain.lm_lr")
+    return nll
+
+
 def cache_path(corpus_keys: list[str], vocab_itos: list[str], arch: dict, settings: dict,
                cache_dir: str | Path | None) -> Path | None:
     if not all(corpus_keys):
@@ -97,36 +107,28 @@ def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, b
     loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, pin_memory=device.type == "cuda")
     opt = make_optimizer(lm, lr, weight_decay=0.0)
     sched = make_scheduler(opt, "cosine", epochs * len(loader), 0.02)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = grad_scaler(device, dtype)
     start, tokens = time.perf_counter(), 0
     lm.train()
     for epoch in range(1, epochs + 1):
         loader.batch_sampler.set_epoch(epoch)
-        total = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        total = torch.zeros((), device=device)
         count = 0
         bar = tqdm(loader, desc=f"LM {epoch}/{epochs}", unit=" batch", leave=False, disable=None)
         for i, batch in enumerate(bar, 1):
-            x = batch.tokens.to(device, non_blocking=True)
+            x, _ = to_device(batch, device)
             with autocast(device, dtype):
                 loss, n = lm(x, batch.lengths)
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if clip > 0:  # 0 is "off", as for the classifier: clip_grad_norm_(..., 0) would zero every gradient
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(lm.parameters(), clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            total += loss.detach().float() * n
+            optimizer_step(loss, opt, sched, scaler, lm, clip)
+            total += loss.detach().float() * n  # summed on the device: a host sync only every optim.SYNC_EVERY steps
             count += n
             tokens += int(batch.lengths.sum())
-            if i % 50 == 0 and device.type == "cpu":
-                release_memory()  # as in train_epoch: batches of ever-changing shapes fragment the heap
-            if i % 100 == 0 and not bar.disable:
-                bar.set_postfix(ppl=f"{np.exp(total.item() / count):.1f}")
-        nll = total.item() / max(count, 1)
-        if not np.isfinite(nll):
-            raise TrainingDiverged(f"the language-model loss became {nll} in epoch {epoch}; try a lower pretrain.lm_lr")
+            if sync_due(i, device):
+                nll = _finite(total, count, epoch, i)
+                if not bar.disable:
+                    bar.set_postfix(ppl=f"{np.exp(nll):.1f}")
+        nll = _finite(total, count, epoch, len(loader))
         log.info("LM epoch %d/%d: perplexity %.1f, %.0f tokens/s", epoch, epochs, np.exp(nll),
                  tokens / (time.perf_counter() - start))
     seconds = time.perf_counter() - start

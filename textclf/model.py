@@ -116,6 +116,15 @@ def pool(out: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor, how: str)
     return mx if how == "max" else torch.cat([mx, mean], dim=1)
 
 
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss of a classifier's logits: one logit (binary) → BCEWithLogits on the positive class; k logits →
+    cross-entropy. `probabilities` is its other half."""
+    if logits.dim() == 1:
+        pos_weight = None if class_weights is None else class_weights[1] / class_weights[0]
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight)
+    return F.cross_entropy(logits.float(), labels, weight=class_weights)
+
+
 class LSTMClassifier(nn.Module):
     """Binary models have one logit (BCEWithLogits); k > 2 classes have k logits (cross-entropy).
 

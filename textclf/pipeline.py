@@ -24,23 +24,16 @@ from .data import Split, apply_label_map, check_text_file, load_splits, load_unl
 from .embeddings import word2vec
 from .errors import TextclfError
 from .files import write_json, write_text
+from .inference import predict_loader, resolve_device
 from .linear import LinearModel
 from .metrics import compute, decide, format_report
 from .model import LSTMClassifier
 from .modelcard import write_card
+from .optim import amp_dtype, release_memory
 from .tblog import epoch_logger, log_final, writer_class
 from .tokenizer import Tokenizer
 from .tokens import Tokenized, tokenize_cached
-from .trainer import (
-    amp_dtype,
-    balanced_class_weights,
-    deterministic,
-    fit,
-    predict_loader,
-    release_memory,
-    resolve_device,
-    seed_everything,
-)
+from .trainer import balanced_class_weights, deterministic, fit, seed_everything
 from .vocab import LabelVocab, Vocab
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from .config import PREDICT_BATCH_SIZE as BATCH_SIZE
 from .data import iter_table, text_of
 from .errors import TextclfError
 from .files import atomic_text
+from .inference import predict_loader, resolve_device
 from .metrics import decide
 from .tokens import truncate_ids
-from .trainer import predict_loader, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""The training loop: AdamW, warmup + decay, clipping, AMP on CUDA, early stopping, checkpoints and resume."""
+"""The classifier's training loop: steps (adversarial training too), validation, early stopping, checkpoints,
+resume, and stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import math
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -27,44 +27,12 @@ from .calibration import combine, fit_temperature, log_loss
 from .checkpoint import Checkpoints, rng_state, set_rng_state
 from .config import TrainConfig
 from .errors import TextclfError, TrainingDiverged
+from .inference import autocast, predict_loader, to_device
 from .metrics import compute
-from .model import LSTMClassifier
+from .model import loss_fn
+from .optim import SYNC_EVERY, amp_dtype, grad_scaler, make_optimizer, make_scheduler, optimizer_step, sync_due
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" → cuda, then mps, then cpu. A device name this machine cannot use is a TextclfError."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise TextclfError(f'unknown device "{name}": use auto, cpu, cuda, cuda:N or mps')
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device.type == "cuda" and (device.index or 0) >= gpus:
-        raise TextclfError(f'device "{name}" is not available: this machine has {gpus} CUDA device(s); use auto or cpu')
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise TextclfError(f'device "{name}" is not available on this machine; use auto or cpu')
-    return device
-
-
-def release_memory() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere). Cheap enough
-    for the step loop: it collects no Python garbage (tensors are freed by reference counting).
-
-    Batches of ever-changing shapes fragment glibc's heap: over one IMDB epoch the resident size grew from
-    1.5 to 1.8 GB without this and stayed near 1.3 GB with it; the default recipe's peak fell from 3.4 to
-    2.5 GB, and its epochs were no slower.
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, Windows, musl)
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def seed_everything(seed: int) -> None:
@@ -73,98 +41,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too
 
 
-def native_cpu_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); torch.cpu's checks are private."""
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)
-
-
-def native_gpu_bf16(device: torch.device) -> bool:
-    """Whether this GPU computes bf16 natively: compute capability 8.0 (Ampere) or later. Not
-    `torch.cuda.is_bf16_supported()`, which also counts the emulation that a V100 or T4 runs, slower than fp16."""
-    return torch.cuda.get_device_capability(device) >= (8, 0)
-
-
-def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false", gpu: str = "auto") -> torch.dtype | None:
-    """On CUDA with `enabled`: bf16 where `device` computes it natively (`gpu` "auto"), else fp16 (with a
-    GradScaler); `gpu` "bf16" or "fp16" forces one. On the CPU, bf16 when `cpu` is "true", or "auto" and the
-    CPU computes bf16 natively. None means full precision. On the CPU, autocast runs the LSTM (oneDNN) and the
-    head in bf16, the rest in float32."""
-    if device.type == "cpu":
-        if cpu == "auto":
-            return torch.bfloat16 if native_cpu_bf16() else None
-        if cpu == "true" and not native_cpu_bf16():
-            log.warning("train.amp_cpu: this CPU has no native bf16 (AVX-512 BF16 or AMX): oneDNN emulates it, "
-                        "slower than float32, or has no bf16 LSTM for it (an error); set train.amp_cpu=auto or false")
-        return torch.bfloat16 if cpu == "true" else None
-    if not enabled or device.type != "cuda":
-        return None
-    if gpu == "auto":
-        return torch.bfloat16 if native_gpu_bf16(device) else torch.float16
-    if gpu == "bf16" and not native_gpu_bf16(device):
-        log.warning("train.amp_gpu=bf16: this GPU (compute capability %d.%d) emulates bf16, slower than fp16; "
-                    "set train.amp_gpu=auto", *torch.cuda.get_device_capability(device))
-    return torch.bfloat16 if gpu == "bf16" else torch.float16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
-def loss_fn(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """One logit → BCEWithLogits on the positive class; k logits → cross-entropy."""
-    if logits.dim() == 1:
-        pos_weight = None if class_weights is None else class_weights[1] / class_weights[0]
-        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight)
-    return F.cross_entropy(logits.float(), labels, weight=class_weights)
-
-
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     """Inverse class frequency (`train.class_weights=balanced`), 1.0 everywhere for balanced data."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
-                   layer_decay: float = 1.0) -> torch.optim.AdamW:
-    """Weight decay on matrices only; biases and the embedding table are left alone.
-
-    `layer_decay` > 1 gives each layer below the head a smaller rate (ULMFiT's discriminative fine-tuning,
-    Howard & Ruder 2018): the LSTM lr / layer_decay, the embedding lr / layer_decay**2, so the layers that
-    carry the most pretrained knowledge move least. The fused kernel where there is one (CPU, CUDA): one
-    pass over every parameter instead of a dozen.
-    """
-    depth = {"embedding": 2, "lstm": 1} if layer_decay != 1 else {}
-    groups: dict[tuple[int, bool], list] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            decays = p.dim() >= 2 and not name.startswith("embedding")
-            groups.setdefault((depth.get(name.split(".")[0], 0), not decays), []).append(p)
-    params = [q for ps in groups.values() for q in ps]
-    fused = all(q.device.type in ("cpu", "cuda") for q in params)
-    return torch.optim.AdamW([{"params": ps, "lr": lr / layer_decay**d, "weight_decay": 0 if no_decay else weight_decay}
-                              for (d, no_decay), ps in sorted(groups.items())], lr=lr, fused=fused)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, kind: str, total_steps: int, warmup_ratio: float):
-    warmup = max(1, int(total_steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        if kind == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        if kind == "linear":
-            return 1 - progress
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def _to(batch, device: torch.device):
-    non_blocking = device.type == "cuda"  # pinned host memory → async copy
-    return batch.tokens.to(device, non_blocking=non_blocking), batch.labels.to(device, non_blocking=non_blocking)
 
 
 @dataclass
@@ -211,60 +91,61 @@ def adversarial_delta(grad: torch.Tensor, embedded: torch.Tensor, size: float) -
     return (size * per_text(embedded) / per_text(grad) * grad.float()).detach()
 
 
-def train_epoch(model: torch.nn.Module, loader: DataLoader, opt, sched, device: torch.device, clip: float,
+def train_step(model: nn.Module, batch, opt, sched, scaler: torch.amp.GradScaler, device: torch.device, clip: float,
+               dtype: torch.dtype | None, class_weights: torch.Tensor | None = None,
+               adversarial: float = 0.0) -> torch.Tensor:
+    """One optimizer step on one batch; its loss, left on the device (no sync).
+
+    `adversarial` > 0 adds adversarial training: the batch also trains on its embedded tokens pushed by
+    `adversarial_delta` (a second forward and backward pass, so a step costs about twice as much).
+    `model` is the classifier, or its DistributedDataParallel wrapper under torchrun.
+    """
+    embedding = getattr(model, "module", model).embedding  # under DDP, model is the wrapper
+    # Under DDP the first of the two adversarial passes only accumulates gradients: one all-reduce a step, not two
+    first_pass = model.no_sync if adversarial and hasattr(model, "no_sync") else contextlib.nullcontext
+    x, y = to_device(batch, device)
+    delta = torch.zeros(*x.shape, embedding.embedding_dim, device=device, requires_grad=True) if adversarial else None
+    with first_pass():
+        with autocast(device, dtype):
+            loss = loss_fn(model(x, batch.lengths, delta), y, class_weights)
+        opt.zero_grad(set_to_none=True)
+        if adversarial:
+            scaler.scale(loss).backward()
+    if not adversarial:
+        optimizer_step(loss, opt, sched, scaler, model, clip)
+        return loss.detach()
+    with torch.no_grad():  # delta.grad: the loss gradient at the embedded tokens (fp16's scale is normalised away)
+        push = adversarial_delta(delta.grad, embedding(x), adversarial)
+        if scaler.is_enabled():  # fp16: an overflow (inf in delta.grad) is routine, and the scaler skips
+            push.nan_to_num_(0.0, 0.0, 0.0)  # the step; a NaN push would make it look like divergence
+    with autocast(device, dtype):
+        pushed = loss_fn(model(x, batch.lengths, push), y, class_weights)
+    optimizer_step(pushed, opt, sched, scaler, model, clip)
+    return loss.detach() + 0.0 * pushed.detach()  # the clean loss is logged; a NaN/inf of either pass shows
+
+
+def train_epoch(model: nn.Module, loader: DataLoader, opt, sched, device: torch.device, clip: float,
                 dtype: torch.dtype | None, scaler: torch.amp.GradScaler, progress: Progress, desc: str = "train",
                 class_weights: torch.Tensor | None = None,
                 on_step: Callable[[Progress], None] | None = None, adversarial: float = 0.0) -> None:
-    """Train on the loader's batches (its sampler may start mid-epoch), advancing `progress`.
+    """Train on the loader's batches (its sampler may start mid-epoch) with `train_step`, advancing `progress`.
 
-    `adversarial` > 0 adds adversarial training: each batch also trains on its embedded tokens pushed by
-    `adversarial_delta` (a second forward and backward pass, so a step costs about twice as much).
-
-    Losses stay on the device and are checked for NaN/inf every 50 steps (and by `on_step` before a
+    Losses stay on the device and are checked for NaN/inf every SYNC_EVERY steps (and by `on_step` before a
     checkpoint), never per batch: an `.item()` per step would stall the CUDA queue.
-    `model` is the LSTMClassifier, or its DistributedDataParallel wrapper under torchrun.
     """
     model.train()
     bar = tqdm(loader, desc=desc, unit=" batch", leave=False, disable=distributed.tqdm_disable(),
                initial=progress.batch, total=len(loader))
     clock = time.perf_counter()
-    embedding = getattr(model, "module", model).embedding  # under DDP, model is the wrapper
-    dim = embedding.embedding_dim
-    # Under DDP the first of the two adversarial passes only accumulates gradients: one all-reduce a step, not two
-    first_pass = model.no_sync if adversarial and hasattr(model, "no_sync") else contextlib.nullcontext
     for batch in bar:
-        x, y = _to(batch, device)
-        delta = torch.zeros(*x.shape, dim, device=device, requires_grad=True) if adversarial else None
-        with first_pass():
-            with autocast(device, dtype):
-                loss = loss_fn(model(x, batch.lengths, delta), y, class_weights)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-        recorded = loss.detach()
-        if adversarial:  # delta.grad: the loss gradient at the embedded tokens (fp16's scale is normalised away)
-            with torch.no_grad():
-                push = adversarial_delta(delta.grad, embedding(x), adversarial)
-                if scaler.is_enabled():  # fp16: an overflow (inf in delta.grad) is routine, and the scaler skips
-                    push.nan_to_num_(0.0, 0.0, 0.0)  # the step; a NaN push would make it look like divergence
-            with autocast(device, dtype):
-                pushed = loss_fn(model(x, batch.lengths, push), y, class_weights)
-            scaler.scale(pushed).backward()
-            recorded = recorded + 0.0 * pushed.detach()  # the clean loss is logged; a NaN/inf of either pass shows
-        if clip > 0:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        progress.losses[progress.batch] = recorded
+        progress.losses[progress.batch] = train_step(model, batch, opt, sched, scaler, device, clip, dtype,
+                                                     class_weights, adversarial)
         progress.batch += 1
         progress.step += 1
         progress.tokens += int(batch.lengths.sum())  # lengths live on the CPU: no sync
         now = time.perf_counter()
         progress.seconds, clock = progress.seconds + now - clock, now
-        if progress.batch % 50 == 0:
-            if device.type == "cpu":
-                release_memory()
+        if sync_due(progress.batch, device):
             seen = check_finite(progress, len(loader))
             if not bar.disable:
                 bar.set_postfix(loss=f"{seen.mean().item():.4f}")
@@ -272,41 +153,10 @@ def train_epoch(model: torch.nn.Module, loader: DataLoader, opt, sched, device: 
             on_step(progress)
 
 
-@torch.no_grad()
-def predict_loader(model: LSTMClassifier, loader: DataLoader, device: torch.device,
-                   dtype: torch.dtype | None = None, desc: str = "predict") -> tuple[np.ndarray, float | None]:
-    """Class probabilities [N, C] in dataset order, and the mean loss when the data has labels.
-
-    A loader sharded over DDP processes (`make_loader(num_replicas=...)`) predicts this process's share;
-    the shares are then summed over the processes, so each returns the whole split with every text counted
-    once (checked), and the same numbers: early-stopping decisions agree.
-    """
-    model.eval()
-    n = len(loader.dataset)
-    # gathered on the device and copied to the host once: a copy per batch would stall the GPU's queue
-    probs, counts = torch.zeros(n, model.num_classes, device=device), torch.zeros(n, device=device)
-    loss_sum, labelled = torch.zeros((), device=device), True
-    for batch in tqdm(loader, desc=desc, unit=" batch", leave=False, disable=distributed.tqdm_disable()):
-        x, y = _to(batch, device)
-        index = batch.index.to(device, non_blocking=True)
-        with autocast(device, dtype):
-            logits = model(x, batch.lengths)
-        probs.index_copy_(0, index, model.probabilities(logits))
-        counts.index_add_(0, index, torch.ones(len(index), device=device))
-        labelled = labelled and bool((batch.labels >= 0).all())
-        if labelled:
-            loss_sum += loss_fn(logits, y) * len(batch.index)
-    if getattr(loader.batch_sampler, "num_replicas", 1) > 1:
-        probs, counts, loss_sum = (distributed.all_sum(t) for t in (probs, counts, loss_sum))
-        labelled = int(distributed.all_sum(torch.tensor(int(labelled)))) == distributed.world_size()
-    if not bool((counts == 1).all()):
-        raise RuntimeError(f"{int((counts != 1).sum())} of {n} texts were predicted 0 or several times, not once: "
-                           "is the loader sharded over another number of processes than the group has?")
-    return probs.cpu().numpy(), (loss_sum.item() / n if labelled and n else None)
-
-
-def evaluate(model: LSTMClassifier, loader: DataLoader, device: torch.device, label_names: list[str],
-             dtype: torch.dtype | None = None, desc: str = "evaluate") -> dict:
+def validate(model: nn.Module, loader: DataLoader, device: torch.device, label_names: list[str],
+             dtype: torch.dtype | None = None, desc: str = "validate") -> dict:
+    """The metrics that pick the epoch: those of `predict_loader`'s probabilities, its loss, and the loss after
+    temperature scaling."""
     probs, loss = predict_loader(model, loader, device, dtype, desc)
     metrics = compute(loader.dataset.labels, probs, label_names)
     metrics["loss"] = loss
@@ -419,11 +269,11 @@ def deterministic(enabled: bool):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
 
 
-def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
+def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
         device: torch.device, label_names: list[str], log_path: Path | None = None,
         class_weights: torch.Tensor | None = None, on_epoch: Callable[[dict], None] | None = None,
         checkpoints: Checkpoints | None = None, resume: dict | None = None,
-        on_best: Callable[[LSTMClassifier], None] | None = None,
+        on_best: Callable[[nn.Module], None] | None = None,
         on_epoch_start: Callable[[int], None] | None = None, start_as_best: bool = False) -> FitResult:
     """Train for up to `cfg.epochs`; keep the weights of the best validation epoch (restored at the end).
 
@@ -444,7 +294,7 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
     dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu, cfg.amp_gpu)
     precision = f"{str(dtype).removeprefix('torch.')} autocast" if dtype else "float32"
     log.info("precision: %s", f"{precision}, float32 weights" if dtype else precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = grad_scaler(device, dtype)
     p = _restore(resume, model, opt, sched, scaler, device, n) if resume else Progress()
     if resume:
         log.info("resuming from %s: epoch %d, batch %d/%d (step %d)", resume["path"], p.epoch, p.batch, n, p.step)
@@ -454,7 +304,7 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
     else:
         distributed.seed_per_process(cfg.seed)
     if start_as_best and resume is None:
-        val = evaluate(model, val_loader, device, label_names, dtype, desc="validate")
+        val = validate(model, val_loader, device, label_names, dtype)
         p.best_epoch, p.best_score = 0, _score(val, cfg.monitor)
         p.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log.info("epoch 0 (the model it starts from)  val_loss %.4f  val_acc %.4f  val_f1 %.4f", val["loss"],
@@ -477,7 +327,7 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
     def on_step(progress: Progress) -> None:
         if checkpoints.every_steps and progress.step % checkpoints.every_steps == 0 and progress.batch < n:
             save_checkpoint()
-        stop_if_preempted(progress.batch % 50 == 0 or progress.batch == n)  # where train_epoch syncs anyway
+        stop_if_preempted(progress.batch % SYNC_EVERY == 0 or progress.batch == n)  # where train_epoch syncs anyway
 
     sigterm = _Sigterm() if checkpoints else None  # without checkpoints there is nothing to resume from
     try:
@@ -496,7 +346,7 @@ def fit(model: LSTMClassifier, train_loader: DataLoader, val_loader: DataLoader,
                         desc=f"epoch {epoch}/{cfg.epochs}", class_weights=class_weights,
                         on_step=on_step if checkpoints else None, adversarial=cfg.adversarial)
             t0, train_loss = time.perf_counter(), check_finite(p, n).sum().item() / n
-            val = evaluate(model, val_loader, device, label_names, dtype, desc="validate")
+            val = validate(model, val_loader, device, label_names, dtype)
             seconds = p.seconds + time.perf_counter() - t0
             p.train_seconds += seconds
             tokens = int(distributed.all_sum(torch.tensor(p.tokens)))  # of all processes

@@ -1,0 +1,88 @@
+"""Running a model forward: the device to run on, its precision context, probabilities in dataset order.
+
+Shared by inference (predict, evaluate, serve, explain, export) and by training's validation, and so it
+imports nothing of training: loading a model for prediction never loads the loop, checkpoints or process groups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .errors import TextclfError
+from .model import loss_fn
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" → cuda, then mps, then cpu. A device name this machine cannot use is a TextclfError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise TextclfError(f'unknown device "{name}": use auto, cpu, cuda, cuda:N or mps')
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        raise TextclfError(f'device "{name}" is not available: this machine has {gpus} CUDA device(s); use auto or cpu')
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TextclfError(f'device "{name}" is not available on this machine; use auto or cpu')
+    return device
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed precision in `dtype` on `device`; None: full precision."""
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def to_device(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's tokens and labels on `device`; its lengths stay on the CPU, where packing wants them."""
+    non_blocking = device.type == "cuda"  # pinned host memory → async copy
+    return batch.tokens.to(device, non_blocking=non_blocking), batch.labels.to(device, non_blocking=non_blocking)
+
+
+@torch.no_grad()
+def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device,
+                   dtype: torch.dtype | None = None, desc: str = "predict") -> tuple[np.ndarray, float | None]:
+    """Class probabilities [N, C] in dataset order, and the mean loss when the data has labels.
+
+    A loader sharded over DDP processes (`make_loader(num_replicas=...)`, training's validation) predicts
+    this process's share; the shares are then summed over the processes, so each returns the whole split
+    with every text counted once (checked), and the same numbers: early-stopping decisions agree.
+    """
+    sharded = getattr(loader.batch_sampler, "num_replicas", 1) > 1
+    if sharded:  # only training shards; a process group is its business, so imported only then
+        from . import distributed
+    model.eval()
+    n = len(loader.dataset)
+    # gathered on the device and copied to the host once: a copy per batch would stall the GPU's queue
+    probs, counts = torch.zeros(n, model.num_classes, device=device), torch.zeros(n, device=device)
+    loss_sum, labelled = torch.zeros((), device=device), True
+    quiet = distributed.tqdm_disable() if sharded else None
+    for batch in tqdm(loader, desc=desc, unit=" batch", leave=False, disable=quiet):
+        x, y = to_device(batch, device)
+        index = batch.index.to(device, non_blocking=True)
+        with autocast(device, dtype):
+            logits = model(x, batch.lengths)
+        probs.index_copy_(0, index, model.probabilities(logits))
+        counts.index_add_(0, index, torch.ones(len(index), device=device))
+        labelled = labelled and bool((batch.labels >= 0).all())
+        if labelled:
+            loss_sum += loss_fn(logits, y) * len(batch.index)
+    if sharded:
+        probs, counts, loss_sum = (distributed.all_sum(t) for t in (probs, counts, loss_sum))
+        labelled = int(distributed.all_sum(torch.tensor(int(labelled)))) == distributed.world_size()
+    if not bool((counts == 1).all()):
+        raise RuntimeError(f"{int((counts != 1).sum())} of {n} texts were predicted 0 or several times, not once: "
+                           "is the loader sharded over another number of processes than the group has?")
+    return probs.cpu().numpy(), (loss_sum.item() / n if labelled and n else None)
