@@ -111,13 +111,13 @@ def stage_tutorial(args: argparse.Namespace) -> None:
     import torch
 
     from textclf.model import LSTMClassifier
-    from textclf.pipeline import build_model, prepare
+    from textclf.pipeline import new_model, prepare
     from textclf.tokenizer import Tokenizer
 
     cfg, splits = _splits(args)
     data = prepare(cfg, splits)  # only for the vocab the model is built with
     torch.manual_seed(0)
-    model: LSTMClassifier = build_model(cfg, data.vocab, data.labels)
+    model: LSTMClassifier = new_model(cfg, data.vocab, data.labels)
     model.lstm_impl = "packed"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     tokenizer = Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase)
@@ -129,7 +129,7 @@ def stage_tutorial(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     for b in range(args.tutorial_batches):
         idx = order[b * bs : (b + 1) * bs]
-        ids = [data.vocab.encode(tokenizer(train.texts[i]))[: cfg.data.max_length] or [0] for i in idx]
+        ids = [[data.vocab.stoi[t] for t in tokenizer(train.texts[i])][: cfg.data.max_length] or [0] for i in idx]
         lengths = torch.tensor([len(s) for s in ids])
         x = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in ids], batch_first=True)
         y = torch.tensor(labels[idx], dtype=torch.float)

@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textclf.artifact import load_model  # noqa: E402
 from textclf.export import to_onnx  # noqa: E402
-from textclf.model import LSTMClassifier  # noqa: E402
+from textclf.model import LSTMClassifier, ModelArgs  # noqa: E402
 
 
 def imdb_shaped_model() -> LSTMClassifier:
     torch.manual_seed(0)
-    return LSTMClassifier(30_002, 2, embedding_dim=128, hidden_size=128, num_layers=1, bidirectional=True,
-                          dropout=0.3, embedding_dropout=0.1, pooling="max").eval()
+    return LSTMClassifier(ModelArgs(30_002, 2, embedding_dim=128, hidden_size=128, num_layers=1, bidirectional=True,
+                                    dropout=0.3, embedding_dropout=0.1, pooling="max")).eval()
 
 
 def time_once(fn) -> float:

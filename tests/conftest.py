@@ -56,12 +56,12 @@ def save_random_model(path: Path, labels: tuple[str, ...] = ("neg", "pos")) -> P
     from collections import Counter
 
     from textclf.artifact import save_model
-    from textclf.model import LSTMClassifier
+    from textclf.model import LSTMClassifier, ModelArgs
     from textclf.tokenizer import Tokenizer
     from textclf.vocab import LabelVocab, Vocab
 
     vocab = Vocab.build(Counter({"good": 2, "bad": 2, "film": 2}))
-    model = LSTMClassifier(len(vocab), len(labels), 8, 8)
+    model = LSTMClassifier(ModelArgs(len(vocab), len(labels), 8, 8))
     return save_model(path, model, vocab, LabelVocab(list(labels)), Tokenizer("regex"), 50, "head",
                       extra={"data": {"text_column": "review", "label_column": "stars"}})
 

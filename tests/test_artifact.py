@@ -7,7 +7,7 @@ import torch
 
 from textclf.artifact import FORMAT_VERSION, load_model, save_model
 from textclf.errors import TextclfError
-from textclf.model import LSTMClassifier
+from textclf.model import LSTMClassifier, ModelArgs
 from textclf.tokenizer import Tokenizer
 from textclf.vocab import LabelVocab, Vocab
 
@@ -16,7 +16,7 @@ from textclf.vocab import LabelVocab, Vocab
 def saved(tmp_path):
     torch.manual_seed(0)
     vocab = Vocab.build(Counter({"good": 3, "bad": 3, "film": 2}))
-    model = LSTMClassifier(len(vocab), 2, 8, 6, pooling="max_mean").eval()
+    model = LSTMClassifier(ModelArgs(len(vocab), 2, 8, 6, pooling="max_mean")).eval()
     path = save_model(tmp_path / "run" / "model", model, vocab, LabelVocab(["neg", "pos"]), Tokenizer("regex"),
                       50, "both")
     return path, model
@@ -137,3 +137,17 @@ def test_a_kill_at_any_instant_of_save_model_leaves_a_loadable_model(saved, monk
         assert load_model(path).max_length == 50
     assert at > 8 and load_model(path).max_length == 60
     assert sorted(p.name for p in path.parent.iterdir()) == ["model"], "no temporary folders left behind"
+
+
+def test_config_json_names_the_model_type_and_old_folders_without_it_still_load(saved):
+    path, model = saved
+    meta = json.loads((path / "config.json").read_text())
+    assert meta["type"] == "lstm" and meta["model"] == model.arch
+    del meta["type"]  # as folders saved before there was a second place for it
+    (path / "config.json").write_text(json.dumps(meta))
+    tokens, lengths = torch.tensor([[2, 3, 4]]), torch.tensor([3])
+    assert torch.equal(load_model(path).model(tokens, lengths), model(tokens, lengths))
+    meta["type"] = "transformer"
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(TextclfError, match=r'unknown model type "transformer".*a newer textclf may know it'):
+        load_model(path)

@@ -9,7 +9,7 @@ import torch
 from textclf.artifact import Artifact
 from textclf.cli import main
 from textclf.explain import Explainer
-from textclf.model import LSTMClassifier
+from textclf.model import LSTMClassifier, ModelArgs
 from textclf.predict import Classifier
 from textclf.tokenizer import Tokenizer
 from textclf.vocab import LabelVocab, Vocab
@@ -23,7 +23,7 @@ def explainer(tiny_run):
 
 
 def _score(clf, tokens, sign):
-    ids = torch.tensor([clf.artifact.vocab.encode(tokens)])
+    ids = torch.from_numpy(clf.artifact.vocab.lookup(tokens))[None]
     with torch.no_grad():
         return float(clf.artifact.model(ids, torch.tensor([ids.size(1)]))) * sign
 
@@ -73,7 +73,7 @@ def test_unknown_words_empty_text_and_truncation(explainer):
 
 def test_multiclass_explains_the_predicted_class():
     torch.manual_seed(0)
-    model = LSTMClassifier(6, 3, 8, 8).eval()
+    model = LSTMClassifier(ModelArgs(6, 3, 8, 8)).eval()
     vocab = Vocab(["<pad>", "<unk>", "good", "bad", "meh", "film"])
     art = Artifact(model, vocab, LabelVocab(["a", "b", "c"]), Tokenizer("regex"), None, "head", {})
     e = Explainer(Classifier(art, torch.device("cpu")), steps=20).explain("good bad meh film")

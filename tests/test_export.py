@@ -13,7 +13,7 @@ from textclf.batching import collate
 from textclf.calibration import combine
 from textclf.cli import main
 from textclf.export import TOLERANCE, check_parity, random_batch, to_onnx
-from textclf.model import LSTMClassifier
+from textclf.model import LSTMClassifier, ModelArgs
 from textclf.predict import Classifier
 
 from .test_model import ARCHS
@@ -23,7 +23,7 @@ from .test_model import ARCHS
 def test_onnx_matches_pytorch_on_random_batches(arch):
     layers, bi, pooling, classes = arch
     torch.manual_seed(0)
-    model = LSTMClassifier(300, classes, 24, 20, layers, bi, 0.2, 0.1, pooling).eval()
+    model = LSTMClassifier(ModelArgs(300, classes, 24, 20, layers, bi, 0.2, 0.1, pooling)).eval()
     data = to_onnx(model)
     assert check_parity(data, model, trials=15, max_batch=9, max_len=50, seed=1) <= TOLERANCE
 
@@ -40,7 +40,7 @@ def test_onnx_matches_pytorch_on_random_batches(arch):
 def test_onnx_matches_pytorch_at_imdb_width_and_length():
     """The default recipe's widths (128/128, bidirectional) at up to 400 tokens: long recurrences agree too."""
     torch.manual_seed(0)
-    model = LSTMClassifier(2_000, 2, 128, 128, 1, True, 0.3, 0.1, "max").eval()
+    model = LSTMClassifier(ModelArgs(2_000, 2, 128, 128, 1, True, 0.3, 0.1, "max")).eval()
     assert check_parity(to_onnx(model), model, trials=4, max_batch=3, max_len=400, seed=3) <= TOLERANCE
 
 
@@ -88,6 +88,6 @@ def test_export_errors(tmp_path, tiny_run, capsys):
 
 
 def test_export_leaves_the_model_in_eval_mode():
-    model = LSTMClassifier(50, 2, 8, 8).eval()
+    model = LSTMClassifier(ModelArgs(50, 2, 8, 8)).eval()
     to_onnx(model)
     assert not any(m.training for m in model.modules())

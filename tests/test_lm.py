@@ -8,7 +8,7 @@ import torch
 from textclf.artifact import load_model
 from textclf.config import load_config
 from textclf.lm import BiLM, pretrain_lm
-from textclf.model import LSTMClassifier
+from textclf.model import LSTMClassifier, ModelArgs
 from textclf.pipeline import train
 
 from .conftest import TINY, make_reviews
@@ -16,7 +16,7 @@ from .conftest import TINY, make_reviews
 
 def _model(vocab_size: int = 12, bidirectional: bool = True) -> LSTMClassifier:
     torch.manual_seed(0)
-    return LSTMClassifier(vocab_size, 2, 8, 16, bidirectional=bidirectional, embedding_dropout=0.0)
+    return LSTMClassifier(ModelArgs(vocab_size, 2, 8, 16, bidirectional=bidirectional, embedding_dropout=0.0))
 
 
 def test_counts_every_next_and_previous_token_and_no_padding():

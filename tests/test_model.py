@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from textclf.model import LSTMClassifier, flip_index
+from textclf.model import LSTMClassifier, ModelArgs, flip_index
 
 ARCHS = [  # (num_layers, bidirectional, pooling, num_classes)
     (1, True, "max", 2), (2, True, "last", 3), (2, False, "max_mean", 2), (1, False, "mean", 4), (3, True, "mean", 2),
@@ -18,7 +18,7 @@ def _batch(vocab=50, lengths=(9, 3, 0, 6, 1, 9)):
 
 def _model(layers, bi, pooling, classes, dropout=0.2):
     torch.manual_seed(0)
-    return LSTMClassifier(50, classes, 12, 10, layers, bi, dropout, 0.1, pooling)
+    return LSTMClassifier(ModelArgs(50, classes, 12, 10, layers, bi, dropout, 0.1, pooling))
 
 
 def test_flip_index_reverses_within_length():
@@ -108,6 +108,19 @@ def test_pad_embedding_gets_no_gradient():
 
 def test_bad_arguments():
     with pytest.raises(ValueError):
-        LSTMClassifier(10, 2, pooling="sum")
+        LSTMClassifier(ModelArgs(10, 2, pooling="sum"))
     with pytest.raises(ValueError):
-        LSTMClassifier(10, 1)
+        LSTMClassifier(ModelArgs(10, 1))
+
+
+def test_build_model_makes_the_type_from_its_args_and_arch_records_them():
+    from dataclasses import asdict
+
+    from textclf.model import build_model
+
+    args = ModelArgs(30, 3, 8, 6, num_layers=2, pooling="mean")
+    model = build_model("lstm", {**asdict(args), "linear": True, "type": "lstm"})  # config keys it does not take
+    assert isinstance(model, LSTMClassifier) and model.kind == "lstm" and model.args == args
+    assert model.arch == asdict(args) and model.num_classes == 3
+    with pytest.raises(ValueError, match='unknown model type "cnn"'):
+        build_model("cnn", asdict(args))

@@ -85,11 +85,11 @@ def test_multiclass_training(tmp_path):
 
 
 def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
-    from textclf.model import LSTMClassifier
+    from textclf.model import LSTMClassifier, ModelArgs
     from textclf.trainer import adversarial_delta
 
     torch.manual_seed(0)
-    model = LSTMClassifier(50, 2, embedding_dim=8, hidden_size=8, dropout=0.0, embedding_dropout=0.0).eval()
+    model = LSTMClassifier(ModelArgs(50, 2, embedding_dim=8, hidden_size=8, dropout=0.0, embedding_dropout=0.0)).eval()
     x, lengths, y = torch.randint(1, 50, (4, 7)), torch.tensor([7, 5, 3, 1]), torch.tensor([0, 1, 0, 1])
     x[1, 5:], x[2, 3:], x[3, 1:] = 0, 0, 0
     delta = torch.zeros(4, 7, 8, requires_grad=True)

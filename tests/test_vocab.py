@@ -16,7 +16,7 @@ def test_build_orders_by_frequency_then_alphabet_and_respects_limits():
 
 def test_encode_maps_unknown_to_unk():
     v = Vocab.build(Counter({"good": 2}))
-    assert v.encode(["good", "never-seen"]) == [2, UNK_ID]
+    assert v.lookup(["good", "never-seen"]).tolist() == [2, UNK_ID]
     assert list(v.lookup(["<pad>", "good", "zzz"])) == [PAD_ID, 2, UNK_ID]
 
 

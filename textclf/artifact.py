@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from . import __version__
 from .errors import TextclfError
 from .files import plain_mode
 from .hub import HF_PREFIX
 from .linear import LinearModel
-from .model import LSTMClassifier
+from .model import build_model
 from .modelcard import CARD
 from .modelcard import render as render_card
 from .tokenizer import Tokenizer
@@ -36,7 +37,7 @@ WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
 class Artifact:
     """Everything prediction needs, rebuilt from a model folder."""
 
-    model: LSTMClassifier
+    model: nn.Module
     vocab: Vocab
     labels: LabelVocab
     tokenizer: Tokenizer
@@ -106,7 +107,7 @@ def _swap_in(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, labels: LabelVocab,
+def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: LabelVocab,
                tokenizer: Tokenizer, max_length: int | None, truncate: str, extra: dict | None = None,
                linear: LinearModel | None = None) -> Path:
     """Write the folder next to its destination, then swap it in, so a crash never leaves half a model."""
@@ -118,7 +119,7 @@ def save_model(model_dir: str | Path, model: LSTMClassifier, vocab: Vocab, label
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "textclf_version": __version__, "torch_version": torch.__version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": model.arch, "labels": labels.names, "tokenizer": tokenizer.settings(),
+        "type": model.kind, "model": model.arch, "labels": labels.names, "tokenizer": tokenizer.settings(),
         "max_length": max_length, "truncate": truncate, **(extra or {}),
     }
     tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
@@ -173,7 +174,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
                            f"{FORMAT_VERSION}: upgrade textclf (pip install -U textclf)")
     try:
         vocab = Vocab.from_json(json.dumps(_read_json(model_dir / VOCAB)))
-        model = LSTMClassifier(**meta["model"])
+        model = build_model(meta.get("type", "lstm"), meta["model"])  # no "type": saved when lstm was the only one
         labels = LabelVocab(meta["labels"])
         tokenizer = Tokenizer(**meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as e:

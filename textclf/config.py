@@ -64,6 +64,7 @@ class VocabConfig:
 
 @dataclass
 class ModelConfig:
+    type: str = "lstm"  # the architecture (model.build_model): lstm
     embedding_dim: int = 128
     hidden_size: int = 128
     num_layers: int = 1
@@ -133,6 +134,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.truncate": ("head", "tail", "both"),
     "tokenizer.kind": ("spacy", "regex"),
+    "model.type": ("lstm",),
     "model.pooling": ("last", "max", "mean", "max_mean"),
     "train.scheduler": ("cosine", "linear", "constant"),
     "train.monitor": ("accuracy", "f1", "loss"),

@@ -90,7 +90,7 @@ class Explainer:
     def explain(self, text: str, threshold: float = 0.5) -> Explanation:
         art, device = self.clf.artifact, self.clf.device
         tokens, dropped, cut_at = self._tokens(text)
-        ids = art.vocab.encode(tokens)
+        ids = art.vocab.lookup(tokens).tolist()
         x = torch.tensor([ids or [PAD_ID]], device=device)
         lengths = torch.tensor([len(ids)])
         probs = self.clf.predict_proba([text])

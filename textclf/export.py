@@ -31,7 +31,6 @@ from . import __version__
 from .artifact import load_model, resolve_model_dir
 from .errors import TextclfError
 from .files import atomic_open
-from .model import LSTMClassifier
 
 INPUTS, OUTPUTS = ("tokens", "lengths"), ("logits", "probabilities")
 OPSET = 17
@@ -41,7 +40,7 @@ TOLERANCE = 1e-4
 class _WithProbabilities(nn.Module):
     """The classifier plus its probability head, so ONNX users need no sigmoid/softmax of their own."""
 
-    def __init__(self, model: LSTMClassifier):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
@@ -65,7 +64,7 @@ def random_batch(vocab_size: int, batch: int, max_len: int, gen: torch.Generator
     return tokens, lengths
 
 
-def to_onnx(model: LSTMClassifier, opset: int = OPSET) -> bytes:
+def to_onnx(model: nn.Module, opset: int = OPSET) -> bytes:
     """Serialise `model` (eval mode, CPU) with dynamic batch and sequence axes.
 
     The TorchScript exporter is used on purpose: it turns each direction of `lstm_padded` into one
@@ -91,7 +90,7 @@ def to_onnx(model: LSTMClassifier, opset: int = OPSET) -> bytes:
     return buf.getvalue()
 
 
-def check_parity(onnx_bytes: bytes, model: LSTMClassifier, trials: int = 20, max_batch: int = 8,
+def check_parity(onnx_bytes: bytes, model: nn.Module, trials: int = 20, max_batch: int = 8,
                  max_len: int = 40, seed: int = 0) -> float:
     """Largest |onnxruntime - eager PyTorch| over random batch sizes and lengths (both outputs)."""
     ort = _require("onnxruntime")

@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from .artifact import Artifact, load_model, resolve_model_dir
 from .errors import TextclfError
-from .model import LSTMClassifier
+from .model import build_model
 from .tokens import Tokenized
 from .vocab import PAD, UNK, UNK_ID, LabelVocab, Vocab
 
@@ -59,14 +60,15 @@ def oov_rate(tokens: Tokenized, vocab: Vocab) -> float:
     return float((vocab.lookup(tokens.table)[tokens.ids] == UNK_ID).mean())
 
 
-def init_model(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: bool) -> LSTMClassifier:
+def init_model(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: bool) -> nn.Module:
     """The pretrained architecture and weights, sized for `vocab` and `num_classes`.
 
     Rows of the pretrained vocab keep their vectors exactly; added rows start at the pretrained
     rows' scale. A new head keeps its fresh (seeded) initialisation.
     """
     old = pretrained.model.state_dict()
-    model = LSTMClassifier(**{**pretrained.model.arch, "vocab_size": len(vocab), "num_classes": num_classes})
+    model = build_model(pretrained.model.kind, {**pretrained.model.arch, "vocab_size": len(vocab),
+                                                "num_classes": num_classes})
     state = model.state_dict()
     for name, value in old.items():
         if name.startswith("head.") and not keep_head:
@@ -83,7 +85,7 @@ def init_model(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: 
     return model
 
 
-def linear_probe(model: LSTMClassifier, dataset, c: float = 1.0, batch_size: int = 64) -> None:
+def linear_probe(model: nn.Module, dataset, c: float = 1.0, batch_size: int = 64) -> None:
     """Start a new head from logistic regression on the frozen encoder's features of the train rows (the LP of
     LP-FT, Kumar et al. 2022): fine-tuning then begins from a head that fits, not one that distorts the
     encoder while it learns. `dataset`: the train TextDataset."""
@@ -108,7 +110,7 @@ def linear_probe(model: LSTMClassifier, dataset, c: float = 1.0, batch_size: int
              clf.score(x.numpy(), y))
 
 
-def freezer(model: LSTMClassifier, pretrained_rows: int, embedding_epochs: int,
+def freezer(model: nn.Module, pretrained_rows: int, embedding_epochs: int,
             encoder_epochs: int) -> Callable[[int], None]:
     """`on_epoch_start(epoch)` that keeps pretrained embedding rows / the LSTM fixed for the first epochs.
 

@@ -53,7 +53,7 @@ class BiLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Mean negative log-likelihood over all predicted positions, and how many there were."""
-        out, _, lengths = self.encoder.encode(tokens, lengths)  # lengths on the tokens' device
+        out, _, lengths = self.encoder.states(tokens, lengths)  # lengths on the tokens' device
         out = self.dropout(out)
         steps = torch.arange(tokens.size(1) - 1, device=tokens.device).unsqueeze(0)
         has_next = steps + 1 < lengths.unsqueeze(1)  # state t predicts token t+1 (forward); t+1 predicts t (backward)

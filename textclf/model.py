@@ -1,6 +1,30 @@
-"""The classifier: embedding → LSTM over the real tokens only → pooling → dropout → linear."""
+"""The classifier: embedding → LSTM over the real tokens only → pooling → dropout → linear.
+
+What the rest of textclf asks of a model, so that a second architecture is a file of its own that meets it,
+plus one branch in `build_model`:
+
+    Model(args)             built from a small dataclass of plain values (here `ModelArgs`); the model keeps it
+                            as `.args`; `.arch` is its dict (config.json's "model") and `.kind` its name
+                            (config.json's "type")
+    forward(tokens, lengths, delta=None) → logits
+                            tokens [B, T] int64, right-padded with 0; lengths [B] int64 on the CPU (0 for an
+                            empty text); delta [B, T, E] or None, added to the embedded tokens (adversarial
+                            training); logits [B] for two classes (the log-odds of class 1), else [B, C]
+    .probabilities(logits)  → [B, C] (the other half of `loss_fn`, which trains those logits)
+    .features(tokens, lengths) → [B, F], what `.head` (an nn.Linear) reads (fine-tuning's linear probe)
+    .embedding              the nn.Embedding (word2vec rows, adversarial scale, explanations, freezing)
+    .num_classes
+    .lstm_impl              "auto" | "packed" | "padded" (train.lstm_impl); a model without variants ignores it
+
+Language-model pretraining (lm.py: `.lstm`, `.states`), holding the encoder fixed while fine-tuning
+(finetune.freezer), layer-wise learning rates (optim.make_optimizer) and explanations on CUDA also read `.lstm`:
+an architecture without one does without those features.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +149,23 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Ten
     return F.cross_entropy(logits.float(), labels, weight=class_weights)
 
 
+@dataclass
+class ModelArgs:
+    """What an LSTMClassifier is built from; saved as config.json's "model". The run's values come from the
+    config (model.*, the vocab's and label set's sizes); these defaults only serve code that builds one by hand."""
+
+    vocab_size: int
+    num_classes: int
+    embedding_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3  # before the output layer and between LSTM layers
+    embedding_dropout: float = 0.1
+    pooling: str = "max"  # last | max | mean | max_mean
+    padding_idx: int = 0
+
+
 class LSTMClassifier(nn.Module):
     """Binary models have one logit (BCEWithLogits); k > 2 classes have k logits (cross-entropy).
 
@@ -132,28 +173,29 @@ class LSTMClassifier(nn.Module):
     (exactly the same numbers via `lstm_padded`; the fast path on CPU), or "auto" (by device).
     """
 
-    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int = 128, hidden_size: int = 128,
-                 num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.3,
-                 embedding_dropout: float = 0.1, pooling: str = "max", padding_idx: int = 0):
+    kind = "lstm"
+
+    def __init__(self, args: ModelArgs):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if num_classes < 2:
+        if args.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {args.pooling!r}")
+        if args.num_classes < 2:
             raise ValueError("a classifier needs at least 2 classes")
-        self.arch = dict(vocab_size=vocab_size, num_classes=num_classes, embedding_dim=embedding_dim,
-                         hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                         dropout=dropout, embedding_dropout=embedding_dropout, pooling=pooling,
-                         padding_idx=padding_idx)
-        self.num_classes = num_classes
-        self.pooling = pooling
+        self.args = args
+        self.num_classes = args.num_classes
+        self.pooling = args.pooling
         self.lstm_impl = "auto"
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, batch_first=True,
-                            bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
-        features = hidden_size * (2 if bidirectional else 1) * (2 if pooling == "max_mean" else 1)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(features, 1 if num_classes == 2 else num_classes)
+        self.embedding = nn.Embedding(args.vocab_size, args.embedding_dim, padding_idx=args.padding_idx)
+        self.embedding_dropout = nn.Dropout(args.embedding_dropout)
+        self.lstm = nn.LSTM(args.embedding_dim, args.hidden_size, args.num_layers, batch_first=True,
+                            bidirectional=args.bidirectional, dropout=args.dropout if args.num_layers > 1 else 0.0)
+        features = args.hidden_size * (2 if args.bidirectional else 1) * (2 if args.pooling == "max_mean" else 1)
+        self.dropout = nn.Dropout(args.dropout)
+        self.head = nn.Linear(features, 1 if args.num_classes == 2 else args.num_classes)
+
+    @property
+    def arch(self) -> dict:
+        return asdict(self.args)
 
     def _embed(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -168,7 +210,7 @@ class LSTMClassifier(nn.Module):
     def _impl(self, device: torch.device) -> str:
         return self.lstm_impl if self.lstm_impl != "auto" else ("padded" if device.type == "cpu" else "packed")
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None
+    def states(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Embedding (+ `delta`) → LSTM: states [B, T, D*H] (zero at padding), final states [B, D*H], and the
         lengths (>= 1) on the states' device."""
@@ -180,7 +222,7 @@ class LSTMClassifier(nn.Module):
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:
         """The pooled LSTM states [B, F] that the head reads."""
         if self._impl(tokens.device) == "packed" or self.pooling == "last":
-            out, last, lengths = self.encode(tokens, lengths, delta)
+            out, last, lengths = self.states(tokens, lengths, delta)
             return pool(out, last, lengths, self.pooling)
         x, _, lengths = self._embed(tokens, lengths, delta)
         return pooled_padded(self.lstm, x, lengths, self.pooling)
@@ -197,3 +239,16 @@ class LSTMClassifier(nn.Module):
             p = torch.sigmoid(logits.float())
             return torch.stack([1 - p, p], dim=1)
         return torch.softmax(logits.float(), dim=1)
+
+
+def _args(cls: type, values: Mapping):
+    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+def build_model(kind: str, args: Mapping) -> nn.Module:
+    """A new (untrained) network of type `kind` (model.type; config.json's "type") from the values in `args`
+    (model.* with the vocab and label counts; config.json's "model"); keys the type does not take are ignored.
+    Another architecture: a module of its own and one more branch here."""
+    if kind == "lstm":
+        return LSTMClassifier(_args(ModelArgs, args))
+    raise ValueError(f'unknown model type "{kind}": this textclf builds lstm (a newer textclf may know it)')

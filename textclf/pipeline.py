@@ -9,11 +9,12 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import checkpoint, distributed, finetune, lm
 from .artifact import Artifact, load_model, resolve_model_dir, save_model
@@ -27,7 +28,7 @@ from .files import write_json, write_text
 from .inference import predict_loader, resolve_device
 from .linear import LinearModel
 from .metrics import compute, decide, format_report
-from .model import LSTMClassifier
+from .model import build_model
 from .modelcard import write_card
 from .optim import amp_dtype, release_memory
 from .tblog import epoch_logger, log_final, writer_class
@@ -164,7 +165,7 @@ def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> t
 
 
 @distributed.main_first()
-def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized], model: LSTMClassifier,
+def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized], model: nn.Module,
                             device: torch.device) -> dict:
     seqs = [s for tok in corpora for s in tok.numericalize(data.vocab, cfg.data.max_length, cfg.data.truncate)]
     log.info("pretraining the encoder as a language model on %s (%d epochs)",
@@ -187,10 +188,9 @@ def encode_split(tok: Tokenized, split: Split, vocab: Vocab, labels: LabelVocab,
     return TextDataset(tok.numericalize(vocab, max_length, truncate), labels.encode(split.labels, split.source))
 
 
-def build_model(cfg: Config, vocab: Vocab, labels: LabelVocab) -> LSTMClassifier:
-    m = cfg.model
-    model = LSTMClassifier(len(vocab), len(labels), m.embedding_dim, m.hidden_size, m.num_layers,
-                           m.bidirectional, m.dropout, m.embedding_dropout, m.pooling)
+def new_model(cfg: Config, vocab: Vocab, labels: LabelVocab) -> nn.Module:
+    """A new network of type model.type, from model.*, sized for the vocab and the label set."""
+    model = build_model(cfg.model.type, {**asdict(cfg.model), "vocab_size": len(vocab), "num_classes": len(labels)})
     model.lstm_impl = cfg.train.lstm_impl
     return model
 
@@ -283,7 +283,7 @@ def split_metrics(labels: np.ndarray, probs: np.ndarray, label_names: list[str],
     return metrics
 
 
-def calibrate(model: LSTMClassifier, linear: LinearModel | None, loaders: dict, data: Prepared,
+def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data: Prepared,
               device: torch.device) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Fit the LSTM's share of the average with the linear view, then the temperature, on validation.
 
@@ -330,9 +330,10 @@ def _train(cfg: Config, device: torch.device) -> dict:
     if pretrained is not None:  # the architecture and tokenizer come with the weights; record them truthfully
         cfg = copy.deepcopy(cfg)
         cfg.tokenizer.kind, cfg.tokenizer.lowercase = pretrained.tokenizer.kind, pretrained.tokenizer.lowercase
-        for key in ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "dropout", "embedding_dropout",
-                    "pooling"):
-            setattr(cfg.model, key, pretrained.model.arch[key])
+        cfg.model.type = pretrained.model.kind
+        for key, value in pretrained.model.arch.items():
+            if hasattr(cfg.model, key):  # not the vocab's and label set's sizes: those are this run's
+                setattr(cfg.model, key, value)
     splits = load_data(cfg)
     data = prepare(cfg, splits, pretrained)
     fingerprint = data_fingerprint(data)
@@ -350,7 +351,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
 
     seed_everything(cfg.train.seed)  # the same initial weights whatever data preparation consumed
     if pretrained is None:
-        model = build_model(cfg, data.vocab, data.labels)
+        model = new_model(cfg, data.vocab, data.labels)
     else:
         model = finetune.init_model(pretrained, data.vocab, len(data.labels), data.init_from["head"] == "kept")
         if data.init_from["head"] == "new" and resume is None:
@@ -398,7 +399,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
     if data.init_from:
         extra["init_from"] = data.init_from
 
-    def save_best(m: LSTMClassifier, linear: LinearModel | None = None) -> None:  # model/: the best epoch so far
+    def save_best(m: nn.Module, linear: LinearModel | None = None) -> None:  # model/: the best epoch so far
         save_model(run_dir / "model", m, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
                    cfg.data.truncate, extra=extra, linear=linear)
 

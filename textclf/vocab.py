@@ -47,12 +47,9 @@ class Vocab:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocab) and self.itos == other.itos
 
-    def encode(self, tokens: Iterable[str]) -> list[int]:
-        return list(map(self.stoi.__getitem__, tokens))
-
     def lookup(self, tokens: Sequence[str]) -> np.ndarray:
-        """`encode` as an int64 array: a text's tokens (prediction), or a cache's token table, whose interned
-        ids then index it. The fastest way there (~1.35x a list comprehension on IMDB)."""
+        """Token ids as an int64 array (<unk>'s for unknown tokens): a text's tokens (prediction), or a cache's
+        token table, whose interned ids then index it. map() over the dict's lookup stays in C."""
         return np.fromiter(map(self.stoi.__getitem__, tokens), dtype=np.int64, count=len(tokens))
 
     def to_json(self) -> str:
