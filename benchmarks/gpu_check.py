@@ -123,8 +123,8 @@ def train_run(name: str, args: argparse.Namespace, device: str, overrides: list[
 def inference(args: argparse.Namespace, device: str) -> dict:
     """The test reviews through `Classifier`: raw text (tokenising included), then token ids alone."""
     from textclf.config import load_config
-    from textclf.pipeline import load_data
     from textclf.predict import Classifier
+    from textclf.prepare import load_data
 
     test = load_data(load_config(REPO / "configs" / "imdb.yaml", [f"data.path={args.data}", *args.overrides]))["test"]
     clf = Classifier.load(Path(args.out) / "default", device=device)

@@ -31,7 +31,7 @@ def _emit(result: dict) -> None:
 
 def _splits(args: argparse.Namespace):
     from textclf.config import load_config
-    from textclf.pipeline import load_data
+    from textclf.prepare import load_data
 
     cfg = load_config(args.config, [f"data.path={args.data}", *args.overrides])
     return cfg, load_data(cfg)
@@ -39,7 +39,7 @@ def _splits(args: argparse.Namespace):
 
 def stage_prep(args: argparse.Namespace) -> None:
     """Tokenise + numericalise train/validation/test: once into an empty cache, then again from it."""
-    from textclf.pipeline import prepare
+    from textclf.prepare import prepare
 
     cfg, splits = _splits(args)
     out = {}
@@ -111,13 +111,14 @@ def stage_tutorial(args: argparse.Namespace) -> None:
     import torch
 
     from textclf.model import LSTMClassifier
-    from textclf.pipeline import new_model, prepare
+    from textclf.pipeline import new_model
+    from textclf.prepare import prepare
     from textclf.tokenizer import Tokenizer
 
     cfg, splits = _splits(args)
     data = prepare(cfg, splits)  # only for the vocab the model is built with
     torch.manual_seed(0)
-    model: LSTMClassifier = new_model(cfg, data.vocab, data.labels)
+    model: LSTMClassifier = new_model(cfg.model, data.vocab, data.labels)
     model.lstm_impl = "packed"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     tokenizer = Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase)

@@ -49,6 +49,34 @@ def test_train_then_evaluate_then_predict_with_the_real_scripts(tmp_path, tiny_d
     assert [r["label"] for r in rows] == ["pos", "neg"]
 
 
+def test_train_dry_run_outside_the_repo_writes_the_recipe_config_and_nothing_else(tmp_path, tiny_dir):
+    """As from an installed wheel in an empty folder: no configs/ to find, the built-in recipe all the same."""
+    import yaml
+
+    from textclf.config import load_config, to_dict
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = run("-m", "textclf", "train", "--dry-run", f"data.path={tiny_dir}", "run_dir=R", cwd=empty)
+    assert out.returncode == 0, out.stderr
+    assert "one training step" in out.stdout and "one validation batch" in out.stdout, out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "wrote R/config.yaml"
+    assert [p.relative_to(empty).as_posix() for p in sorted(empty.rglob("*"))] == ["R", "R/config.yaml"]
+    written = yaml.safe_load((empty / "R" / "config.yaml").read_text())
+    recipe = to_dict(load_config(REPO / "configs" / "imdb.yaml"))
+    for section in ("tokenizer", "vocab", "model", "pretrain", "train"):
+        assert written[section] == recipe[section], section
+
+
+def test_dry_run_refuses_what_a_run_would_and_resume(tmp_path, tiny_dir, capsys):
+    args = [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text("{}")  # a finished run
+    _one_line_error(capsys, train_main(["--dry-run", *args]), "already holds a finished run")
+    _one_line_error(capsys, train_main(["--dry-run", *args, "resume=true"]), "--dry-run starts no run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.json"]
+
+
 def test_evaluate_a_single_file_with_other_columns(tmp_path, tiny_dir, capsys):
     assert train_main([f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY]) == 0
     df = pd.read_csv(tiny_dir / "test.csv").rename(columns={"text": "review", "label": "sentiment"})

@@ -8,9 +8,10 @@ import torch
 from textclf.artifact import load_model, save_model
 from textclf.config import load_config
 from textclf.errors import TextclfError
+from textclf.evaluation import evaluate
 from textclf.finetune import extend_vocab, freezer, init_model, load_pretrained, match_labels, oov_rate
 from textclf.model import LSTMClassifier, ModelArgs
-from textclf.pipeline import evaluate, train
+from textclf.pipeline import train
 from textclf.tokenizer import Tokenizer
 from textclf.tokens import Tokenized
 from textclf.trainer import balanced_class_weights

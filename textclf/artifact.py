@@ -45,6 +45,7 @@ class Artifact:
     truncate: str
     meta: dict
     linear: LinearModel | None = None  # the linear view, when the model averages the LSTM with it
+    folder: Path | None = None  # where it was loaded from (an hf: model: the download), for whoever names it
 
     @property
     def weight(self) -> float:
@@ -198,4 +199,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
         raise TextclfError(f"{model_dir}: the linear view (linear.json / linear.safetensors) is corrupt ({e}); "
                            "re-copy the model folder") from None
     return Artifact(model, vocab, labels, tokenizer, meta.get("max_length"), meta.get("truncate", "head"), meta,
-                    linear)
+                    linear, model_dir)

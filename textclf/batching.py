@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .vocab import PAD_ID
+
+if TYPE_CHECKING:
+    from .data import Split
+    from .tokens import Tokenized
+    from .vocab import LabelVocab, Vocab
 
 
 class Batch(NamedTuple):
@@ -41,6 +46,12 @@ class TextDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int, int]:
         return self.seqs[i], int(self.labels[i]), i
+
+
+def split_dataset(tokens: Tokenized, split: Split, vocab: Vocab, labels: LabelVocab, max_length: int | None,
+                  truncate: str) -> TextDataset:
+    """A labelled split as token ids (each text cut to `max_length` as `truncate` says) and class ids."""
+    return TextDataset(tokens.numericalize(vocab, max_length, truncate), labels.encode(split.labels, split.source))
 
 
 def collate(items: list[tuple[np.ndarray, int, int]], longest_first: bool = False) -> Batch:

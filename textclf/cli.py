@@ -53,15 +53,23 @@ def _probability(text: str) -> float:
     return value
 
 
-def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def _config_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--config", help="a YAML file of keys that override the built-in IMDB recipe, e.g. "
                                     "configs/finetune.yaml (default: none, the recipe itself)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.epochs=3")
     return p
 
 
+def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    _config_args(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config and data: load and tokenise, build the model, run one training step and "
+                        "one validation batch, write RUN_DIR/config.yaml; nothing else is trained or saved")
+    return p
+
+
 def _baseline_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    _train_parser(p)
+    _config_args(p)
     p.add_argument("--output", help="write the metrics as JSON here")
     p.add_argument("--C", dest="c", type=float, default=4.0, help="inverse regularisation strength (default 4)")
     return p
@@ -168,6 +176,8 @@ def run_train(args: argparse.Namespace) -> int:
     if main:
         log.info("config: %s%s", config or "the built-in recipe",
                  f" + {' '.join(args.overrides)}" if args.overrides else "")
+    if args.dry_run:
+        return _dry_run(cfg)
     try:
         metrics = train(cfg)
     except Preempted as e:  # a scheduler's SIGTERM: the job did what it was asked, and says how to go on
@@ -183,12 +193,29 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run(cfg) -> int:
+    from .pipeline import dry_run
+
+    s = dry_run(cfg)
+    print(f"dry run: each step once, small ({cfg.run_dir}: nothing trained for real, no model saved)")
+    print("data:  " + ", ".join(f"{k} {v:,}" for k, v in s["rows"].items()) + f" rows; vocab {s['vocab']:,}; "
+          f"labels {', '.join(s['labels'])}")
+    print(f"model: {s['model']}, {s['parameters']:,} parameters on {s['device']}")
+    print(f"one training step ({s['train_texts']} texts): loss {s['train_loss']:.4f}")
+    print(f"one validation batch ({s['validation_texts']} texts): loss {s['validation_loss']:.4f}, "
+          f"accuracy {s['validation_accuracy']:.4f}")
+    if s["skipped"]:
+        print(f"not run: {', '.join(s['skipped'])}")
+    print(f"wrote {s['config']}")
+    return 0
+
+
 def run_baseline(args: argparse.Namespace) -> int:
     from .baseline import run_baseline as fit_baseline
     from .config import load_config
     from .files import write_json
     from .metrics import format_report
-    from .pipeline import load_data
+    from .prepare import load_data
     from .tokenizer import Tokenizer
 
     if args.c <= 0:
@@ -205,8 +232,8 @@ def run_baseline(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
     from .metrics import format_report
-    from .pipeline import evaluate
 
     if args.batch_size <= 0:
         raise TextclfError("--batch-size must be > 0")
@@ -286,13 +313,10 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
-    path, diff = export_onnx(args.model_dir, args.output, args.opset)
+    path, diff, art = export_onnx(args.model_dir, args.output, args.opset)
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e5 else f"wrote {path} ({size / 1e3:.0f} kB)",
           f"- onnxruntime vs PyTorch on random batches: max abs difference {diff:.1e}")
-    from .artifact import load_model
-
-    art = load_model(args.model_dir, "cpu")
     if art.weight < 1 or art.temperature != 1:
         print(f"note: the graph gives the LSTM's probabilities; the model averages them with its linear view "
               f"(LSTM share {art.weight:g}) and divides log-probabilities by {art.temperature:g}: see the "

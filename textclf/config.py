@@ -158,13 +158,18 @@ NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_ste
                                   *FINETUNE_KEYS)
 
 
-def _all_keys(node: Any, prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in node.items():
-        keys.append(prefix + k)
-        if isinstance(v, DictConfig):
-            keys += _all_keys(v, prefix + k + ".")
-    return keys
+def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as a plain dict (`to_dict`) by dotted key: {"train": {"lr": 0.002}} → {"train.lr": 0.002}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _all_keys(schema: DictConfig) -> list[str]:
+    """Every key a config may set, sections too ("train", "train.lr", ...)."""
+    leaves = list(flat(OmegaConf.to_container(schema)))
+    return [*dict.fromkeys(k.split(".")[0] for k in leaves if "." in k), *leaves]
 
 
 def _friendly(err: OmegaConfBaseException, schema: DictConfig) -> TextclfError:
@@ -257,11 +262,9 @@ BOOL_WORDS = ("true", "false", "yes", "no", "on", "off")
 def _check_bools(layer: DictConfig) -> None:
     """A bool key takes a boolean only. OmegaConf would read 2, 1 or "y" as true, and a typo'd value
     would silently switch a feature on."""
-    values = OmegaConf.to_container(layer, resolve=False)
+    values = flat(OmegaConf.to_container(layer, resolve=False))
     for key in bool_keys():
-        value: Any = values
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        value = values.get(key)
         if value is None or isinstance(value, bool) or str(value).strip().lower() in BOOL_WORDS:
             continue  # None: absent here (or null, which OmegaConf refuses itself)
         if isinstance(value, str) and value.startswith("${"):

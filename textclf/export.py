@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .artifact import load_model, resolve_model_dir
+from .artifact import Artifact, load_model
 from .errors import TextclfError
 from .files import atomic_open
 
@@ -116,15 +116,15 @@ def check_parity(onnx_bytes: bytes, model: nn.Module, trials: int = 20, max_batc
 
 
 def export_onnx(model_dir: str | Path, output: str | Path | None = None, opset: int = OPSET,
-                check_trials: int = 20) -> tuple[Path, float]:
+                check_trials: int = 20) -> tuple[Path, float, Artifact]:
     """Write MODEL_DIR's network as ONNX (default MODEL_DIR/model.onnx) after checking it against PyTorch.
 
-    Returns the path and the largest difference measured; nothing is written if they disagree.
+    Returns the path, the largest difference measured and the model; nothing is written if they disagree.
     """
     onnx = _require("onnx")
     _require("onnxruntime")
-    model_dir = resolve_model_dir(model_dir)
     art = load_model(model_dir, "cpu")
+    model_dir = art.folder
     output = Path(output) if output else model_dir / "model.onnx"
     if output.is_dir():
         raise TextclfError(f"--output {output} is a folder; pass a file name such as {output / 'model.onnx'}")
@@ -141,4 +141,4 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, opset: 
         raise TextclfError(f"the ONNX model differs from PyTorch by {diff:.2e} (> {TOLERANCE}); not written")
     with atomic_open(output) as f:
         f.write(data)
-    return output, diff
+    return output, diff, art

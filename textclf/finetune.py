@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifact import Artifact, load_model, resolve_model_dir
+from .artifact import Artifact, load_model
 from .errors import TextclfError
 from .model import build_model
 from .tokens import Tokenized
@@ -171,7 +171,7 @@ def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence
     return LabelVocab(new.names if auc > 0.5 else new.names[::-1]), auc
 
 
-def adapt(pretrained: Artifact, init_from: str, tokens: dict[str, Tokenized], labels: LabelVocab,
+def adapt(pretrained: Artifact, tokens: dict[str, Tokenized], labels: LabelVocab,
           new_tokens: int, min_freq: int, train_labels: Sequence[object] = (),
           head: str = "auto") -> tuple[Vocab, LabelVocab, dict]:
     """Vocab and labels for a fine-tuning run, and a summary of what was kept (logged and saved).
@@ -193,7 +193,7 @@ def adapt(pretrained: Artifact, init_from: str, tokens: dict[str, Tokenized], la
             log.info("labels %s: the pretrained scores do not tell which is which (ROC-AUC %.3f): a new head",
                      labels.names, auc)
     info = {
-        "path": str(resolve_model_dir(init_from)),
+        "path": str(pretrained.folder),
         "head": "kept" if matched else "new",
         "labels_matched_by": how if matched else None,
         **({"alignment_auc": round(auc, 4)} if auc is not None else {}),

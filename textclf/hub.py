@@ -51,15 +51,15 @@ def push_model(path: str | Path, repo_id: str, private: bool = False) -> str:
     """
     import huggingface_hub
 
-    from .artifact import load_model, resolve_model_dir
+    from .artifact import load_model
     from .files import write_text
     from .modelcard import CARD, for_repo, write_card
 
     repo_id = check_repo_id(repo_id.removeprefix(HF_PREFIX))
     if str(path).startswith(HF_PREFIX):
         raise TextclfError(f"{path} is on the Hub already: push a local run or model folder")
-    folder = resolve_model_dir(path)
-    load_model(folder, "cpu")  # a folder that is not a whole textclf model stops here, not half-way up the Hub
+    # a folder that is not a whole textclf model stops here, not half-way up the Hub
+    folder = load_model(path, "cpu").folder
     if huggingface_hub.get_token() is None:
         raise TextclfError("pushing needs a Hugging Face token with write access: run `hf auth login`, or set HF_TOKEN")
     if not (folder / CARD).is_file():  # a model saved before textclf wrote cards: its run's figures, when there
