@@ -155,12 +155,12 @@ def stage_tutorial(args: argparse.Namespace) -> None:
 
 
 def stage_baseline(args: argparse.Namespace) -> None:
-    from textclf.baseline import run_baseline
+    from textclf.baseline import linear_baseline
     from textclf.tokenizer import Tokenizer
 
     cfg, splits = _splits(args)
     start = time.perf_counter()
-    result = run_baseline(splits, Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase), cfg.data.cache_dir)
+    result = linear_baseline(splits, Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase), cfg.data.cache_dir)
     _emit({"test_accuracy": result["test"]["accuracy"], "train_seconds": round(time.perf_counter() - start, 1)})
 
 

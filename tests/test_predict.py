@@ -169,7 +169,7 @@ TRAINING = {"textclf.trainer", "textclf.pipeline", "textclf.checkpoint", "textcl
 
 
 def test_inference_imports_no_training_module(tmp_path):
-    """Inference is a leaf of the data flow: loading and running a model (and the modules of predict, serve,
+    """Inference is a leaf of the data flow: loading and running a model (and the modules of evaluate, serve,
     export and explain) never loads the training loop, checkpoints or process groups."""
     import json
     import os
@@ -182,7 +182,7 @@ def test_inference_imports_no_training_module(tmp_path):
     code = ("import json, sys\nfrom textclf import Classifier\n"
             f"Classifier.load({str(model)!r}, 'cpu').predict(['a good film'])\n"
             "after_predict = sorted(m for m in sys.modules if m.startswith('textclf.'))\n"
-            "import textclf.explain, textclf.export, textclf.serve\n"
+            "import textclf.evaluation, textclf.explain, textclf.export, textclf.serve\n"
             "print(json.dumps([after_predict, sorted(m for m in sys.modules if m.startswith('textclf.'))]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -211,7 +211,7 @@ def _dry_run(cfg) -> int:
 
 
 def run_baseline(args: argparse.Namespace) -> int:
-    from .baseline import run_baseline as fit_baseline
+    from .baseline import linear_baseline
     from .config import load_config
     from .files import write_json
     from .metrics import format_report
@@ -221,8 +221,8 @@ def run_baseline(args: argparse.Namespace) -> int:
     if args.c <= 0:
         raise TextclfError("--C must be > 0")
     cfg = load_config(args.config, args.overrides)
-    result = fit_baseline(load_data(cfg), Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase),
-                          cfg.data.cache_dir, c=args.c)
+    result = linear_baseline(load_data(cfg), Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase),
+                             cfg.data.cache_dir, c=args.c)
     for name in ("validation", "test"):
         if name in result:
             print(format_report(result[name], title=f"{result['model']} [{name}]"))
