@@ -3,10 +3,10 @@
 import os
 
 # oneDNN (PyTorch's CPU LSTM) caches a compiled kernel with its buffers per input shape, up to 1,024 of them.
-# Texts come in ever-new lengths, so that cache only grows: bf16 language-model pretraining on IMDB reached
-# 6.9 GB. 64 kernels bound it (a 12k-review LM epoch: 3.0 GB → 2.3 GB peak) at the same speed. Read by oneDNN
-# when it makes its first kernel, so this works as long as textclf is imported before the first CPU op;
-# a value already in the environment wins.
+# Texts come in ever-new lengths, so that cache only grows (by gigabytes over language-model pretraining);
+# 64 kernels bound it at the same speed (figures: benchmarks/README.md, "Memory while training"). Read by
+# oneDNN when it makes its first kernel, so this works as long as textclf is imported before the first CPU
+# op; a value already in the environment wins.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ from typing import NoReturn
 from .config import PREDICT_BATCH_SIZE
 from .errors import TextclfError
 
-BF16_HELP = "run the model in bfloat16 (1.7x faster on IMDB on a CPU with AVX-512 BF16; slower on CPUs without bf16)"
+BF16_HELP = "run the model in bfloat16 (faster on CPUs with AVX-512 BF16 or AMX; slower on CPUs without native bf16)"
 MODEL_HELP = "a model/ folder, the run folder holding it, or hf:USER/NAME on the Hugging Face Hub"
 
 log = logging.getLogger("textclf")

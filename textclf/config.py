@@ -17,9 +17,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from .errors import TextclfError, did_you_mean
 
-# Texts per forward pass when predicting and evaluating (and validating, train.eval_batch_size). Small batches
-# keep the CPU's [batch, length, 2 x hidden] tensors in its cache (figures: benchmarks/README.md); on a GPU,
-# larger batches (256+) pay.
+# Texts per forward pass when predicting and evaluating (and validating, train.eval_batch_size). On a CPU, small
+# batches run faster: their [batch, length, 2 x hidden] tensors stay in its cache. On a GPU, larger ones (256+) pay.
 PREDICT_BATCH_SIZE = 64
 
 

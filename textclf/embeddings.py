@@ -65,9 +65,9 @@ def centred(vectors: np.ndarray, found: np.ndarray) -> np.ndarray:
     """The vectors less their mean and their top principal component, at unit standard deviation again.
 
     word2vec's vectors share a few dominant directions that encode word frequency, not meaning, and the
-    smaller the corpus, the more they dominate: after removing the mean, the top principal component holds
-    9% of the variance on IMDB's 72k reviews but 94% on 1,800 tweets. Scaled up as they are, every word of a
-    small corpus starts as nearly the same vector and the LSTM cannot tell words apart. Removing both is
+    smaller the corpus, the more they dominate: on a few thousand short texts, the top principal component
+    (after the mean) holds most of the variance. Scaled up as they are, every word of a small corpus starts
+    as nearly the same vector and the LSTM cannot tell words apart. Removing both is
     "all-but-the-top" (Mu & Viswanath 2018, one component per 100 dimensions).
     """
     out = np.zeros_like(vectors)

@@ -87,7 +87,7 @@ def _layers(lstm: nn.LSTM, x: torch.Tensor, flip: torch.Tensor, ordered: bool) -
 
 
 def lstm_padded(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """What `lstm_packed` computes, on padded tensors: on CPU only padded input reaches oneDNN (~10x).
+    """What `lstm_packed` computes, on padded tensors: on CPU only padded input reaches oneDNN's fused kernel.
 
     Right padding cannot change a forward step at t < length (the LSTM is causal). The reverse
     direction would start in the padding, so its input is reversed *within each length* first:

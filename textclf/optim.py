@@ -23,9 +23,8 @@ def release_memory() -> None:
     """Hand the C heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere). Cheap enough
     for the step loop: it collects no Python garbage (tensors are freed by reference counting).
 
-    Batches of ever-changing shapes fragment glibc's heap: over one IMDB epoch the resident size grew from
-    1.5 to 1.8 GB without this and stayed near 1.3 GB with it; the default recipe's peak fell from 3.4 to
-    2.5 GB, and its epochs were no slower.
+    Batches of ever-changing shapes fragment glibc's heap, whose resident size then only grows; trimmed,
+    it stays flat, and epochs are no slower (figures: benchmarks/README.md, "Memory while training").
     """
     with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, Windows, musl)
         ctypes.CDLL(None).malloc_trim(0)

@@ -83,9 +83,9 @@ class Classifier:
         """`path`: a run or model folder, or `hf:USER/NAME[@REVISION]` (downloaded with huggingface_hub's
         snapshot_download, kept in its cache).
 
-        `bf16=True` runs the model in bfloat16: on IMDB ~1.7x the reviews/s on a CPU with AVX-512 BF16
-        (the same test accuracy to 0.1%; probabilities move by up to ~0.02). CPUs without native bf16 run
-        it slower than float32."""
+        `bf16=True` runs the model in bfloat16: faster on a CPU with AVX-512 BF16 or AMX, at nearly the same
+        accuracy, its probabilities a little off float32's (figures: benchmarks/README.md). CPUs without
+        native bf16 run it slower than float32."""
         dev = resolve_device(device)
         return cls(load_model(path, dev, bf16), dev)
 

@@ -36,7 +36,7 @@ class Tokenizer:
 
     @cached_property
     def _spacy(self):
-        import spacy  # imported lazily: ~1 s, and the regex tokenizer does not need it
+        import spacy  # imported lazily: slow to import, and the regex tokenizer does not need it
 
         return spacy.blank("en").tokenizer
 
