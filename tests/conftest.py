@@ -51,17 +51,27 @@ def write_tiny_data(folder: Path, train: int = 400, test: int = 200) -> Path:
     return folder
 
 
+def lstm(vocab_size: int, num_classes: int = 2, embedding_dim: int = 8, hidden_size: int = 8, **arch):
+    """An LSTMClassifier at test sizes; the rest of its architecture is the recipe's (model.* defaults)."""
+    from dataclasses import asdict
+
+    from textclf.config import ModelConfig
+    from textclf.model import build_model
+
+    return build_model("lstm", {**asdict(ModelConfig()), "vocab_size": vocab_size, "num_classes": num_classes,
+                                "embedding_dim": embedding_dim, "hidden_size": hidden_size, **arch})
+
+
 def save_random_model(path: Path, labels: tuple[str, ...] = ("neg", "pos")) -> Path:
     """An untrained model folder: enough to start from, or to predict with, when the numbers do not matter."""
     from collections import Counter
 
     from textclf.artifact import save_model
-    from textclf.model import LSTMClassifier, ModelArgs
     from textclf.tokenizer import Tokenizer
     from textclf.vocab import LabelVocab, Vocab
 
     vocab = Vocab.build(Counter({"good": 2, "bad": 2, "film": 2}))
-    model = LSTMClassifier(ModelArgs(len(vocab), len(labels), 8, 8))
+    model = lstm(len(vocab), len(labels))
     return save_model(path, model, vocab, LabelVocab(list(labels)), Tokenizer("regex"), 50, "head",
                       extra={"data": {"text_column": "review", "label_column": "stars"}})
 

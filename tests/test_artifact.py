@@ -7,16 +7,17 @@ import torch
 
 from textclf.artifact import FORMAT_VERSION, load_model, save_model
 from textclf.errors import TextclfError
-from textclf.model import LSTMClassifier, ModelArgs
 from textclf.tokenizer import Tokenizer
 from textclf.vocab import LabelVocab, Vocab
+
+from .conftest import lstm
 
 
 @pytest.fixture
 def saved(tmp_path):
     torch.manual_seed(0)
     vocab = Vocab.build(Counter({"good": 3, "bad": 3, "film": 2}))
-    model = LSTMClassifier(ModelArgs(len(vocab), 2, 8, 6, pooling="max_mean")).eval()
+    model = lstm(len(vocab), 2, 8, 6, pooling="max_mean").eval()
     path = save_model(tmp_path / "run" / "model", model, vocab, LabelVocab(["neg", "pos"]), Tokenizer("regex"),
                       50, "both")
     return path, model

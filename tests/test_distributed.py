@@ -20,12 +20,11 @@ from textclf.batching import BucketBatchSampler, TextDataset, make_loader
 from textclf.config import load_config
 from textclf.errors import TextclfError, TrainingDiverged
 from textclf.inference import predict_loader
-from textclf.model import LSTMClassifier, ModelArgs
 from textclf.pipeline import train
 from textclf.predict import Classifier
 from textclf.trainer import Progress, check_finite, validate
 
-from .conftest import REPO, TINY, write_tiny_data
+from .conftest import REPO, TINY, lstm, write_tiny_data
 from .test_resume import assert_same_run
 
 LENGTHS = np.random.default_rng(0).integers(1, 300, size=1000)
@@ -97,7 +96,7 @@ def _group_worker(rank: int, world: int, tmp: Path) -> None:
         seqs = [rng.integers(2, 50, size=int(k)) for k in rng.integers(0, 30, size=37)]
         ds = TextDataset(seqs, np.arange(37) % 2)
         torch.manual_seed(0)
-        model = LSTMClassifier(ModelArgs(50, 2, 8, 8))
+        model = lstm(50, 2)
         shared = make_loader(ds, 4, shuffle=False, num_replicas=world, rank=rank)
         assert len(shared.batch_sampler.batches()[0]) == 4 and sum(map(len, shared.batch_sampler.batches())) < 37
         probs, loss = predict_loader(model, shared, torch.device("cpu"))

@@ -9,12 +9,11 @@ import torch
 from textclf.artifact import Artifact
 from textclf.cli import main
 from textclf.explain import Explainer
-from textclf.model import LSTMClassifier, ModelArgs
 from textclf.predict import Classifier
 from textclf.tokenizer import Tokenizer
 from textclf.vocab import LabelVocab, Vocab
 
-from .conftest import NEGATIVE, POSITIVE
+from .conftest import NEGATIVE, POSITIVE, lstm
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +72,7 @@ def test_unknown_words_empty_text_and_truncation(explainer):
 
 def test_multiclass_explains_the_predicted_class():
     torch.manual_seed(0)
-    model = LSTMClassifier(ModelArgs(6, 3, 8, 8)).eval()
+    model = lstm(6, 3).eval()
     vocab = Vocab(["<pad>", "<unk>", "good", "bad", "meh", "film"])
     art = Artifact(model, vocab, LabelVocab(["a", "b", "c"]), Tokenizer("regex"), None, "head", {})
     e = Explainer(Classifier(art, torch.device("cpu")), steps=20).explain("good bad meh film")

@@ -16,6 +16,7 @@ from textclf.export import TOLERANCE, check_parity, random_batch, to_onnx
 from textclf.model import LSTMClassifier, ModelArgs
 from textclf.predict import Classifier
 
+from .conftest import lstm
 from .test_model import ARCHS
 
 
@@ -88,6 +89,6 @@ def test_export_errors(tmp_path, tiny_run, capsys):
 
 
 def test_export_leaves_the_model_in_eval_mode():
-    model = LSTMClassifier(ModelArgs(50, 2, 8, 8)).eval()
+    model = lstm(50, 2).eval()
     to_onnx(model)
     assert not any(m.training for m in model.modules())

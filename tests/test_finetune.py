@@ -10,14 +10,13 @@ from textclf.config import load_config
 from textclf.errors import TextclfError
 from textclf.evaluation import evaluate
 from textclf.finetune import extend_vocab, freezer, init_model, load_pretrained, match_labels, oov_rate
-from textclf.model import LSTMClassifier, ModelArgs
 from textclf.pipeline import train
 from textclf.tokenizer import Tokenizer
 from textclf.tokens import Tokenized
 from textclf.trainer import balanced_class_weights
 from textclf.vocab import LabelVocab, Vocab
 
-from .conftest import TINY, make_reviews
+from .conftest import TINY, lstm, make_reviews
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,7 @@ def base(tiny_run):
 def random_artifact(tmp_path):
     torch.manual_seed(0)
     vocab = Vocab.build(Counter({"good": 3, "bad": 3, "film": 2}))
-    model = LSTMClassifier(ModelArgs(len(vocab), 2, 8, 6))
+    model = lstm(len(vocab), 2, 8, 6)
     save_model(tmp_path / "m", model, vocab, LabelVocab(["neg", "pos"]), Tokenizer("regex"), 50, "head")
     return load_model(tmp_path / "m")
 

@@ -22,12 +22,14 @@ from textclf.artifact import Artifact
 from textclf.batching import TextDataset, make_loader
 from textclf.inference import predict_loader
 from textclf.lm import BiLM, pretrain_lm
-from textclf.model import LSTMClassifier, ModelArgs
+from textclf.model import LSTMClassifier
 from textclf.optim import amp_dtype, make_optimizer, make_scheduler
 from textclf.predict import Classifier
 from textclf.tokenizer import Tokenizer
 from textclf.trainer import Progress, check_finite, train_epoch
 from textclf.vocab import LabelVocab, Vocab
+
+from .conftest import lstm
 
 gpu_mock = pytest.mark.gpu_mock
 HAS_CUDA = torch.cuda.is_available()
@@ -45,7 +47,7 @@ def _dataset(n: int = 48, seed: int = 0) -> TextDataset:
 
 def _model(layers: int = 1, dropout: float = 0.3) -> LSTMClassifier:
     torch.manual_seed(0)
-    return LSTMClassifier(ModelArgs(50, 2, 8, 8, num_layers=layers, dropout=dropout))
+    return lstm(50, 2, num_layers=layers, dropout=dropout)
 
 
 def _epoch(model, loader, scaler, device=None, dtype=None, adversarial=0.05, on_step=None):
@@ -293,7 +295,7 @@ def test_lm_pretraining_learns_with_clipping_off():
     models = []
     for clip in (0.0, 1e9):  # off, and a bound no gradient reaches: the same training, bit for bit
         torch.manual_seed(0)
-        models.append(LSTMClassifier(ModelArgs(12, 2, 8, 16, embedding_dropout=0.0)))
+        models.append(lstm(12, 2, 8, 16, embedding_dropout=0.0))
         before = {k: v.clone() for k, v in models[-1].lstm.state_dict().items()}
         pretrain_lm(models[-1], seqs, epochs=2, batch_size=8, lr=0.01, device=torch.device("cpu"), seed=0, clip=clip)
         assert not any(torch.equal(v, models[-1].lstm.state_dict()[k]) for k, v in before.items())
@@ -320,7 +322,7 @@ class _DataDependent(TorchDispatchMode):
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_an_lm_step_finds_its_positions_with_one_sync(bidirectional, monkeypatch):
     torch.manual_seed(0)
-    lm = BiLM(LSTMClassifier(ModelArgs(12, 2, 8, 16, bidirectional=bidirectional)), sample=0.5).train()
+    lm = BiLM(lstm(12, 2, 8, 16, bidirectional=bidirectional), sample=0.5).train()
     monkeypatch.setattr(lm.softmax, "forward", lambda states, targets: type("Out", (), {"loss": states.sum()}))
     tokens, lengths = torch.randint(2, 12, (4, 9)), torch.tensor([9, 5, 1, 7])
     with _DataDependent() as mode:

@@ -8,15 +8,15 @@ import torch
 from textclf.artifact import load_model
 from textclf.config import load_config
 from textclf.lm import BiLM, pretrain_lm
-from textclf.model import LSTMClassifier, ModelArgs
+from textclf.model import LSTMClassifier
 from textclf.pipeline import train
 
-from .conftest import TINY, make_reviews
+from .conftest import TINY, lstm, make_reviews
 
 
 def _model(vocab_size: int = 12, bidirectional: bool = True) -> LSTMClassifier:
     torch.manual_seed(0)
-    return LSTMClassifier(ModelArgs(vocab_size, 2, 8, 16, bidirectional=bidirectional, embedding_dropout=0.0))
+    return lstm(vocab_size, 2, 8, 16, bidirectional=bidirectional, embedding_dropout=0.0)
 
 
 def test_counts_every_next_and_previous_token_and_no_padding():
@@ -43,6 +43,26 @@ def test_learns_a_pattern_but_cannot_see_the_token_it_predicts(impl, dtype):
                             dtype=dtype)
         assert check(stats["loss"]), stats
         assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_a_diverging_language_model_stops_at_the_classifiers_sync_cadence(monkeypatch):
+    """The LM checks its loss every SYNC_EVERY steps, as the classifier does, not once an epoch."""
+    from textclf import optim
+    from textclf.errors import TrainingDiverged
+
+    steps, real = [], BiLM.forward
+
+    def forward(self, tokens, lengths):  # the loss turns NaN at step 3
+        loss, n = real(self, tokens, lengths)
+        steps.append(1)
+        return (loss * float("nan") if len(steps) >= 3 else loss), n
+
+    monkeypatch.setattr(BiLM, "forward", forward)
+    monkeypatch.setattr(optim, "SYNC_EVERY", 4)
+    seqs = [np.arange(2, 12) for _ in range(40)]  # 40 steps of one text
+    with pytest.raises(TrainingDiverged, match=r"language-model loss became nan by step 4 of epoch 1"):
+        pretrain_lm(_model(), seqs, epochs=1, batch_size=1, lr=0.01, device=torch.device("cpu"), seed=0)
+    assert len(steps) == 4
 
 
 def test_changes_the_encoder_only_and_is_cached(tmp_path):

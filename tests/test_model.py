@@ -3,6 +3,8 @@ import torch
 
 from textclf.model import LSTMClassifier, ModelArgs, flip_index
 
+from .conftest import lstm
+
 ARCHS = [  # (num_layers, bidirectional, pooling, num_classes)
     (1, True, "max", 2), (2, True, "last", 3), (2, False, "max_mean", 2), (1, False, "mean", 4), (3, True, "mean", 2),
 ]
@@ -108,9 +110,9 @@ def test_pad_embedding_gets_no_gradient():
 
 def test_bad_arguments():
     with pytest.raises(ValueError):
-        LSTMClassifier(ModelArgs(10, 2, pooling="sum"))
+        lstm(10, 2, pooling="sum")
     with pytest.raises(ValueError):
-        LSTMClassifier(ModelArgs(10, 1))
+        lstm(10, 1)
 
 
 def test_build_model_makes_the_type_from_its_args_and_arch_records_them():
@@ -118,7 +120,7 @@ def test_build_model_makes_the_type_from_its_args_and_arch_records_them():
 
     from textclf.model import build_model
 
-    args = ModelArgs(30, 3, 8, 6, num_layers=2, pooling="mean")
+    args = ModelArgs(30, 3, 8, 6, 2, True, 0.3, 0.1, "mean")
     model = build_model("lstm", {**asdict(args), "linear": True, "type": "lstm"})  # config keys it does not take
     assert isinstance(model, LSTMClassifier) and model.kind == "lstm" and model.args == args
     assert model.arch == asdict(args) and model.num_classes == 3

@@ -11,7 +11,7 @@ from textclf.optim import make_scheduler
 from textclf.pipeline import train
 from textclf.predict import Classifier
 
-from .conftest import TINY
+from .conftest import TINY, lstm
 
 
 def test_loss_is_bce_for_one_logit_and_ce_for_many():
@@ -85,11 +85,10 @@ def test_multiclass_training(tmp_path):
 
 
 def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
-    from textclf.model import LSTMClassifier, ModelArgs
     from textclf.trainer import adversarial_delta
 
     torch.manual_seed(0)
-    model = LSTMClassifier(ModelArgs(50, 2, embedding_dim=8, hidden_size=8, dropout=0.0, embedding_dropout=0.0)).eval()
+    model = lstm(50, 2, embedding_dim=8, hidden_size=8, dropout=0.0, embedding_dropout=0.0).eval()
     x, lengths, y = torch.randint(1, 50, (4, 7)), torch.tensor([7, 5, 3, 1]), torch.tensor([0, 1, 0, 1])
     x[1, 5:], x[2, 3:], x[3, 1:] = 0, 0, 0
     delta = torch.zeros(4, 7, 8, requires_grad=True)

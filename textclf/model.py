@@ -151,19 +151,19 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Ten
 
 @dataclass
 class ModelArgs:
-    """What an LSTMClassifier is built from; saved as config.json's "model". The run's values come from the
-    config (model.*, the vocab's and label set's sizes); these defaults only serve code that builds one by hand."""
+    """What an LSTMClassifier is built from; saved as config.json's "model". The values come from the config
+    (model.*: what each means, and the recipe's, are written there) and the vocab's and label set's sizes."""
 
     vocab_size: int
     num_classes: int
-    embedding_dim: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.3  # before the output layer and between LSTM layers
-    embedding_dropout: float = 0.1
-    pooling: str = "max"  # last | max | mean | max_mean
-    padding_idx: int = 0
+    embedding_dim: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    dropout: float
+    embedding_dropout: float
+    pooling: str  # one of POOLINGS
+    padding_idx: int = 0  # <pad>'s id in every textclf vocab
 
 
 class LSTMClassifier(nn.Module):
