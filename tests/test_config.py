@@ -113,7 +113,7 @@ def test_label_map_from_the_command_line_keeps_int_keys_and_nulls():
     ("data.label_map={1: [a, b]}", r'"data.label_map" maps 1 to'),
     ("data.encoding_errors=ignore", r"choose one of: strict, replace"),
     ("vocab.new_tokens=-1", r'"vocab.new_tokens" must be >= 0'),
-    ("train.class_weights=inverse", r"choose one of: none, balanced"),
+    ("train.class_weights=inverse", r"choose one of: auto, balanced, none"),
     ("pretrain.lm_epochs=-1", r'"pretrain.lm_epochs" must be >= 0'),
     ("train.adversarial=-0.1", r'"train.adversarial" must be >= 0'),
     ("pretrain.lm_sample=0", r'"pretrain.lm_sample" must be in \(0, 1\]'),

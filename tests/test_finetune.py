@@ -182,3 +182,23 @@ def test_unrelated_binary_labels_get_a_new_head(tmp_path, base):
     df["label"] = ["spam" if i % 2 else "ham" for i in range(len(df))]  # unrelated to the words' sentiment
     metrics, _ = _finetune(tmp_path, base, df, "train.epochs=1")
     assert metrics["init_from"]["head"] == "new" and 0.4 < metrics["init_from"]["alignment_auc"] < 0.6
+
+
+@pytest.mark.parametrize(("setting", "labels", "weighed"), [
+    ("auto", [0] * 6 + [1] * 3, True),  # 2:1 or more: imbalanced
+    ("auto", [0] * 5 + [1] * 3, False),
+    ("balanced", [0] * 5 + [1] * 5, True),
+    ("none", [0] * 9 + [1], False),
+])
+def test_class_weights_auto_weighs_imbalanced_labels_only(setting, labels, weighed):
+    from types import SimpleNamespace
+
+    from textclf.pipeline import class_weights
+
+    cfg = load_config(None, [f"train.class_weights={setting}"])
+    data = SimpleNamespace(datasets={"train": SimpleNamespace(labels=np.array(labels))},
+                           labels=LabelVocab(["a", "b"]))
+    weights = class_weights(cfg, data, torch.device("cpu"))
+    assert (weights is not None) == weighed
+    if weighed:
+        assert weights.tolist() == pytest.approx(balanced_class_weights(np.array(labels), 2).tolist())

@@ -152,3 +152,12 @@ def test_import_bounds_onednn_kernel_cache_unless_the_user_set_it():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "7"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "7"
+
+
+def test_small_data_trains_more_epochs_for_min_steps():
+    from textclf.config import TrainConfig
+    from textclf.trainer import planned_epochs
+
+    assert planned_epochs(TrainConfig(epochs=5, min_steps=1500), 352) == 5  # IMDB's 22.5k reviews: as written
+    assert planned_epochs(TrainConfig(epochs=5, min_steps=1500), 165) == 10  # 10.5k tweets
+    assert planned_epochs(TrainConfig(epochs=5, min_steps=0), 3) == 5

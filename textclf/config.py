@@ -95,7 +95,8 @@ class TrainConfig:
     scheduler: str = "cosine"  # cosine | linear | constant, each after a linear warmup
     warmup_ratio: float = 0.05
     patience: int = 3  # epochs without a better validation score before stopping
-    min_epoch_steps: int = 0  # an epoch of fewer optimizer steps makes several passes over the train rows
+    min_steps: int = 1500  # small data: more epochs, so that training makes at least this many optimizer steps
+    min_epoch_steps: int = 50  # an epoch of fewer optimizer steps makes several passes over the train rows
     layer_lr_decay: float = 1.0  # > 1: the LSTM learns at lr / this, the embedding at lr / this**2 (fine-tuning)
     monitor: str = "loss"  # loss (calibrated validation log-loss) | accuracy | f1
     seed: int = 42
@@ -108,7 +109,7 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between resumable checkpoints in run_dir/checkpoints (0: none)
     checkpoint_steps: int = 0  # also every N optimizer steps, mid-epoch (0: none)
     keep_last: int = 2  # checkpoints kept on disk (the oldest are deleted)
-    class_weights: str = "none"  # none | balanced (inverse class frequency in train)
+    class_weights: str = "auto"  # auto (balanced when a class has 2x the rows of another) | balanced | none
     adversarial: float = 0.02  # >0: also train on embedded tokens pushed by this fraction of their norm (2x cost)
     freeze_embedding_epochs: int = 0  # init_from: keep the pretrained embedding rows fixed for the first N epochs
     freeze_encoder_epochs: int = 0  # init_from: keep the LSTM fixed for the first N epochs
@@ -139,7 +140,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.monitor": ("accuracy", "f1", "loss"),
     "train.lstm_impl": ("auto", "packed", "padded"),
     "train.amp_gpu": ("auto", "bf16", "fp16"),
-    "train.class_weights": ("none", "balanced"),
+    "train.class_weights": ("auto", "balanced", "none"),
     "data.encoding_errors": ("strict", "replace"),
     "init_head": ("auto", "new"),
 }

@@ -269,13 +269,20 @@ def deterministic(enabled: bool):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
 
 
+def planned_epochs(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """`cfg.epochs`, or more on data too small for `cfg.min_steps` optimizer steps in that many epochs: a model
+    trained on a few thousand short texts was still learning when 5 epochs (825 steps) were up."""
+    return max(cfg.epochs, -(-cfg.min_steps // max(steps_per_epoch, 1)))
+
+
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
         device: torch.device, label_names: list[str], log_path: Path | None = None,
         class_weights: torch.Tensor | None = None, on_epoch: Callable[[dict], None] | None = None,
         checkpoints: Checkpoints | None = None, resume: dict | None = None,
         on_best: Callable[[nn.Module], None] | None = None,
         on_epoch_start: Callable[[int], None] | None = None, start_as_best: bool = False) -> FitResult:
-    """Train for up to `cfg.epochs`; keep the weights of the best validation epoch (restored at the end).
+    """Train for up to `cfg.epochs`, or as many more as make `cfg.min_steps` optimizer steps; keep the weights
+    of the best validation epoch (restored at the end).
 
     With `checkpoints`, the whole training state is saved at epoch ends (and every `every_steps`
     steps); `resume`, a loaded checkpoint, continues from it exactly: on CPU, bit for bit.
@@ -290,7 +297,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
     model.to(device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.layer_lr_decay)
     n = len(train_loader)
-    sched = make_scheduler(opt, cfg.scheduler, cfg.epochs * n, cfg.warmup_ratio)
+    epochs = planned_epochs(cfg, n)
+    sched = make_scheduler(opt, cfg.scheduler, epochs * n, cfg.warmup_ratio)
     dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu, cfg.amp_gpu)
     precision = f"{str(dtype).removeprefix('torch.')} autocast" if dtype else "float32"
     log.info("precision: %s", f"{precision}, float32 weights" if dtype else precision)
@@ -331,7 +339,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
 
     sigterm = _Sigterm() if checkpoints else None  # without checkpoints there is nothing to resume from
     try:
-        for epoch in range(p.epoch, cfg.epochs + 1):
+        for epoch in range(p.epoch, epochs + 1):
             if p.stopped:
                 break
             if p.batch == 0:
@@ -343,7 +351,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
                 ddp, trainable = distributed.wrap(model, device), now
             train_loader.batch_sampler.set_epoch(epoch, start=p.batch)
             train_epoch(ddp, train_loader, opt, sched, device, cfg.clip_grad_norm, dtype, scaler, p,
-                        desc=f"epoch {epoch}/{cfg.epochs}", class_weights=class_weights,
+                        desc=f"epoch {epoch}/{epochs}", class_weights=class_weights,
                         on_step=on_step if checkpoints else None, adversarial=cfg.adversarial)
             t0, train_loss = time.perf_counter(), check_finite(p, n).sum().item() / n
             val = validate(model, val_loader, device, label_names, dtype)
@@ -363,7 +371,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
             else:
                 p.stale += 1
             log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s",
-                     epoch, cfg.epochs, train_loss, val["loss"], val["accuracy"], val["f1"], row["seconds"],
+                     epoch, epochs, train_loss, val["loss"], val["accuracy"], val["f1"], row["seconds"],
                      f"{row['tokens_per_s']:,}", "  *best" if improved else "")
             if log_path is not None:
                 with open(log_path, "a", encoding="utf-8") as f:
@@ -372,7 +380,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
                 on_best(model)
             if on_epoch is not None:
                 on_epoch(row)
-            p.stopped = p.stale >= cfg.patience or epoch == cfg.epochs
+            p.stopped = p.stale >= cfg.patience or epoch == epochs
             p.epoch, p.batch = epoch + 1, 0
             if checkpoints and checkpoints.every_epochs and (epoch % checkpoints.every_epochs == 0 or p.stopped):
                 save_checkpoint()
