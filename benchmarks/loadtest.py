@@ -1,12 +1,15 @@
 """Load test of `textclf serve` on loopback: concurrent clients, bounded in requests and seconds.
 
     python benchmarks/loadtest.py MODEL_DIR [--clients 8] [--requests 2000] [--duration 60]
+    python benchmarks/loadtest.py MODEL_DIR --clients 32 --texts ../shared/data/imdb/test.parquet
 
 starts `textclf serve MODEL_DIR` on 127.0.0.1 (a free port), waits for /health, sends `--warmup`
 uncounted requests, then POSTs /predict from `--clients` concurrent clients until `--requests` are
-done or `--duration` seconds pass, stops the server, and reports requests/s and p50/p99 latency.
-`--url http://127.0.0.1:PORT` targets a server that is already running instead (loopback only).
-Exits 1 if any request failed.
+done or `--duration` seconds pass, stops the server, and reports requests/s, p50/p99 latency, errors
+and 503s (a full queue). Then, in this process, it times the Python API on the same texts
+(`Classifier.predict_proba` over all of them at once, the same threads) and prints the server's
+texts/s as a fraction of that. `--url http://127.0.0.1:PORT` targets a server that is already running
+instead (loopback only; no Python API figure). Exits 1 if any request failed other than with a 503.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import ipaddress
 import json
 import os
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -48,16 +52,43 @@ def synthetic_texts(n: int, seed: int, min_words: int, max_words: int) -> list[s
     return texts
 
 
-def read_texts(path: str, column: str, limit: int) -> list[str]:
-    """A .txt file (one text a line) or any table textclf reads (csv/tsv/jsonl/parquet)."""
+def read_texts(path: str, column: str, sample: int, seed: int) -> list[str]:
+    """A seeded sample of `sample` texts from a .txt file (one text a line) or any table textclf reads
+    (csv/tsv/jsonl/parquet): the whole file's lengths, not its first rows'."""
     if path.endswith(".txt"):
         texts = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         sys.path.insert(0, str(REPO))
         from textclf.data import read_table
 
-        texts = [t for t in read_table(path)[column].astype(str) if t.strip()]
-    return texts[:limit]
+        table = read_table(path)
+        if column not in table.columns:
+            raise SystemExit(f"error: {path} has no column {column!r} (columns: {', '.join(map(str, table.columns))}); "
+                             "set --text-column")
+        texts = [t for t in table[column].astype(str) if t.strip()]
+    if not texts:
+        raise SystemExit(f"error: {path} has no texts")
+    return random.Random(seed).sample(texts, min(sample, len(texts)))
+
+
+def api_rate(model_dir: str, texts: list[str], threads: int | None, device: str, bf16: bool,
+             repeats: int) -> float:
+    """The Python API's reviews/s on `texts`: one `predict_proba` over all of them, the median of `repeats`."""
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from textclf.predict import Classifier
+
+    if threads:
+        torch.set_num_threads(threads)
+    clf = Classifier.load(model_dir, device, bf16)
+    clf.predict_proba(texts[:64])  # warm up: first calls allocate and pick kernels
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        clf.predict_proba(texts)
+        seconds.append(time.perf_counter() - start)
+    return len(texts) / float(np.median(seconds))
 
 
 def check_loopback(url: str) -> str:
@@ -96,37 +127,87 @@ def wait_healthy(url: str, server: subprocess.Popen | None, timeout: float) -> d
     raise SystemExit(f"error: {url}/health did not answer within {timeout:.0f} s")
 
 
+class Connection:
+    """One client's keep-alive HTTP/1.1 connection, written by hand: httpx's AsyncClient spent ~4 ms of CPU per
+    request, on the cores the server runs on, so it measured the load generator more than the server."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                     % (path.encode(), self.host.encode(), len(body)) + body)
+        status_line = await reader.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        length, close = 0, False
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection":
+                close = value.strip().lower() == b"close"
+            elif name == b"transfer-encoding":
+                raise ConnectionError(f"a {value.strip().decode()} response; this client reads Content-Length only")
+        data = await reader.readexactly(length)
+        if close:
+            self.close()
+        return int(status_line.split()[1]), data
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
 async def run_load(url: str, bodies: list[dict], clients: int, requests: int, duration: float) -> dict:
-    """`clients` workers share one request counter; each request's latency is measured on its own."""
+    """`clients` workers, one connection each, share one request counter; each request's latency is measured
+    on its own. Only answered requests (200) count toward requests/s and latency; 503s and failures are counted."""
+    parts = urlsplit(url)
+    payloads = [json.dumps(b).encode() for b in bodies]  # encoded once: the clients' CPU is the server's too
+    path = (parts.path.rstrip("/") or "") + "/predict"
     latencies: list[float] = []
     errors: list[str] = []
+    rejected = 0
     issued = 0
     deadline = time.perf_counter() + duration
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal issued
-        while issued < requests and time.perf_counter() < deadline:
-            body = bodies[issued % len(bodies)]
-            issued += 1
-            t0 = time.perf_counter()
-            try:
-                r = await client.post(f"{url}/predict", json=body)
-                if r.status_code != 200:
-                    errors.append(f"{r.status_code} {r.text[:200]}")
+    async def worker() -> None:
+        nonlocal issued, rejected
+        conn = Connection(parts.hostname, parts.port or 80)
+        try:
+            while issued < requests and time.perf_counter() < deadline:
+                body = payloads[issued % len(payloads)]
+                issued += 1
+                t0 = time.perf_counter()
+                try:
+                    async with asyncio.timeout(60):
+                        status, data = await conn.post(path, body)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError) as e:
+                    errors.append(f"{type(e).__name__}: {e}")
+                    conn.close()
                     continue
-            except httpx.HTTPError as e:
-                errors.append(f"{type(e).__name__}: {e}")
-                continue
-            latencies.append(time.perf_counter() - t0)
+                if status == 503:
+                    rejected += 1
+                elif status != 200:
+                    errors.append(f"{status} {data[:200].decode(errors='replace')}")
+                else:
+                    latencies.append(time.perf_counter() - t0)
+        finally:
+            conn.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(clients)))
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    seconds = time.perf_counter() - start
     ms = np.asarray(latencies) * 1000
     return {
-        "requests": len(latencies) + len(errors), "errors": len(errors), "first_errors": errors[:3],
+        "requests": len(latencies) + len(errors) + rejected, "errors": len(errors), "rejected_503": rejected,
+        "first_errors": errors[:3],
         "seconds": round(seconds, 2), "requests_per_s": round(len(latencies) / seconds, 1),
         "texts_per_s": round(len(latencies) * len(bodies[0].get("texts", [None])) / seconds, 1),
         **{f"latency_{name}_ms": round(float(np.percentile(ms, q)), 1) if len(ms) else None
@@ -143,24 +224,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=60, help="or after this many seconds (default 60)")
     p.add_argument("--warmup", type=int, default=50, help="uncounted requests first (default 50)")
     p.add_argument("--batch", type=int, default=1, help="texts per request: 1 sends {text}, more {texts} (default 1)")
-    p.add_argument("--texts", help="texts to send: a .txt file (one a line) or a csv/tsv/jsonl/parquet table")
+    p.add_argument("--texts", help="texts to send: a .txt file (one a line) or a csv/tsv/jsonl/parquet table, "
+                                    "e.g. ../shared/data/imdb/test.parquet")
     p.add_argument("--text-column", default="text")
+    p.add_argument("--sample", type=int, default=2000, help="--texts: how many, drawn with --seed (default 2000)")
     p.add_argument("--words", default="20,250", help="synthetic texts: min,max words (default 20,250)")
-    p.add_argument("--server-threads", type=int, help="the started server's --threads (PyTorch intra-op threads)")
+    p.add_argument("--server-threads", type=int,
+                   help="PyTorch threads: the started server's --threads and the Python API's (default: PyTorch's)")
+    p.add_argument("--device", default="auto", help="the server's and the Python API's --device (default auto)")
+    p.add_argument("--bf16", action="store_true", help="serve and time the Python API in bfloat16")
+    p.add_argument("--serve-args", default="",
+                   help='more `textclf serve` options, e.g. "--batch-window-ms 2 --max-batch 32"')
+    p.add_argument("--api-repeats", type=int, default=3,
+                   help="times the Python API labels the texts, the median counts (default 3; 0: skip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", help="write the report as JSON here")
     args = p.parse_args(argv)
-    if args.clients <= 0 or args.requests <= 0 or args.duration <= 0 or args.batch <= 0:
-        p.error("--clients, --requests, --duration and --batch must be > 0")
+    if min(args.clients, args.requests, args.batch, args.sample) <= 0 or args.duration <= 0 or args.api_repeats < 0:
+        p.error("--clients, --requests, --duration, --batch and --sample must be > 0, --api-repeats >= 0")
     if bool(args.url) == bool(args.model_dir):
         p.error("give MODEL_DIR (the test starts a server) or --url of a running one, not both")
 
     if args.texts:
-        texts = read_texts(args.texts, args.text_column, 5000)
+        texts = read_texts(args.texts, args.text_column, args.sample, args.seed)
     else:
         lo, hi = (int(v) for v in args.words.split(","))
         texts = synthetic_texts(1000, args.seed, lo, hi)
-    random.Random(args.seed).shuffle(texts)
+        random.Random(args.seed).shuffle(texts)
     bodies = ([{"text": t} for t in texts] if args.batch == 1 else
               [{"texts": [texts[(i + j) % len(texts)] for j in range(args.batch)]} for i in range(len(texts))])
 
@@ -170,9 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        extra = ["--max-texts", str(max(64, args.batch))]
-        server = start_server(args.model_dir, port, extra + (["--threads", str(args.server_threads)]
-                                                             if args.server_threads else []))
+        extra = ["--max-texts", str(max(64, args.batch)), "--device", args.device, *shlex.split(args.serve_args)]
+        extra += ["--max-queue", str(max(256, args.batch))] if "--max-queue" not in extra else []
+        extra += ["--threads", str(args.server_threads)] if args.server_threads else []
+        extra += ["--bf16"] if args.bf16 else []
+        server = start_server(args.model_dir, port, extra)
     try:
         health = wait_healthy(url, server, timeout=180)
         if args.warmup:
@@ -185,13 +277,22 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 server.kill()
+    api = None
+    if args.model_dir and args.api_repeats:  # after the server has stopped: the two never share the CPU
+        api = api_rate(args.model_dir, texts, args.server_threads, args.device, args.bf16, args.api_repeats)
     report = {"url": url, "model": health.get("model"), "clients": args.clients, "batch": args.batch,
-              "server_threads": args.server_threads,
-              "texts": "file " + args.texts if args.texts else f"synthetic, {args.words} words", **report}
+              "server_threads": args.server_threads, "serve_args": args.serve_args, "bf16": args.bf16,
+              "texts": (f"file {args.texts}, {len(texts)} sampled (seed {args.seed})" if args.texts
+                        else f"synthetic, {args.words} words"), **report,
+              "api_reviews_per_s": round(api, 1) if api else None,
+              "server_vs_api": round(report["texts_per_s"] / api, 3) if api else None}
     print(f"{report['requests']} requests from {args.clients} clients in {report['seconds']} s: "
           f"{report['requests_per_s']} requests/s ({report['texts_per_s']} texts/s), "
           f"latency p50 {report['latency_p50_ms']} ms, p99 {report['latency_p99_ms']} ms, "
-          f"errors {report['errors']}")
+          f"errors {report['errors']}, 503s {report['rejected_503']}")
+    if api:
+        print(f"Python API on the same {len(texts)} texts: {report['api_reviews_per_s']} reviews/s; "
+              f"the server's texts/s are {report['server_vs_api']}x that")
     print(json.dumps(report))
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

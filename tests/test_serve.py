@@ -1,16 +1,25 @@
-"""The HTTP service through FastAPI's TestClient: predictions, explanations, the page, limits and 4xx errors."""
+"""The HTTP service through FastAPI's TestClient: predictions, explanations, the page, limits and 4xx errors,
+and the batching of concurrent /predict requests."""
 
+import asyncio
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from textclf.cli import main
+from textclf.errors import TextclfError
 from textclf.predict import Classifier
 from textclf.serve import create_app
 
-from .conftest import POSITIVE
+from .conftest import POSITIVE, REPO, make_reviews
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +108,153 @@ def test_serve_command_errors(tmp_path, tiny_run, capsys):
     assert main(["serve", str(tiny_run), "--max-texts", "0"]) == 2
     assert main(["serve", str(tiny_run), "--threads", "0"]) == 2
     assert "--threads must be > 0" in capsys.readouterr().err
+    assert main(["serve", str(tiny_run), "--max-queue", "0"]) == 2
+    assert "--max-queue must be > 0" in capsys.readouterr().err
+    assert main(["serve", str(tiny_run), "--batch-window-ms", "-1"]) == 2
+    assert "--batch-window-ms must be in 0..1000" in capsys.readouterr().err
+
+
+# Batching: the texts of concurrent /predict requests run as one predict_proba call. httpx's ASGITransport
+# runs the app on this test's event loop (no lifespan: the batcher starts on the first request).
+
+def post_all(app, *rounds: list[dict]) -> list[httpx.Response]:
+    """Each round's bodies POSTed to /predict at once, the rounds one after another; the responses in order."""
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return [r for bodies in rounds for r in await asyncio.gather(*(c.post("/predict", json=b) for b in bodies))]
+
+    try:
+        return asyncio.run(run())
+    finally:
+        app.state.batcher.stop()
+
+
+@pytest.fixture
+def calls(clf, monkeypatch) -> list[int]:
+    """The number of texts of every predict_proba call the server makes."""
+    seen, real = [], clf.predict_proba
+
+    def spy(texts, **kwargs):
+        seen.append(len(texts))
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(clf, "predict_proba", spy)
+    return seen
+
+
+def test_concurrent_requests_share_forward_passes_and_get_their_solo_numbers(clf, calls):
+    app = create_app(clf, batch_window_ms=300, explain_steps=2)
+    calls.clear()  # the explainer's warm-up
+    texts = make_reviews(18, seed=7).text.tolist()  # 4 to 34 words: batches mix lengths
+    bodies = [{"text": t} for t in texts[:14]] + [{"texts": texts[14:16]}, {"texts": texts[16:]}]
+    alone = [Classifier.predict_proba(clf, b.get("texts") or [b["text"]]) for b in bodies]  # not the spy
+    responses = post_all(app, bodies)
+    assert [r.status_code for r in responses] == [200] * 16
+    assert len(calls) < len(bodies) and sum(calls) == 18
+    for r, want in zip(responses, alone, strict=True):
+        got = [[p["probabilities"][k] for k in clf.labels] for p in r.json()["predictions"]]
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_each_request_in_a_batch_has_its_own_threshold(clf, calls):
+    app = create_app(clf, batch_window_ms=300, explain_steps=2)
+    calls.clear()
+    p_pos = float(Classifier.predict_proba(clf, ["the film"])[0, 1])
+    low, high = {"text": "the film", "threshold": max(0.0, p_pos - 1e-3)}, {"text": "the film",
+                                                                          "threshold": min(1.0, p_pos + 1e-3)}
+    responses = post_all(app, [low, high, low])
+    assert [r.json()["predictions"][0]["label"] for r in responses] == ["pos", "neg", "pos"]
+    assert calls == [3]  # one batch, three thresholds
+
+
+def test_a_full_queue_answers_503_with_retry_after_at_once(clf, monkeypatch):
+    app = create_app(clf, max_texts=2, max_queue=2, max_batch=1, batch_window_ms=0, explain_steps=2)
+    entered, gate, real = threading.Event(), threading.Event(), clf.predict_proba
+
+    def slow(texts, **kwargs):
+        entered.set()
+        gate.wait(30)
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(clf, "predict_proba", slow)
+
+    async def run():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            first = asyncio.create_task(c.post("/predict", json={"text": "a superb film"}))
+            assert await asyncio.to_thread(entered.wait, 30)  # the model is busy with it
+            queued = asyncio.create_task(c.post("/predict", json={"texts": ["dull", "an awful film"]}))
+            for _ in range(3000):
+                if app.state.batcher.queued == 2:
+                    break
+                await asyncio.sleep(0.01)
+            started = time.monotonic()
+            refused = await c.post("/predict", json={"text": "great"})
+            waited = time.monotonic() - started
+            gate.set()
+            return refused, waited, await first, await queued
+
+    try:
+        refused, waited, first, queued = asyncio.run(run())
+    finally:
+        gate.set()
+        app.state.batcher.stop()
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json() == {"error": "the server is busy (2 texts waiting, at most 2); retry in 1 s"}
+    assert waited < 10  # not queued behind the model, which held its batch until the gate opened
+    assert first.status_code == queued.status_code == 200 and len(queued.json()["predictions"]) == 2
+
+
+def test_a_model_error_fails_only_its_batch_and_the_server_keeps_serving(clf, monkeypatch, caplog):
+    app = create_app(clf, max_batch=1, batch_window_ms=0, explain_steps=2)  # a batch per request
+    real = clf.predict_proba
+
+    def fragile(texts, **kwargs):
+        if any("boom" in t for t in texts):
+            raise RuntimeError("boom: the kernel failed\ntraceback details")
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(clf, "predict_proba", fragile)
+    responses = post_all(app, [{"text": "superb film"}, {"text": "boom film"}, {"text": "awful film"}],
+                         [{"text": "superb film"}])
+    assert [r.status_code for r in responses] == [200, 500, 200, 200]
+    assert responses[1].json() == {"error": "prediction failed (RuntimeError: boom: the kernel failed); "
+                                            "see the server log"}
+    assert "prediction failed for a batch of 1 texts" in caplog.text
+
+
+def test_the_batch_worker_runs_while_the_app_runs_and_stops_with_it(clf):
+    app = create_app(clf, explain_steps=2)
+    with TestClient(app) as c:
+        assert app.state.batcher.running
+        assert c.post("/predict", json={"text": "superb film"}).status_code == 200
+    assert not app.state.batcher.running
+
+
+def test_a_queue_shorter_than_a_request_is_refused(clf):
+    with pytest.raises(TextclfError, match=r"--max-queue \(8\) must be at least --max-texts \(64\)"):
+        create_app(clf, max_queue=8, explain_steps=2)
+
+
+@pytest.mark.slow
+def test_the_served_process_stops_promptly_on_sigterm(tiny_run):
+    """The real command: the worker thread never keeps the process alive after uvicorn's shutdown."""
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "textclf", "serve", str(tiny_run), "--port", str(port)],
+                              cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert httpx.post(f"http://127.0.0.1:{port}/predict", json={"text": "superb film"}).status_code == 200
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=15)
+    finally:
+        server.kill()
+    assert "Application shutdown complete" in server.stderr.read()

@@ -159,7 +159,16 @@ def _serve_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-texts", type=int, default=64, help="texts per /predict request (default 64)")
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default 20000)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body size (default 1 MB)")
-    p.add_argument("--threads", type=int, help="PyTorch intra-op threads (default: PyTorch's, one per core)")
+    p.add_argument("--max-batch", type=int, default=64,
+                   help="texts of concurrent /predict requests run together as one batch (default 64)")
+    p.add_argument("--batch-window-ms", type=float, default=5.0,
+                   help="how long the first request of a batch waits for others to join (default 5)")
+    p.add_argument("--max-queue", type=int, default=256,
+                   help="texts waiting for the model; beyond this, 503 with Retry-After (default 256)")
+    p.add_argument("--forward-batch", type=int,
+                   help="texts per LSTM forward within a batch, by length (default: 8 on CPU, --max-batch on GPU)")
+    p.add_argument("--threads", type=int,
+                   help="PyTorch threads for the batch worker (default: PyTorch's, one per core)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     return p
 
@@ -353,15 +362,18 @@ def run_push(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    for name in ("max_texts", "max_chars", "max_body_bytes", "threads"):
+    for name in ("max_texts", "max_chars", "max_body_bytes", "threads", "max_batch", "max_queue", "forward_batch"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise TextclfError(f"--{name.replace('_', '-')} must be > 0")
+    if not 0 <= args.batch_window_ms <= 1000:
+        raise TextclfError(f"--batch-window-ms must be in 0..1000, got {args.batch_window_ms}")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     serve(args.model_dir, args.host, args.port, args.device, args.log_level, args.bf16, max_texts=args.max_texts,
-          max_chars=args.max_chars, max_body_bytes=args.max_body_bytes)
+          max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
+          batch_window_ms=args.batch_window_ms, max_queue=args.max_queue, forward_batch=args.forward_batch)
     return 0
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
 from importlib import resources
 
+import numpy as np
+
 from .errors import TextclfError
+from .microbatch import MicroBatcher, Unavailable
 from .predict import Classifier
 
 log = logging.getLogger(__name__)
@@ -43,8 +48,20 @@ if FastAPI is not None:
         threshold: float = Field(0.5, ge=0.0, le=1.0)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+# A gathered batch holds reviews of every length, and on CPU the padded LSTM computes every padded step:
+# length-sorted forwards of a few texts compute far less padding than one forward over the batch, and cost
+# about as much per text (the arithmetic and onnx_speed.py's batch sizes: benchmarks/README.md).
+FORWARD_BATCH_CPU = 8
+RETRY_AFTER_S = 1  # what a 503 asks a client to wait: on CPU a default-sized full queue drains in less
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
@@ -94,14 +111,34 @@ class BodyLimit:
 
 
 def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_chars: int = 20_000,
-               max_body_bytes: int = 1_000_000, explain_steps: int = 100) -> FastAPI:
-    """The app around a loaded `Classifier`. Limits: texts per request, characters per text, body bytes."""
+               max_body_bytes: int = 1_000_000, explain_steps: int = 100, max_batch: int = 64,
+               batch_window_ms: float = 5.0, max_queue: int = 256, forward_batch: int | None = None) -> FastAPI:
+    """The app around a loaded `Classifier`. Limits: texts per request, characters per text, body bytes.
+
+    /predict requests are gathered into batches (`MicroBatcher`): up to `max_batch` texts that arrive within
+    `batch_window_ms` of the first, at most `max_queue` texts waiting (more: 503). A batch runs as one
+    `predict_proba` in forwards of `forward_batch` texts (default: 8 on CPU, `max_batch` on a GPU)."""
     require_serve_extra()
     from .explain import Explainer
 
+    if max_queue < max_texts:
+        raise TextclfError(f"--max-queue ({max_queue}) must be at least --max-texts ({max_texts}), "
+                           "or the largest requests could never be queued")
     explainer = Explainer(clf, explain_steps)
     explainer.explain("warm up")  # the first backward pass is slow; pay for it before the first visitor
-    app = FastAPI(title="textclf", summary="Review classification with a packed-sequence LSTM")
+    forward = forward_batch or (FORWARD_BATCH_CPU if clf.device.type == "cpu" else max_batch)
+    # looked up on every batch, not bound once: tests swap in a spy or a failing model
+    batcher = MicroBatcher(lambda texts: clf.predict_proba(texts, batch_size=forward), max_batch, batch_window_ms,
+                           max_queue)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await asyncio.to_thread(batcher.stop)  # after uvicorn has answered the requests in flight
+
+    app = FastAPI(title="textclf", summary="Review classification with a packed-sequence LSTM", lifespan=lifespan)
+    app.state.batcher = batcher
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     page = resources.files("textclf").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -111,7 +148,7 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
 
     @app.exception_handler(StarletteHTTPException)  # also routing's 404 and 405, so every error is {"error": ...}
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     def check_texts(texts: list[str]) -> None:
         if not texts:
@@ -132,18 +169,31 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
     def health() -> dict:
         return {"status": "ok", "model": name, "labels": clf.labels}
 
-    # Plain `def` endpoints: FastAPI runs them in its thread pool, and PyTorch releases the GIL
-    # while it computes, so requests overlap.
+    def predictions(probs: np.ndarray, threshold: float) -> list[dict]:
+        out = []
+        for row, k in zip(probs, clf.decide(probs, threshold), strict=True):
+            out.append({"label": clf.labels[k], "probability": float(row[k]),
+                        "probabilities": dict(zip(clf.labels, map(float, row), strict=True))})
+        return out
+
+    # `async`: it only waits for the batch worker, so the event loop, which parses and answers every
+    # request, never runs the model.
     @app.post("/predict")
-    def predict(req: PredictRequest) -> dict:
+    async def predict(req: PredictRequest) -> dict:
         if (req.text is None) == (req.texts is None):
             raise HTTPException(422, 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
         texts = [req.text] if req.text is not None else req.texts
         check_texts(texts)
-        preds = clf.predict(texts, threshold=req.threshold)
-        return {"predictions": [{"label": p.label, "probability": p.probability, "probabilities": p.probabilities}
-                                for p in preds]}
+        try:
+            probs = await batcher.predict(texts)
+        except Unavailable as e:
+            raise HTTPException(503, f"{e}; retry in {RETRY_AFTER_S} s",
+                                headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        except Exception as e:  # logged with its traceback by the worker
+            raise HTTPException(500, f"prediction failed ({_one_line(e)}); see the server log") from None
+        return {"predictions": predictions(probs, req.threshold)}
 
+    # A plain `def`: FastAPI runs it in its thread pool, and PyTorch releases the GIL while it computes.
     @app.post("/explain")
     def explain(req: ExplainRequest) -> dict:
         check_texts([req.text])
@@ -161,15 +211,15 @@ def _check_port(host: str, port: int) -> None:
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          log_level: str = "info", bf16: bool = False, **limits) -> None:
-    """Load the model, then run the app with uvicorn until interrupted."""
+          log_level: str = "info", bf16: bool = False, **options) -> None:
+    """Load the model, then run the app with uvicorn until interrupted; `options` go to `create_app`."""
     require_serve_extra()
     import uvicorn
 
     if not 0 < port < 65536:
         raise TextclfError(f"--port must be in 1..65535, got {port}")
     _check_port(host, port)
-    app = create_app(Classifier.load(model_dir, device, bf16), name=str(model_dir), **limits)
+    app = create_app(Classifier.load(model_dir, device, bf16), name=str(model_dir), **options)
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -1,0 +1,162 @@
+"""`MicroBatcher`: the texts of concurrent requests gathered into one model call, on a thread of its own.
+
+    request A ─┐                       ┌─> A's rows
+    request B ─┼─> queue ─> worker ────┼─> B's rows      one predict([A..., B..., C...]) per batch
+    request C ─┘   (≤ max_queue texts)  └─> C's rows
+
+The worker takes the oldest waiting request, waits until `window` seconds have passed since it arrived
+(or `max_batch` texts are waiting), takes whole requests up to `max_batch` texts, runs `predict` once and
+hands every request its own rows. While it runs, the next requests queue up: under load, batches form
+with no waiting at all. A request that would take the queue over `max_queue` texts is refused at once
+(`Unavailable`): a bounded queue bounds the wait, where an unbounded one lets latency grow without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The texts were not taken: the queue is full, or the batcher is shutting down. Try again later."""
+
+
+@dataclass
+class _Job:
+    texts: Sequence[str]
+    done: Callable[[np.ndarray | None, BaseException | None], None]
+    arrived: float = field(default_factory=time.monotonic)
+
+
+class MicroBatcher:
+    """`await batcher.predict(texts)` → the [len(texts), C] rows `predict(texts)` would give them alone.
+
+    `predict` maps a list of texts to one row per text and must not depend on which other texts share the
+    call (Classifier.predict_proba: the LSTM is exact under padding). An exception inside it fails the
+    requests of that batch only; the worker goes on with the next.
+    """
+
+    def __init__(self, predict: Callable[[list[str]], np.ndarray], max_batch: int = 64, window_ms: float = 5.0,
+                 max_queue: int = 256):
+        if max_batch <= 0 or max_queue <= 0 or window_ms < 0:
+            raise ValueError("max_batch and max_queue must be > 0, window_ms >= 0")
+        self._predict = predict
+        self.max_batch, self.window, self.max_queue = max_batch, window_ms / 1000, max_queue
+        self._jobs: deque[_Job] = deque()
+        self.queued = 0  # texts waiting, not counting the batch the worker is running
+        self.batches = 0  # predict calls so far
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._closed = False
+            # a daemon, so that a server that never runs its shutdown (killed tests, a crash) can still exit
+            self._thread = threading.Thread(target=self._run, name="textclf-batcher", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in progress, refuse what still waits, end the worker."""
+        with self._cond:
+            self._closed = True
+            left, self._jobs, self.queued = list(self._jobs), deque(), 0
+            self._cond.notify_all()
+        for job in left:
+            job.done(None, Unavailable("the server is shutting down"))
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the batch worker did not stop within %.0f s", timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def submit(self, texts: Sequence[str], done: Callable[[np.ndarray | None, BaseException | None], None]) -> None:
+        """Queue `texts`; `done(rows, None)` or `done(None, error)` is called later from the worker thread.
+        Raises `Unavailable` at once when they do not fit in the queue."""
+        if not texts:
+            raise ValueError("no texts to predict")
+        if self._thread is None:
+            self.start()  # an app run without its lifespan (e.g. httpx's ASGITransport) still gets a worker
+        with self._cond:
+            if self._closed:
+                raise Unavailable("the server is shutting down")
+            if self.queued + len(texts) > self.max_queue:
+                raise Unavailable(f"the server is busy ({self.queued} texts waiting, at most {self.max_queue})")
+            self._jobs.append(_Job(texts, done))
+            self.queued += len(texts)
+            self._cond.notify_all()
+
+    async def predict(self, texts: Sequence[str]) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def settle(rows: np.ndarray | None, error: BaseException | None) -> None:
+            if future.done():  # the request was cancelled (its client went away)
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(rows)
+
+        def done(rows: np.ndarray | None, error: BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+                loop.call_soon_threadsafe(settle, rows, error)
+
+        self.submit(texts, done)
+        return await future
+
+    def _take(self) -> list[_Job] | None:
+        """The next batch: whole requests, oldest first, up to max_batch texts (at least one request)."""
+        with self._cond:
+            while not self._jobs and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            deadline = self._jobs[0].arrived + self.window
+            while self.queued < self.max_batch and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            if self._closed or not self._jobs:
+                return None
+            batch = [self._jobs.popleft()]
+            size = len(batch[0].texts)
+            while self._jobs and size + len(self._jobs[0].texts) <= self.max_batch:
+                size += len(self._jobs[0].texts)
+                batch.append(self._jobs.popleft())
+            self.queued -= size
+            return batch
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            texts = [t for job in batch for t in job.texts]
+            self.batches += 1
+            try:
+                rows = np.asarray(self._predict(texts))
+                if len(rows) != len(texts):
+                    raise RuntimeError(f"the model gave {len(rows)} rows for {len(texts)} texts")
+            except Exception as e:  # the requests of this batch learn of it; the next batch runs as usual
+                log.exception("prediction failed for a batch of %d texts from %d requests", len(texts), len(batch))
+                for job in batch:
+                    job.done(None, e)
+                continue
+            start = 0
+            for job in batch:
+                job.done(rows[start : start + len(job.texts)], None)
+                start += len(job.texts)
