@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from textclf.calibration import combine, expected_calibration_error, fit_temperature, fit_weight, log_loss
+from textclf.calibration import (
+    Calibration,
+    combine,
+    expected_calibration_error,
+    fit_temperature,
+    fit_weight,
+    log_loss,
+)
 
 
 def _overconfident(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -63,3 +70,19 @@ def test_ece_of_perfect_and_of_constant_predictions():
     assert expected_calibration_error(np.eye(2)[y], y) == 0.0
     assert expected_calibration_error(np.full((4, 2), 0.5), y) == pytest.approx(0.0)
     assert expected_calibration_error(np.eye(2)[1 - y], y) == pytest.approx(1.0)
+
+
+def test_each_view_is_scaled_before_they_are_averaged():
+    """An overconfident view must not outvote a calibrated one just by being sure."""
+    rng = np.random.default_rng(4)
+    n = 4000
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.5 + (2 * y - 1) * 0.15 + rng.normal(0, 0.2, n), 0.01, 0.99)  # calibrated-ish, ~77% right
+    calibrated = np.stack([1 - p, p], 1)
+    overconfident, _ = _overconfident(n, seed=5)  # 80% right, but says 99%
+    cal = Calibration.fit(overconfident, calibrated, y)
+    assert cal.lstm_temperature > 1  # the overconfident view is softened first
+    assert log_loss(cal.apply(overconfident, calibrated), y) < log_loss(combine(overconfident, calibrated, 0.5), y)
+    assert Calibration.from_dict(cal.to_dict()) == Calibration(**cal.to_dict())
+    assert Calibration.from_dict({"weight": 0.3, "temperature": 2.0}) == Calibration(0.3, 2.0, 1.0, 1.0)  # older
+    assert np.allclose(Calibration().apply(overconfident), overconfident)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from textclf.batching import collate
-from textclf.calibration import combine
+from textclf.calibration import Calibration
 from textclf.cli import main
 from textclf.export import TOLERANCE, check_parity, random_batch, to_onnx
 from textclf.model import LSTMClassifier, ModelArgs
@@ -66,11 +66,11 @@ def test_export_command_writes_a_checked_model_with_metadata(tiny_run, tmp_path,
     np.testing.assert_allclose(probs, clf.predict_encoded(clf.encode(texts)), atol=1e-5)  # the LSTM's
     # ... and what the model says, once averaged with its linear view and temperature-scaled
     art = clf.artifact
-    assert (json.loads(meta["lstm_weight"]), json.loads(meta["temperature"])) == (art.weight, art.temperature)
+    cal = Calibration.from_dict(json.loads(meta["calibration"]))
+    assert cal == art.calibration
     tokens = [art.tokenizer(t) for t in texts]
     linear = art.linear.predict_proba(tokens) if art.linear is not None else None
-    np.testing.assert_allclose(combine(probs, linear, art.weight, art.temperature), clf.predict_proba(texts),
-                               atol=1e-5)
+    np.testing.assert_allclose(cal.apply(probs, linear), clf.predict_proba(texts), atol=1e-5)
 
 
 def test_export_defaults_to_the_model_folder(tiny_run, tmp_path):

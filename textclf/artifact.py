@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
+from .calibration import Calibration
 from .errors import TextclfError
 from .files import plain_mode
 from .hub import HF_PREFIX
@@ -48,13 +50,24 @@ class Artifact:
     folder: Path | None = None  # where it was loaded from (an hf: model: the download), for whoever names it
 
     @property
-    def weight(self) -> float:
-        """The LSTM's share of the average with the linear view (1: the LSTM alone)."""
-        return float(self.meta.get("calibration", {}).get("weight", 1.0)) if self.linear is not None else 1.0
+    def calibration(self) -> Calibration:
+        """How the LSTM's probabilities (and the linear view's) become the model's (1s: as they are)."""
+        cal = Calibration.from_dict(self.meta.get("calibration"))
+        if self.linear is None:
+            cal.weight = 1.0
+        return cal
 
     @property
-    def temperature(self) -> float:
-        return float(self.meta.get("calibration", {}).get("temperature", 1.0))
+    def weight(self) -> float:
+        """The LSTM's share of the average with the linear view (1: the LSTM alone)."""
+        return self.calibration.weight
+
+    def probabilities(self, p_lstm: np.ndarray, token_lists) -> np.ndarray:
+        """The model's [N, C] probabilities from its LSTM's and, when it averages them, the linear view's of
+        `token_lists` (each text's tokens, untruncated; only read when needed: a callable returning them)."""
+        cal = self.calibration
+        linear = self.linear.predict_proba(token_lists()) if cal.weight < 1 else None
+        return cal.apply(p_lstm, linear)
 
 
 def resolve_model_dir(path: str | Path) -> Path:

@@ -1,14 +1,20 @@
-"""Probabilities a user can threshold: the LSTM averaged with the linear view, then temperature-scaled.
+"""Probabilities a user can threshold: the LSTM averaged with the linear view, temperature-scaled.
 
-Both numbers are fitted on the validation split, never on test:
+Every number is fitted on the validation split, never on test (`Calibration.fit`):
+- each view's own temperature first (Guo et al. 2017): an LSTM trained to a train loss near 0 says 0.9999
+  where it is right 75% of the time, and averaged as it is, it outvotes a calibrated linear view whenever
+  it is sure (IMDB, 500 rows: the average scored 0.747 on test, the linear view alone 0.793; 0.786 with
+  each view scaled first);
 - `weight`: the LSTM's share in `weight * p_lstm + (1 - weight) * p_linear`, the one of 0, 0.1, ..., 1 with
   the lowest validation log-loss (1 where there is no linear view);
-- `temperature`: T in softmax(log(p) / T) with the lowest validation log-loss (Guo et al. 2017). It never
-  changes a decision at the default threshold (argmax, or p >= 0.5 for binary), only how sure the model says
-  it is.
+- `temperature` of the average.
+A temperature never changes a decision at the default threshold (argmax, or p >= 0.5 for binary), only how
+sure the model says it is; the weight does change decisions.
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -74,3 +80,44 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15)
         if mask.any():
             ece += mask.mean() * abs(conf[mask].mean() - correct[mask].mean())
     return float(ece)
+
+
+@dataclass
+class Calibration:
+    """How a model turns its views' probabilities into its own (saved in config.json as "calibration")."""
+
+    weight: float = 1.0  # the LSTM's share of the average (1: the LSTM alone)
+    temperature: float = 1.0  # of the average
+    lstm_temperature: float = 1.0
+    linear_temperature: float = 1.0
+
+    def average(self, p_lstm: np.ndarray, p_linear: np.ndarray | None) -> np.ndarray:
+        """The views, each at its temperature, averaged: before the final temperature."""
+        lstm = combine(p_lstm, None, 1.0, self.lstm_temperature)
+        if p_linear is None or self.weight >= 1:
+            return lstm
+        return combine(lstm, combine(p_linear, None, 1.0, self.linear_temperature), self.weight)
+
+    def apply(self, p_lstm: np.ndarray, p_linear: np.ndarray | None = None) -> np.ndarray:
+        """[N, C] probabilities as the model gives them."""
+        return combine(self.average(p_lstm, p_linear), None, 1.0, self.temperature)
+
+    @classmethod
+    def fit(cls, p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndarray) -> Calibration:
+        """Each view's temperature, then the weight, then the average's temperature, on validation labels `y`."""
+        cal = cls(lstm_temperature=fit_temperature(p_lstm, y))
+        if p_linear is not None:
+            cal.linear_temperature = fit_temperature(p_linear, y)
+            cal.weight = fit_weight(combine(p_lstm, None, 1.0, cal.lstm_temperature),
+                                    combine(p_linear, None, 1.0, cal.linear_temperature), y)
+        cal.temperature = fit_temperature(cal.average(p_lstm, p_linear), y)
+        return cal
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Calibration:
+        """From config.json; a model saved without it (or without a newer field) gets 1 for what it lacks."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: float(v) for k, v in (d or {}).items() if k in names})

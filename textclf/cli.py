@@ -320,16 +320,16 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from .calibration import Calibration
     from .export import export_onnx
 
     path, diff, art = export_onnx(args.model_dir, args.output, args.opset)
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e5 else f"wrote {path} ({size / 1e3:.0f} kB)",
           f"- onnxruntime vs PyTorch on random batches: max abs difference {diff:.1e}")
-    if art.weight < 1 or art.temperature != 1:
-        print(f"note: the graph gives the LSTM's probabilities; the model averages them with its linear view "
-              f"(LSTM share {art.weight:g}) and divides log-probabilities by {art.temperature:g}: see the "
-              "docstring of textclf.export")
+    if art.calibration != Calibration():
+        print("note: the graph gives the LSTM's probabilities; the model temperature-scales them (and averages "
+              f"them with its linear view: LSTM share {art.weight:g}): see the docstring of textclf.export")
     return 0
 
 

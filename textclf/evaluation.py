@@ -10,7 +10,7 @@ import numpy as np
 
 from .artifact import load_model
 from .batching import make_loader, split_dataset
-from .calibration import combine, expected_calibration_error, log_loss
+from .calibration import expected_calibration_error, log_loss
 from .config import PREDICT_BATCH_SIZE
 from .data import apply_label_map, load_splits
 from .errors import TextclfError
@@ -76,8 +76,7 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
     ds = split_dataset(tok, part, art.vocab, art.labels, art.max_length, art.truncate)
     loader = make_loader(ds, batch_size, shuffle=False, pin_memory=dev.type == "cuda")
     lstm = predict_loader(art.model, loader, dev, desc=split)[0]
-    lin = art.linear.predict_proba(tok.token_lists()) if art.weight < 1 else None
-    probs = combine(lstm, lin, art.weight, art.temperature)
+    probs = art.probabilities(lstm, tok.token_lists)
     metrics = split_metrics(ds.labels, probs, art.labels.names, split, Path(plots) if plots else None)
     metrics = {"model": str(art.folder) if not str(model_dir).startswith("hf:") else model_dir, "data": str(data),
                "split": split, **metrics}

@@ -10,10 +10,10 @@ The graph holds the network only. Tokenising and the vocabulary stay on the Pyth
              probabilities  float [batch, C]    rows sum to 1, columns in `labels` order
 
 The model's metadata (`labels`, `max_length`, `truncate`, `tokenizer`) is stored in the ONNX file, with
-`lstm_weight` and `temperature`: the probabilities out of the graph are the LSTM's. A textclf model averages
-them with its linear view (when `lstm_weight` < 1) and temperature-scales the result, as
-`textclf.calibration.combine(probs, LinearModel.load(MODEL_DIR).predict_proba(token_lists), lstm_weight,
-temperature)` does; `Classifier.predict_proba` is that whole path.
+`calibration` (JSON): the probabilities out of the graph are the LSTM's. A textclf model temperature-scales
+them and, when `calibration["weight"]` < 1, averages them with its linear view, as
+`Calibration.from_dict(calibration).apply(probs, LinearModel.load(MODEL_DIR).predict_proba(token_lists))`
+does (textclf.calibration, textclf.linear); `Classifier.predict_proba` is that whole path.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, opset: 
     proto = onnx.load_from_string(to_onnx(art.model, opset))
     meta = {"labels": json.dumps(art.labels.names), "max_length": json.dumps(art.max_length),
             "truncate": art.truncate, "tokenizer": json.dumps(art.tokenizer.settings()),
-            "textclf_version": __version__, "source": str(model_dir), "lstm_weight": json.dumps(art.weight),
-            "temperature": json.dumps(art.temperature)}
+            "textclf_version": __version__, "source": str(model_dir),
+            "calibration": json.dumps(art.calibration.to_dict())}
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     data = proto.SerializeToString()

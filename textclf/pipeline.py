@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from . import distributed, finetune
 from .artifact import Artifact, save_model
 from .batching import TextDataset, make_loader
-from .calibration import combine, fit_temperature, fit_weight
+from .calibration import Calibration
 from .config import Config, ModelConfig, check_finetune, to_dict
 from .errors import TextclfError
 from .evaluation import score_splits
@@ -222,17 +222,15 @@ def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data:
             lstm = predict_loader(model, loaders[name], device, desc=name)[0]
             lin = linear.predict_proba(data.tokens[name].token_lists()) if linear is not None else None
             parts[name] = {"lstm": lstm, "linear": lin}
-    y = data.datasets["validation"].labels
     val = parts["validation"]
-    weight = fit_weight(val["lstm"], val["linear"], y) if linear is not None else 1.0
-    temperature = fit_temperature(combine(val["lstm"], val["linear"], weight), y)
+    cal = Calibration.fit(val["lstm"], val["linear"], data.datasets["validation"].labels)
     for p in parts.values():
-        p["raw"] = combine(p["lstm"], p["linear"], weight)
-        p["final"] = combine(p["lstm"], p["linear"], weight, temperature)
-    settings = {"weight": weight, "temperature": round(temperature, 4)}
-    log.info("calibration on validation: LSTM weight %.1f%s, temperature %.3f", weight,
-             "" if linear is None else f" (linear view {1 - weight:.1f})", temperature)
-    return settings, parts
+        p["raw"] = Calibration(weight=cal.weight).apply(p["lstm"], p["linear"])  # no temperature anywhere
+        p["final"] = cal.apply(p["lstm"], p["linear"])
+    log.info("calibration on validation: temperatures LSTM %.3f%s, LSTM weight %.1f, temperature %.3f",
+             cal.lstm_temperature, "" if linear is None else f", linear view {cal.linear_temperature:.3f}",
+             cal.weight, cal.temperature)
+    return cal.to_dict(), parts
 
 
 def run_summary(result: FitResult, data: Prepared, device: torch.device, pretrain_seconds: float | None,

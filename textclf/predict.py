@@ -17,7 +17,6 @@ import torch
 
 from .artifact import Artifact, load_model
 from .batching import TextDataset, make_loader
-from .calibration import combine
 from .config import PREDICT_BATCH_SIZE as BATCH_SIZE
 from .data import iter_table, text_of
 from .errors import TextclfError
@@ -127,10 +126,10 @@ class Classifier:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         a = self.artifact
         if a.weight >= 1:  # the LSTM alone: no token lists to keep
-            return combine(self.predict_encoded(self.encode(texts), batch_size), None, 1.0, a.temperature)
+            return a.probabilities(self.predict_encoded(self.encode(texts), batch_size), list)
         tokens = list(a.tokenizer.pipe(texts))
         seqs = [truncate_ids(a.vocab.lookup(t), a.max_length, a.truncate) for t in tokens]
-        return combine(self.predict_encoded(seqs, batch_size), a.linear.predict_proba(tokens), a.weight, a.temperature)
+        return a.probabilities(self.predict_encoded(seqs, batch_size), lambda: tokens)
 
     def decide(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """Class ids: binary models compare P(second class) to `threshold`; others take the argmax."""
