@@ -190,3 +190,20 @@ def test_inference_imports_no_training_module(tmp_path):
     after_predict, after_all = map(set, json.loads(out.stdout))
     assert "textclf.inference" in after_predict and not after_predict & TRAINING
     assert not after_all & TRAINING, after_all & TRAINING
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_prediction_runs_in_bf16_by_default_only_where_the_cpu_computes_it(tiny_run, monkeypatch, native):
+    import torch
+
+    from textclf import inference
+
+    monkeypatch.setattr(inference, "native_cpu_bf16", lambda: native)
+    dtypes = {p.dtype for p in Classifier.load(tiny_run, "cpu").artifact.model.parameters()}
+    assert dtypes == {torch.bfloat16 if native else torch.float32}
+    exact = Classifier.load(tiny_run, "cpu", bf16=False)  # what --float32 asks for
+    assert {p.dtype for p in exact.artifact.model.parameters()} == {torch.float32}
+    forced = Classifier.load(tiny_run, "cpu", bf16=True)
+    assert {p.dtype for p in forced.artifact.model.parameters()} == {torch.bfloat16}
+    texts = ["a superb and brilliant film", "awful and dull"]
+    assert [p.label for p in forced.predict(texts)] == [p.label for p in exact.predict(texts)]

@@ -23,6 +23,7 @@ from .calibration import Calibration
 from .errors import TextclfError
 from .files import plain_mode
 from .hub import HF_PREFIX
+from .inference import inference_bf16
 from .linear import LinearModel
 from .model import build_model
 from .modelcard import CARD
@@ -171,10 +172,11 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool = False) -> Artifact:
+def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool | str = False) -> Artifact:
     """Rebuild the model on `device` from a model (or run) folder. Executes no pickled code.
 
-    `bf16`: cast the weights to bfloat16 for inference (see `Classifier.load`).
+    `bf16`: cast the weights to bfloat16 for inference: True, False, or "auto" (where `device` computes bf16
+    natively; see `inference.inference_bf16`).
     """
     model_dir = resolve_model_dir(path)
     if not model_dir.is_dir():
@@ -204,7 +206,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
     if len(vocab) != model.arch["vocab_size"] or len(labels) != model.arch["num_classes"]:
         raise TextclfError(f"{model_dir}: vocab.json / labels do not match the weights; re-copy the model folder")
     model.to(device).eval()
-    if bf16:
+    if inference_bf16(torch.device(device), bf16):
         model.to(torch.bfloat16)
     try:
         linear = LinearModel.load(model_dir)

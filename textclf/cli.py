@@ -14,7 +14,8 @@ from typing import NoReturn
 from .config import PREDICT_BATCH_SIZE
 from .errors import TextclfError
 
-BF16_HELP = "run the model in bfloat16 (faster on CPUs with AVX-512 BF16 or AMX; slower on CPUs without native bf16)"
+BF16_HELP = "run the model in bfloat16 on any device (default: where it computes bf16 natively, else float32)"
+FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where the device computes it natively)"
 MODEL_HELP = "a model/ folder, the run folder holding it, or hf:USER/NAME on the Hugging Face Hub"
 
 log = logging.getLogger("textclf")
@@ -60,6 +61,13 @@ def _config_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _precision_args(p: argparse.ArgumentParser) -> None:
+    """--bf16 / --float32; neither: bfloat16 where the device computes it natively (args.bf16 == "auto")."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--bf16", dest="bf16", action="store_const", const=True, default="auto", help=BF16_HELP)
+    group.add_argument("--float32", dest="bf16", action="store_const", const=False, help=FLOAT32_HELP)
+
+
 def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--dry-run", action="store_true",
@@ -93,7 +101,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the metrics as JSON here")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots here (confusion matrix; ROC and PR for binary)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--bf16", action="store_true", help=BF16_HELP)
+    _precision_args(p)
     p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE,
                    help=f"texts per forward pass (default {PREDICT_BATCH_SIZE}, fastest on CPU; GPUs like 256+)")
     p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
@@ -119,7 +127,7 @@ def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
     _file_format_args(p)
     p.add_argument("--device", default="auto")
-    p.add_argument("--bf16", action="store_true", help=BF16_HELP)
+    _precision_args(p)
     return p
 
 
@@ -155,7 +163,7 @@ def _serve_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto")
-    p.add_argument("--bf16", action="store_true", help=BF16_HELP)
+    _precision_args(p)
     p.add_argument("--max-texts", type=int, default=64, help="texts per /predict request (default 64)")
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default 20000)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body size (default 1 MB)")

@@ -55,7 +55,8 @@ def score_splits(parts: dict[str, dict[str, np.ndarray]], labels: dict[str, np.n
 def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
              label_column: str | None = None, output: str | None = None, device: str = "auto",
              batch_size: int = PREDICT_BATCH_SIZE, cache_dir: str | None = None, encoding_errors: str = "strict",
-             plots: str | None = None, bf16: bool = False, encoding: str | None = None, delimiter: str | None = None,
+             plots: str | None = None, bf16: bool | str = "auto", encoding: str | None = None,
+             delimiter: str | None = None,
              sheet: str | None = None) -> dict:
     """Evaluate a saved model on a split of a dataset folder, a file, "imdb" or "hf:NAME"; `plots`: a folder for PNGs.
 

@@ -61,7 +61,7 @@ class Explainer:
             raise TextclfError(f"--steps must be at least 2, got {steps}")
         self.clf = clf
         self.steps = steps
-        self.model = copy.deepcopy(clf.artifact.model).eval()
+        self.model = copy.deepcopy(clf.artifact.model).float().eval()  # gradients in float32, whatever predicts
         for p in self.model.parameters():
             p.requires_grad_(False)  # gradients are needed for the embeddings' output only
         if clf.device.type == "cuda":

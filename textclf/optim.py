@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from .inference import native_cpu_bf16, native_gpu_bf16
+
 log = logging.getLogger(__name__)
 
 # Steps between the loops' host syncs: the NaN/inf check of the losses (kept on the device until then), the
@@ -38,18 +40,6 @@ def sync_due(step: int, device: torch.device) -> bool:
     if device.type == "cpu":
         release_memory()
     return True
-
-
-def native_cpu_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); torch.cpu's checks are private."""
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)
-
-
-def native_gpu_bf16(device: torch.device) -> bool:
-    """Whether this GPU computes bf16 natively: compute capability 8.0 (Ampere) or later. Not
-    `torch.cuda.is_bf16_supported()`, which also counts the emulation that a V100 or T4 runs, slower than fp16."""
-    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false", gpu: str = "auto") -> torch.dtype | None:

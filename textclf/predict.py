@@ -78,13 +78,14 @@ class Classifier:
         self.device = device
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", bf16: bool = False) -> Classifier:
+    def load(cls, path: str | Path, device: str = "auto", bf16: bool | str = "auto") -> Classifier:
         """`path`: a run or model folder, or `hf:USER/NAME[@REVISION]` (downloaded with huggingface_hub's
         snapshot_download, kept in its cache).
 
-        `bf16=True` runs the model in bfloat16: faster on a CPU with AVX-512 BF16 or AMX, at nearly the same
-        accuracy, its probabilities a little off float32's (figures: benchmarks/README.md). CPUs without
-        native bf16 run it slower than float32."""
+        `bf16`: "auto" (the default) runs the LSTM in bfloat16 where the device computes it natively (a CPU
+        with AVX-512 BF16 or AMX, a GPU of compute capability 8.0+): faster, at nearly the same accuracy, its
+        probabilities a little off float32's (figures: benchmarks/README.md). `False`: exact float32
+        everywhere; `True`: bfloat16 everywhere (CPUs without native bf16 run it slower than float32)."""
         dev = resolve_device(device)
         return cls(load_model(path, dev, bf16), dev)
 

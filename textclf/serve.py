@@ -211,7 +211,7 @@ def _check_port(host: str, port: int) -> None:
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          log_level: str = "info", bf16: bool = False, **options) -> None:
+          log_level: str = "info", bf16: bool | str = "auto", **options) -> None:
     """Load the model, then run the app with uvicorn until interrupted; `options` go to `create_app`."""
     require_serve_extra()
     import uvicorn
