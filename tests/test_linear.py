@@ -1,6 +1,7 @@
 """The linear view: TF-IDF 1-2-grams + logistic regression on token lists; saved and loaded without pickle."""
 
 import numpy as np
+import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
@@ -37,3 +38,19 @@ def test_multiclass_and_tiny_data(tmp_path):
     assert LinearModel.load(tmp_path) is None  # a folder without one
     once = LinearModel.fit([["a"], ["b"]], np.array([0, 1]), 2)  # no n-gram in two texts: each counts once then
     assert once.predict_proba([["a"], ["b"]]).argmax(1).tolist() == [0, 1]
+
+
+def test_naive_bayes_view_is_nbsvm_features_and_saves(tmp_path):
+    train, test = make_reviews(300, seed=1), make_reviews(100, seed=2)
+    y = (train["label"] == "pos").to_numpy().astype(int)
+    model = LinearModel.fit(_tokens(train), y, 2, kind="nb")
+    assert model.kind == "nb" and model.ngram_max == 3 and any(g.count(" ") == 2 for g in model.ngrams)
+    great, awful = model.ngrams.index("great"), model.ngrams.index("awful")
+    assert model.scale[great] > 0 > model.scale[awful]  # log-count ratios point at their class
+    yt = (test["label"] == "pos").to_numpy().astype(int)
+    probs = model.predict_proba(_tokens(test))
+    assert (probs.argmax(1) == yt).mean() > 0.9
+    model.save(tmp_path)
+    assert np.allclose(LinearModel.load(tmp_path).predict_proba(_tokens(test)), probs, atol=1e-6)
+    with pytest.raises(ValueError, match="two classes"):
+        LinearModel.fit([["a"], ["b"], ["c"]], np.array([0, 1, 2]), 3, kind="nb")

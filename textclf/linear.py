@@ -1,8 +1,14 @@
-"""The linear view of a text: TF-IDF over word 1-2-grams + logistic regression, on the LSTM's own tokens.
+"""The linear view of a text: n-gram features + logistic regression, on the LSTM's own tokens.
 
-It is `textclf baseline`, and inside a trained model it is the second opinion the LSTM's probabilities
-are averaged with (see `calibration`): on a few hundred rows it carries the model, on many it adds what a
-bag of n-grams sees and a 128-unit LSTM misses. Saved as JSON (the n-grams) + safetensors (the numbers).
+Two kinds, one class:
+- "tfidf": TF-IDF over word 1-2-grams (sublinear tf, n-grams in 2+ texts), C=4. It is `textclf baseline`.
+- "nb": which of 1-3-grams a text holds, each weighted by its naive-Bayes log-count ratio between the two
+  classes, C=1 (NBSVM's features, Wang & Manning 2012; two classes only). On long reviews it is the stronger
+  view (IMDB: 0.918 test against 0.907), on tweets the weaker: a run fits both and keeps the one with the
+  lower validation loss (`pipeline.fit_linear`).
+Inside a trained model it is the second opinion the LSTM's probabilities are averaged with (`calibration`):
+on a few hundred rows it carries the model, on many it adds what a bag of n-grams sees and the LSTM misses.
+Saved as JSON (the n-grams) + safetensors (the numbers), no pickle.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from scipy import sparse
 from .files import atomic_open, write_text
 
 FILES = ("linear.json", "linear.safetensors")
+KINDS = {"tfidf": {"ngram_max": 2, "c": 4.0}, "nb": {"ngram_max": 3, "c": 1.0}}
 
 
 def _analyzer(ngram_max: int):
@@ -29,50 +36,72 @@ def _analyzer(ngram_max: int):
     return ngrams
 
 
-class LinearModel:
-    """`fit` on token lists and class ids; `predict_proba` on token lists → [N, C] (C = 2 for binary)."""
+def _vectorizer(kind: str, ngram_max: int, **kwargs):
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
-    def __init__(self, ngrams: list[str], idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
-                 num_classes: int, ngram_max: int = 2, c: float = 4.0):
-        self.ngrams, self.idf, self.coef, self.intercept = ngrams, idf, coef, intercept
-        self.num_classes, self.ngram_max, self.c = num_classes, ngram_max, c
+    if kind == "tfidf":
+        return TfidfVectorizer(analyzer=_analyzer(ngram_max), sublinear_tf=True, dtype=np.float32, **kwargs)
+    return CountVectorizer(analyzer=_analyzer(ngram_max), binary=True, dtype=np.float32, **kwargs)
+
+
+def nb_ratio(x: sparse.csr_matrix, y: np.ndarray) -> np.ndarray:
+    """Each feature's log-count ratio log((p / |p|) / (q / |q|)), p and q its counts in class 1 and 0, plus 1."""
+    p = np.asarray(x[y == 1].sum(axis=0)).ravel() + 1.0
+    q = np.asarray(x[y == 0].sum(axis=0)).ravel() + 1.0
+    return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
+
+
+class LinearModel:
+    """`fit` on token lists and class ids; `predict_proba` on token lists → [N, C] (C = 2 for binary).
+
+    `scale`: per n-gram, the idf ("tfidf") or the log-count ratio ("nb").
+    """
+
+    def __init__(self, ngrams: list[str], scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                 num_classes: int, kind: str = "tfidf", ngram_max: int = 2, c: float = 4.0):
+        self.ngrams, self.scale, self.coef, self.intercept = ngrams, scale, coef, intercept
+        self.num_classes, self.kind, self.ngram_max, self.c = num_classes, kind, ngram_max, c
         self._vectorizer = None
 
     @classmethod
-    def fit(cls, token_lists: Iterable[Sequence[str]], y: np.ndarray, num_classes: int, ngram_max: int = 2,
-            min_df: int = 2, c: float = 4.0) -> LinearModel:
-        from sklearn.feature_extraction.text import TfidfVectorizer
+    def fit(cls, token_lists: Iterable[Sequence[str]], y: np.ndarray, num_classes: int, kind: str = "tfidf",
+            c: float | None = None) -> LinearModel:
+        """`c`: the inverse regularisation strength (default: the kind's, see KINDS)."""
         from sklearn.linear_model import LogisticRegression
 
-        vectorizer = TfidfVectorizer(analyzer=_analyzer(ngram_max), min_df=min_df, sublinear_tf=True,
-                                     dtype=np.float32)
+        if kind == "nb" and num_classes != 2:
+            raise ValueError("the naive-Bayes view is for two classes")
+        settings = {**KINDS[kind], **({"c": c} if c is not None else {})}
         docs = list(token_lists)
+        vectorizer = _vectorizer(kind, settings["ngram_max"], min_df=2)
         try:
             x = vectorizer.fit_transform(docs)
         except ValueError:  # min_df leaves no n-gram (a handful of rows): every text counts once then
             vectorizer.set_params(min_df=1)
             x = vectorizer.fit_transform(docs)
-        clf = LogisticRegression(C=c, max_iter=1000).fit(x, y)
+        scale = vectorizer.idf_.astype(np.float32) if kind == "tfidf" else nb_ratio(x, y)
+        if kind == "nb":
+            x = x.multiply(scale).tocsr()
+        clf = LogisticRegression(C=settings["c"], max_iter=1000).fit(x, y)
         ngrams = [""] * len(vectorizer.vocabulary_)
         for gram, i in vectorizer.vocabulary_.items():
             ngrams[i] = gram
-        model = cls(ngrams, vectorizer.idf_.astype(np.float32), clf.coef_.astype(np.float32),
-                    clf.intercept_.astype(np.float32), num_classes, ngram_max, c)
+        model = cls(ngrams, scale, clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), num_classes,
+                    kind, settings["ngram_max"], settings["c"])
         model._vectorizer = vectorizer
         return model
 
     @property
     def vectorizer(self):
         if self._vectorizer is None:
-            from sklearn.feature_extraction.text import TfidfVectorizer
-
-            self._vectorizer = TfidfVectorizer(analyzer=_analyzer(self.ngram_max), vocabulary=self.ngrams,
-                                               sublinear_tf=True, dtype=np.float32)
-            self._vectorizer.idf_ = self.idf
+            self._vectorizer = _vectorizer(self.kind, self.ngram_max, vocabulary=self.ngrams)
+            if self.kind == "tfidf":
+                self._vectorizer.idf_ = self.scale
         return self._vectorizer
 
     def features(self, token_lists: Iterable[Sequence[str]]) -> sparse.csr_matrix:
-        return self.vectorizer.transform(list(token_lists))
+        x = self.vectorizer.transform(list(token_lists))
+        return x.multiply(self.scale).tocsr() if self.kind == "nb" else x
 
     def predict_proba(self, token_lists: Iterable[Sequence[str]]) -> np.ndarray:
         scores = np.asarray(self.features(token_lists) @ self.coef.T, dtype=np.float64) + self.intercept
@@ -84,16 +113,18 @@ class LinearModel:
         return e / e.sum(axis=1, keepdims=True)
 
     def describe(self) -> str:
-        return f"tfidf(1-{self.ngram_max}-grams) + logistic regression (C={self.c})"
+        what = "tfidf" if self.kind == "tfidf" else "naive-Bayes-weighted"
+        return f"{what}(1-{self.ngram_max}-grams) + logistic regression (C={self.c:g})"
 
     def save(self, folder: str | Path) -> None:
         from safetensors.numpy import save
 
         folder = Path(folder)
-        meta = {"ngram_max": self.ngram_max, "num_classes": self.num_classes, "c": self.c, "ngrams": self.ngrams}
+        meta = {"kind": self.kind, "ngram_max": self.ngram_max, "num_classes": self.num_classes, "c": self.c,
+                "ngrams": self.ngrams}
         write_text(folder / FILES[0], json.dumps(meta, ensure_ascii=False))
         with atomic_open(folder / FILES[1]) as f:
-            f.write(save({"idf": self.idf, "coef": self.coef, "intercept": self.intercept}))
+            f.write(save({"scale": self.scale, "coef": self.coef, "intercept": self.intercept}))
 
     @classmethod
     def load(cls, folder: str | Path) -> LinearModel | None:
@@ -105,5 +136,6 @@ class LinearModel:
             return None
         meta = json.loads((folder / FILES[0]).read_text(encoding="utf-8"))
         t = load_file(folder / FILES[1])
-        return cls(meta["ngrams"], t["idf"], t["coef"], t["intercept"], meta["num_classes"], meta["ngram_max"],
-                   meta["c"])
+        scale = t["scale"] if "scale" in t else t["idf"]  # "idf" before the naive-Bayes kind existed
+        return cls(meta["ngrams"], scale, t["coef"], t["intercept"], meta["num_classes"], meta.get("kind", "tfidf"),
+                   meta["ngram_max"], meta["c"])

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from . import distributed, finetune
 from .artifact import Artifact, save_model
 from .batching import TextDataset, make_loader
-from .calibration import Calibration
+from .calibration import Calibration, combine, fit_temperature, log_loss
 from .config import Config, ModelConfig, check_finetune, to_dict
 from .errors import TextclfError
 from .evaluation import score_splits
@@ -88,9 +88,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
     result = fit_model(cfg, model, data, loaders, device, pretrained, resume, fingerprint,
                        on_best=functools.partial(save, run_dir, cfg, data, meta) if main else None, tb=tb)
     distributed.check_same_weights(model)
-    linear = None
-    if cfg.model.linear:
-        linear = LinearModel.fit(data.tokens["train"].token_lists(), data.datasets["train"].labels, len(data.labels))
+    linear = fit_linear(data) if cfg.model.linear else None
     metrics = run_summary(result, data, device,
                           pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats)
     settings, parts = calibrate(model, linear, loaders, data, device)
@@ -207,6 +205,24 @@ def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, 
                log_path=run_dir / "log.jsonl" if main else None, class_weights=weights, on_epoch_start=freeze,
                checkpoints=checkpoints, resume=resume, on_best=on_best,
                on_epoch=epoch_logger(tb) if tb else None, start_as_best=pretrained is not None)
+
+
+def fit_linear(data: Prepared) -> LinearModel:
+    """The linear view: TF-IDF; with two classes, whichever of TF-IDF and naive-Bayes-weighted features
+    (`linear.KINDS`) has the lower validation log-loss, each at its own temperature."""
+    train, val = list(data.tokens["train"].token_lists()), list(data.tokens["validation"].token_lists())
+    y = data.datasets["validation"].labels
+    best = None
+    for kind in ("tfidf", "nb") if len(data.labels) == 2 else ("tfidf",):
+        clock = time.perf_counter()
+        model = LinearModel.fit(train, data.datasets["train"].labels, len(data.labels), kind)
+        probs = model.predict_proba(val)
+        loss = log_loss(combine(probs, None, 1.0, fit_temperature(probs, y)), y)
+        log.info("linear view %s: %d n-grams, validation loss %.4f, accuracy %.4f (%.0fs)", model.describe(),
+                 len(model.ngrams), loss, float((decide(probs) == y).mean()), time.perf_counter() - clock)
+        if best is None or loss < best[0]:
+            best = (loss, model)
+    return best[1]
 
 
 def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data: Prepared,
