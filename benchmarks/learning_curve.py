@@ -184,6 +184,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="1")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--init-from", default="runs/imdb", help="the IMDB model to fine-tune (finetune, untouched)")
+    ap.add_argument("--finetune-config", default="configs/finetune.yaml")
     ap.add_argument("--test-rows", type=int, help="score on a stratified sample of the test set (default: all)")
     ap.add_argument("--out", default="runs/learning-curve")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="added to the from-scratch runs")
@@ -210,7 +211,7 @@ def main() -> None:
                 row["scratch"], _ = textclf_run(folder, test_path, seed, args.overrides, [])
             if "finetune" in methods and name != "imdb" and DATASETS[name][4]:
                 row["finetune"], _ = textclf_run(folder, test_path, seed, [],
-                                                 ["--config", "configs/finetune.yaml", f"init_from={args.init_from}"])
+                                                 ["--config", args.finetune_config, f"init_from={args.init_from}"])
             if "baseline" in methods:
                 row["baseline"] = baseline(folder, test_path, seed)
             results[name].setdefault(size, []).append(row)

@@ -80,7 +80,7 @@ TINY = [  # a model that trains on the tiny data in a few seconds on CPU
     "tokenizer.kind=regex", "model.embedding_dim=16", "model.hidden_size=16", "vocab.min_freq=1",
     "train.epochs=4", "train.batch_size=16", "train.lr=0.01", "train.patience=10", "train.warmup_ratio=0.0",
     "train.amp_cpu=false",  # float32 whatever the CPU (the default, auto, is bf16 where native): same models everywhere
-    "train.min_steps=0", "train.min_epoch_steps=0",  # 4 epochs as written, not the small-data lengthening
+    "train.min_steps=0", "train.min_epoch_steps=0", "pretrain.min_tokens=0",  # as written, not lengthened
 ]
 
 

@@ -40,3 +40,11 @@ def test_training_with_word2vec_uses_the_unlabelled_split(tmp_path, tiny_dir, ca
     metrics = train(cfg)
     assert "pretraining word vectors on 280 texts + 300 texts" in caplog.text
     assert metrics["test"]["accuracy"] >= 0.9
+
+
+def test_small_corpora_get_more_word2vec_passes():
+    from textclf.pretrain import word2vec_epochs
+
+    assert word2vec_epochs(5, 5_000_000, 19_600_000) == 5  # IMDB's train + unlabelled reviews: as written
+    assert word2vec_epochs(5, 5_000_000, 240_000) == 21  # 11.7k airline tweets
+    assert word2vec_epochs(5, 0, 10) == 5

@@ -79,6 +79,7 @@ class PretrainConfig:
     word2vec: bool = True  # start the embedding from skip-gram vectors of the training (+ unlabelled) texts
     unlabelled: bool = True  # pretrain on the data's unlabelled split too, when it has one (IMDB: 50k reviews)
     epochs: int = 5
+    min_tokens: int = 5_000_000  # a small corpus gets more word2vec passes, until it has read this many tokens
     window: int = 5
     lm_epochs: int = 0  # >0: first train the embedding + LSTM as a bidirectional language model on those texts
     lm_lr: float = 2e-3
@@ -147,7 +148,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE: tuple[str, ...] = (
     "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
     "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq", "train.keep_last",
-    "pretrain.epochs", "pretrain.window", "pretrain.lm_lr", "train.layer_lr_decay",
+    "pretrain.epochs", "pretrain.window", "pretrain.lm_lr", "train.layer_lr_decay", "pretrain.min_tokens",
 )
 FINETUNE_KEYS: tuple[str, ...] = ("vocab.new_tokens", "train.freeze_embedding_epochs", "train.freeze_encoder_epochs")
 FRACTIONS: tuple[str, ...] = (

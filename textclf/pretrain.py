@@ -43,9 +43,16 @@ def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
 @distributed.main_first()
 def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
     """word2vec vectors for the vocab from `corpora` (cached), and the rows they were found for."""
-    log.info("pretraining word vectors on %s", " + ".join(f"{len(t):,} texts" for t in corpora))
-    return word2vec(corpora, data.vocab, cfg.model.embedding_dim, cfg.pretrain.epochs, cfg.pretrain.window,
+    epochs = word2vec_epochs(cfg.pretrain.epochs, cfg.pretrain.min_tokens, sum(len(t.ids) for t in corpora))
+    log.info("pretraining word vectors on %s (%d passes)", " + ".join(f"{len(t):,} texts" for t in corpora), epochs)
+    return word2vec(corpora, data.vocab, cfg.model.embedding_dim, epochs, cfg.pretrain.window,
                     cfg.train.seed, cfg.data.cache_dir)
+
+
+def word2vec_epochs(epochs: int, min_tokens: int, corpus_tokens: int) -> int:
+    """`epochs` passes, or on a small corpus as many more as it takes to read `min_tokens` tokens: 5 passes over
+    240k tweet tokens leave word2vec's vectors close to their random start, 30 give words neighbours."""
+    return max(epochs, -(-min_tokens // max(corpus_tokens, 1)))
 
 
 @distributed.main_first()
