@@ -54,3 +54,16 @@ def test_naive_bayes_view_is_nbsvm_features_and_saves(tmp_path):
     assert np.allclose(LinearModel.load(tmp_path).predict_proba(_tokens(test)), probs, atol=1e-6)
     with pytest.raises(ValueError, match="two classes"):
         LinearModel.fit([["a"], ["b"], ["c"]], np.array([0, 1, 2]), 3, kind="nb")
+
+
+@pytest.mark.parametrize("kind", ["tfidf", "nb"])
+def test_fast_features_equal_scikit_learns(kind):
+    train, test = make_reviews(300, seed=1), make_reviews(100, seed=2)
+    y = (train["label"] == "pos").to_numpy().astype(int)
+    model = LinearModel.fit(_tokens(train), y, 2, kind=kind)
+    docs = _tokens(test) + [[], ["unseen", "words", "only"], ["great"]]  # empty, no known n-gram, one word
+    fast = model.features(docs)
+    slow = model.vectorizer.transform(docs)
+    slow = slow.multiply(model.scale).tocsr() if kind == "nb" else slow
+    assert fast.shape == slow.shape
+    np.testing.assert_allclose(fast.toarray(), slow.toarray(), rtol=1e-5, atol=1e-6)
