@@ -176,7 +176,7 @@ def table(results: dict, methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--datasets", default="airline,airline2,imdb")
@@ -188,7 +188,7 @@ def main() -> None:
     ap.add_argument("--test-rows", type=int, help="score on a stratified sample of the test set (default: all)")
     ap.add_argument("--out", default="runs/learning-curve")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="added to the from-scratch runs")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     methods = args.methods.split(",")
     out, root = Path(args.out).resolve(), Path(args.data_root)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -217,9 +217,10 @@ def main() -> None:
             results[name].setdefault(size, []).append(row)
             print(f"{name} {size} seed {seed}: " + json.dumps(row), flush=True)
             (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(table(results, [m for m in methods]))
+    print(table(results, methods))
+    return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    sys.exit(main())

@@ -4,9 +4,8 @@ import importlib.util
 import json
 import logging
 
+import pandas as pd
 import pytest
-
-from textclf.artifact import load_model
 
 from .conftest import REPO, save_random_model
 
@@ -27,26 +26,43 @@ def restore_logging():
     root.handlers[:] = handlers
 
 
-def test_finetune_benchmark_compares_both_starts_on_the_same_rows(tmp_path, capsys, restore_logging):
-    model = save_random_model(tmp_path / "model")
-    bench = _script("finetune")
-    out = tmp_path / "bench"
-    assert bench.main([str(model), "--out", str(out), "--seeds", "3", "train.epochs=1"]) == 0
+@pytest.mark.slow
+def test_learning_curve_scores_every_method_on_the_same_rows(tmp_path, capsys, restore_logging):
+    from .conftest import TINY, make_reviews
+
+    folder = tmp_path / "data" / "airline_tweets"  # the layout of ../shared/data, with made-up tweets
+    folder.mkdir(parents=True)
+    for split, n, seed in (("train", 300, 0), ("test", 120, 1)):
+        rows = make_reviews(n, seed=seed, labels=("negative", "positive"))
+        rows.rename(columns={"label": "airline_sentiment"}).to_csv(folder / f"{split}.csv", index=False)
+    model = save_random_model(tmp_path / "model", labels=("negative", "positive"))
+    out = tmp_path / "lc"
+    argv = ["--data-root", str(tmp_path / "data"), "--datasets", "airline2", "--sizes", "100,all",
+            "--methods", "scratch,finetune,baseline,vader,untouched", "--init-from", str(model),
+            "--out", str(out), *TINY, "train.epochs=2"]
+    assert _script("learning_curve").main(argv) == 0
+    results = json.loads((out / "results.json").read_text())["airline2"]
+    assert list(results) == ["100", "all"]
+    for size, train_rows in (("100", 100), ("all", 300)):
+        (row,) = results[size]
+        assert set(row) == {"scratch", "finetune", "baseline", "vader", "untouched"}
+        assert len(pd.read_csv(out / "airline2" / f"{size}-s1" / "train.csv")) == train_rows
+        for method in row.values():
+            assert 0 <= method["accuracy"] <= 1 and 0 <= method["macro_f1"] <= 1
+        assert 0 <= row["scratch"]["lstm_weight"] <= 1  # the calibration's weight on the LSTM
+    # every textclf run was scored on the one test file, all 120 rows
+    for run in ("scratch", "finetune"):
+        metrics = json.loads((out / "airline2" / "all-s1" / run / "metrics.json").read_text())
+        assert metrics["test"]["n"] == 120
     printed = capsys.readouterr().out
-    results = json.loads((out / "results.json").read_text())
-    (run,) = results["runs"]
-    assert results["train_rows"] == 213 and run["test_rows"] == 142 and run["head"] == "kept"
-    assert f"{run['scratch']:.4f}" in printed and f"{run['finetune']:.4f}" in printed
-    assert results["zero_shot"] is not None and 0 <= results["zero_shot"] <= 1
-    scratch, tuned = load_model(out / "scratch-seed3"), load_model(out / "finetune-seed3")
-    assert scratch.model.arch["hidden_size"] == tuned.model.arch["hidden_size"] == 8
-    assert scratch.tokenizer == tuned.tokenizer
-    assert json.loads((out / "scratch-seed3" / "metrics.json").read_text())["validation"]["n"] == run["validation_rows"]
+    assert "| train rows | scratch | finetune | baseline | vader | untouched |" in printed
+    assert f"| all | {results['all'][0]['scratch']['accuracy']:.3f} / " in printed
 
 
-def test_finetune_benchmark_rejects_a_folder_that_is_not_a_model(tmp_path, capsys, restore_logging):
-    assert _script("finetune").main([str(tmp_path), "--out", str(tmp_path / "bench")]) == 2
-    assert "error:" in capsys.readouterr().err
+def test_learning_curve_refuses_a_data_root_without_the_data(tmp_path, restore_logging):
+    with pytest.raises(SystemExit, match="error: no train.parquet or train.csv"):
+        _script("learning_curve").main(["--data-root", str(tmp_path), "--datasets", "airline", "--out",
+                                        str(tmp_path / "lc")])
 
 
 @pytest.mark.slow

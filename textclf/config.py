@@ -148,14 +148,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE: tuple[str, ...] = (
     "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
     "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq", "train.keep_last",
-    "pretrain.epochs", "pretrain.window", "pretrain.lm_lr", "train.layer_lr_decay", "pretrain.min_tokens",
+    "pretrain.epochs", "pretrain.window", "pretrain.lm_lr", "train.layer_lr_decay",
 )
 FINETUNE_KEYS: tuple[str, ...] = ("vocab.new_tokens", "train.freeze_embedding_epochs", "train.freeze_encoder_epochs")
 FRACTIONS: tuple[str, ...] = (
     "data.validation_fraction", "model.dropout", "model.embedding_dropout", "train.warmup_ratio",
 )
 NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_steps", "pretrain.lm_epochs",
-                                  "train.adversarial",
+                                  "train.adversarial", "train.min_steps", "train.min_epoch_steps",
+                                  "pretrain.min_tokens",
                                   *FINETUNE_KEYS)
 
 
