@@ -71,7 +71,7 @@ def read_texts(path: str, column: str, sample: int, seed: int) -> list[str]:
     return random.Random(seed).sample(texts, min(sample, len(texts)))
 
 
-def api_rate(model_dir: str, texts: list[str], threads: int | None, device: str, bf16: bool,
+def api_rate(model_dir: str, texts: list[str], threads: int | None, device: str, bf16: bool | str,
              repeats: int) -> float:
     """The Python API's reviews/s on `texts`: one `predict_proba` over all of them, the median of `repeats`."""
     import torch
@@ -232,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-threads", type=int,
                    help="PyTorch threads: the started server's --threads and the Python API's (default: PyTorch's)")
     p.add_argument("--device", default="auto", help="the server's and the Python API's --device (default auto)")
-    p.add_argument("--bf16", action="store_true", help="serve and time the Python API in bfloat16")
+    precision = p.add_mutually_exclusive_group()  # neither: both as textclf serve and Classifier.load default
+    precision.add_argument("--bf16", dest="bf16", action="store_const", const=True, default="auto",
+                           help="serve and time the Python API in bfloat16 (default: where the CPU has it natively)")
+    precision.add_argument("--float32", dest="bf16", action="store_const", const=False,
+                           help="serve and time the Python API in exact float32")
     p.add_argument("--serve-args", default="",
                    help='more `textclf serve` options, e.g. "--batch-window-ms 2 --max-batch 32"')
     p.add_argument("--api-repeats", type=int, default=3,
@@ -263,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--max-texts", str(max(64, args.batch)), "--device", args.device, *shlex.split(args.serve_args)]
         extra += ["--max-queue", str(max(256, args.batch))] if "--max-queue" not in extra else []
         extra += ["--threads", str(args.server_threads)] if args.server_threads else []
-        extra += ["--bf16"] if args.bf16 else []
+        extra += {True: ["--bf16"], False: ["--float32"]}.get(args.bf16, [])
         server = start_server(args.model_dir, port, extra)
     try:
         health = wait_healthy(url, server, timeout=180)

@@ -2,6 +2,7 @@
 and the batching of concurrent /predict requests."""
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -112,6 +113,22 @@ def test_serve_command_errors(tmp_path, tiny_run, capsys):
     assert "--max-queue must be > 0" in capsys.readouterr().err
     assert main(["serve", str(tiny_run), "--batch-window-ms", "-1"]) == 2
     assert "--batch-window-ms must be in 0..1000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_serve_makes_openmp_threads_wait_passively_unless_the_user_chose(tiny_run, monkeypatch, preset, expected):
+    """Spinning OpenMP threads starve the event loop on a small machine; a user's own choice wins."""
+    import textclf.serve
+
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    seen = {}
+    monkeypatch.setattr(textclf.serve, "serve", lambda *a, **k: seen.setdefault("policy", os.environ.get(
+        "OMP_WAIT_POLICY")))
+    assert main(["serve", str(tiny_run), "--port", "8123"]) == 0
+    assert seen["policy"] == expected
 
 
 # Batching: the texts of concurrent /predict requests run as one predict_proba call. httpx's ASGITransport

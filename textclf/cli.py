@@ -368,6 +368,11 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    # OpenMP's threads spin after each forward by default, waiting for the next; in a server they spin on the
+    # cores that the event loop needs to read the next requests, and throughput halved at random from run to
+    # run (benchmarks/README.md, "Batched serving"). Passive waiting yields them; read when torch loads
+    # OpenMP, i.e. on the import below, so a value the user set wins and an in-process caller keeps its own.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .serve import serve
 
     for name in ("max_texts", "max_chars", "max_body_bytes", "threads", "max_batch", "max_queue", "forward_batch"):
