@@ -60,3 +60,13 @@ def test_for_repo_names_the_repository():
     card = modelcard.render({"labels": ["a", "b"], "train_config": {"init_from": "hf:alice/base"}})
     assert _front_matter(card)["base_model"] == "alice/base"
     assert 'Classifier.load("hf:bob/mine")' in modelcard.for_repo(card, "bob/mine")
+
+
+def test_the_card_says_how_the_probabilities_are_made():
+    averaged = {"weight": 0.5, "temperature": 0.84, "lstm_temperature": 1.09, "linear_temperature": 1.31}
+    card = modelcard.render({"labels": ["a", "b"], "calibration": averaged})
+    assert "average the LSTM's (weight 0.5) with those of a linear view" in card
+    assert "(LSTM 1.09, linear view 1.31) and the average too (0.84)" in card and "linear.safetensors" in card
+    card = modelcard.render({"labels": ["a", "b"], "calibration": {**averaged, "weight": 1.0}})
+    assert "temperature-scaled on validation (0.84)" in card and "linear view" not in card
+    assert "temperature-scaled" not in modelcard.render({"labels": ["a", "b"]})  # older folders: no calibration
