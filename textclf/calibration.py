@@ -65,6 +65,12 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
     return t if f(np.log(t)) < f(0.0) else 1.0
 
 
+def calibrated_log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    """The log-loss of `probs` at the temperature that suits them best on `y`: the loss of the probabilities a
+    model saying them would give once calibrated."""
+    return log_loss(combine(probs, None, 1.0, fit_temperature(probs, y)), y)
+
+
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
     """ECE: over 15 equal-width bins of the top probability, the gap between confidence and accuracy, weighted
     by the bin's share of the texts (Guo et al. 2017)."""

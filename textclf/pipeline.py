@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from . import distributed, finetune
 from .artifact import Artifact, save_model
 from .batching import TextDataset, make_loader
-from .calibration import Calibration, combine, fit_temperature, log_loss
+from .calibration import Calibration, calibrated_log_loss
 from .config import Config, ModelConfig, check_finetune, to_dict
 from .errors import TextclfError
 from .evaluation import score_splits
@@ -217,7 +217,7 @@ def fit_linear(data: Prepared) -> LinearModel:
         clock = time.perf_counter()
         model = LinearModel.fit(train, data.datasets["train"].labels, len(data.labels), kind)
         probs = model.predict_proba(val)
-        loss = log_loss(combine(probs, None, 1.0, fit_temperature(probs, y)), y)
+        loss = calibrated_log_loss(probs, y)
         log.info("linear view %s: %d n-grams, validation loss %.4f, accuracy %.4f (%.0fs)", model.describe(),
                  len(model.ngrams), loss, float((decide(probs) == y).mean()), time.perf_counter() - clock)
         if best is None or loss < best[0]:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .calibration import combine, fit_temperature, log_loss
+from .calibration import calibrated_log_loss
 from .checkpoint import Checkpoints, rng_state, set_rng_state
 from .config import TrainConfig
 from .errors import TextclfError, TrainingDiverged
@@ -161,8 +161,7 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, label_n
     metrics = compute(loader.dataset.labels, probs, label_names)
     metrics["loss"] = loss
     if loss is not None:  # what the saved model will say: its probabilities are temperature-scaled
-        y = loader.dataset.labels
-        metrics["calibrated_loss"] = log_loss(combine(probs, None, 1.0, fit_temperature(probs, y)), y)
+        metrics["calibrated_loss"] = calibrated_log_loss(probs, loader.dataset.labels)
     return metrics
 
 
