@@ -65,6 +65,11 @@ class Progress:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0  # over the whole run, restarts included
 
+    def keep_best(self, epoch: int, score: float, model: nn.Module) -> None:
+        """`model`'s weights (a copy) as the best so far: epoch `epoch`, validation score `score`."""
+        self.best_epoch, self.best_score, self.stale = epoch, score, 0
+        self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
 
 def check_finite(progress: Progress, n_batches: int) -> torch.Tensor:
     """This epoch's losses so far (averaged over DDP processes); TrainingDiverged names the first NaN/inf step.
@@ -312,8 +317,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
         distributed.seed_per_process(cfg.seed)
     if start_as_best and resume is None:
         val = validate(model, val_loader, device, label_names, dtype)
-        p.best_epoch, p.best_score = 0, _score(val, cfg.monitor)
-        p.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        p.keep_best(0, _score(val, cfg.monitor), model)
         log.info("epoch 0 (the model it starts from)  val_loss %.4f  val_acc %.4f  val_f1 %.4f", val["loss"],
                  val["accuracy"], val["f1"])
         if on_best is not None:
@@ -365,8 +369,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
             score = _score(val, cfg.monitor)
             improved = score > p.best_score
             if improved:
-                p.best_epoch, p.best_score, p.stale = epoch, score, 0
-                p.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                p.keep_best(epoch, score, model)
             else:
                 p.stale += 1
             log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s",
