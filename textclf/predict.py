@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +96,11 @@ class Classifier:
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Token ids per text, truncated as in training: straight dictionary lookups, faster here than the
         interning that the training cache uses."""
+        return self._ids(self.artifact.tokenizer.pipe(texts))
+
+    def _ids(self, token_lists: Iterable[Sequence[str]]) -> list[np.ndarray]:
         a = self.artifact
-        return [truncate_ids(a.vocab.lookup(tokens), a.max_length, a.truncate) for tokens in a.tokenizer.pipe(texts)]
+        return [truncate_ids(a.vocab.lookup(tokens), a.max_length, a.truncate) for tokens in token_lists]
 
     def predict_encoded(self, seqs: Sequence[np.ndarray], batch_size: int = BATCH_SIZE) -> np.ndarray:
         """[N, C] probabilities for token-id arrays. On a multi-core CPU, big inputs are split by length
@@ -128,9 +131,8 @@ class Classifier:
         a = self.artifact
         if a.weight >= 1:  # the LSTM alone: no token lists to keep
             return a.probabilities(self.predict_encoded(self.encode(texts), batch_size), list)
-        tokens = list(a.tokenizer.pipe(texts))
-        seqs = [truncate_ids(a.vocab.lookup(t), a.max_length, a.truncate) for t in tokens]
-        return a.probabilities(self.predict_encoded(seqs, batch_size), lambda: tokens)
+        tokens = list(a.tokenizer.pipe(texts))  # kept for the linear view
+        return a.probabilities(self.predict_encoded(self._ids(tokens), batch_size), lambda: tokens)
 
     def decide(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """Class ids: binary models compare P(second class) to `threshold`; others take the argmax."""
