@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def linear_baseline(splits: dict[str, Split], tokenizer: Tokenizer, cache_dir: str | None = None,
-                    c: float = 4.0) -> dict:
-    """Fit on `splits["train"]`, report metrics (the same dicts as the LSTM's) on every other split.
+                    c: float | None = None) -> dict:
+    """Fit on `splits["train"]`, report metrics (the same dicts as the LSTM's) on every other split; `c`: the
+    inverse regularisation strength (None: the TF-IDF view's, `linear.KINDS`).
 
     Texts go through the same tokenizer (and token cache) as the LSTM, so the two compare like for like.
     """

@@ -79,7 +79,8 @@ def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def _baseline_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--output", help="write the metrics as JSON here")
-    p.add_argument("--C", dest="c", type=float, default=4.0, help="inverse regularisation strength (default 4)")
+    p.add_argument("--C", dest="c", type=float,
+                   help="inverse regularisation strength (default: the TF-IDF linear view's, textclf.linear.KINDS)")
     return p
 
 
@@ -235,7 +236,7 @@ def run_baseline(args: argparse.Namespace) -> int:
     from .prepare import load_data
     from .tokenizer import Tokenizer
 
-    if args.c <= 0:
+    if args.c is not None and args.c <= 0:
         raise TextclfError("--C must be > 0")
     cfg = load_config(args.config, args.overrides)
     result = linear_baseline(load_data(cfg), Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase),
