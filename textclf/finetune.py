@@ -160,11 +160,11 @@ def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence
     rows = np.arange(len(y))
     if len(rows) > ALIGN_ROWS:
         rows = np.sort(np.random.default_rng(0).choice(rows, ALIGN_ROWS, replace=False))
+    if len(np.unique(y[rows])) < 2:  # one label in the sample: nothing to tell apart, no need to score
+        return None, 0.5
     seqs = tokens.numericalize(pretrained.vocab, pretrained.max_length, pretrained.truncate)
     loader = make_loader(TextDataset([seqs[i] for i in rows]), 64, shuffle=False)
     scores = predict_loader(pretrained.model, loader, torch.device("cpu"))[0][:, 1]
-    if len(np.unique(y[rows])) < 2:
-        return None, 0.5
     auc = float(roc_auc_score(y[rows], scores))
     if abs(auc - 0.5) < ALIGN_AUC - 0.5:
         return None, auc
