@@ -198,7 +198,7 @@ def test_prediction_runs_in_bf16_by_default_only_where_the_cpu_computes_it(tiny_
 
     from textclf import inference
 
-    monkeypatch.setattr(inference, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(inference, "cpu_bf16_faster", lambda: native)
     dtypes = {p.dtype for p in Classifier.load(tiny_run, "cpu").artifact.model.parameters()}
     assert dtypes == {torch.bfloat16 if native else torch.float32}
     exact = Classifier.load(tiny_run, "cpu", bf16=False)  # what --float32 asks for
@@ -207,3 +207,21 @@ def test_prediction_runs_in_bf16_by_default_only_where_the_cpu_computes_it(tiny_
     assert {p.dtype for p in forced.artifact.model.parameters()} == {torch.bfloat16}
     texts = ["a superb and brilliant film", "awful and dull"]
     assert [p.label for p in forced.predict(texts)] == [p.label for p in exact.predict(texts)]
+
+
+@pytest.mark.parametrize(("native", "float32_s", "bf16_s", "faster"),
+                         [(False, None, None, False), (True, 1.0, 0.65, True), (True, 0.65, 1.0, False),
+                          (True, 1.0, 0.95, False)])  # bf16 only 5% faster: float32, the exact one
+def test_cpu_bf16_is_the_default_only_where_it_is_measured_faster(monkeypatch, native, float32_s, bf16_s, faster):
+    from textclf import inference
+
+    timed = []
+    monkeypatch.setattr(inference, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(inference, "_lstm_seconds",
+                        lambda lstm, x, bf16: timed.append(bf16) or (bf16_s if bf16 else float32_s))
+    inference.cpu_bf16_faster.cache_clear()
+    try:
+        assert inference.cpu_bf16_faster() is faster
+        assert inference.cpu_bf16_faster() is faster and len(timed) == (2 if native else 0)  # once a process
+    finally:
+        inference.cpu_bf16_faster.cache_clear()

@@ -14,8 +14,8 @@ from typing import NoReturn
 from .config import PREDICT_BATCH_SIZE
 from .errors import TextclfError
 
-BF16_HELP = "run the model in bfloat16 on any device (default: where it computes bf16 natively, else float32)"
-FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where the device computes it natively)"
+BF16_HELP = "run the model in bfloat16 on any device (default: where bf16 is faster there, else float32)"
+FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is faster on the device)"
 MODEL_HELP = "a model/ folder, the run folder holding it, or hf:USER/NAME on the Hugging Face Hub"
 
 log = logging.getLogger("textclf")
@@ -62,7 +62,7 @@ def _config_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _precision_args(p: argparse.ArgumentParser) -> None:
-    """--bf16 / --float32; neither: bfloat16 where the device computes it natively (args.bf16 == "auto")."""
+    """--bf16 / --float32; neither: bfloat16 where it is faster on the device (args.bf16 == "auto")."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--bf16", dest="bf16", action="store_const", const=True, default="auto", help=BF16_HELP)
     group.add_argument("--float32", dest="bf16", action="store_const", const=False, help=FLOAT32_HELP)

@@ -103,7 +103,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     amp: bool = True  # mixed precision, used on CUDA only
-    amp_cpu: str = "auto"  # bf16 autocast on CPU: auto (where native: AVX-512 BF16, AMX) | true | false
+    amp_cpu: str = "auto"  # bf16 autocast on CPU: auto (where measured faster than float32) | true | false
     amp_gpu: str = "auto"  # with amp, on CUDA: auto (bf16 on compute capability >= 8.0, else fp16) | bf16 | fp16
     lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
     deterministic: bool = False  # deterministic kernels only (slower on CUDA; an op without one raises)

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from .inference import native_cpu_bf16, native_gpu_bf16
+from .inference import cpu_bf16_faster, native_gpu_bf16
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,15 @@ def sync_due(step: int, device: torch.device) -> bool:
 
 def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false", gpu: str = "auto") -> torch.dtype | None:
     """On CUDA with `enabled`: bf16 where `device` computes it natively (`gpu` "auto"), else fp16 (with a
-    GradScaler); `gpu` "bf16" or "fp16" forces one. On the CPU, bf16 when `cpu` is "true", or "auto" and the
-    CPU computes bf16 natively. None means full precision. On the CPU, autocast runs the LSTM (oneDNN) and the
-    head in bf16, the rest in float32."""
+    GradScaler); `gpu` "bf16" or "fp16" forces one. On the CPU, bf16 when `cpu` is "true", or "auto" and bf16
+    is measured faster than float32 there (`inference.cpu_bf16_faster`). None means full precision. On the CPU,
+    autocast runs the LSTM (oneDNN) and the head in bf16, the rest in float32."""
     if device.type == "cpu":
         if cpu == "auto":
-            return torch.bfloat16 if native_cpu_bf16() else None
-        if cpu == "true" and not native_cpu_bf16():
-            log.warning("train.amp_cpu: this CPU has no native bf16 (AVX-512 BF16 or AMX): oneDNN emulates it, "
-                        "slower than float32, or has no bf16 LSTM for it (an error); set train.amp_cpu=auto or false")
+            return torch.bfloat16 if cpu_bf16_faster() else None
+        if cpu == "true" and not cpu_bf16_faster():
+            log.warning("train.amp_cpu=true: this CPU runs bf16 no faster than float32 (it emulates bf16, or has "
+                        "no AMX), or has no bf16 LSTM at all (an error); set train.amp_cpu=auto or false")
         return torch.bfloat16 if cpu == "true" else None
     if not enabled or device.type != "cuda":
         return None
