@@ -118,6 +118,7 @@ def test_label_map_from_the_command_line_keeps_int_keys_and_nulls():
     ("train.adversarial=-0.1", r'"train.adversarial" must be >= 0'),
     ("pretrain.lm_sample=0", r'"pretrain.lm_sample" must be in \(0, 1\]'),
     ("pretrain.lm_sample=1.5", r'"pretrain.lm_sample" must be in \(0, 1\]'),
+    ("train.adversarial_fraction=0", r'"train.adversarial_fraction" must be in \(0, 1\]'),
     ("pretrain.lm_lr=0", r'"pretrain.lm_lr" must be > 0'),
 ])
 def test_fine_tuning_and_pretraining_keys_are_checked(override, message):

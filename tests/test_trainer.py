@@ -105,6 +105,43 @@ def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
     assert torch.equal(adversarial_delta(torch.zeros(4, 7, 8), embedded, 0.05), torch.zeros(4, 7, 8))
 
 
+def test_adversarial_fraction_pushes_a_random_share_of_the_rows_cut_to_their_longest(monkeypatch):
+    from types import SimpleNamespace
+
+    from textclf import trainer
+
+    assert trainer.adversarial_rows(torch.full((8,), 5), 1.0) is None  # every row: the batch as it is
+    assert len(trainer.adversarial_rows(torch.full((8,), 5), 0.01)) == 1  # at least one
+    rows = trainer.adversarial_rows(torch.arange(64, 0, -1), 0.25)
+    assert len(rows) == 16 and rows.unique().numel() == 16 and torch.equal(rows, rows.sort().values)
+
+    class Recorder(torch.nn.Module):  # the classifier, noting what each pass is given
+        def __init__(self):
+            super().__init__()
+            self.inner, self.calls = lstm(50, 2, embedding_dim=8, hidden_size=8), []
+            self.embedding = self.inner.embedding
+
+        def forward(self, x, lengths, delta=None):
+            self.calls.append((tuple(x.shape), lengths.tolist(), delta is None or tuple(delta.shape)))
+            return self.inner(x, lengths, delta)
+
+    drawn, real = [], trainer.adversarial_rows
+    monkeypatch.setattr(trainer, "adversarial_rows", lambda *a: drawn.append(real(*a)) or drawn[-1])
+    model = Recorder()
+    lengths = torch.tensor([9, 8, 6, 5, 3, 2, 2, 1])  # longest first, as the loaders make them
+    tokens = torch.randint(1, 50, (8, 9)) * (torch.arange(9) < lengths[:, None])
+    batch = SimpleNamespace(tokens=tokens, labels=torch.tensor([0, 1] * 4).float(), lengths=lengths)
+    opt = torch.optim.AdamW(model.parameters())
+    trainer.train_step(model, batch, opt, make_scheduler(opt, "constant", 1, 0.0),
+                       torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), 1.0, None,
+                       adversarial=0.05, adversarial_fraction=0.5)
+    (chosen,) = drawn
+    clean, pushed = model.calls
+    assert clean == ((8, 9), lengths.tolist(), (8, 9, 8))
+    longest = int(lengths[chosen].max())
+    assert len(chosen) == 4 and pushed == ((4, longest), lengths[chosen].tolist(), (4, longest, 8))
+
+
 def test_adversarial_training_trains_on_both_passes(tmp_path, tiny_dir):
     plain, plain_run = _train(tmp_path, tiny_dir, "plain")
     adv, run = _train(tmp_path, tiny_dir, "adv", "train.adversarial=0.05")

@@ -112,6 +112,7 @@ class TrainConfig:
     keep_last: int = 2  # checkpoints kept on disk (the oldest are deleted)
     class_weights: str = "auto"  # auto (balanced when a class has 2x the rows of another) | balanced | none
     adversarial: float = 0.02  # >0: also train on embedded tokens pushed by this fraction of their norm (2x cost)
+    adversarial_fraction: float = 1.0  # the share of each batch's rows (random) that take that second pass
     freeze_embedding_epochs: int = 0  # init_from: keep the pretrained embedding rows fixed for the first N epochs
     freeze_encoder_epochs: int = 0  # init_from: keep the LSTM fixed for the first N epochs
     tensorboard: bool = False  # log scalars to RUN_DIR/tb/ (needs the tensorboard extra)
@@ -219,8 +220,10 @@ def check(cfg: Config) -> Config:
         value = OmegaConf.select(OmegaConf.structured(cfg), key)
         if not 0 <= value < 1:
             raise TextclfError(f'config key "{key}" must be in [0, 1), got {value}')
-    if not 0 < cfg.pretrain.lm_sample <= 1:
-        raise TextclfError(f'config key "pretrain.lm_sample" must be in (0, 1], got {cfg.pretrain.lm_sample}')
+    for key in ("pretrain.lm_sample", "train.adversarial_fraction"):
+        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        if not 0 < value <= 1:
+            raise TextclfError(f'config key "{key}" must be in (0, 1], got {value}')
     if cfg.data.max_length is not None and cfg.data.max_length <= 0:
         raise TextclfError(f'config key "data.max_length" must be > 0 or null, got {cfg.data.max_length}')
     if cfg.data.label_map and all(v is None for v in cfg.data.label_map.values()):

@@ -308,7 +308,7 @@ def dry_run(cfg: Config) -> dict:
         batch = next(iter(loaders["train"]))
         model.train()
         loss = train_step(model, batch, opt, sched, grad_scaler(device, dtype), device, t.clip_grad_norm, dtype,
-                          class_weights(cfg, data, device), t.adversarial)
+                          class_weights(cfg, data, device), t.adversarial, t.adversarial_fraction)
         rows = next(iter(loaders["validation"].batch_sampler))  # the longest texts: the largest batch
         val = data.datasets["validation"]
         first = TextDataset([val.seqs[i] for i in rows], val.labels[rows])

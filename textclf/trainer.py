@@ -96,13 +96,24 @@ def adversarial_delta(grad: torch.Tensor, embedded: torch.Tensor, size: float) -
     return (size * per_text(embedded) / per_text(grad) * grad.float()).detach()
 
 
+def adversarial_rows(lengths: torch.Tensor, fraction: float) -> torch.Tensor | None:
+    """Which rows of a batch take the adversarial pass: a random `fraction` of them (at least one), in batch
+    order (a longest-first batch stays so); None for all. Drawn from torch's CPU generator, which checkpoints
+    save, so a resumed run draws the same rows."""
+    n = len(lengths)
+    k = max(1, round(fraction * n))
+    return None if k >= n else torch.randperm(n)[:k].sort().values
+
+
 def train_step(model: nn.Module, batch, opt, sched, scaler: torch.amp.GradScaler, device: torch.device, clip: float,
                dtype: torch.dtype | None, class_weights: torch.Tensor | None = None,
-               adversarial: float = 0.0) -> torch.Tensor:
+               adversarial: float = 0.0, adversarial_fraction: float = 1.0) -> torch.Tensor:
     """One optimizer step on one batch; its loss, left on the device (no sync).
 
     `adversarial` > 0 adds adversarial training: the batch also trains on its embedded tokens pushed by
-    `adversarial_delta` (a second forward and backward pass, so a step costs about twice as much).
+    `adversarial_delta` (a second forward and backward pass). `adversarial_fraction` < 1 makes that pass on a
+    random share of the rows only (`adversarial_rows`): the mean of their pushed losses is an unbiased
+    estimate of the whole batch's, at a fraction of the pass's cost.
     `model` is the classifier, or its DistributedDataParallel wrapper under torchrun.
     """
     embedding = getattr(model, "module", model).embedding  # under DDP, model is the wrapper
@@ -123,8 +134,13 @@ def train_step(model: nn.Module, batch, opt, sched, scaler: torch.amp.GradScaler
         push = adversarial_delta(delta.grad, embedding(x), adversarial)
         if scaler.is_enabled():  # fp16: an overflow (inf in delta.grad) is routine, and the scaler skips
             push.nan_to_num_(0.0, 0.0, 0.0)  # the step; a NaN push would make it look like divergence
+    lengths, rows = batch.lengths, adversarial_rows(batch.lengths, adversarial_fraction)
+    if rows is not None:  # the chosen rows, cut to their longest text (lengths stay on the CPU: no sync)
+        lengths, on_device = lengths[rows], rows.to(device, non_blocking=True)
+        t = max(1, int(lengths.max()))
+        x, y, push = x[on_device, :t], y[on_device], push[on_device, :t]
     with autocast(device, dtype):
-        pushed = loss_fn(model(x, batch.lengths, push), y, class_weights)
+        pushed = loss_fn(model(x, lengths, push), y, class_weights)
     optimizer_step(pushed, opt, sched, scaler, model, clip)
     return loss.detach() + 0.0 * pushed.detach()  # the clean loss is logged; a NaN/inf of either pass shows
 
@@ -132,7 +148,8 @@ def train_step(model: nn.Module, batch, opt, sched, scaler: torch.amp.GradScaler
 def train_epoch(model: nn.Module, loader: DataLoader, opt, sched, device: torch.device, clip: float,
                 dtype: torch.dtype | None, scaler: torch.amp.GradScaler, progress: Progress, desc: str = "train",
                 class_weights: torch.Tensor | None = None,
-                on_step: Callable[[Progress], None] | None = None, adversarial: float = 0.0) -> None:
+                on_step: Callable[[Progress], None] | None = None, adversarial: float = 0.0,
+                adversarial_fraction: float = 1.0) -> None:
     """Train on the loader's batches (its sampler may start mid-epoch) with `train_step`, advancing `progress`.
 
     Losses stay on the device and are checked for NaN/inf every SYNC_EVERY steps (and by `on_step` before a
@@ -144,7 +161,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, opt, sched, device: torch.
     clock = time.perf_counter()
     for batch in bar:
         progress.losses[progress.batch] = train_step(model, batch, opt, sched, scaler, device, clip, dtype,
-                                                     class_weights, adversarial)
+                                                     class_weights, adversarial, adversarial_fraction)
         progress.batch += 1
         progress.step += 1
         progress.tokens += int(batch.lengths.sum())  # lengths live on the CPU: no sync
@@ -355,7 +372,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
             train_loader.batch_sampler.set_epoch(epoch, start=p.batch)
             train_epoch(ddp, train_loader, opt, sched, device, cfg.clip_grad_norm, dtype, scaler, p,
                         desc=f"epoch {epoch}/{epochs}", class_weights=class_weights,
-                        on_step=on_step if checkpoints else None, adversarial=cfg.adversarial)
+                        on_step=on_step if checkpoints else None, adversarial=cfg.adversarial,
+                        adversarial_fraction=cfg.adversarial_fraction)
             t0, train_loss = time.perf_counter(), check_finite(p, n).sum().item() / n
             val = validate(model, val_loader, device, label_names, dtype)
             seconds = p.seconds + time.perf_counter() - t0
