@@ -66,12 +66,14 @@ def stage_textclf(args: argparse.Namespace) -> None:
             wall = round(time.perf_counter() - start, 1)  # everything: reading, pretraining, the linear view, test
     metrics = json.loads((run_dir / "metrics.json").read_text())
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    passes = 2 if yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["adversarial"] > 0 else 1
+    train = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+    # adversarial training: a second pass over a share of each batch's rows (about that share of its tokens)
+    passes = 1 + train.get("adversarial_fraction", 1.0) if train["adversarial"] > 0 else 1
     tokens_per_s = round(sum(r["tokens_per_s"] for r in log) / len(log))
     _emit({"test_accuracy": metrics["test"]["accuracy"], "train_seconds": metrics["train_seconds"],
            "pretrain_seconds": metrics.get("pretrain_seconds", 0.0), "tokenize_seconds": metrics["tokenize_seconds"],
            "epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"], "tokens_per_s": tokens_per_s,
-           "passes_per_batch": passes, "pass_tokens_per_s": passes * tokens_per_s,
+           "passes_per_batch": passes, "pass_tokens_per_s": round(passes * tokens_per_s),
            "precision": metrics.get("precision", "float32"), "wall_seconds": wall,
            "lstm_test_accuracy": metrics["test"].get("lstm_accuracy"),
            "linear_test_accuracy": metrics["test"].get("linear_accuracy"), "calibration": metrics.get("calibration")})
@@ -218,7 +220,7 @@ def table(r: dict) -> str:
                      f"padded vs packed outputs differ by at most {tut['max_abs_diff_padded_vs_packed']:.1e} "
                      f"(textclf in {t.get('precision', 'float32')}, the tutorial loop in float32)")
         if t.get("passes_per_batch", 1) > 1:
-            notes.append(f"the recipe makes {t['passes_per_batch']} passes per batch (adversarial training): "
+            notes.append(f"the recipe makes {t['passes_per_batch']:g} passes per batch (adversarial training): "
                          f"{t['tokens_per_s'] / tut['tokens_per_s']:.1f}x the tutorial loop per training token")
     if inf:
         notes.append(f"inference reviews/s from raw text, tokenising included, default Classifier.load "
