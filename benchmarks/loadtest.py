@@ -273,7 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         health = wait_healthy(url, server, timeout=180)
         if args.warmup:
             asyncio.run(run_load(url, bodies, args.clients, args.warmup, args.duration))
+            warmed = httpx.get(f"{url}/health", timeout=10).json()
         report = asyncio.run(run_load(url, bodies, args.clients, args.requests, args.duration))
+        after = httpx.get(f"{url}/health", timeout=10).json()
+        if "batches" in health:  # the server's own count: how many texts its batcher gathered per model call
+            before = health if not args.warmup else warmed
+            batches = after["batches"] - before["batches"]
+            report["texts_per_batch"] = round((after["texts"] - before["texts"]) / batches, 1) if batches else None
     finally:
         if server is not None:
             server.terminate()
@@ -293,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report['requests']} requests from {args.clients} clients in {report['seconds']} s: "
           f"{report['requests_per_s']} requests/s ({report['texts_per_s']} texts/s), "
           f"latency p50 {report['latency_p50_ms']} ms, p99 {report['latency_p99_ms']} ms, "
-          f"errors {report['errors']}, 503s {report['rejected_503']}")
+          f"errors {report['errors']}, 503s {report['rejected_503']}"
+          + (f", {report['texts_per_batch']} texts per model call" if report.get("texts_per_batch") else ""))
     if api:
         print(f"Python API on the same {len(texts)} texts: {report['api_reviews_per_s']} reviews/s; "
               f"the server's texts/s are {report['server_vs_api']}x that")

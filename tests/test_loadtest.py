@@ -23,6 +23,7 @@ def test_load_test_against_a_served_tiny_model(tiny_run, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert code == 0 and report["errors"] == 0 and report["requests"] == 120
     assert report["requests_per_s"] > 0 and 0 < report["latency_p50_ms"] <= report["latency_p99_ms"]
+    assert 2 <= report["texts_per_batch"] <= 8  # 4 clients of 2 texts each: 1 to 4 requests a model call
     assert report["url"].startswith("http://127.0.0.1:")
     assert "requests/s" in capsys.readouterr().out
 

@@ -71,7 +71,7 @@ def test_the_window_gathers_requests_that_arrive_soon_after_the_first(model):
     try:
         done = [submit(batcher, [f"text {i}"]) for i in range(6)]
         wait_for(lambda: all(done))
-        assert len(model.calls) == 1 and batcher.batches == 1
+        assert len(model.calls) == 1 and batcher.batches == 1 and batcher.texts == 6
     finally:
         batcher.stop()
 

@@ -36,7 +36,8 @@ def client(clf):
 
 
 def test_health_and_page(client):
-    assert client.get("/health").json() == {"status": "ok", "model": "tiny", "labels": ["neg", "pos"]}
+    assert client.get("/health").json() == {"status": "ok", "model": "tiny", "labels": ["neg", "pos"],
+                                            "batches": 0, "texts": 0}
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="review"' in page.text and "/explain" in page.text

@@ -55,6 +55,7 @@ class MicroBatcher:
         self._jobs: deque[_Job] = deque()
         self.queued = 0  # texts waiting, not counting the batch the worker is running
         self.batches = 0  # predict calls so far
+        self.texts = 0  # texts predicted so far (texts / batches: how well requests are being gathered)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -147,6 +148,7 @@ class MicroBatcher:
         while (batch := self._take()) is not None:
             texts = [t for job in batch for t in job.texts]
             self.batches += 1
+            self.texts += len(texts)
             try:
                 rows = np.asarray(self._predict(texts))
                 if len(rows) != len(texts):

@@ -166,8 +166,9 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
         return page
 
     @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "model": name, "labels": clf.labels}
+    def health() -> dict:  # batches and texts so far: their ratio tells how well requests are being gathered
+        return {"status": "ok", "model": name, "labels": clf.labels, "batches": batcher.batches,
+                "texts": batcher.texts}
 
     def predictions(probs: np.ndarray, threshold: float) -> list[dict]:
         out = []
