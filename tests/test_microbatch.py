@@ -76,6 +76,24 @@ def test_the_window_gathers_requests_that_arrive_soon_after_the_first(model):
         batcher.stop()
 
 
+def test_after_a_batch_the_window_waits_for_the_clients_it_answered(model):
+    """A request that came in while the worker was busy still waits one window once the worker is free, so
+    the requests the finished batch's clients send next join it: two cohorts of clients never form."""
+    batcher = MicroBatcher(model, max_batch=64, window_ms=300, max_queue=64)
+    try:
+        first = submit(batcher, ["a"])
+        assert model.entered.wait(30)  # busy with "a"
+        behind = submit(batcher, ["b"])
+        time.sleep(0.4)  # "b" has waited longer than the window, all of it behind the busy worker
+        model.gate.set()
+        wait_for(lambda: len(first) == 1)
+        follow_up = submit(batcher, ["c"])  # "a"'s client, answered, sends its next request at once
+        wait_for(lambda: behind and follow_up)
+        assert model.calls == [["a"], ["b", "c"]]
+    finally:
+        batcher.stop()
+
+
 def test_a_full_queue_refuses_at_once_and_takes_texts_again_once_it_drains(model):
     batcher = MicroBatcher(model, max_batch=1, window_ms=0, max_queue=3)
     try:

@@ -4,10 +4,14 @@
     request B ─┼─> queue ─> worker ────┼─> B's rows      one predict([A..., B..., C...]) per batch
     request C ─┘   (≤ max_queue texts)  └─> C's rows
 
-The worker takes the oldest waiting request, waits until `window` seconds have passed since it arrived
-(or `max_batch` texts are waiting), takes whole requests up to `max_batch` texts, runs `predict` once and
-hands every request its own rows. While it runs, the next requests queue up: under load, batches form
-with no waiting at all. A request that would take the queue over `max_queue` texts is refused at once
+The worker takes the oldest waiting request, waits until `window` seconds have passed since it arrived,
+or since the worker came free if that is later (or until `max_batch` texts are waiting), takes whole
+requests up to `max_batch` texts, runs `predict` once and hands every request its own rows. While it runs,
+the next requests queue up. The window after a batch lets the clients just answered send their next
+requests into the next batch: counted from arrival, requests that came in during a batch ran at once
+without them, and 32 clients split into two cohorts that took turns in half-size batches for the rest of
+the run (18.5 texts a call instead of 31.7, and 0.69x the requests/s, in one load test of five).
+A request that would take the queue over `max_queue` texts is refused at once
 (`Unavailable`): a bounded queue bounds the wait, where an unbounded one lets latency grow without end.
 """
 
@@ -123,12 +127,13 @@ class MicroBatcher:
 
     def _take(self) -> list[_Job] | None:
         """The next batch: whole requests, oldest first, up to max_batch texts (at least one request)."""
+        free = time.monotonic()  # the previous batch's requests have just been answered
         with self._cond:
             while not self._jobs and not self._closed:
                 self._cond.wait()
             if self._closed:
                 return None
-            deadline = self._jobs[0].arrived + self.window
+            deadline = max(self._jobs[0].arrived, free) + self.window
             while self.queued < self.max_batch and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
