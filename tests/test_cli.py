@@ -77,6 +77,19 @@ def test_dry_run_refuses_what_a_run_would_and_resume(tmp_path, tiny_dir, capsys)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.json"]
 
 
+def test_overrides_may_come_after_flags_and_anything_else_is_still_refused(tmp_path, tiny_dir, capsys):
+    first = [f"data.path={tiny_dir}", *TINY]
+    assert train_main([*first, "--dry-run", f"run_dir={tmp_path / 'a'}"]) == 0  # argparse alone: "unrecognized"
+    assert main(["train", *first, "--dry-run", f"run_dir={tmp_path / 'b'}"]) == 0
+    assert all((tmp_path / d / "config.yaml").is_file() for d in "ab")
+    capsys.readouterr()
+    for stray in ("--bogus", "nokey"):
+        with pytest.raises(SystemExit) as e:
+            train_main([*first, "--dry-run", stray])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.strip() == f"error: unrecognized arguments: {stray} (see train.py --help)"
+
+
 def test_evaluate_a_single_file_with_other_columns(tmp_path, tiny_dir, capsys):
     assert train_main([f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY]) == 0
     df = pd.read_csv(tiny_dir / "test.csv").rename(columns={"text": "review", "label": "sentiment"})

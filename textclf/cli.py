@@ -22,10 +22,20 @@ log = logging.getLogger("textclf")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one `error:` line like every other mistake (exit code 2)."""
+    """argparse, but a usage mistake is one `error:` line like every other mistake (exit code 2), and
+    key=value overrides may come after flags too (`train.py data.path=x --dry-run run_dir=y`): argparse
+    takes a positional list in one run, so the ones after a flag come back unrecognised; they are added."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra and hasattr(parsed, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+            parsed.overrides = [*(parsed.overrides or []), *extra]
+        elif extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
 
 
 def _setup_logging() -> None:
