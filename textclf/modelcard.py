@@ -67,15 +67,16 @@ def _figures(metrics: dict) -> list[str]:
     return rows
 
 
-def _averaged(meta: dict) -> bool:
-    return (meta.get("calibration") or {}).get("weight", 1.0) < 1
+def _averaged(cal: dict | None) -> bool:
+    """Whether config.json's calibration averages the LSTM with a linear view (its weight under 1)."""
+    return (cal or {}).get("weight", 1.0) < 1
 
 
 def _calibration(cal: dict | None) -> str:
     """A sentence on how the probabilities are made, from config.json's calibration (absent: none fitted)."""
     if not cal:
         return ""
-    if cal.get("weight", 1.0) < 1:
+    if _averaged(cal):
         return (f" Its probabilities average the LSTM's (weight {cal['weight']}) with those of a linear view of the "
                 f"same tokens (n-gram logistic regression), each view temperature-scaled on validation "
                 f"(LSTM {cal.get('lstm_temperature')}, linear view {cal.get('linear_temperature')}) and the average "
@@ -85,7 +86,7 @@ def _calibration(cal: dict | None) -> str:
 
 def render(meta: dict, metrics: dict | None = None) -> str:
     """The card for a model folder's config.json contents (`meta`) and, once the run has them, its metrics."""
-    cfg = meta.get("train_config") or {}
+    cfg, cal = meta.get("train_config") or {}, meta.get("calibration")
     arch, labels = meta.get("model") or {}, [str(n) for n in meta.get("labels", [])]
     name = Path(str(cfg.get("run_dir") or "textclf-model")).name
     dataset, source = hub_dataset(cfg), data_source(cfg)
@@ -112,7 +113,7 @@ def render(meta: dict, metrics: dict | None = None) -> str:
         f"embeddings of a {arch.get('vocab_size', 0):,}-token vocabulary, a {lstm}, {arch.get('pooling')} pooling "
         f"over its states and a linear layer onto {len(labels)} classes: {', '.join(labels)}. Texts are split by "
         f"textclf's {tok.get('kind')} tokenizer{', lowercased,' if tok.get('lowercase') else ''} {cut}."
-        + _calibration(meta.get("calibration")), "",
+        + _calibration(cal), "",
         "## Data", "",
         f"Trained on {source}: text from `{data.get('text_column')}`, labels from `{data.get('label_column')}`"
         + (f", mapped by `{data.get('label_map')}`" if data.get("label_map") else "") + "."
@@ -130,7 +131,7 @@ def render(meta: dict, metrics: dict | None = None) -> str:
         "```", "",
         "The folder holds `model.safetensors` (the weights: loading them runs no code), `config.json` (architecture, "
         "labels, tokenizer, the training config, the calibration) and `vocab.json`"
-        + (", and the linear view in `linear.safetensors` and `linear.json`." if _averaged(meta) else "."), "",
+        + (", and the linear view in `linear.safetensors` and `linear.json`." if _averaged(cal) else "."), "",
         "## Training", "",
     ]
     if metrics:
