@@ -270,14 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         extra += {True: ["--bf16"], False: ["--float32"]}.get(args.bf16, [])
         server = start_server(args.model_dir, port, extra)
     try:
-        health = wait_healthy(url, server, timeout=180)
+        health = before = wait_healthy(url, server, timeout=180)
         if args.warmup:
             asyncio.run(run_load(url, bodies, args.clients, args.warmup, args.duration))
-            warmed = httpx.get(f"{url}/health", timeout=10).json()
+            before = httpx.get(f"{url}/health", timeout=10).json()
         report = asyncio.run(run_load(url, bodies, args.clients, args.requests, args.duration))
-        after = httpx.get(f"{url}/health", timeout=10).json()
-        if "batches" in health:  # the server's own count: how many texts its batcher gathered per model call
-            before = health if not args.warmup else warmed
+        if "batches" in before:  # the server's own count: how many texts its batcher gathered per model call
+            after = httpx.get(f"{url}/health", timeout=10).json()
             batches = after["batches"] - before["batches"]
             report["texts_per_batch"] = round((after["texts"] - before["texts"]) / batches, 1) if batches else None
     finally:
