@@ -1,12 +1,16 @@
 """Averaging with the linear view, temperature scaling and the calibration error."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from textclf.calibration import (
+    SHORTCUTS,
     Calibration,
     combine,
     expected_calibration_error,
+    fit_shortcut,
     fit_temperature,
     fit_weight,
     log_loss,
@@ -84,5 +88,62 @@ def test_each_view_is_scaled_before_they_are_averaged():
     assert cal.lstm_temperature > 1  # the overconfident view is softened first
     assert log_loss(cal.apply(overconfident, calibrated), y) < log_loss(combine(overconfident, calibrated, 0.5), y)
     assert Calibration.from_dict(cal.to_dict()) == Calibration(**cal.to_dict())
-    assert Calibration.from_dict({"weight": 0.3, "temperature": 2.0}) == Calibration(0.3, 2.0, 1.0, 1.0)  # older
+    assert Calibration.from_dict({"weight": 0.3, "temperature": 2.0}) == Calibration(0.3, 2.0, 1.0, 1.0, 0.0)  # older
     assert np.allclose(Calibration().apply(overconfident), overconfident)
+
+
+def _shortcut_views(n: int = 2000, sure_wrong: float = 0.0, seed: int = 6):
+    """Binary views: a linear view 0.97 sure and right on the first half of the texts (easy ones), 0.6 sure and
+    70% right on the rest; an LSTM (0.9 / 0.1) right on the easy half and on 90% of the rest. On a `sure_wrong`
+    share of the first half the linear view is 0.97 sure of the wrong class while the LSTM is 0.99 sure of the
+    right one."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    easy = np.arange(n) < n // 2
+    p_lstm = np.where(easy | (rng.random(n) < 0.9), 0.9, 0.1)
+    p_lin = np.where(easy, 0.97, np.where(rng.random(n) < 0.7, 0.6, 0.4))
+    trap = easy & (np.arange(n) < int(sure_wrong * n))
+    p_lin, p_lstm = np.where(trap, 0.03, p_lin), np.where(trap, 0.99, p_lstm)
+    to_probs = lambda p_true: np.stack([np.where(y == 1, 1 - p_true, p_true),  # noqa: E731
+                                        np.where(y == 1, p_true, 1 - p_true)], 1)
+    return to_probs(p_lstm), to_probs(p_lin), y
+
+
+def test_the_shortcut_is_the_lowest_threshold_that_changes_almost_no_decision():
+    cal = Calibration(weight=0.5)
+    lstm, lin, y = _shortcut_views()
+    assert fit_shortcut(cal, lstm, lin) == 0.8  # the linear view's sure half: the average agrees with it there
+    with_shortcut = replace(cal, shortcut=0.8)
+    sure = with_shortcut.sure(lin)
+    assert sure.mean() == 0.5
+    out = with_shortcut.apply(lstm, lin)
+    np.testing.assert_allclose(out[sure], lin[sure], atol=1e-6)  # its own probabilities (temperature 1 here)
+    np.testing.assert_allclose(out[~sure], cal.apply(lstm, lin)[~sure], atol=1e-6)
+    np.testing.assert_allclose(with_shortcut.exact().apply(lstm, lin), cal.apply(lstm, lin))
+    # sure and wrong on 1% where the LSTM is surer and right: 0.8..0.95 would change those decisions
+    lstm, lin, y = _shortcut_views(sure_wrong=0.01)
+    assert fit_shortcut(cal, lstm, lin) == 0.98  # above the traps' 0.97
+    lstm, lin, y = _shortcut_views(sure_wrong=0.001)  # 2 texts of 2,000: within 0.2%
+    assert fit_shortcut(cal, lstm, lin) == 0.8
+
+
+def test_no_shortcut_without_a_linear_view_its_weight_or_enough_validation():
+    lstm, lin, y = _shortcut_views()
+    assert fit_shortcut(Calibration(weight=1.0), lstm, lin) == 0.0
+    assert fit_shortcut(Calibration(weight=0.5), lstm, None) == 0.0
+    assert fit_shortcut(Calibration(weight=0.5), lstm[:999], lin[:999]) == 0.0  # 0.2% of fewer texts: under one
+    assert not Calibration(weight=1.0, shortcut=0.8).sure(lin).any()
+    assert Calibration(weight=0.5, shortcut=0.8).sure(None).shape == (0,)
+    # 0.995 sure and wrong on a tenth of the texts, outweighed by the LSTM: every threshold changes those
+    lstm, lin, y = _shortcut_views(sure_wrong=0.1)
+    lin[:200] = np.where(lin[:200] > 0.5, 0.995, 0.005)
+    assert fit_shortcut(Calibration(weight=0.8), lstm, lin) == 0.0
+
+
+def test_calibration_fits_the_shortcut_last():
+    lstm, lin, y = _shortcut_views()
+    cal = Calibration.fit(lstm, lin, y)
+    assert cal.weight < 1 and cal.shortcut in SHORTCUTS
+    changed = (cal.apply(lstm, lin).argmax(1) != cal.exact().apply(lstm, lin).argmax(1)).mean()
+    assert changed <= 0.002 and cal.sure(lin).mean() >= 0.5
+    assert Calibration.from_dict(cal.to_dict()).shortcut == cal.shortcut

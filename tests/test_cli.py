@@ -256,3 +256,15 @@ def test_fine_tune_then_evaluate_then_predict_a_file_with_the_real_scripts(tmp_p
     assert predicted[list(new.columns)].equals(pd.read_csv(tmp_path / "new.csv", dtype=str, keep_default_na=False))
     truth = _shop_reviews(30, seed=13).sentiment
     assert (predicted.predicted_label == truth).mean() >= 0.9
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "serve"])
+def test_no_shortcut_reaches_the_model_for_every_command_that_loads_one(command, monkeypatch):
+    from textclf import cli
+
+    seen = []
+    build, _, help_text = cli.COMMANDS[command]
+    monkeypatch.setitem(cli.COMMANDS, command, (build, lambda args: seen.append(args.shortcut) or 0, help_text))
+    extra = {"predict": ["some text"], "evaluate": ["--data", "d"], "serve": []}[command]
+    assert main([command, "runs/x", *extra]) == 0 and main([command, "runs/x", *extra, "--no-shortcut"]) == 0
+    assert seen == [True, False]

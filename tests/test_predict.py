@@ -225,3 +225,32 @@ def test_cpu_bf16_is_the_default_only_where_it_is_measured_faster(monkeypatch, n
         assert inference.cpu_bf16_faster() is faster and len(timed) == (2 if native else 0)  # once a process
     finally:
         inference.cpu_bf16_faster.cache_clear()
+
+
+def test_the_shortcut_runs_the_lstm_only_where_the_linear_view_is_unsure(tiny_run, monkeypatch):
+    import dataclasses
+
+    from textclf.calibration import Calibration, combine
+    from textclf.linear import LinearModel
+
+    from .conftest import make_reviews
+
+    train = make_reviews(300, seed=7)
+    clf = Classifier.load(tiny_run)
+    linear = LinearModel.fit([clf.artifact.tokenizer(t) for t in train.text], (train.label == "pos").to_numpy(int), 2)
+    meta = {**clf.artifact.meta, "calibration": {"weight": 0.5, "shortcut": 0.9, "linear_temperature": 0.5}}
+    fast = Classifier(dataclasses.replace(clf.artifact, linear=linear, meta=meta), clf.device)
+    exact = Classifier(dataclasses.replace(fast.artifact, shortcut=False), clf.device)
+    texts = make_reviews(80, seed=8).text.tolist() + ["so-so", "fine"]
+    p_linear = linear.predict_proba([clf.artifact.tokenizer(t) for t in texts])
+    sure = Calibration(weight=0.5, shortcut=0.9, linear_temperature=0.5).sure(p_linear)
+    assert 0 < sure.sum() < len(texts)  # some texts each way
+    seen = []
+    real = Classifier.predict_encoded
+    monkeypatch.setattr(Classifier, "predict_encoded", lambda self, s, b=64: seen.append(len(s)) or real(self, s, b))
+    out, full = fast.predict_proba(texts), exact.predict_proba(texts)
+    assert seen == [int((~sure).sum()), len(texts)]  # the LSTM on the unsure texts only, then on all
+    np.testing.assert_allclose(out[~sure], full[~sure], atol=1e-6)
+    np.testing.assert_allclose(out[sure], combine(p_linear[sure], None, 1.0, 0.5), atol=1e-6)  # the view's own
+    assert np.allclose(out.sum(1), 1, atol=1e-5)
+    assert Classifier.load(tiny_run, shortcut=False).artifact.calibration.shortcut == 0.0

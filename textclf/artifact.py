@@ -49,6 +49,7 @@ class Artifact:
     meta: dict
     linear: LinearModel | None = None  # the linear view, when the model averages the LSTM with it
     folder: Path | None = None  # where it was loaded from (an hf: model: the download), for whoever names it
+    shortcut: bool = True  # False: the LSTM on every text, even where the calibration's shortcut would skip it
 
     @property
     def calibration(self) -> Calibration:
@@ -56,7 +57,7 @@ class Artifact:
         cal = Calibration.from_dict(self.meta.get("calibration"))
         if self.linear is None:
             cal.weight = 1.0
-        return cal
+        return cal if self.shortcut else cal.exact()
 
     @property
     def weight(self) -> float:
@@ -172,11 +173,13 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool | str = False) -> Artifact:
+def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool | str = False,
+               shortcut: bool = True) -> Artifact:
     """Rebuild the model on `device` from a model (or run) folder. Executes no pickled code.
 
-    `bf16`: cast the weights to bfloat16 for inference: True, False, or "auto" (where `device` computes bf16
-    natively; see `inference.inference_bf16`).
+    `bf16`: cast the weights to bfloat16 for inference: True, False, or "auto" (where bf16 is faster on `device`;
+    see `inference.inference_bf16`). `shortcut`: False runs the LSTM on every text, even those the calibration's
+    shortcut leaves to the linear view (see `Calibration.shortcut`).
     """
     model_dir = resolve_model_dir(path)
     if not model_dir.is_dir():
@@ -214,4 +217,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
         raise TextclfError(f"{model_dir}: the linear view (linear.json / linear.safetensors) is corrupt ({e}); "
                            "re-copy the model folder") from None
     return Artifact(model, vocab, labels, tokenizer, meta.get("max_length"), meta.get("truncate", "head"), meta,
-                    linear, model_dir)
+                    linear, model_dir, shortcut)

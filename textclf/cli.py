@@ -16,6 +16,8 @@ from .errors import TextclfError
 
 BF16_HELP = "run the model in bfloat16 on any device (default: where bf16 is faster there, else float32)"
 FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is faster on the device)"
+SHORTCUT_HELP = ("run the LSTM on every text (default: where the model was calibrated with a shortcut, texts its "
+                 "linear view is sure of get that view's answer alone, at most 0.2%% of validation decisions changed)")
 MODEL_HELP = "a model/ folder, the run folder holding it, or hf:USER/NAME on the Hugging Face Hub"
 
 log = logging.getLogger("textclf")
@@ -72,10 +74,12 @@ def _config_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _precision_args(p: argparse.ArgumentParser) -> None:
-    """--bf16 / --float32; neither: bfloat16 where it is faster on the device (args.bf16 == "auto")."""
+    """--bf16 / --float32; neither: bfloat16 where it is faster on the device (args.bf16 == "auto"). And
+    --no-shortcut (args.shortcut False)."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--bf16", dest="bf16", action="store_const", const=True, default="auto", help=BF16_HELP)
     group.add_argument("--float32", dest="bf16", action="store_const", const=False, help=FLOAT32_HELP)
+    p.add_argument("--no-shortcut", dest="shortcut", action="store_false", help=SHORTCUT_HELP)
 
 
 def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -267,7 +271,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise TextclfError("--batch-size must be > 0")
     m = evaluate(args.model_dir, args.data, args.split, args.text_column, args.label_column, args.output,
                  args.device, args.batch_size, encoding_errors=args.encoding_errors,
-                 plots=args.plots, bf16=args.bf16, encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet)
+                 plots=args.plots, bf16=args.bf16, encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet,
+                 shortcut=args.shortcut)
     print(format_report(m, title=f"{m['model']} on {m['data']} [{m['split']}]"))
     return 0
 
@@ -306,7 +311,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from .predict import Classifier
 
     _check_predict_args(args)
-    clf = Classifier.load(args.model_dir, args.device, args.bf16)
+    clf = Classifier.load(args.model_dir, args.device, args.bf16, args.shortcut)
     if args.threshold is not None and len(clf.labels) != 2:
         raise TextclfError(f"--threshold is for binary models; this one has {len(clf.labels)} classes "
                            "and picks the most probable")
@@ -395,7 +400,8 @@ def run_serve(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    serve(args.model_dir, args.host, args.port, args.device, args.log_level, args.bf16, max_texts=args.max_texts,
+    serve(args.model_dir, args.host, args.port, args.device, args.log_level, args.bf16, args.shortcut,
+          max_texts=args.max_texts,
           max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
           batch_window_ms=args.batch_window_ms, max_queue=args.max_queue, forward_batch=args.forward_batch)
     return 0

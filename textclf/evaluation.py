@@ -38,7 +38,8 @@ def score_splits(parts: dict[str, dict[str, np.ndarray]], labels: dict[str, np.n
                  plots_dir: Path | None) -> dict:
     """A trained model's report: each split's metrics of its final probabilities (`parts[name]["final"]`; see
     pipeline.calibrate), with the accuracy of the LSTM and of the linear view alone, and the calibration error
-    before temperature scaling."""
+    before temperature scaling; with a shortcut, the share of texts the linear view answered alone and the
+    accuracy of the full average on every text (`parts[name]["exact"]`)."""
     scores = {}
     for name, p in parts.items():
         y = labels[name]
@@ -47,6 +48,9 @@ def score_splits(parts: dict[str, dict[str, np.ndarray]], labels: dict[str, np.n
         if p["linear"] is not None:
             m["linear_accuracy"] = float((decide(p["linear"]) == y).mean())
         m["ece_before_calibration"] = round(expected_calibration_error(p["raw"], y), 4)
+        if p.get("sure") is not None and p["sure"].any():
+            m["shortcut_share"] = round(float(p["sure"].mean()), 4)
+            m["exact_accuracy"] = float((decide(p["exact"]) == y).mean())
         log.info("%s", format_report(m, title=f"{name}:"))
         scores[name] = m
     return scores
@@ -56,15 +60,15 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
              label_column: str | None = None, output: str | None = None, device: str = "auto",
              batch_size: int = PREDICT_BATCH_SIZE, cache_dir: str | None = None, encoding_errors: str = "strict",
              plots: str | None = None, bf16: bool | str = "auto", encoding: str | None = None,
-             delimiter: str | None = None,
-             sheet: str | None = None) -> dict:
+             delimiter: str | None = None, sheet: str | None = None, shortcut: bool = True) -> dict:
     """Evaluate a saved model on a split of a dataset folder, a file, "imdb" or "hf:NAME"; `plots`: a folder for PNGs.
 
     Labels go through the `data.label_map` the model was trained with, so star ratings evaluate as-is.
-    `encoding`, `delimiter`, `sheet`: how to read a file (see `data.iter_table`; None: detect).
+    `encoding`, `delimiter`, `sheet`: how to read a file (see `data.iter_table`; None: detect). `bf16`, `shortcut`:
+    as for prediction (`Classifier.load`), so the figures are those of the predictions a user gets.
     """
     dev = resolve_device(device)
-    art = load_model(model_dir, dev, bf16)  # an hf: model is downloaded here, once
+    art = load_model(model_dir, dev, bf16, shortcut)  # an hf: model is downloaded here, once
     columns = art.meta.get("data", {})
     text_column = text_column or columns.get("text_column", "text")
     label_column = label_column or columns.get("label_column", "label")

@@ -230,7 +230,8 @@ def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data:
     """Fit the LSTM's share of the average with the linear view, then the temperature, on validation.
 
     Returns the settings saved with the model, and each split's probabilities: the LSTM's, the linear
-    view's, the average before and after temperature scaling.
+    view's, the average before and after temperature scaling, the model's (`final`: with the shortcut, where
+    fitted) and the full average's (`exact`), and which texts the shortcut gives the linear view (`sure`).
     """
     parts: dict[str, dict[str, np.ndarray]] = {}
     for name in ("validation", "test"):
@@ -241,11 +242,14 @@ def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data:
     val = parts["validation"]
     cal = Calibration.fit(val["lstm"], val["linear"], data.datasets["validation"].labels)
     for p in parts.values():
-        p["raw"] = Calibration(weight=cal.weight).apply(p["lstm"], p["linear"])  # no temperature anywhere
-        p["final"] = cal.apply(p["lstm"], p["linear"])
-    log.info("calibration on validation: temperatures LSTM %.3f%s, LSTM weight %.1f, temperature %.3f",
+        p["raw"] = Calibration(weight=cal.weight).apply(p["lstm"], p["linear"])  # no temperature, no shortcut
+        p["final"], p["exact"] = cal.apply(p["lstm"], p["linear"]), cal.exact().apply(p["lstm"], p["linear"])
+        p["sure"] = cal.sure(p["linear"])
+    log.info("calibration on validation: temperatures LSTM %.3f%s, LSTM weight %.1f, temperature %.3f%s",
              cal.lstm_temperature, "" if linear is None else f", linear view {cal.linear_temperature:.3f}",
-             cal.weight, cal.temperature)
+             cal.weight, cal.temperature,
+             f"; shortcut {cal.shortcut:g}: the linear view alone on {val['sure'].mean():.0%} of validation"
+             if cal.shortcut else "")
     return cal.to_dict(), parts
 
 

@@ -212,7 +212,7 @@ def _check_port(host: str, port: int) -> None:
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          log_level: str = "info", bf16: bool | str = "auto", **options) -> None:
+          log_level: str = "info", bf16: bool | str = "auto", shortcut: bool = True, **options) -> None:
     """Load the model, then run the app with uvicorn until interrupted; `options` go to `create_app`."""
     require_serve_extra()
     import uvicorn
@@ -220,7 +220,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
     if not 0 < port < 65536:
         raise TextclfError(f"--port must be in 1..65535, got {port}")
     _check_port(host, port)
-    app = create_app(Classifier.load(model_dir, device, bf16), name=str(model_dir), **options)
+    app = create_app(Classifier.load(model_dir, device, bf16, shortcut), name=str(model_dir), **options)
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
