@@ -41,6 +41,31 @@ def test_cpu_threads_split_big_inputs_and_give_the_same_numbers(clf, monkeypatch
     assert calls == [300]
 
 
+def test_few_texts_never_run_on_intra_op_threads(clf, monkeypatch):
+    """A handful of texts (a server's small batch, the LSTM's share after the shortcut) is split over the
+    cores too, and one text runs on one thread: under OMP_WAIT_POLICY=PASSIVE, intra-op threads made a
+    forward of a few IMDB reviews 10x slower."""
+    import torch
+
+    texts = ["superb " * n + "film" for n in (1, 9, 3)] + ["awful " * n + "film" for n in (7, 1)]
+    seqs = clf.encode(texts)
+    serial = clf._predict(seqs, 16)
+    calls = []
+    real = Classifier._predict
+    monkeypatch.setattr(Classifier, "_predict",
+                        lambda self, s, b: calls.append((len(s), torch.get_num_threads())) or real(self, s, b))
+    torch.set_num_threads(2)
+    try:
+        few = clf.predict_encoded(seqs, 16)  # 5 texts, under 2 batches: still split over the 2 cores
+        one = clf.predict_encoded(seqs[:1], 16)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(1)
+    assert sorted(calls) == [(1, 1), (2, 1), (3, 1)]  # every forward on one-thread kernels
+    np.testing.assert_allclose(few, serial, atol=1e-6)
+    np.testing.assert_allclose(one, serial[:1], atol=1e-6)
+
+
 def test_bf16_runs_the_model_in_bfloat16_and_agrees_with_float32(clf, tiny_run):
     import torch
 
