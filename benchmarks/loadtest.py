@@ -278,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         if "batches" in before:  # the server's own count: how many texts its batcher gathered per model call
             after = httpx.get(f"{url}/health", timeout=10).json()
             batches = after["batches"] - before["batches"]
-            report["texts_per_batch"] = round((after["texts"] - before["texts"]) / batches, 1) if batches else None
+            # with --workers N each process counts its own: the figure is one worker's, when one answered both
+            same = before.get("pid") == after.get("pid")
+            report["texts_per_batch"] = round((after["texts"] - before["texts"]) / batches, 1) if batches and same \
+                else None
     finally:
         if server is not None:
             server.terminate()

@@ -37,7 +37,7 @@ def client(clf):
 
 def test_health_and_page(client):
     assert client.get("/health").json() == {"status": "ok", "model": "tiny", "labels": ["neg", "pos"],
-                                            "batches": 0, "texts": 0}
+                                            "batches": 0, "texts": 0, "pid": os.getpid()}
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="review"' in page.text and "/explain" in page.text
@@ -114,6 +114,42 @@ def test_serve_command_errors(tmp_path, tiny_run, capsys):
     assert "--max-queue must be > 0" in capsys.readouterr().err
     assert main(["serve", str(tiny_run), "--batch-window-ms", "-1"]) == 2
     assert "--batch-window-ms must be in 0..1000" in capsys.readouterr().err
+    assert main(["serve", str(tiny_run), "--workers", "0"]) == 2
+    assert "--workers must be > 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_with_workers_a_bad_model_or_option_is_still_one_line_exit_2(tmp_path, tiny_run, capsys):
+    """Each worker loads its own model; the first one's error is the command's, and nothing keeps running."""
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    assert main(["serve", str(tmp_path / "missing"), "--port", str(port), "--workers", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: model folder not found")
+    assert main(["serve", str(tiny_run), "--port", str(port), "--workers", "2", "--max-texts", "9",
+                 "--max-queue", "4"]) == 2
+    assert "--max-queue (4) must be at least --max-texts (9)" in capsys.readouterr().err
+
+
+def test_each_worker_process_builds_the_app_from_the_settings_serve_left(tiny_run, monkeypatch, clf):
+    import json
+
+    import torch
+    from fastapi.testclient import TestClient
+
+    from textclf.serve import SETTINGS_ENV, app_from_env
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps({"model_dir": str(tiny_run), "device": "cpu", "bf16": False,
+                                                 "shortcut": True, "threads": 1, "options": {"max_texts": 3}}))
+    try:
+        with TestClient(app_from_env()) as client:
+            assert torch.get_num_threads() == 1
+            out = client.post("/predict", json={"texts": ["superb film", "awful film"]}).json()["predictions"]
+            assert [p["label"] for p in out] == [p.label for p in clf.predict(["superb film", "awful film"])]
+            assert client.post("/predict", json={"texts": ["a"] * 4}).status_code == 413  # its max_texts
+            assert client.get("/health").json()["pid"] == os.getpid()
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
@@ -255,12 +291,14 @@ def test_a_queue_shorter_than_a_request_is_refused(clf):
 
 
 @pytest.mark.slow
-def test_the_served_process_stops_promptly_on_sigterm(tiny_run):
-    """The real command: the worker thread never keeps the process alive after uvicorn's shutdown."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_served_process_stops_promptly_on_sigterm(tiny_run, workers):
+    """The real command: the worker thread never keeps the process alive after uvicorn's shutdown; with
+    --workers 2, two processes answer on the one port and all of them stop."""
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "textclf", "serve", str(tiny_run), "--port", str(port)],
-                              cwd=REPO, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "textclf", "serve", str(tiny_run), "--port", str(port),
+                               "--workers", str(workers)], cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -271,8 +309,13 @@ def test_the_served_process_stops_promptly_on_sigterm(tiny_run):
             except httpx.HTTPError:
                 time.sleep(0.1)
         assert httpx.post(f"http://127.0.0.1:{port}/predict", json={"text": "superb film"}).status_code == 200
+        pids = {httpx.get(f"http://127.0.0.1:{port}/health").json()["pid"] for _ in range(20)}  # new connections
+        assert server.pid not in pids if workers > 1 else pids == {server.pid}
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=15)
     finally:
         server.kill()
-    assert "Application shutdown complete" in server.stderr.read()
+    for pid in pids:  # no worker outlives the command
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert server.stderr.read().count("Application shutdown complete") >= 1

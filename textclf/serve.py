@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
+import os
 import socket
+import threading
 from importlib import resources
 
 import numpy as np
@@ -168,7 +171,7 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
     @app.get("/health")
     def health() -> dict:  # batches and texts so far: their ratio tells how well requests are being gathered
         return {"status": "ok", "model": name, "labels": clf.labels, "batches": batcher.batches,
-                "texts": batcher.texts}
+                "texts": batcher.texts, "pid": os.getpid()}  # with --workers N, each process counts its own
 
     def predictions(probs: np.ndarray, threshold: float) -> list[dict]:
         out = []
@@ -211,21 +214,123 @@ def _check_port(host: str, port: int) -> None:
         raise TextclfError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
 
 
+SETTINGS_ENV = "TEXTCLF_SERVE_SETTINGS"  # what each worker process of `serve(..., workers=N)` builds its app from
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's app factory in each worker process that `serve(..., workers=N)` starts: the model and app
+    settings `serve` left in the environment, with this process's share of the cores."""
+    import torch
+
+    s = json.loads(os.environ[SETTINGS_ENV])
+    torch.set_num_threads(s["threads"])
+    clf = Classifier.load(s["model_dir"], s["device"], s["bf16"], s["shortcut"])
+    return create_app(clf, name=s["model_dir"], **s["options"])
+
+
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          log_level: str = "info", bf16: bool | str = "auto", shortcut: bool = True, **options) -> None:
-    """Load the model, then run the app with uvicorn until interrupted; `options` go to `create_app`."""
+          log_level: str = "info", bf16: bool | str = "auto", shortcut: bool = True, workers: int = 1,
+          threads: int | None = None, **options) -> None:
+    """Load the model, then run the app with uvicorn until interrupted; `options` go to `create_app`.
+
+    `workers` > 1: that many server processes, each with its own model, batcher and `threads` intra-op threads
+    (default: the cores shared out), each listening on the port with SO_REUSEPORT, so the kernel spreads
+    connections evenly (uvicorn's own workers share one socket, and one process took most of 32 clients).
+    One process keeps about 1.1 of 2 cores busy under load (tokenising and the linear view hold the GIL
+    beside the event loop); figures with two: benchmarks/README.md. Memory grows with each copy.
+    """
     require_serve_extra()
+    import torch
     import uvicorn
 
     if not 0 < port < 65536:
         raise TextclfError(f"--port must be in 1..65535, got {port}")
+    if workers < 1:
+        raise TextclfError(f"--workers must be > 0, got {workers}")
     _check_port(host, port)
-    app = create_app(Classifier.load(model_dir, device, bf16, shortcut), name=str(model_dir), **options)
+    # with workers, each loads its own copy, and the first one's error (a bad folder, option) is this command's
+    app = create_app(Classifier.load(model_dir, device, bf16, shortcut), name=str(model_dir), **options) \
+        if workers == 1 else None
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
     if not loopback:
         log.warning("listening on %s: reachable from other machines, and the service has no authentication", host)
-    log.info("serving %s on http://%s:%d (page at /, API docs at /docs)", model_dir, host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    serving = f"serving {model_dir} on http://{host}:{port} (page at /, API docs at /docs)"
+    if workers == 1:
+        log.info("%s", serving)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    settings = json.dumps({
+        "model_dir": str(model_dir), "device": device, "bf16": bf16, "shortcut": shortcut, "options": options,
+        "threads": threads or max(1, torch.get_num_threads() // workers)})
+    _supervise(workers, settings, host, port, log_level, f"{serving} with {workers} worker processes")
+
+
+def _worker(settings: str, host: str, port: int, log_level: str, ready, errors) -> None:
+    """One of `serve`'s worker processes: builds the app, waits for the others to have theirs (`ready`, a
+    barrier), then listens (SO_REUSEPORT). Keep-alive clients stay on the process that took their connection,
+    so a worker that listened first would keep every client that came before the others were up."""
+    import uvicorn
+
+    os.environ[SETTINGS_ENV] = settings
+    try:
+        app = app_from_env()
+    except TextclfError as e:  # the supervisor says it, once, as the command's error
+        errors.put(str(e))
+        raise SystemExit(e.exit_code) from None
+    ready.wait()
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.create_server((host, port), family=family, reuse_port=True, backlog=2048)
+    uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+
+
+def _supervise(workers: int, settings: str, host: str, port: int, log_level: str, serving: str) -> None:
+    """Start the worker processes and wait for them, saying `serving` once all have their app; SIGTERM or
+    Ctrl-C stops them all, and so does one worker's death (the others are stopped, and the command fails)."""
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked OpenMP or torch state
+    ready, errors = ctx.Barrier(workers + 1), ctx.SimpleQueue()  # + 1: this process, to say when they are up
+
+    def announce() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            ready.wait()
+            log.info("%s", serving)
+
+    procs = [ctx.Process(target=_worker, args=(settings, host, port, log_level, ready, errors))
+             for _ in range(workers)]
+    stopping = False
+
+    def stop(*_) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.pid is not None and p.exitcode is None:
+                os.kill(p.pid, signal.SIGTERM)
+
+    crashed = None
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for p in procs:
+            p.start()
+        threading.Thread(target=announce, daemon=True).start()  # never released if a worker fails: daemon
+        while any(p.exitcode is None for p in procs):
+            for p in procs:
+                p.join(timeout=0.2)
+                if p.exitcode not in (None, 0) and not stopping:
+                    crashed = p.exitcode
+                    if errors.empty():  # no message of its own: a crash, not an input error
+                        log.error("worker process %d exited with code %s: stopping the others", p.pid, p.exitcode)
+                    stop()
+    finally:
+        stop()  # a no-op once every worker has exited
+        for p in procs:
+            p.join()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if crashed is not None:
+        raise TextclfError(errors.get() if not errors.empty() else
+                           f"a worker process exited with code {crashed}; see its log above")
