@@ -130,19 +130,17 @@ def test_with_workers_a_bad_model_or_option_is_still_one_line_exit_2(tmp_path, t
     assert "--max-queue (4) must be at least --max-texts (9)" in capsys.readouterr().err
 
 
-def test_each_worker_process_builds_the_app_from_the_settings_serve_left(tiny_run, monkeypatch, clf):
-    import json
-
+def test_each_worker_process_builds_the_app_from_the_settings_serve_hands_it(tiny_run, clf):
     import torch
     from fastapi.testclient import TestClient
 
-    from textclf.serve import SETTINGS_ENV, app_from_env
+    from textclf.serve import app_from_settings
 
     before = torch.get_num_threads()
-    monkeypatch.setenv(SETTINGS_ENV, json.dumps({"model_dir": str(tiny_run), "device": "cpu", "bf16": False,
-                                                 "shortcut": True, "threads": 1, "options": {"max_texts": 3}}))
+    settings = {"model_dir": str(tiny_run), "device": "cpu", "bf16": False, "shortcut": True, "threads": 1,
+                "options": {"max_texts": 3}}
     try:
-        with TestClient(app_from_env()) as client:
+        with TestClient(app_from_settings(settings)) as client:
             assert torch.get_num_threads() == 1
             out = client.post("/predict", json={"texts": ["superb film", "awful film"]}).json()["predictions"]
             assert [p["label"] for p in out] == [p.label for p in clf.predict(["superb film", "awful film"])]

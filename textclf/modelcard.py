@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from .calibration import SHORTCUT_CHANGES
 from .files import write_text
 
 CARD = "README.md"
@@ -76,8 +77,8 @@ def _shortcut(cal: dict) -> str:
     if not cal.get("shortcut"):
         return ""
     return (f" Where the linear view is at least {cal['shortcut']:g} sure of a class, its answer is the model's and "
-            "the LSTM is not run (this changed at most 0.2% of validation decisions; `Classifier.load(..., "
-            "shortcut=False)` or `--no-shortcut` runs the LSTM on every text).")
+            f"the LSTM is not run (this changed at most {SHORTCUT_CHANGES:.1%} of validation decisions; "
+            "`Classifier.load(..., shortcut=False)` or `--no-shortcut` runs the LSTM on every text).")
 
 
 def _calibration(cal: dict | None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import os
 import socket
@@ -214,15 +213,11 @@ def _check_port(host: str, port: int) -> None:
         raise TextclfError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
 
 
-SETTINGS_ENV = "TEXTCLF_SERVE_SETTINGS"  # what each worker process of `serve(..., workers=N)` builds its app from
-
-
-def app_from_env() -> FastAPI:
-    """uvicorn's app factory in each worker process that `serve(..., workers=N)` starts: the model and app
-    settings `serve` left in the environment, with this process's share of the cores."""
+def app_from_settings(s: dict) -> FastAPI:
+    """The app of one worker process that `serve(..., workers=N)` starts, from the settings `serve` hands it,
+    with this process's share of the cores."""
     import torch
 
-    s = json.loads(os.environ[SETTINGS_ENV])
     torch.set_num_threads(s["threads"])
     clf = Classifier.load(s["model_dir"], s["device"], s["bf16"], s["shortcut"])
     return create_app(clf, name=s["model_dir"], **s["options"])
@@ -262,21 +257,19 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
         log.info("%s", serving)
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
-    settings = json.dumps({
-        "model_dir": str(model_dir), "device": device, "bf16": bf16, "shortcut": shortcut, "options": options,
-        "threads": threads or max(1, torch.get_num_threads() // workers)})
+    settings = {"model_dir": str(model_dir), "device": device, "bf16": bf16, "shortcut": shortcut, "options": options,
+                "threads": threads or max(1, torch.get_num_threads() // workers)}
     _supervise(workers, settings, host, port, log_level, f"{serving} with {workers} worker processes")
 
 
-def _worker(settings: str, host: str, port: int, log_level: str, ready, errors) -> None:
+def _worker(settings: dict, host: str, port: int, log_level: str, ready, errors) -> None:
     """One of `serve`'s worker processes: builds the app, waits for the others to have theirs (`ready`, a
     barrier), then listens (SO_REUSEPORT). Keep-alive clients stay on the process that took their connection,
     so a worker that listened first would keep every client that came before the others were up."""
     import uvicorn
 
-    os.environ[SETTINGS_ENV] = settings
     try:
-        app = app_from_env()
+        app = app_from_settings(settings)
     except TextclfError as e:  # the supervisor says it, once, as the command's error
         errors.put(str(e))
         raise SystemExit(e.exit_code) from None
@@ -286,7 +279,7 @@ def _worker(settings: str, host: str, port: int, log_level: str, ready, errors) 
     uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
 
 
-def _supervise(workers: int, settings: str, host: str, port: int, log_level: str, serving: str) -> None:
+def _supervise(workers: int, settings: dict, host: str, port: int, log_level: str, serving: str) -> None:
     """Start the worker processes and wait for them, saying `serving` once all have their app; SIGTERM or
     Ctrl-C stops them all, and so does one worker's death (the others are stopped, and the command fails)."""
     import multiprocessing
