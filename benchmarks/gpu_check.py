@@ -60,7 +60,7 @@ class SyncCounter:
         """Count inside the block; `trainer.train_epoch` is wrapped to know which syncs are training's."""
         import torch
 
-        from textclf import trainer
+        from textclf.training import trainer
 
         real = trainer.train_epoch
 
@@ -93,7 +93,7 @@ def train_run(name: str, args: argparse.Namespace, device: str, overrides: list[
     import torch
 
     from textclf.config import load_config
-    from textclf.pipeline import train
+    from textclf.training.pipeline import train
 
     out = Path(args.out)
     cfg = load_config(REPO / "configs" / "imdb.yaml",
@@ -123,8 +123,8 @@ def train_run(name: str, args: argparse.Namespace, device: str, overrides: list[
 def inference(args: argparse.Namespace, device: str) -> dict:
     """The test reviews through `Classifier`: raw text (tokenising included), then token ids alone."""
     from textclf.config import load_config
-    from textclf.predict import Classifier
-    from textclf.prepare import load_data
+    from textclf.inference.classifier import Classifier
+    from textclf.training.prepare import load_data
 
     test = load_data(load_config(REPO / "configs" / "imdb.yaml", [f"data.path={args.data}", *args.overrides]))["test"]
     clf = Classifier.load(Path(args.out) / "default", device=device)

@@ -31,7 +31,7 @@ def _emit(result: dict) -> None:
 
 def _splits(args: argparse.Namespace):
     from textclf.config import load_config
-    from textclf.prepare import load_data
+    from textclf.training.prepare import load_data
 
     cfg = load_config(args.config, [f"data.path={args.data}", *args.overrides])
     return cfg, load_data(cfg)
@@ -39,7 +39,7 @@ def _splits(args: argparse.Namespace):
 
 def stage_prep(args: argparse.Namespace) -> None:
     """Tokenise + numericalise train/validation/test: once into an empty cache, then again from it."""
-    from textclf.prepare import prepare
+    from textclf.training.prepare import prepare
 
     cfg, splits = _splits(args)
     out = {}
@@ -132,10 +132,10 @@ def stage_tutorial(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from textclf.model import LSTMClassifier
-    from textclf.pipeline import new_model
-    from textclf.prepare import prepare
-    from textclf.tokenizer import Tokenizer
+    from textclf.models.lstm import LSTMClassifier
+    from textclf.text.tokenizer import Tokenizer
+    from textclf.training.pipeline import new_model
+    from textclf.training.prepare import prepare
 
     cfg, splits = _splits(args)
     data = prepare(cfg, splits)  # only for the vocab the model is built with
@@ -177,8 +177,8 @@ def stage_tutorial(args: argparse.Namespace) -> None:
 
 
 def stage_baseline(args: argparse.Namespace) -> None:
-    from textclf.baseline import linear_baseline
-    from textclf.tokenizer import Tokenizer
+    from textclf.reports.baseline import linear_baseline
+    from textclf.text.tokenizer import Tokenizer
 
     cfg, splits = _splits(args)
     start = time.perf_counter()

@@ -149,7 +149,7 @@ def vader(test: pd.DataFrame, binary: bool) -> dict:
 def untouched(model_dir: str, test: pd.DataFrame) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
-    from textclf.predict import Classifier
+    from textclf.inference.classifier import Classifier
 
     clf = Classifier.load(model_dir)
     pred = [("negative", "positive")[clf.artifact.labels.get(p.label)] for p in clf.predict(list(test["text"]))]

@@ -77,7 +77,7 @@ def api_rate(model_dir: str, texts: list[str], threads: int | None, device: str,
     import torch
 
     sys.path.insert(0, str(REPO))
-    from textclf.predict import Classifier
+    from textclf.inference.classifier import Classifier
 
     if threads:
         torch.set_num_threads(threads)

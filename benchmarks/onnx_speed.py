@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from textclf.artifact import load_model  # noqa: E402
-from textclf.export import to_onnx  # noqa: E402
-from textclf.model import LSTMClassifier, ModelArgs  # noqa: E402
+from textclf.inference.export import to_onnx  # noqa: E402
+from textclf.models.artifact import load_model  # noqa: E402
+from textclf.models.lstm import LSTMClassifier, ModelArgs  # noqa: E402
 
 
 def imdb_shaped_model() -> LSTMClassifier:

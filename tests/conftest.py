@@ -56,7 +56,7 @@ def lstm(vocab_size: int, num_classes: int = 2, embedding_dim: int = 8, hidden_s
     from dataclasses import asdict
 
     from textclf.config import ModelConfig
-    from textclf.model import build_model
+    from textclf.models.lstm import build_model
 
     return build_model("lstm", {**asdict(ModelConfig()), "vocab_size": vocab_size, "num_classes": num_classes,
                                 "embedding_dim": embedding_dim, "hidden_size": hidden_size, **arch})
@@ -66,9 +66,9 @@ def save_random_model(path: Path, labels: tuple[str, ...] = ("neg", "pos")) -> P
     """An untrained model folder: enough to start from, or to predict with, when the numbers do not matter."""
     from collections import Counter
 
-    from textclf.artifact import save_model
-    from textclf.tokenizer import Tokenizer
-    from textclf.vocab import LabelVocab, Vocab
+    from textclf.models.artifact import save_model
+    from textclf.text.tokenizer import Tokenizer
+    from textclf.text.vocab import LabelVocab, Vocab
 
     vocab = Vocab.build(Counter({"good": 2, "bad": 2, "film": 2}))
     model = lstm(len(vocab), len(labels))
@@ -106,7 +106,7 @@ def tiny_overrides(tmp_path: Path, tiny_dir: Path) -> list[str]:
 def tiny_run(tmp_path_factory) -> Path:
     """One tiny trained run shared by the tests that only read it (export, explain, serve): trained once."""
     from textclf.config import load_config
-    from textclf.pipeline import train
+    from textclf.training.pipeline import train
 
     folder = write_tiny_data(tmp_path_factory.mktemp("tiny_run"))
     train(load_config(None, [f"data.path={folder}", f"run_dir={folder / 'run'}",

@@ -5,10 +5,10 @@ from collections import Counter
 import pytest
 import torch
 
-from textclf.artifact import FORMAT_VERSION, load_model, save_model
 from textclf.errors import TextclfError
-from textclf.tokenizer import Tokenizer
-from textclf.vocab import LabelVocab, Vocab
+from textclf.models.artifact import FORMAT_VERSION, load_model, save_model
+from textclf.text.tokenizer import Tokenizer
+from textclf.text.vocab import LabelVocab, Vocab
 
 from .conftest import lstm
 
@@ -107,7 +107,7 @@ def test_a_kill_at_any_instant_of_save_model_leaves_a_loadable_model(saved, monk
     import os
     import shutil
 
-    from textclf import artifact
+    from textclf.models import artifact
 
     path, model = saved
     art = load_model(path)

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from textclf import checkpoint
 from textclf.cli import main
 from textclf.config import load_config
-from textclf.pipeline import train
+from textclf.training import checkpoint
+from textclf.training.pipeline import train
 
 from .conftest import REPO, TINY, make_reviews
 from .test_data import write_datasets_folders

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from textclf.batching import BucketBatchSampler, TextDataset, collate, make_loader
+from textclf.text.batching import BucketBatchSampler, TextDataset, collate, make_loader
 
 
 def test_sampler_yields_every_index_once_deterministically():

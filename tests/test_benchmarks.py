@@ -109,7 +109,7 @@ def test_gpu_check_refuses_without_a_gpu_in_one_line(tmp_path, tiny_dir, capsys,
 def test_gpu_check_counts_the_syncs_of_training_steps_only(monkeypatch):
     import warnings
 
-    from textclf import trainer
+    from textclf.training import trainer
 
     check = _script("gpu_check")
 

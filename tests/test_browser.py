@@ -29,8 +29,8 @@ def base_url(tiny_run):
     """The app under a real uvicorn on 127.0.0.1, on a port the OS picks."""
     import uvicorn
 
-    from textclf.predict import Classifier
-    from textclf.serve import create_app
+    from textclf.inference.classifier import Classifier
+    from textclf.serving.app import create_app
 
     app = create_app(Classifier.load(tiny_run, "cpu"), name="tiny", max_chars=300, explain_steps=20)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

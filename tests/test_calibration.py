@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from textclf.calibration import (
+from textclf.models.ensemble import (
     SHORTCUTS,
     Calibration,
     combine,

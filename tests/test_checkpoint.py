@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from textclf import checkpoint
 from textclf.errors import TextclfError
+from textclf.training import checkpoint
 
 
 def _payload(**extra):

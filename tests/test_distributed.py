@@ -15,14 +15,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from textclf import checkpoint, distributed
-from textclf.batching import BucketBatchSampler, TextDataset, make_loader
 from textclf.config import load_config
 from textclf.errors import TextclfError, TrainingDiverged
-from textclf.inference import predict_loader
-from textclf.pipeline import train
-from textclf.predict import Classifier
-from textclf.trainer import Progress, check_finite, validate
+from textclf.inference.classifier import Classifier
+from textclf.inference.runtime import predict_loader
+from textclf.text.batching import BucketBatchSampler, TextDataset, make_loader
+from textclf.training import checkpoint, distributed
+from textclf.training.pipeline import train
+from textclf.training.trainer import Progress, check_finite, validate
 
 from .conftest import REPO, TINY, lstm, write_tiny_data
 from .test_resume import assert_same_run

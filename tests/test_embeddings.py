@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 
 from textclf.config import load_config
-from textclf.embeddings import word2vec
-from textclf.pipeline import train
-from textclf.tokenizer import Tokenizer
-from textclf.tokens import tokenize_cached
-from textclf.vocab import Vocab
+from textclf.text.tokenizer import Tokenizer
+from textclf.text.tokens import tokenize_cached
+from textclf.text.vocab import Vocab
+from textclf.training.pipeline import train
+from textclf.training.word2vec import word2vec
 
 from .conftest import TINY, make_reviews
 
@@ -43,7 +43,7 @@ def test_training_with_word2vec_uses_the_unlabelled_split(tmp_path, tiny_dir, ca
 
 
 def test_small_corpora_get_more_word2vec_passes():
-    from textclf.pretrain import word2vec_epochs
+    from textclf.training.pretrain import word2vec_epochs
 
     assert word2vec_epochs(5, 5_000_000, 19_600_000) == 5  # IMDB's train + unlabelled reviews: as written
     assert word2vec_epochs(5, 5_000_000, 240_000) == 21  # 11.7k airline tweets

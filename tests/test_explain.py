@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from textclf.artifact import Artifact
 from textclf.cli import main
-from textclf.explain import Explainer
-from textclf.predict import Classifier
-from textclf.tokenizer import Tokenizer
-from textclf.vocab import LabelVocab, Vocab
+from textclf.inference.classifier import Classifier
+from textclf.inference.explain import Explainer
+from textclf.models.artifact import Artifact
+from textclf.text.tokenizer import Tokenizer
+from textclf.text.vocab import LabelVocab, Vocab
 
 from .conftest import NEGATIVE, POSITIVE, lstm
 

@@ -9,12 +9,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from textclf.batching import collate
-from textclf.calibration import Calibration
 from textclf.cli import main
-from textclf.export import TOLERANCE, check_parity, random_batch, to_onnx
-from textclf.model import LSTMClassifier, ModelArgs
-from textclf.predict import Classifier
+from textclf.inference.classifier import Classifier
+from textclf.inference.export import TOLERANCE, check_parity, random_batch, to_onnx
+from textclf.models.ensemble import Calibration
+from textclf.models.lstm import LSTMClassifier, ModelArgs
+from textclf.text.batching import collate
 
 from .conftest import lstm
 from .test_model import ARCHS

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from textclf.artifact import load_model, save_model
 from textclf.config import load_config
 from textclf.errors import TextclfError
-from textclf.evaluation import evaluate
-from textclf.finetune import extend_vocab, freezer, init_model, load_pretrained, match_labels, oov_rate
-from textclf.pipeline import train
-from textclf.tokenizer import Tokenizer
-from textclf.tokens import Tokenized
-from textclf.trainer import balanced_class_weights
-from textclf.vocab import LabelVocab, Vocab
+from textclf.models.artifact import load_model, save_model
+from textclf.reports.evaluation import evaluate
+from textclf.text.tokenizer import Tokenizer
+from textclf.text.tokens import Tokenized
+from textclf.text.vocab import LabelVocab, Vocab
+from textclf.training.finetune import extend_vocab, freezer, init_model, load_pretrained, match_labels, oov_rate
+from textclf.training.pipeline import train
+from textclf.training.trainer import balanced_class_weights
 
 from .conftest import TINY, lstm, make_reviews
 
@@ -193,7 +193,7 @@ def test_unrelated_binary_labels_get_a_new_head(tmp_path, base):
 def test_class_weights_auto_weighs_imbalanced_labels_only(setting, labels, weighed):
     from types import SimpleNamespace
 
-    from textclf.pipeline import class_weights
+    from textclf.training.pipeline import class_weights
 
     cfg = load_config(None, [f"train.class_weights={setting}"])
     data = SimpleNamespace(datasets={"train": SimpleNamespace(labels=np.array(labels))},

@@ -17,17 +17,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from textclf import distributed
-from textclf.artifact import Artifact
-from textclf.batching import TextDataset, make_loader
-from textclf.inference import predict_loader
-from textclf.lm import BiLM, pretrain_lm
-from textclf.model import LSTMClassifier
-from textclf.optim import amp_dtype, make_optimizer, make_scheduler
-from textclf.predict import Classifier
-from textclf.tokenizer import Tokenizer
-from textclf.trainer import Progress, check_finite, train_epoch
-from textclf.vocab import LabelVocab, Vocab
+from textclf.inference.classifier import Classifier
+from textclf.inference.runtime import predict_loader
+from textclf.models.artifact import Artifact
+from textclf.models.lstm import LSTMClassifier
+from textclf.text.batching import TextDataset, make_loader
+from textclf.text.tokenizer import Tokenizer
+from textclf.text.vocab import LabelVocab, Vocab
+from textclf.training import distributed
+from textclf.training.lm import BiLM, pretrain_lm
+from textclf.training.optim import amp_dtype, make_optimizer, make_scheduler
+from textclf.training.trainer import Progress, check_finite, train_epoch
 
 from .conftest import lstm
 
@@ -135,7 +135,7 @@ def test_gpu_loaders_sort_each_batch_longest_first_and_cpu_loaders_keep_their_or
 def test_the_packed_path_packs_a_sorted_batch_as_it_is(monkeypatch):
     """On CUDA (`lstm_impl=auto` → packed), a longest-first batch packs with enforce_sorted=True: no index
     tensors go to the GPU and back. Other orders still work, through pack_padded_sequence's sorting."""
-    import textclf.model as model_module
+    import textclf.models.lstm as model_module
 
     model = _model().eval()
     assert model._impl(torch.device("cuda")) == "packed"
@@ -260,7 +260,7 @@ def _classifier(layers: int = 2) -> Classifier:
 def test_explain_leaves_cudnn_on_for_the_rest_of_the_process():
     """`textclf serve` predicts in other threads while one explains: cuDNN stays on for them."""
     pytest.importorskip("captum")
-    from textclf.explain import Explainer
+    from textclf.inference.explain import Explainer
 
     explainer, seen = Explainer(_classifier(), steps=8), []
     explainer.model.embedding.register_forward_hook(lambda *a: seen.append(torch.backends.cudnn.enabled))
@@ -273,7 +273,7 @@ def test_explainer_on_a_gpu_runs_its_own_lstm_in_training_mode_without_dropout(m
     """cuDNN's LSTM has a backward pass in training mode only: the explainer's copy trains, without dropout,
     so it computes the eval numbers; the shared model is untouched."""
     pytest.importorskip("captum")
-    from textclf.explain import Explainer
+    from textclf.inference.explain import Explainer
 
     clf = _classifier()
     want = Explainer(clf, steps=8).explain("w3 w7 w9 w1 w20")
@@ -384,7 +384,7 @@ def test_cuda_fp16_overflow_skips_steps_and_trains_on():
 @cuda
 def test_cuda_explain_matches_the_cpu():
     pytest.importorskip("captum")
-    from textclf.explain import Explainer
+    from textclf.inference.explain import Explainer
 
     cpu = _classifier()
     gpu = Classifier(dataclasses.replace(cpu.artifact, model=_model(2, 0.5).eval().cuda()), torch.device("cuda"))
@@ -396,7 +396,7 @@ def test_cuda_explain_matches_the_cpu():
 @cuda
 def test_cuda_training_end_to_end_in_bf16_or_fp16(tmp_path, tiny_dir):
     from textclf.config import load_config
-    from textclf.pipeline import train
+    from textclf.training.pipeline import train
 
     from .conftest import TINY
 

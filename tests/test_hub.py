@@ -9,7 +9,7 @@ import pytest
 from textclf import Classifier
 from textclf.cli import main
 from textclf.errors import TextclfError
-from textclf.evaluation import evaluate
+from textclf.reports.evaluation import evaluate
 
 from .conftest import make_reviews
 

@@ -5,7 +5,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from textclf.linear import LinearModel
+from textclf.models.linear import LinearModel
 
 from .conftest import make_reviews
 

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from textclf.artifact import load_model
 from textclf.config import load_config
-from textclf.lm import BiLM, pretrain_lm
-from textclf.model import LSTMClassifier
-from textclf.pipeline import train
+from textclf.models.artifact import load_model
+from textclf.models.lstm import LSTMClassifier
+from textclf.training.lm import BiLM, pretrain_lm
+from textclf.training.pipeline import train
 
 from .conftest import TINY, lstm, make_reviews
 
@@ -47,8 +47,8 @@ def test_learns_a_pattern_but_cannot_see_the_token_it_predicts(impl, dtype):
 
 def test_a_diverging_language_model_stops_at_the_classifiers_sync_cadence(monkeypatch):
     """The LM checks its loss every SYNC_EVERY steps, as the classifier does, not once an epoch."""
-    from textclf import optim
     from textclf.errors import TrainingDiverged
+    from textclf.training import optim
 
     steps, real = [], BiLM.forward
 

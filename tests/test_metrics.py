@@ -1,6 +1,6 @@
 import numpy as np
 
-from textclf.metrics import compute, format_report
+from textclf.reports.metrics import compute, format_report
 
 
 def test_binary_metrics_match_hand_computation():

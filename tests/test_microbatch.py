@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from textclf.microbatch import MicroBatcher, Unavailable
+from textclf.serving.microbatch import MicroBatcher, Unavailable
 
 
 class GatedModel:

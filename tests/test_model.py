@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from textclf.model import LSTMClassifier, ModelArgs, flip_index
+from textclf.models.lstm import LSTMClassifier, ModelArgs, flip_index
 
 from .conftest import lstm
 
@@ -118,7 +118,7 @@ def test_bad_arguments():
 def test_build_model_makes_the_type_from_its_args_and_arch_records_them():
     from dataclasses import asdict
 
-    from textclf.model import build_model
+    from textclf.models.lstm import build_model
 
     args = ModelArgs(30, 3, 8, 6, 2, True, 0.3, 0.1, "mean")
     model = build_model("lstm", {**asdict(args), "linear": True, "type": "lstm"})  # config keys it does not take

@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from textclf import modelcard
+from textclf.models import card as modelcard
 
 from .conftest import save_random_model
 

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 
 from textclf.cli import evaluate_main, train_main
-from textclf.plots import plot_evaluation, plot_history
+from textclf.reports.plots import plot_evaluation, plot_history
 
 from .conftest import TINY
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from textclf.predict import Classifier
+from textclf.inference.classifier import Classifier
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,8 @@ def test_predict_file_reads_in_bounded_chunks(clf, tmp_path, monkeypatch):
     src, _ = _reviews_file(tmp_path, n=50)
     seen = []
     real = clf.predict_proba
-    monkeypatch.setattr(clf, "predict_proba", lambda texts, batch_size=256: seen.append(len(texts)) or real(texts))
+    monkeypatch.setattr(clf, "predict_proba",
+                        lambda texts, batch_size=256, threshold=None: seen.append(len(texts)) or real(texts))
     clf.predict_file(src, tmp_path / "out.csv", chunk_size=16)
     assert seen == [15, 16, 16, 2]  # the first chunk holds the one empty text, which is not predicted
 
@@ -189,8 +190,9 @@ def test_predict_file_input_mistakes(clf, tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
-TRAINING = {"textclf.trainer", "textclf.pipeline", "textclf.checkpoint", "textclf.distributed", "textclf.optim",
-            "textclf.lm", "textclf.finetune"}
+TRAINING = {"textclf.training.trainer", "textclf.training.pipeline", "textclf.training.checkpoint",
+            "textclf.training.distributed", "textclf.training.optim", "textclf.training.lm",
+            "textclf.training.finetune"}
 
 
 def test_inference_imports_no_training_module(tmp_path):
@@ -207,13 +209,14 @@ def test_inference_imports_no_training_module(tmp_path):
     code = ("import json, sys\nfrom textclf import Classifier\n"
             f"Classifier.load({str(model)!r}, 'cpu').predict(['a good film'])\n"
             "after_predict = sorted(m for m in sys.modules if m.startswith('textclf.'))\n"
-            "import textclf.evaluation, textclf.explain, textclf.export, textclf.serve\n"
+            "import textclf.reports.evaluation, textclf.inference.explain, textclf.inference.export\n"
+            "import textclf.serving.app\n"
             "print(json.dumps([after_predict, sorted(m for m in sys.modules if m.startswith('textclf.'))]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     after_predict, after_all = map(set, json.loads(out.stdout))
-    assert "textclf.inference" in after_predict and not after_predict & TRAINING
+    assert "textclf.inference.runtime" in after_predict and not after_predict & TRAINING
     assert not after_all & TRAINING, after_all & TRAINING
 
 
@@ -221,7 +224,7 @@ def test_inference_imports_no_training_module(tmp_path):
 def test_prediction_runs_in_bf16_by_default_only_where_the_cpu_computes_it(tiny_run, monkeypatch, native):
     import torch
 
-    from textclf import inference
+    from textclf.inference import runtime as inference
 
     monkeypatch.setattr(inference, "cpu_bf16_faster", lambda: native)
     dtypes = {p.dtype for p in Classifier.load(tiny_run, "cpu").artifact.model.parameters()}
@@ -238,7 +241,7 @@ def test_prediction_runs_in_bf16_by_default_only_where_the_cpu_computes_it(tiny_
                          [(False, None, None, False), (True, 1.0, 0.65, True), (True, 0.65, 1.0, False),
                           (True, 1.0, 0.95, False)])  # bf16 only 5% faster: float32, the exact one
 def test_cpu_bf16_is_the_default_only_where_it_is_measured_faster(monkeypatch, native, float32_s, bf16_s, faster):
-    from textclf import inference
+    from textclf.inference import runtime as inference
 
     timed = []
     monkeypatch.setattr(inference, "native_cpu_bf16", lambda: native)
@@ -255,8 +258,8 @@ def test_cpu_bf16_is_the_default_only_where_it_is_measured_faster(monkeypatch, n
 def test_the_shortcut_runs_the_lstm_only_where_the_linear_view_is_unsure(tiny_run, monkeypatch):
     import dataclasses
 
-    from textclf.calibration import Calibration, combine
-    from textclf.linear import LinearModel
+    from textclf.models.ensemble import Calibration, combine
+    from textclf.models.linear import LinearModel
 
     from .conftest import make_reviews
 

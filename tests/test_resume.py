@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from textclf import checkpoint
 from textclf.cli import train_main
 from textclf.config import load_config
-from textclf.pipeline import train
+from textclf.training import checkpoint
+from textclf.training.pipeline import train
 
 from .conftest import REPO, TINY, write_tiny_data
 
@@ -113,7 +113,7 @@ def test_resume_true_uses_run_dir_and_a_finished_run_is_left_alone(reference, tm
 @pytest.mark.parametrize("adversarial", [0.0, 0.02])
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch, capsys,
                                                                          adversarial):
-    from textclf import trainer
+    from textclf.training import trainer
 
     calls, real_loss = [], trainer.loss_fn
     per_step = 2 if adversarial else 1  # adversarial training: the clean pass, then the pushed one (made NaN here)
@@ -144,7 +144,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(referen
 @pytest.mark.parametrize("when", ["training", "validation"])
 def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(reference, tmp_path, monkeypatch,
                                                                                 capsys, when):
-    from textclf import inference, trainer
+    from textclf.inference import runtime as inference
+    from textclf.training import trainer
 
     step = 5  # mid-epoch 1, in which the signal arrives inside a training step
     per_step = 2 if load_config(None, _args(reference / "data", tmp_path)).train.adversarial else 1
@@ -183,7 +184,7 @@ def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(
 def test_sigterm_handler_only_in_the_main_thread():
     import threading
 
-    from textclf.trainer import _Sigterm
+    from textclf.training.trainer import _Sigterm
 
     seen = []
     thread = threading.Thread(target=lambda: seen.append(_Sigterm().installed))

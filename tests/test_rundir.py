@@ -6,7 +6,7 @@ import pytest
 
 from textclf.config import load_config, to_dict
 from textclf.errors import TextclfError
-from textclf.rundir import check_resumable, check_run_dir, write_config
+from textclf.training.rundir import check_resumable, check_run_dir, write_config
 
 
 def _checkpoint(config: dict, fingerprint: str = "f") -> dict:

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from textclf.cli import main
 from textclf.errors import TextclfError
-from textclf.predict import Classifier
-from textclf.serve import create_app
+from textclf.inference.classifier import Classifier
+from textclf.serving.app import create_app
 
 from .conftest import POSITIVE, REPO, make_reviews
 
@@ -134,7 +134,7 @@ def test_each_worker_process_builds_the_app_from_the_settings_serve_hands_it(tin
     import torch
     from fastapi.testclient import TestClient
 
-    from textclf.serve import app_from_settings
+    from textclf.serving.app import app_from_settings
 
     before = torch.get_num_threads()
     settings = {"model_dir": str(tiny_run), "device": "cpu", "bf16": False, "shortcut": True, "threads": 1,
@@ -153,14 +153,14 @@ def test_each_worker_process_builds_the_app_from_the_settings_serve_hands_it(tin
 @pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_serve_makes_openmp_threads_wait_passively_unless_the_user_chose(tiny_run, monkeypatch, preset, expected):
     """Spinning OpenMP threads starve the event loop on a small machine; a user's own choice wins."""
-    import textclf.serve
+    import textclf.serving.app
 
     if preset is None:
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     else:
         monkeypatch.setenv("OMP_WAIT_POLICY", preset)
     seen = {}
-    monkeypatch.setattr(textclf.serve, "serve", lambda *a, **k: seen.setdefault("policy", os.environ.get(
+    monkeypatch.setattr(textclf.serving.app, "serve", lambda *a, **k: seen.setdefault("policy", os.environ.get(
         "OMP_WAIT_POLICY")))
     assert main(["serve", str(tiny_run), "--port", "8123"]) == 0
     assert seen["policy"] == expected

@@ -12,8 +12,8 @@ from textclf import data
 from textclf.cli import main
 from textclf.config import load_config
 from textclf.errors import TextclfError
-from textclf.evaluation import evaluate
-from textclf.pipeline import train
+from textclf.reports.evaluation import evaluate
+from textclf.training.pipeline import train
 
 from .conftest import REPO, TINY, make_reviews, save_random_model
 from .test_data import write_datasets_folders

@@ -1,6 +1,6 @@
 import pytest
 
-from textclf.tokenizer import Tokenizer, clean
+from textclf.text.tokenizer import Tokenizer, clean
 
 
 def test_clean_strips_html_breaks():
@@ -54,7 +54,7 @@ def test_regex_fast_path_gives_the_reference_tokens():
     """The possessive first alternative is only a shortcut: the tokens equal the plain pattern's."""
     import re
 
-    from textclf.tokenizer import _REGEX_TOKEN
+    from textclf.text.tokenizer import _REGEX_TOKEN
 
     reference = re.compile(r"\w+(?=n['’]t\b)|n['’]t\b|['’](?:s|re|ve|ll|m|d)\b|\w+|\.{2,}|!{2,}|\?{2,}|[^\w\s]",
                            re.IGNORECASE)

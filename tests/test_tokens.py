@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from textclf.tokenizer import Tokenizer
-from textclf.tokens import Tokenized, tokenize_cached, truncate_ids
-from textclf.vocab import UNK_ID, Vocab
+from textclf.text.tokenizer import Tokenizer
+from textclf.text.tokens import Tokenized, tokenize_cached, truncate_ids
+from textclf.text.vocab import UNK_ID, Vocab
 
 
 def test_interning_round_trip():

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from textclf.config import load_config
-from textclf.inference import resolve_device
-from textclf.model import loss_fn
-from textclf.optim import make_scheduler
-from textclf.pipeline import train
-from textclf.predict import Classifier
+from textclf.inference.classifier import Classifier
+from textclf.inference.runtime import resolve_device
+from textclf.models.lstm import loss_fn
+from textclf.training.optim import make_scheduler
+from textclf.training.pipeline import train
 
 from .conftest import TINY, lstm
 
@@ -85,7 +85,7 @@ def test_multiclass_training(tmp_path):
 
 
 def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
-    from textclf.trainer import adversarial_delta
+    from textclf.training.trainer import adversarial_delta
 
     torch.manual_seed(0)
     model = lstm(50, 2, embedding_dim=8, hidden_size=8, dropout=0.0, embedding_dropout=0.0).eval()
@@ -108,7 +108,7 @@ def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
 def test_adversarial_fraction_pushes_a_random_share_of_the_rows_cut_to_their_longest(monkeypatch):
     from types import SimpleNamespace
 
-    from textclf import trainer
+    from textclf.training import trainer
 
     assert trainer.adversarial_rows(torch.full((8,), 5), 1.0) is None  # every row: the batch as it is
     assert len(trainer.adversarial_rows(torch.full((8,), 5), 0.01)) == 1  # at least one
@@ -155,7 +155,7 @@ def test_adversarial_training_trains_on_both_passes(tmp_path, tiny_dir):
 def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, monkeypatch, caplog):
     import torch
 
-    from textclf import optim, trainer
+    from textclf.training import optim, trainer
 
     cpu = torch.device("cpu")
     assert optim.amp_dtype(cpu, True) is None  # train.amp alone is for CUDA
@@ -196,7 +196,7 @@ def test_import_bounds_onednn_kernel_cache_unless_the_user_set_it():
 
 def test_small_data_trains_more_epochs_for_min_steps():
     from textclf.config import TrainConfig
-    from textclf.trainer import planned_epochs
+    from textclf.training.trainer import planned_epochs
 
     assert planned_epochs(TrainConfig(epochs=5, min_steps=1500), 352) == 5  # IMDB's 22.5k reviews: as written
     assert planned_epochs(TrainConfig(epochs=5, min_steps=1500), 165) == 10  # 10.5k tweets

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from textclf.errors import TextclfError
-from textclf.vocab import PAD_ID, UNK_ID, LabelVocab, Vocab
+from textclf.text.vocab import PAD_ID, UNK_ID, LabelVocab, Vocab
 
 
 def test_build_orders_by_frequency_then_alphabet_and_respects_limits():

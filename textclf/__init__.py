@@ -15,7 +15,7 @@ __all__ = ["Classifier", "__version__"]
 
 def __getattr__(name: str):
     if name == "Classifier":  # lazy: `import textclf` stays cheap for the CLI's --help
-        from .predict import Classifier
+        from .inference.classifier import Classifier
 
         return Classifier
     raise AttributeError(f"module 'textclf' has no attribute {name!r}")

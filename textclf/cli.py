@@ -94,7 +94,7 @@ def _baseline_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--output", help="write the metrics as JSON here")
     p.add_argument("--C", dest="c", type=float,
-                   help="inverse regularisation strength (default: the TF-IDF linear view's, textclf.linear.KINDS)")
+                   help="inverse regularisation strength (default: the TF-IDF view's, textclf.models.linear.KINDS)")
     return p
 
 
@@ -202,9 +202,9 @@ def _serve_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .distributed import is_main
-    from .pipeline import train
-    from .trainer import Preempted
+    from .training.distributed import is_main
+    from .training.pipeline import train
+    from .training.trainer import Preempted
 
     config = args.config or _resumed_config(args.overrides)
     cfg = load_config(config, args.overrides)
@@ -230,7 +230,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _dry_run(cfg) -> int:
-    from .pipeline import dry_run
+    from .training.pipeline import dry_run
 
     s = dry_run(cfg)
     print(f"dry run: each step once, small ({cfg.run_dir}: nothing trained for real, no model saved)")
@@ -247,12 +247,12 @@ def _dry_run(cfg) -> int:
 
 
 def run_baseline(args: argparse.Namespace) -> int:
-    from .baseline import linear_baseline
     from .config import load_config
     from .files import write_json
-    from .metrics import format_report
-    from .prepare import load_data
-    from .tokenizer import Tokenizer
+    from .reports.baseline import linear_baseline
+    from .reports.metrics import format_report
+    from .text.tokenizer import Tokenizer
+    from .training.prepare import load_data
 
     if args.c is not None and args.c <= 0:
         raise TextclfError("--C must be > 0")
@@ -268,8 +268,8 @@ def run_baseline(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
-    from .metrics import format_report
+    from .reports.evaluation import evaluate
+    from .reports.metrics import format_report
 
     if args.batch_size <= 0:
         raise TextclfError("--batch-size must be > 0")
@@ -312,7 +312,7 @@ def _check_predict_args(args: argparse.Namespace) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .predict import Classifier
+    from .inference.classifier import Classifier
 
     _check_predict_args(args)
     clf = Classifier.load(args.model_dir, args.device, args.bf16, args.shortcut)
@@ -348,8 +348,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .calibration import Calibration
-    from .export import export_onnx
+    from .inference.export import export_onnx
+    from .models.ensemble import Calibration
 
     path, diff, art = export_onnx(args.model_dir, args.output, args.opset)
     size = path.stat().st_size
@@ -357,13 +357,13 @@ def run_export(args: argparse.Namespace) -> int:
           f"- onnxruntime vs PyTorch on random batches: max abs difference {diff:.1e}")
     if art.calibration != Calibration():
         print("note: the graph gives the LSTM's probabilities; the model temperature-scales them (and averages "
-              f"them with its linear view: LSTM share {art.weight:g}): see the docstring of textclf.export")
+              f"them with its linear view: LSTM share {art.weight:g}): see the docstring of textclf.inference.export")
     return 0
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from .explain import Explainer
-    from .predict import Classifier
+    from .inference.classifier import Classifier
+    from .inference.explain import Explainer
 
     if args.top <= 0:
         raise TextclfError("--top must be > 0")
@@ -393,7 +393,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # run (benchmarks/README.md, "Batched serving"). Passive waiting yields them; read when torch loads
     # OpenMP, i.e. on the import below, so a value the user set wins and an in-process caller keeps its own.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .serve import serve
+    from .serving.app import serve
 
     for name in ("max_texts", "max_chars", "max_body_bytes", "threads", "max_batch", "max_queue", "forward_batch",
                  "workers"):

@@ -23,7 +23,7 @@ from tqdm.utils import CallbackIOWrapper
 
 from .errors import TextclfError, did_you_mean
 from .hub import HF_PREFIX
-from .vocab import label_key
+from .text.vocab import label_key
 
 log = logging.getLogger(__name__)
 

@@ -51,9 +51,9 @@ def push_model(path: str | Path, repo_id: str, private: bool = False) -> str:
     """
     import huggingface_hub
 
-    from .artifact import load_model
     from .files import write_text
-    from .modelcard import CARD, for_repo, write_card
+    from .models.artifact import load_model
+    from .models.card import CARD, for_repo, write_card
 
     repo_id = check_repo_id(repo_id.removeprefix(HF_PREFIX))
     if str(path).startswith(HF_PREFIX):

@@ -1,0 +1,1 @@
+"""A saved model at work: running it, Classifier, explanations, export; no training code."""

@@ -1,0 +1,232 @@
+"""`Classifier`: a saved model as a Python object that labels raw text."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import PREDICT_BATCH_SIZE as BATCH_SIZE
+from ..data import iter_table, text_of
+from ..errors import TextclfError
+from ..files import atomic_text
+from ..models.artifact import Artifact, load_model
+from ..reports.metrics import decide
+from ..text.batching import TextDataset, make_loader
+from ..text.tokens import truncate_ids
+from .runtime import predict_loader, resolve_device
+
+log = logging.getLogger(__name__)
+
+PREDICTED = "predicted_label"  # the column predict_file adds, then one "prob_<class>" column per class
+FORMATS = ("csv", "json")
+
+
+@dataclass
+class Prediction:
+    label: str
+    probability: float  # of `label`
+    probabilities: dict[str, float]
+
+
+@dataclass
+class FileSummary:
+    rows: int  # rows written (all input rows, in input order)
+    empty: int  # of those, rows with empty text: no label and no probabilities
+
+
+def _jsonable(value: object) -> object:
+    """JSON for the cell types parquet brings (numpy scalars, timestamps); anything else as its text."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+def prob_column(label: str) -> str:
+    return f"prob_{label}"
+
+
+@contextlib.contextmanager
+def one_thread_kernels() -> Iterator[None]:
+    """PyTorch's intra-op thread count is process-wide: 1 inside, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Classifier:
+    """Load once, predict many times::
+
+        clf = Classifier.load("runs/imdb")  # or a model/ folder, or "hf:USER/NAME" on the Hugging Face Hub
+        clf.predict(["A quiet, beautiful film."])  # [Prediction(label='positive', probability=0.97, ...)]
+    """
+
+    def __init__(self, artifact: Artifact, device: torch.device):
+        self.artifact = artifact
+        self.device = device
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto", bf16: bool | str = "auto", shortcut: bool = True,
+             views: str = "both") -> Classifier:
+        """`path`: a run or model folder, or `hf:USER/NAME[@REVISION]` (downloaded with huggingface_hub's
+        snapshot_download, kept in its cache).
+
+        `bf16`: "auto" (the default) runs the LSTM in bfloat16 where that is faster: a CPU where bf16 is
+        measured faster than float32 (timed once per process, ~0.1 s) or a GPU of compute capability 8.0+;
+        nearly the same accuracy, its probabilities a little off float32's (figures: benchmarks/README.md).
+        `False`: exact float32 everywhere; `True`: bfloat16 everywhere (slower than float32 where the CPU has no
+        fast bf16).
+
+        `shortcut`: True (the default) lets the linear view answer alone where it is sure, as the model was
+        calibrated to (`Calibration.shortcut`; models that average the LSTM with a linear view, trained on enough
+        validation texts): the LSTM runs on the rest only, a bounded share of validation decisions changed
+        (`ensemble.SHORTCUT_CHANGES`). It is checked at the default decision, so a binary model asked for another
+        threshold runs the LSTM on every text. `False`: the LSTM on every text, the full average everywhere.
+
+        `views`: "both" (the model as trained), or "lstm" / "linear": one of its views alone, at its own
+        temperature. On text unlike its training data, one view may hold up better than the average (a model
+        trained on film reviews labelling tweets: benchmarks/README.md)."""
+        dev = resolve_device(device)
+        return cls(load_model(path, dev, bf16, shortcut, views), dev)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.artifact.labels.names
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Token ids per text, truncated as in training: straight dictionary lookups, faster here than the
+        interning that the training cache uses."""
+        return self._ids(self.artifact.tokenizer.pipe(texts))
+
+    def _ids(self, token_lists: Iterable[Sequence[str]]) -> list[np.ndarray]:
+        a = self.artifact
+        return [truncate_ids(a.vocab.lookup(tokens), a.max_length, a.truncate) for tokens in token_lists]
+
+    def predict_encoded(self, seqs: Sequence[np.ndarray], batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """[N, C] probabilities for token-id arrays. On a multi-core CPU, the texts are split by length over
+        one Python thread per core (or per text, when fewer), each running one-thread kernels: an LSTM's small
+        per-step matrix products barely speed up with intra-op threads, while batches side by side scale. Under
+        OMP_WAIT_POLICY=PASSIVE (`textclf serve` sets it) intra-op threads sleep between the steps, and a
+        forward of 1-12 IMDB reviews with 2 of them ran 10x slower than with one (4.3 against 53.5 ms for one)."""
+        workers = min(torch.get_num_threads(), len(seqs)) if self.device.type == "cpu" else 1
+        if workers < 2:
+            with one_thread_kernels() if self.device.type == "cpu" else contextlib.nullcontext():
+                return self._predict(seqs, batch_size)
+        order = np.argsort([-len(s) for s in seqs], kind="stable")
+        shares = [order[r::workers] for r in range(workers)]  # near-equal work: every worker gets long and short
+        out = np.empty((len(seqs), len(self.labels)), dtype=np.float32)
+        with one_thread_kernels(), ThreadPoolExecutor(workers) as pool:
+            for idx, probs in zip(shares, pool.map(lambda i: self._predict([seqs[j] for j in i], batch_size), shares),
+                                  strict=True):
+                out[idx] = probs
+        return out
+
+    def _predict(self, seqs: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
+        loader = make_loader(TextDataset(seqs), batch_size, shuffle=False, pin_memory=self.device.type == "cuda")
+        return predict_loader(self.artifact.model, loader, self.device)[0]
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = BATCH_SIZE,
+                      threshold: float | None = None) -> np.ndarray:
+        """[N, C] probabilities in input order (batched internally by length). `threshold`: the decision they
+        are for, when it is not the default (binary models; the shortcut is checked at 0.5 only)."""
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not one string")
+        if not len(texts):
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        tokens = list(self.artifact.tokenizer.pipe(texts))  # untruncated: the linear view reads them all
+        lstm = lambda rows: self.predict_encoded(self._ids([tokens[i] for i in rows]), batch_size)  # noqa: E731
+        return self.artifact.probabilities(tokens, lstm, threshold)
+
+    def decide(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        """Class ids: binary models compare P(second class) to `threshold`; others take the argmax."""
+        return decide(probs, threshold)
+
+    def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = BATCH_SIZE) -> list[Prediction]:
+        probs = self.predict_proba(texts, batch_size, threshold)
+        out = []
+        for row, k in zip(probs, self.decide(probs, threshold), strict=True):
+            out.append(Prediction(self.labels[k], float(row[k]), dict(zip(self.labels, map(float, row), strict=True))))
+        return out
+
+    def predict_frame(self, df: pd.DataFrame, text_column: str, threshold: float = 0.5, batch_size: int = BATCH_SIZE,
+                      where: str = "the input") -> pd.DataFrame:
+        """`df` with the predicted label and one probability column per class (left empty for empty texts)."""
+        text = text_of(df, text_column, where, option="--text-column")
+        added = [PREDICTED] + [prob_column(n) for n in self.labels]
+        clash = [c for c in added if c in df.columns]
+        if clash:
+            raise TextclfError(f'{where} already has a column "{clash[0]}" (an earlier prediction?); '
+                               "rename or drop it")
+        has_text = text.str.strip().str.len().to_numpy() > 0
+        probs = np.full((len(df), len(self.labels)), np.nan)
+        labels = np.full(len(df), None, dtype=object)
+        if has_text.any():
+            p = self.predict_proba(text[has_text].tolist(), batch_size, threshold)
+            probs[has_text] = p.astype(np.float64).round(6)
+            labels[has_text] = np.asarray(self.labels, dtype=object)[self.decide(p, threshold)]
+        out = df.copy()
+        out[PREDICTED] = labels
+        for j, name in enumerate(self.labels):
+            out[prob_column(name)] = probs[:, j]
+        return out
+
+    def predict_file(self, source: str | Path | BinaryIO, output: str | Path | TextIO, text_column: str | None = None,
+                     fmt: str | None = None, threshold: float = 0.5, chunk_size: int = 10_000,
+                     batch_size: int = BATCH_SIZE, encoding_errors: str = "strict", *, encoding: str | None = None,
+                     delimiter: str | None = None, sheet: str | None = None) -> FileSummary:
+        """Label every row of a csv/tsv/txt/jsonl/parquet/xlsx file (or a CSV stream), `chunk_size` rows at a time.
+
+        The output keeps the input columns and adds `predicted_label` and `prob_<class>` columns, as CSV or
+        JSON lines (`fmt`; default from the output's suffix). A path is written atomically: after a failure
+        no half file is left. `text_column` defaults to the column(s) the model was trained on. `encoding`,
+        `delimiter`, `sheet`: how to read the input (see `data.iter_table`; None: detect).
+        """
+        read = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
+        text_column = text_column or self.artifact.meta.get("data", {}).get("text_column", "text")
+        if fmt is None:
+            json_out = isinstance(output, str | Path) and str(output).lower().endswith((".jsonl", ".json"))
+            fmt = "json" if json_out else "csv"
+        if fmt not in FORMATS:
+            raise TextclfError(f"output format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        if chunk_size <= 0 or batch_size <= 0:
+            raise TextclfError("chunk and batch sizes must be > 0")
+        if not isinstance(output, str | Path):
+            return self._predict_stream(source, output, text_column, fmt, threshold, chunk_size, batch_size,
+                                        encoding_errors, **read)
+        if Path(output).is_dir():
+            raise TextclfError(f"--output {output} is a folder; give a file name such as {Path(output) / 'out.csv'}")
+        with atomic_text(output) as out:
+            return self._predict_stream(source, out, text_column, fmt, threshold, chunk_size, batch_size,
+                                        encoding_errors, **read)
+
+    def _predict_stream(self, source, out: TextIO, text_column: str, fmt: str, threshold: float, chunk_size: int,
+                        batch_size: int, encoding_errors: str, **read: str | None) -> FileSummary:
+        where = str(source) if isinstance(source, str | Path) else getattr(source, "name", "the input stream")
+        rows = empty = 0
+        for i, df in enumerate(iter_table(source, chunk_size, encoding_errors, desc="predicting", **read)):
+            labelled = self.predict_frame(df, text_column, threshold, batch_size, where)
+            if fmt == "csv":
+                labelled.to_csv(out, header=i == 0, index=False)
+            else:  # not DataFrame.to_json: it escapes every "/" in the texts
+                cells = labelled.astype(object).where(labelled.notna(), None)
+                out.writelines(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n"
+                               for row in cells.to_dict("records"))
+            rows += len(df)
+            empty += int(labelled[PREDICTED].isna().sum())
+        if rows == empty:
+            raise TextclfError(f"{where} has no rows with text in column {text_column!r} (check --text-column)")
+        if empty:
+            log.warning("%s: %d row(s) with empty text got no prediction (left empty in the output)", where, empty)
+        return FileSummary(rows, empty)

@@ -1,0 +1,149 @@
+"""Running a model forward: the device to run on, its precision context, probabilities in dataset order.
+
+Shared by inference (predict, evaluate, serve, explain, export) and by training's validation, and so it
+imports nothing of training: loading a model for prediction never loads the loop, checkpoints or process groups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..errors import TextclfError
+from ..models.lstm import loss_fn
+
+log = logging.getLogger(__name__)
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX); torch.cpu's checks are private."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+BF16_MIN_SPEEDUP = 1.15  # bf16 by default only where it is clearly faster: float32 is exact, and the safe choice
+
+
+def _lstm_seconds(lstm: nn.LSTM, x: torch.Tensor, bf16: bool) -> float:
+    """The best of 5 timed forwards (after one that builds oneDNN's kernels), in bf16 autocast or float32."""
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        lstm(x)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            lstm(x)
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@functools.cache
+def cpu_bf16_faster() -> bool:
+    """Whether bf16 runs an LSTM faster than float32 on this CPU: timed once per process (~0.1 s), on the
+    recipe's BiLSTM-128 and batch of 64. Having the instructions is not enough: on 2026-11-30 this project's
+    2-core VM reported AVX-512 BF16 without AMX, and there oneDNN's bf16 LSTM ran at 0.65x float32's speed
+    (bf16 matrix multiplies at half), where on 2026-11-24 bf16 had run it 1.5-1.9x faster. The margins are wide
+    on both sides of `BF16_MIN_SPEEDUP`, so the answer does not flip between runs on one machine."""
+    if not native_cpu_bf16():
+        return False
+    lstm = nn.LSTM(128, 128, batch_first=True, bidirectional=True)
+    x = torch.randn(64, 48, 128)
+    speedup = _lstm_seconds(lstm, x, False) / _lstm_seconds(lstm, x, True)
+    faster = speedup >= BF16_MIN_SPEEDUP
+    log.info("bf16 on this CPU: %.2fx float32's LSTM speed, so %s by default", speedup,
+             "bf16" if faster else "float32")
+    return faster
+
+
+def native_gpu_bf16(device: torch.device) -> bool:
+    """Whether this GPU computes bf16 natively: compute capability 8.0 (Ampere) or later. Not
+    `torch.cuda.is_bf16_supported()`, which also counts the emulation that a V100 or T4 runs, slower than fp16."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def inference_bf16(device: torch.device, bf16: bool | str = "auto") -> bool:
+    """Whether a model for prediction runs in bfloat16: `bf16` True or False, or "auto": on a CPU where bf16
+    is measured faster than float32 (`cpu_bf16_faster`), on a GPU of compute capability 8.0 or later; nearly
+    the same accuracy there. Elsewhere bf16 is emulated, or not faster, and float32 is both exact and quicker."""
+    if bf16 != "auto":
+        return bool(bf16)
+    if device.type == "cpu":
+        return cpu_bf16_faster()
+    return device.type == "cuda" and native_gpu_bf16(device)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" → cuda, then mps, then cpu. A device name this machine cannot use is a TextclfError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise TextclfError(f'unknown device "{name}": use auto, cpu, cuda, cuda:N or mps')
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        raise TextclfError(f'device "{name}" is not available: this machine has {gpus} CUDA device(s); use auto or cpu')
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TextclfError(f'device "{name}" is not available on this machine; use auto or cpu')
+    return device
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed precision in `dtype` on `device`; None: full precision."""
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def to_device(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's tokens and labels on `device`; its lengths stay on the CPU, where packing wants them."""
+    non_blocking = device.type == "cuda"  # pinned host memory → async copy
+    return batch.tokens.to(device, non_blocking=non_blocking), batch.labels.to(device, non_blocking=non_blocking)
+
+
+@torch.no_grad()
+def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device,
+                   dtype: torch.dtype | None = None, desc: str = "predict") -> tuple[np.ndarray, float | None]:
+    """Class probabilities [N, C] in dataset order, and the mean loss when the data has labels.
+
+    A loader sharded over DDP processes (`make_loader(num_replicas=...)`, training's validation) predicts
+    this process's share; the shares are then summed over the processes, so each returns the whole split
+    with every text counted once (checked), and the same numbers: early-stopping decisions agree.
+    """
+    sharded = getattr(loader.batch_sampler, "num_replicas", 1) > 1
+    if sharded:  # only training shards; a process group is its business, so imported only then
+        from ..training import distributed
+    model.eval()
+    n = len(loader.dataset)
+    # gathered on the device and copied to the host once: a copy per batch would stall the GPU's queue
+    probs, counts = torch.zeros(n, model.num_classes, device=device), torch.zeros(n, device=device)
+    loss_sum, labelled = torch.zeros((), device=device), True
+    quiet = distributed.tqdm_disable() if sharded else None
+    for batch in tqdm(loader, desc=desc, unit=" batch", leave=False, disable=quiet):
+        x, y = to_device(batch, device)
+        index = batch.index.to(device, non_blocking=True)
+        with autocast(device, dtype):
+            logits = model(x, batch.lengths)
+        probs.index_copy_(0, index, model.probabilities(logits))
+        counts.index_add_(0, index, torch.ones(len(index), device=device))
+        labelled = labelled and bool((batch.labels >= 0).all())
+        if labelled:
+            loss_sum += loss_fn(logits, y) * len(batch.index)
+    if sharded:
+        probs, counts, loss_sum = (distributed.all_sum(t) for t in (probs, counts, loss_sum))
+        labelled = int(distributed.all_sum(torch.tensor(int(labelled)))) == distributed.world_size()
+    if not bool((counts == 1).all()):
+        raise RuntimeError(f"{int((counts != 1).sum())} of {n} texts were predicted 0 or several times, not once: "
+                           "is the loader sharded over another number of processes than the group has?")
+    return probs.cpu().numpy(), (loss_sum.item() / n if labelled and n else None)

@@ -1,0 +1,1 @@
+"""The networks and views a saved model holds, and the model folder."""

@@ -1,0 +1,232 @@
+"""The saved model: one folder of safetensors weights, config.json, vocab.json, a README.md card; no pickle."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .. import __version__
+from ..errors import TextclfError
+from ..files import plain_mode
+from ..hub import HF_PREFIX
+from ..inference.runtime import inference_bf16
+from ..text.tokenizer import Tokenizer
+from ..text.vocab import LabelVocab, Vocab
+from .card import CARD
+from .card import render as render_card
+from .ensemble import VIEWS, Calibration, probabilities
+from .linear import LinearModel
+from .lstm import build_model
+
+FORMAT = "textclf-model"
+FORMAT_VERSION = 1
+WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
+
+
+@dataclass
+class Artifact:
+    """Everything prediction needs, rebuilt from a model folder."""
+
+    model: nn.Module
+    vocab: Vocab
+    labels: LabelVocab
+    tokenizer: Tokenizer
+    max_length: int | None
+    truncate: str
+    meta: dict
+    linear: LinearModel | None = None  # the linear view, when the model averages the LSTM with it
+    folder: Path | None = None  # where it was loaded from (an hf: model: the download), for whoever names it
+    shortcut: bool = True  # False: the LSTM on every text, even where the calibration's shortcut would skip it
+    views: str = "both"  # what answers: the model as trained, or its "lstm" or "linear" view alone
+
+    def ensemble(self, threshold: float | None = None) -> Calibration:
+        """How the views' probabilities become the model's for a request at `threshold` (None: the default
+        decision), as `views` and `shortcut` say (see `Calibration.for_use`)."""
+        cal = Calibration.from_dict(self.meta.get("calibration"))
+        if self.linear is None:
+            cal.weight = 1.0
+        return cal.for_use(self.views, self.shortcut, threshold, len(self.labels))
+
+    @property
+    def calibration(self) -> Calibration:
+        """The calibration at the default decision (1s: the LSTM's probabilities as they are)."""
+        return self.ensemble()
+
+    @property
+    def weight(self) -> float:
+        """The LSTM's share of the average with the linear view (1: the LSTM alone, 0: the linear view alone)."""
+        return self.calibration.weight
+
+    def probabilities(self, token_lists: Sequence[Sequence[str]], run_lstm: Callable[[np.ndarray], np.ndarray],
+                      threshold: float | None = None) -> np.ndarray:
+        """The model's [N, C] probabilities of texts given as token lists (untruncated); `run_lstm(rows)` runs the
+        LSTM on those rows, for the texts that need it (see `ensemble.probabilities`)."""
+        return probabilities(self.ensemble(threshold), self.linear, token_lists, run_lstm, len(self.labels))
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Accept a model folder, a run folder that holds `model/`, or `hf:USER/NAME[@REVISION]` (downloaded)."""
+    if str(path).startswith(HF_PREFIX):
+        from ..hub import download_model  # lazy: huggingface_hub only for Hub models
+
+        return download_model(str(path))
+    path = Path(path)
+    if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
+        return path / "model"
+    for folder in (path / "model", path):  # killed between _swap_in's two fallback renames: only .NAME.old is whole
+        if not folder.exists() and (_old(folder) / CONFIG).is_file():
+            return _old(folder)
+    return path
+
+
+def _old(model_dir: Path) -> Path:
+    return model_dir.with_name(f".{model_dir.name}.old")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where the libc, kernel
+    or file system cannot, and the caller falls back to two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+, musl
+    except (OSError, AttributeError, TypeError):
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    at_fdcwd, rename_exchange = -100, 2  # from <fcntl.h> and <linux/fs.h>
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Put folder `tmp` at `target` in one rename: a kill at any instant leaves a whole model under the name,
+    the old one or the new. A non-empty folder cannot be renamed over, so an existing one is exchanged with
+    `tmp` (which then holds the old model). Without exchange, two renames, with a window that
+    `resolve_model_dir` (readers) and `save_model` (the next save) recover from."""
+    if not target.exists():
+        os.rename(tmp, target)
+    elif not _exchange(tmp, target):
+        old = _old(target)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: LabelVocab,
+               tokenizer: Tokenizer, max_length: int | None, truncate: str, extra: dict | None = None,
+               linear: LinearModel | None = None) -> Path:
+    """Write the folder next to its destination, then swap it in, so a crash never leaves half a model."""
+    model_dir = Path(model_dir)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    if not model_dir.exists() and _old(model_dir).is_dir():  # a kill inside _swap_in's fallback: put it back
+        os.replace(_old(model_dir), model_dir)
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "textclf_version": __version__, "torch_version": torch.__version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "type": model.kind, "model": model.arch, "labels": labels.names, "tokenizer": tokenizer.settings(),
+        "max_length": max_length, "truncate": truncate, **(extra or {}),
+    }
+    tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
+    try:
+        os.chmod(tmp, plain_mode(model_dir, folder=True))
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, tmp / WEIGHTS, metadata={"format": FORMAT})
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        vocab.save(tmp / VOCAB)
+        (tmp / CARD).write_text(render_card(meta), encoding="utf-8")  # the run rewrites it with its figures
+        if linear is not None:
+            linear.save(tmp)
+        for f in tmp.iterdir():
+            os.chmod(f, plain_mode(model_dir / f.name))  # safetensors, like mkstemp, writes 0600
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _swap_in(tmp, model_dir)
+        for stale in model_dir.parent.glob(f".{model_dir.name}.tmp-*"):  # left by saves that a kill cut short
+            shutil.rmtree(stale, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after an exchange, the old model
+    return model_dir
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise TextclfError(f"{path} is missing: {path.parent} is not a textclf model folder "
+                           "(pass the model/ folder, or the run folder, written by train.py)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TextclfError(f"{path} is corrupt ({e}); re-copy or re-train the model") from None
+    if not isinstance(data, dict):
+        raise TextclfError(f"{path} is corrupt (expected a JSON object); re-copy or re-train the model")
+    return data
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool | str = False,
+               shortcut: bool = True, views: str = "both") -> Artifact:
+    """Rebuild the model on `device` from a model (or run) folder. Executes no pickled code.
+
+    `bf16`: cast the weights to bfloat16 for inference: True, False, or "auto" (where bf16 is faster on `device`;
+    see `inference.inference_bf16`). `shortcut`: False runs the LSTM on every text, even those the calibration's
+    shortcut leaves to the linear view (see `Calibration.shortcut`). `views`: "both" (the model as trained), or
+    "lstm" / "linear" for one of its views alone, at its own temperature.
+    """
+    if views not in VIEWS:
+        raise TextclfError(f'views must be one of {", ".join(VIEWS)}, got "{views}"')
+    model_dir = resolve_model_dir(path)
+    if not model_dir.is_dir():
+        raise TextclfError(f"model folder not found: {model_dir} (pass the run or model/ folder train.py wrote)")
+    meta = _read_json(model_dir / CONFIG)
+    if meta.get("format") != FORMAT:
+        raise TextclfError(f"{model_dir / CONFIG} is not a textclf model config (no \"format\": \"{FORMAT}\")")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise TextclfError(f"{model_dir} has model format {version!r}; this textclf reads up to "
+                           f"{FORMAT_VERSION}: upgrade textclf (pip install -U textclf)")
+    try:
+        vocab = Vocab.from_json(json.dumps(_read_json(model_dir / VOCAB)))
+        model = build_model(meta.get("type", "lstm"), meta["model"])  # no "type": saved when lstm was the only one
+        labels = LabelVocab(meta["labels"])
+        tokenizer = Tokenizer(**meta["tokenizer"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise TextclfError(f"{model_dir / CONFIG} is incomplete or inconsistent ({e}); re-train the model") from None
+    if not (model_dir / WEIGHTS).is_file():
+        raise TextclfError(f"{model_dir / WEIGHTS} is missing; re-copy the model folder")
+    try:
+        state = load_file(model_dir / WEIGHTS)  # on the CPU, where the model is built; one move to `device` below
+        model.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TextclfError(f"{model_dir / WEIGHTS} is corrupt or does not match config.json ({first})") from None
+    if len(vocab) != model.arch["vocab_size"] or len(labels) != model.arch["num_classes"]:
+        raise TextclfError(f"{model_dir}: vocab.json / labels do not match the weights; re-copy the model folder")
+    model.to(device).eval()
+    if inference_bf16(torch.device(device), bf16):
+        model.to(torch.bfloat16)
+    try:
+        linear = LinearModel.load(model_dir)
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise TextclfError(f"{model_dir}: the linear view (linear.json / linear.safetensors) is corrupt ({e}); "
+                           "re-copy the model folder") from None
+    if views == "linear" and linear is None:
+        raise TextclfError(f"{model_dir} has no linear view (trained with model.linear=false, or its LSTM took all "
+                           "the weight): use views=both or lstm")
+    return Artifact(model, vocab, labels, tokenizer, meta.get("max_length"), meta.get("truncate", "head"), meta,
+                    linear, model_dir, shortcut, views)

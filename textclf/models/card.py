@@ -1,0 +1,177 @@
+"""The model card: README.md in every model folder, in the Hub's format (YAML metadata, then what a person reads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from ..files import write_text
+from .ensemble import SHORTCUT_CHANGES
+
+CARD = "README.md"
+PLACEHOLDER = "USER/NAME"  # how the card names its Hub repository until `textclf push` knows it
+METRICS = (("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"),
+           ("roc_auc", "ROC-AUC"), ("loss", "Loss"))
+_KEPT = {"head": "first", "tail": "last", "both": "first and last (half each)"}
+
+
+def hub_dataset(cfg: dict) -> str | None:
+    """The Hub dataset a run trained on (data.path=hf:NAME, or imdb), or None for the user's own files."""
+    data = cfg.get("data") or {}
+    path = str(data.get("path") or "")
+    if any(data.get(k) for k in ("train", "validation", "test")):
+        return None
+    if path == "imdb":
+        return "stanfordnlp/imdb"
+    name = path.removeprefix("hf:").split(":", 1)[0] if path.startswith("hf:") else ""
+    return name if name and not name.startswith((".", "/", "~")) and not Path(name).exists() else None
+
+
+def data_source(cfg: dict) -> str:
+    data = cfg.get("data") or {}
+    files = [f"{k} `{data[k]}`" for k in ("train", "validation", "test") if data.get(k)]
+    return ", ".join(files) if files else f"`{data.get('path')}`"
+
+
+def _results(metrics: dict, dataset: str | None, source: str) -> list[dict]:
+    """model-index results: one per evaluated split, with every figure metrics.json has for it."""
+    out = []
+    for split in ("test", "validation"):
+        figures = metrics.get(split) or {}
+        found = [{"type": key, "value": figures[key], "name": name} for key, name in METRICS
+                 if figures.get(key) is not None]
+        if found:
+            out.append({"task": {"type": "text-classification", "name": "Text Classification"},
+                        "dataset": {"name": dataset or source.replace("`", ""), "type": dataset or "local",
+                                    "split": split},
+                        "metrics": found})
+    return out
+
+
+def _figures(metrics: dict) -> list[str]:
+    rows = ["| split | rows | " + " | ".join(name for _, name in METRICS) + " |",
+            "| --- " * (len(METRICS) + 2) + "|"]
+    for split in ("validation", "test"):
+        m = metrics.get(split)
+        if m:
+            cells = ["–" if m.get(k) is None else f"{m[k]:.4f}" for k, _ in METRICS]
+            rows.append(f"| {split} | {m.get('n', '–')} | " + " | ".join(cells) + " |")
+    report = (metrics.get("test") or {}).get("report") or {}
+    labels = (metrics.get("test") or {}).get("labels") or []
+    if report and labels:
+        rows += ["", "Per class, on test:", "", "| class | precision | recall | F1 | rows |",
+                 "| --- | --- | --- | --- | --- |"]
+        rows += [f"| {n} | {report[n]['precision']:.4f} | {report[n]['recall']:.4f} | {report[n]['f1-score']:.4f} | "
+                 f"{int(report[n]['support'])} |" for n in labels if n in report]
+    return rows
+
+
+def _averaged(cal: dict | None) -> bool:
+    """Whether config.json's calibration averages the LSTM with a linear view (its weight under 1)."""
+    return (cal or {}).get("weight", 1.0) < 1
+
+
+def _shortcut(cal: dict) -> str:
+    if not cal.get("shortcut"):
+        return ""
+    return (f" Where the linear view is at least {cal['shortcut']:g} sure of a class, its answer is the model's and "
+            f"the LSTM is not run (this changed at most {SHORTCUT_CHANGES:.1%} of validation decisions; "
+            "`Classifier.load(..., shortcut=False)` or `--no-shortcut` runs the LSTM on every text).")
+
+
+def _calibration(cal: dict | None) -> str:
+    """A sentence on how the probabilities are made, from config.json's calibration (absent: none fitted)."""
+    if not cal:
+        return ""
+    if _averaged(cal):
+        return (f" Its probabilities average the LSTM's (weight {cal['weight']}) with those of a linear view of the "
+                f"same tokens (n-gram logistic regression), each view temperature-scaled on validation "
+                f"(LSTM {cal.get('lstm_temperature')}, linear view {cal.get('linear_temperature')}) and the average "
+                f"too ({cal.get('temperature')})." + _shortcut(cal))
+    return f" Its probabilities are temperature-scaled on validation ({cal.get('temperature')})."
+
+
+def render(meta: dict, metrics: dict | None = None) -> str:
+    """The card for a model folder's config.json contents (`meta`) and, once the run has them, its metrics."""
+    cfg, cal = meta.get("train_config") or {}, meta.get("calibration")
+    arch, labels = meta.get("model") or {}, [str(n) for n in meta.get("labels", [])]
+    name = Path(str(cfg.get("run_dir") or "textclf-model")).name
+    dataset, source = hub_dataset(cfg), data_source(cfg)
+    header: dict = {"library_name": "textclf", "pipeline_tag": "text-classification",
+                    "tags": ["textclf", "lstm", "text-classification"], "labels": labels}
+    if dataset:
+        header["datasets"] = [dataset]
+    if str(cfg.get("init_from") or "").startswith("hf:"):
+        header["base_model"] = cfg["init_from"].removeprefix("hf:").split("@")[0]
+    results = _results(metrics or {}, dataset, source)
+    if results:
+        header["metrics"] = sorted({m["type"] for r in results for m in r["metrics"]} - {"loss"})
+        header["model-index"] = [{"name": name, "results": results}]
+
+    tok = meta.get("tokenizer") or {}
+    lstm = (f"{'bidirectional ' if arch.get('bidirectional') else ''}LSTM ({arch.get('num_layers')} layer(s) of "
+            f"{arch.get('hidden_size')} units{' per direction' if arch.get('bidirectional') else ''})")
+    cut = (f"and cut to their {_KEPT.get(meta.get('truncate'), meta.get('truncate'))} {meta.get('max_length')} tokens"
+           if meta.get("max_length") else "and read whole")
+    data = cfg.get("data") or {}
+    lines = [
+        f"# {name}", "",
+        f"A text classifier made with textclf {meta.get('textclf_version', '')}: {arch.get('embedding_dim')}-dim "
+        f"embeddings of a {arch.get('vocab_size', 0):,}-token vocabulary, a {lstm}, {arch.get('pooling')} pooling "
+        f"over its states and a linear layer onto {len(labels)} classes: {', '.join(labels)}. Texts are split by "
+        f"textclf's {tok.get('kind')} tokenizer{', lowercased,' if tok.get('lowercase') else ''} {cut}."
+        + _calibration(cal), "",
+        "## Data", "",
+        f"Trained on {source}: text from `{data.get('text_column')}`, labels from `{data.get('label_column')}`"
+        + (f", mapped by `{data.get('label_map')}`" if data.get("label_map") else "") + "."
+        + (f" Fine-tuned from `{cfg['init_from']}`." if cfg.get("init_from") else ""), "",
+        "## Use", "",
+        "```bash",
+        "pip install textclf",
+        f'textclf predict hf:{PLACEHOLDER} "A quiet, beautiful film."',
+        "```", "",
+        "```python",
+        "from textclf import Classifier",
+        "",
+        f'clf = Classifier.load("hf:{PLACEHOLDER}")  # or the folder that holds this card',
+        'clf.predict(["A quiet, beautiful film."])  # [Prediction(label=..., probability=..., probabilities=...)]',
+        "```", "",
+        "The folder holds `model.safetensors` (the weights: loading them runs no code), `config.json` (architecture, "
+        "labels, tokenizer, the training config, the calibration) and `vocab.json`"
+        + (", and the linear view in `linear.safetensors` and `linear.json`." if _averaged(cal) else "."), "",
+        "## Training", "",
+    ]
+    if metrics:
+        lines.append(f"Best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')} (picked on validation "
+                     f"{(cfg.get('train') or {}).get('monitor', '')}), {metrics.get('train_seconds')} s of training on "
+                     f"{metrics.get('device')} ({metrics.get('precision', 'float32')}), torch "
+                     f"{meta.get('torch_version')}, saved {meta.get('created')}. The resolved config:")
+    else:
+        lines.append(f"Saved {meta.get('created')} with torch {meta.get('torch_version')}. The resolved config:")
+    lines += ["", "```yaml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).rstrip(), "```", "",
+              "## Evaluation", ""]
+    if metrics and results:
+        binary = len(labels) == 2
+        lines += [f"Precision, recall and F1 are {'of the second class, ' + labels[1] if binary else 'macro averages'}"
+                  "; the same figures are in the metadata above and in the run's metrics.json.", ""]
+        lines += _figures(metrics)
+    else:
+        lines.append("Not evaluated yet: this folder was saved during training (the best epoch so far); the run "
+                     "writes its figures here when it ends.")
+    front = yaml.safe_dump(header, sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n\n" + "\n".join(lines) + "\n"
+
+
+def write_card(model_dir: str | Path, metrics: dict | None = None) -> Path:
+    """(Re)write `model_dir`/README.md from its config.json and `metrics` (metrics.json's contents), atomically."""
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    write_text(model_dir / CARD, render(meta, metrics))
+    return model_dir / CARD
+
+
+def for_repo(card: str, repo_id: str) -> str:
+    """The card with its Hub repository's name where it said hf:USER/NAME."""
+    return card.replace(f"hf:{PLACEHOLDER}", f"hf:{repo_id}")

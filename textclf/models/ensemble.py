@@ -1,0 +1,325 @@
+"""The model's probabilities from its two views: the LSTM averaged with the linear view, temperature-scaled, and
+the shortcut that lets the linear view answer alone where it is sure. Fitting all of it (on validation) and
+applying it (training's report, `Artifact`, `Classifier`, evaluation, export) live here, and only here.
+
+Every number is fitted on the validation split, never on test (`Calibration.fit`):
+- which linear view (`fit_linear_view`): the kinds of `linear.KINDS` that suit the data, the one with the lowest
+  validation log-loss at its own temperature;
+- each view's own temperature first (Guo et al. 2017): an LSTM trained to a train loss near 0 says 0.9999
+  where it is right 75% of the time, and averaged as it is, it outvotes a calibrated linear view whenever
+  it is sure;
+- `weight`: the LSTM's share in `weight * p_lstm + (1 - weight) * p_linear`, the one of 0, 0.1, ..., 1 with
+  the lowest validation log-loss (1 where there is no linear view);
+- `temperature` of the average;
+- `shortcut`: the linear view's top probability (at its temperature) from which the LSTM is not run at all and
+  the linear view answers alone: the lowest of SHORTCUTS at which that changes at most SHORTCUT_CHANGES of the
+  validation decisions (0: never; fitted on SHORTCUT_MIN_TEXTS+ validation texts only). The LSTM is most of a
+  prediction's time and a linear view is sure of most long reviews, so prediction runs about twice as fast;
+- `shortcut_scale`, `shortcut_bias`: where the shortcut answers, the linear view's top probability is mapped
+  onto the full model's scale, sigmoid(scale * logit(p) + bias), a monotone fit to what the full model says
+  on those validation texts; so probabilities stay comparable across the cut (ranking, thresholds, ECE).
+A temperature never changes a decision at the default threshold (argmax, or p >= 0.5 for binary), only how
+sure the model says it is; the weight and the shortcut do change decisions. The shortcut is checked at the
+default decision only, so a binary model asked for another threshold runs the LSTM on every text
+(`Calibration.for_use`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+from .linear import LinearModel
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
+SHORTCUTS = (0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
+SHORTCUT_CHANGES = 0.002  # the most validation decisions the shortcut may change
+SHORTCUT_MIN_TEXTS = 1000  # fewer validation texts cannot show a change rate of 0.2%
+VIEWS = ("both", "lstm", "linear")  # what answers: the model as trained, or one of its views alone
+DEFAULT_THRESHOLD = 0.5  # the decision every fitted number is checked at
+_EPS = 1e-7
+
+
+def combine(p_lstm: np.ndarray, p_linear: np.ndarray | None, weight: float = 1.0,
+            temperature: float = 1.0) -> np.ndarray:
+    """[N, C] probabilities: the weighted average, sharpened or softened by `temperature`."""
+    p = p_lstm if p_linear is None or weight >= 1 else weight * p_lstm + (1 - weight) * p_linear
+    if temperature == 1.0:
+        return p.astype(np.float32)
+    logits = np.log(np.clip(p, _EPS, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], _EPS, 1.0)).mean())
+
+
+def fit_weight(p_lstm: np.ndarray, p_linear: np.ndarray, y: np.ndarray) -> float:
+    """The LSTM's share of the average with the lowest log-loss on (validation) labels `y`; ties go to the LSTM."""
+    losses = [log_loss(combine(p_lstm, p_linear, w), y) for w in WEIGHTS]
+    best = min(losses)
+    return float(max(w for w, loss in zip(WEIGHTS, losses, strict=True) if loss <= best + 1e-9))
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """T > 0 minimising the log-loss of softmax(log(probs) / T): golden-section search over log T in [-3, 3]."""
+    f = lambda log_t: log_loss(combine(probs, None, 1.0, float(np.exp(log_t))), y)  # noqa: E731
+    lo, hi = -3.0, 3.0
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = f(a), f(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = f(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = f(b)
+    t = float(np.exp((lo + hi) / 2))
+    return t if f(np.log(t)) < f(0.0) else 1.0
+
+
+def calibrated_log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    """The log-loss of `probs` at the temperature that suits them best on `y`: the loss of the probabilities a
+    model saying them would give once calibrated."""
+    return log_loss(combine(probs, None, 1.0, fit_temperature(probs, y)), y)
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE: over 15 equal-width bins of the top probability, the gap between confidence and accuracy, weighted
+    by the bin's share of the texts (Guo et al. 2017)."""
+    if not len(y):
+        return 0.0
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(conf[mask].mean() - correct[mask].mean())
+    return float(ece)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p.astype(np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def map_top(p: np.ndarray, scale: float, bias: float) -> np.ndarray:
+    """Rows of `p` with their top probability put through sigmoid(scale * logit + bias) and the other classes
+    rescaled to fill the rest in their proportions; the top class stays on top (so decisions do not move)."""
+    if scale == 1.0 and bias == 0.0:
+        return p.astype(np.float32)
+    rows = np.arange(len(p))
+    k = p.argmax(axis=1)
+    top = p[rows, k].astype(np.float64)
+    mapped = _sigmoid(scale * _logit(top) + bias)
+    rest = np.clip(1.0 - top, _EPS, None)
+    second = np.sort(p, axis=1)[:, -2]
+    mapped = np.maximum(mapped, second / (rest + second) + 1e-4)  # strictly above the class that would pass it
+    out = p.astype(np.float64) * ((1.0 - mapped) / rest)[:, None]
+    out[rows, k] = mapped
+    return out.astype(np.float32)
+
+
+@dataclass
+class Calibration:
+    """How a model turns its views' probabilities into its own (saved in config.json as "calibration")."""
+
+    weight: float = 1.0  # the LSTM's share of the average (1: the LSTM alone; 0: the linear view alone)
+    temperature: float = 1.0  # of the average
+    lstm_temperature: float = 1.0
+    linear_temperature: float = 1.0
+    shortcut: float = 0.0  # the linear view answers alone where it is this sure (0: never)
+    shortcut_scale: float = 1.0  # where it does, its top probability p becomes sigmoid(scale * logit(p) + bias)
+    shortcut_bias: float = 0.0
+
+    def uses_linear(self) -> bool:
+        return self.weight < 1
+
+    def uses_lstm(self) -> bool:
+        return self.weight > 0
+
+    def sure(self, p_linear: np.ndarray | None) -> np.ndarray:
+        """[N] bool: the texts the linear view answers alone, their LSTM probabilities unused."""
+        if p_linear is None or not self.shortcut or not self.uses_linear():
+            return np.zeros(0 if p_linear is None else len(p_linear), dtype=bool)
+        return combine(p_linear, None, 1.0, self.linear_temperature).max(axis=1) >= self.shortcut
+
+    def average(self, p_lstm: np.ndarray | None, p_linear: np.ndarray | None) -> np.ndarray:
+        """The views, each at its temperature, averaged: before the final temperature."""
+        if not self.uses_lstm():
+            return combine(p_linear, None, 1.0, self.linear_temperature)
+        lstm = combine(p_lstm, None, 1.0, self.lstm_temperature)
+        if p_linear is None or not self.uses_linear():
+            return lstm
+        return combine(lstm, combine(p_linear, None, 1.0, self.linear_temperature), self.weight)
+
+    def apply(self, p_lstm: np.ndarray | None, p_linear: np.ndarray | None = None) -> np.ndarray:
+        """[N, C] probabilities as the model gives them: where the linear view is sure (`sure`), its own at its
+        temperature, mapped onto the full model's scale; elsewhere the average at the final temperature."""
+        p = combine(self.average(p_lstm, p_linear), None, 1.0, self.temperature)
+        sure = self.sure(p_linear)
+        if sure.any():
+            p[sure] = self.shortcut_probabilities(p_linear[sure])
+        return p
+
+    def shortcut_probabilities(self, p_linear: np.ndarray) -> np.ndarray:
+        """What the model says of texts the shortcut answers: the linear view's at its temperature, mapped."""
+        return map_top(combine(p_linear, None, 1.0, self.linear_temperature), self.shortcut_scale, self.shortcut_bias)
+
+    def exact(self) -> Calibration:
+        """The same without the shortcut: the LSTM on every text."""
+        return replace(self, shortcut=0.0)
+
+    def view(self, views: str) -> Calibration:
+        """The model as trained ("both"), or one of its views alone at its own temperature ("lstm", "linear")."""
+        if views == "both":
+            return self
+        if views == "lstm":
+            temperature = self.temperature if not self.uses_linear() else 1.0
+            return Calibration(weight=1.0, temperature=temperature, lstm_temperature=self.lstm_temperature)
+        if views == "linear":
+            return Calibration(weight=0.0, linear_temperature=self.linear_temperature)
+        raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
+
+    def for_use(self, views: str = "both", shortcut: bool = True, threshold: float | None = None,
+                num_classes: int = 2) -> Calibration:
+        """The calibration that answers a request: `views`, with the shortcut only where it was checked (the
+        default decision: any multi-class model, a binary one at threshold 0.5) and not turned off."""
+        cal = self.view(views)
+        other_threshold = num_classes == 2 and threshold is not None and threshold != DEFAULT_THRESHOLD
+        return cal.exact() if not shortcut or other_threshold else cal
+
+    @classmethod
+    def fit(cls, p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndarray) -> Calibration:
+        """Each view's temperature, then the weight, then the average's temperature, then the shortcut and its
+        mapping, on validation labels `y`."""
+        cal = cls(lstm_temperature=fit_temperature(p_lstm, y))
+        if p_linear is not None:
+            cal.linear_temperature = fit_temperature(p_linear, y)
+            cal.weight = fit_weight(combine(p_lstm, None, 1.0, cal.lstm_temperature),
+                                    combine(p_linear, None, 1.0, cal.linear_temperature), y)
+        cal.temperature = fit_temperature(cal.average(p_lstm, p_linear), y)
+        cal.shortcut = fit_shortcut(cal, p_lstm, p_linear)
+        # MAP-PLACEHOLDER
+        return cal
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Calibration:
+        """From config.json; a model saved without it (or without a newer field) gets the defaults for what it
+        lacks (1 for the weight and temperatures, no shortcut, an identity mapping)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: float(v) for k, v in (d or {}).items() if k in names})
+
+
+def fit_shortcut(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | None) -> float:
+    """The lowest of SHORTCUTS at which the linear view answering alone where it is that sure changes at most
+    SHORTCUT_CHANGES of the (validation) decisions of the full model `cal` describes; 0 (never) when none
+    does, when the LSTM is not averaged with a linear view, or on fewer than SHORTCUT_MIN_TEXTS texts. The
+    change rate bounds the accuracy it can cost; no labels are needed."""
+    if p_linear is None or not cal.uses_linear() or len(p_lstm) < SHORTCUT_MIN_TEXTS:
+        return 0.0
+    full = cal.exact().apply(p_lstm, p_linear).argmax(axis=1)
+    for threshold in SHORTCUTS:
+        changed = (replace(cal, shortcut=threshold).apply(p_lstm, p_linear).argmax(axis=1) != full).mean()
+        if changed <= SHORTCUT_CHANGES:
+            return threshold
+    return 0.0
+
+
+def fit_shortcut_map(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray) -> tuple[float, float]:
+    """(scale, bias) of the monotone map from the linear view's top probability to the full model's probability
+    of that class, on the (validation) texts the shortcut answers: a logistic fit to the full model's
+    probabilities as soft targets (cross-entropy, Newton's method), scale kept > 0."""
+    sure = cal.sure(p_linear)
+    lin = combine(p_linear[sure], None, 1.0, cal.linear_temperature)
+    full = cal.exact().apply(p_lstm[sure], p_linear[sure])
+    k = lin.argmax(axis=1)
+    z, target = _logit(lin[np.arange(len(k)), k]), full[np.arange(len(k)), k].astype(np.float64)
+    x = np.stack([z, np.ones_like(z)], axis=1)
+    w = np.array([1.0, 0.0])
+    for _ in range(50):
+        q = _sigmoid(x @ w)
+        grad = x.T @ (q - target) / len(z)
+        hess = (x * (q * (1 - q))[:, None]).T @ x / len(z) + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    if not np.isfinite(w).all() or w[0] <= 0:
+        return 1.0, 0.0
+    return float(w[0]), float(w[1])
+
+
+@dataclass
+class Outputs:
+    """One split's probabilities, as a trained model's report reads them."""
+
+    lstm: np.ndarray  # the LSTM's own, every text
+    linear: np.ndarray | None  # the linear view's own (None: no linear view)
+    raw: np.ndarray  # the views averaged with the fitted weight: no temperature, no shortcut
+    final: np.ndarray  # the model's: what predict gives (shortcut where fitted)
+    exact: np.ndarray  # the full average on every text (no shortcut)
+    sure: np.ndarray  # [N] bool: the texts the shortcut gives the linear view
+
+    @classmethod
+    def of(cls, cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | None) -> Outputs:
+        return cls(p_lstm, p_linear, Calibration(weight=cal.weight).apply(p_lstm, p_linear),
+                   cal.apply(p_lstm, p_linear), cal.exact().apply(p_lstm, p_linear), cal.sure(p_linear))
+
+
+def probabilities(cal: Calibration, linear: LinearModel | None, token_lists: Sequence[Sequence[str]],
+                  run_lstm: Callable[[np.ndarray], np.ndarray], num_classes: int) -> np.ndarray:
+    """The model's [N, C] probabilities for texts given as token lists (untruncated): the one path from the two
+    views to the model's answer. `run_lstm(rows)` gives the LSTM's probabilities of those rows (indices into
+    `token_lists`); it is called once, for the texts the shortcut does not answer (none, when `cal` uses the
+    linear view alone). `cal`: the model's calibration, as `Calibration.for_use` picks it for a request."""
+    n = len(token_lists)
+    p_linear = linear.predict_proba(token_lists) if cal.uses_linear() and linear is not None else None
+    if p_linear is None and not cal.uses_lstm():
+        raise ValueError("this model has no linear view")
+    p_lstm = None
+    if cal.uses_lstm():
+        todo = np.flatnonzero(~cal.sure(p_linear)) if p_linear is not None else np.arange(n)
+        p_lstm = np.full((n, num_classes), 1.0 / num_classes, dtype=np.float32)  # unread where the shortcut answers
+        if len(todo):
+            p_lstm[todo] = run_lstm(todo)
+    return cal.apply(p_lstm, p_linear)
+
+
+def fit_linear_view(train: list[Sequence[str]], y_train: np.ndarray, validation: list[Sequence[str]],
+                    y_validation: np.ndarray, num_classes: int, kinds: Sequence[str]) -> LinearModel:
+    """The linear view: of `kinds` (see `linear.KINDS`; the naive-Bayes ones for two classes only), the one with
+    the lowest validation log-loss, each at its own temperature."""
+    best = None
+    for kind in kinds:
+        clock = time.perf_counter()
+        model = LinearModel.fit(train, y_train, num_classes, kind)
+        probs = model.predict_proba(validation)
+        loss = calibrated_log_loss(probs, y_validation)
+        accuracy = float((probs.argmax(axis=1) == y_validation).mean())
+        log.info("linear view %s: %d n-grams, validation loss %.4f, accuracy %.4f (%.0fs)", model.describe(),
+                 len(model.ngrams), loss, accuracy, time.perf_counter() - clock)
+        if best is None or loss < best[0]:
+            best = (loss, model)
+    return best[1]

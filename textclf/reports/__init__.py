@@ -1,0 +1,1 @@
+"""Metrics, evaluation of a saved model, plots, the baseline."""

@@ -1,0 +1,95 @@
+"""Scoring probabilities against labels (`split_metrics`; a trained model's report, `score_splits`) and a saved
+model on labelled data (`evaluate`, the `textclf evaluate` command). It imports no training module."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..config import PREDICT_BATCH_SIZE
+from ..data import apply_label_map, load_splits
+from ..errors import TextclfError
+from ..files import write_json
+from ..inference.runtime import predict_loader, resolve_device
+from ..models.artifact import load_model
+from ..models.ensemble import Outputs, expected_calibration_error, log_loss
+from ..text.batching import TextDataset, make_loader, split_dataset
+from ..text.tokens import tokenize_cached
+from .metrics import compute, decide, format_report
+
+log = logging.getLogger(__name__)
+
+
+def split_metrics(labels: np.ndarray, probs: np.ndarray, label_names: list[str], desc: str,
+                  plots_dir: Path | None = None) -> dict:
+    """Metrics of one split's probabilities (log-loss and calibration error included), and its plots."""
+    metrics = {**compute(labels, probs, label_names), "loss": log_loss(probs, labels),
+               "ece": round(expected_calibration_error(probs, labels), 4)}
+    if plots_dir is not None:
+        from .plots import plot_evaluation
+
+        plot_evaluation(labels, probs, label_names, plots_dir, prefix=f"{desc}_")
+    return metrics
+
+
+def score_splits(parts: dict[str, Outputs], labels: dict[str, np.ndarray], label_names: list[str],
+                 plots_dir: Path | None) -> dict:
+    """A trained model's report: each split's metrics of its final probabilities (`Outputs.final`; see
+    pipeline.calibrate), with the accuracy of the LSTM and of the linear view alone, and the calibration error
+    before temperature scaling; with a shortcut, the share of texts the linear view answered alone and the
+    accuracy of the full average on every text (`Outputs.exact`)."""
+    scores = {}
+    for name, p in parts.items():
+        y = labels[name]
+        m = split_metrics(y, p.final, label_names, name, plots_dir)
+        m["lstm_accuracy"] = float((decide(p.lstm) == y).mean())
+        if p.linear is not None:
+            m["linear_accuracy"] = float((decide(p.linear) == y).mean())
+        m["ece_before_calibration"] = round(expected_calibration_error(p.raw, y), 4)
+        if p.sure.any():
+            m["shortcut_share"] = round(float(p.sure.mean()), 4)
+            m["exact_accuracy"] = float((decide(p.exact) == y).mean())
+        log.info("%s", format_report(m, title=f"{name}:"))
+        scores[name] = m
+    return scores
+
+
+def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
+             label_column: str | None = None, output: str | None = None, device: str = "auto",
+             batch_size: int = PREDICT_BATCH_SIZE, cache_dir: str | None = None, encoding_errors: str = "strict",
+             plots: str | None = None, bf16: bool | str = "auto", encoding: str | None = None,
+             delimiter: str | None = None, sheet: str | None = None, shortcut: bool = True,
+             views: str = "both") -> dict:
+    """Evaluate a saved model on a split of a dataset folder, a file, "imdb" or "hf:NAME"; `plots`: a folder for PNGs.
+
+    Labels go through the `data.label_map` the model was trained with, so star ratings evaluate as-is.
+    `encoding`, `delimiter`, `sheet`: how to read a file (see `data.iter_table`; None: detect). `bf16`, `shortcut`,
+    `views`: as for prediction (`Classifier.load`), so the figures are those of the predictions a user gets.
+    """
+    dev = resolve_device(device)
+    art = load_model(model_dir, dev, bf16, shortcut, views)  # an hf: model is downloaded here, once
+    columns = art.meta.get("data", {})
+    text_column = text_column or columns.get("text_column", "text")
+    label_column = label_column or columns.get("label_column", "label")
+    splits = load_splits(data, None, text_column, label_column, splits=(split,), encoding_errors=encoding_errors,
+                         required=(split,), encoding=encoding, delimiter=delimiter, sheet=sheet)
+    if split not in splits:
+        raise TextclfError(f"{data} has no {split} split (pass --split, or a file)")
+    part = apply_label_map(splits[split], columns.get("label_map"), known=lambda v: art.labels.get(v) is not None)
+    tok = tokenize_cached(part.texts, art.tokenizer, cache_dir, desc=f"tokenising {split}")
+    ds = split_dataset(tok, part, art.vocab, art.labels, art.max_length, art.truncate)
+
+    def lstm(rows: np.ndarray) -> np.ndarray:
+        subset = TextDataset([ds.seqs[i] for i in rows])
+        loader = make_loader(subset, batch_size, shuffle=False, pin_memory=dev.type == "cuda")
+        return predict_loader(art.model, loader, dev, desc=split)[0]
+
+    probs = art.probabilities(list(tok.token_lists()), lstm)
+    metrics = split_metrics(ds.labels, probs, art.labels.names, split, Path(plots) if plots else None)
+    metrics = {"model": str(art.folder) if not str(model_dir).startswith("hf:") else model_dir, "data": str(data),
+               "split": split, **metrics}
+    if output:
+        write_json(output, metrics)
+    return metrics

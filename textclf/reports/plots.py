@@ -1,0 +1,76 @@
+"""PNG plots of a run: loss and validation metrics per epoch, confusion matrix, ROC and PR curves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, and no GUI backend probing on a server
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
+
+from ..files import atomic_open  # noqa: E402
+from .metrics import decide  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: Sequence[dict], out_dir: str | Path, monitor: str = "accuracy") -> Path:
+    """history.png: train/validation loss (left) and validation metrics (right) per epoch, best epoch marked."""
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
+    ax_loss.plot(epochs, [row["val_loss"] for row in history], "o-", label="validation")
+    ax_loss.set(title="loss", xlabel="epoch")
+    for key in ("val_accuracy", "val_f1", "val_roc_auc"):
+        values = [row.get(key) for row in history]
+        if all(v is not None for v in values):
+            ax_metric.plot(epochs, values, "o-", label=key.removeprefix("val_"))
+    ax_metric.set(title="validation", xlabel="epoch")
+    scores = [row["val_loss"] if monitor == "loss" else row[f"val_{monitor}"] for row in history]
+    best = epochs[int(np.argmin(scores) if monitor == "loss" else np.argmax(scores))]
+    for ax in (ax_loss, ax_metric):
+        ax.axvline(best, color="grey", linestyle=":", label=f"best epoch ({best})")
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, Path(out_dir) / "history.png")
+
+
+def plot_evaluation(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str], out_dir: str | Path,
+                    prefix: str = "", threshold: float = 0.5) -> list[Path]:
+    """{prefix}confusion_matrix.png always; {prefix}roc.png and {prefix}pr.png for binary models."""
+    out_dir, y_true, probs = Path(out_dir), np.asarray(y_true), np.asarray(probs)
+    binary = probs.shape[1] == 2
+    y_pred = decide(probs, threshold)
+    size = max(4.5, 0.6 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(range(len(labels))),
+                                            display_labels=list(labels), ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title(f"confusion matrix (n={len(y_true)})")
+    paths = [_save(fig, out_dir / f"{prefix}confusion_matrix.png")]
+    if not binary:
+        return paths
+    if len(np.unique(y_true)) < 2:  # a curve needs both classes; say so instead of drawing nonsense
+        log.warning("%s: only one class present; ROC and precision-recall plots skipped", prefix.rstrip("_") or "data")
+        return paths
+    named = np.asarray(labels, dtype=object)[y_true]  # so the axes say "Positive label: pos", not 1
+    for name, display in (("roc", RocCurveDisplay), ("pr", PrecisionRecallDisplay)):
+        fig, ax = plt.subplots(figsize=(5, 5))
+        display.from_predictions(named, probs[:, 1], pos_label=labels[1], name="model", ax=ax, plot_chance_level=True)
+        ax.set_title("ROC curve" if name == "roc" else "precision-recall curve")
+        ax.grid(alpha=0.3)
+        paths.append(_save(fig, out_dir / f"{prefix}{name}.png"))
+    return paths

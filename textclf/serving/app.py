@@ -1,0 +1,329 @@
+"""The HTTP service: `POST /predict`, `POST /explain`, `GET /health`, and a demo page at `/` (FastAPI)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from importlib import resources
+
+import numpy as np
+
+from ..errors import TextclfError
+from ..inference.classifier import Classifier
+from .microbatch import MicroBatcher, Unavailable
+
+log = logging.getLogger(__name__)
+
+try:
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError:  # the `serve` extra is optional; the CLI turns this into a one-line error
+    FastAPI = None
+
+
+def require_serve_extra() -> None:
+    if FastAPI is None:
+        raise TextclfError("serving needs FastAPI and uvicorn: pip install 'textclf[serve]'")
+
+
+if FastAPI is not None:
+
+    class PredictRequest(BaseModel):
+        """`{"text": "..."}` or `{"texts": ["...", ...]}`; binary models also take a `threshold`."""
+
+        model_config = ConfigDict(extra="forbid")
+        text: str | None = None
+        texts: list[str] | None = None
+        threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+    class ExplainRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        text: str
+        threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+
+# A gathered batch holds reviews of every length, and on CPU the padded LSTM computes every padded step:
+# length-sorted forwards of a few texts compute far less padding than one forward over the batch, and cost
+# about as much per text (the arithmetic and onnx_speed.py's batch sizes: benchmarks/README.md).
+FORWARD_BATCH_CPU = 8
+RETRY_AFTER_S = 1  # what a 503 asks a client to wait: on CPU a default-sized full queue drains in less
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
+    """FastAPI's list of problems → one line; a body that is not JSON is a 400, a wrong shape a 422."""
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        why = first.get("ctx", {}).get("error", "malformed")
+        return 400, f"the request body is not valid JSON ({why} at character {first['loc'][-1]})"
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        if not where:
+            return 422, 'the request body must be a JSON object, e.g. {"text": "..."}'
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return 422, "; ".join(problems)
+
+
+class BodyLimit:
+    """ASGI middleware: a JSON 413 for a body over `limit` bytes, by its Content-Length or, when it
+    has none (chunked), by counting the bytes as the app reads them."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await _error(413, self.message)(scope, receive, send)
+        seen = 0
+
+        async def counting_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, self.message)  # FastAPI re-raises it while reading the body
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    @property
+    def message(self) -> str:
+        return f"the request body is larger than {self.limit:,} bytes"
+
+
+def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_chars: int = 20_000,
+               max_body_bytes: int = 1_000_000, explain_steps: int = 100, max_batch: int = 64,
+               batch_window_ms: float = 5.0, max_queue: int = 256, forward_batch: int | None = None) -> FastAPI:
+    """The app around a loaded `Classifier`. Limits: texts per request, characters per text, body bytes.
+
+    /predict requests are gathered into batches (`MicroBatcher`): up to `max_batch` texts that arrive within
+    `batch_window_ms` of the first, at most `max_queue` texts waiting (more: 503). A batch runs as one
+    `predict_proba` in forwards of `forward_batch` texts (default: 8 on CPU, `max_batch` on a GPU)."""
+    require_serve_extra()
+    from ..inference.explain import Explainer
+
+    if max_queue < max_texts:
+        raise TextclfError(f"--max-queue ({max_queue}) must be at least --max-texts ({max_texts}), "
+                           "or the largest requests could never be queued")
+    explainer = Explainer(clf, explain_steps)
+    explainer.explain("warm up")  # the first backward pass is slow; pay for it before the first visitor
+    forward = forward_batch or (FORWARD_BATCH_CPU if clf.device.type == "cpu" else max_batch)
+    # looked up on every batch, not bound once: tests swap in a spy or a failing model
+    batcher = MicroBatcher(lambda texts: clf.predict_proba(texts, batch_size=forward), max_batch, batch_window_ms,
+                           max_queue)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await asyncio.to_thread(batcher.stop)  # after uvicorn has answered the requests in flight
+
+    app = FastAPI(title="textclf", summary="Review classification with a packed-sequence LSTM", lifespan=lifespan)
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    page = resources.files("textclf.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(*_validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)  # also routing's 404 and 405, so every error is {"error": ...}
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    def check_texts(texts: list[str]) -> None:
+        if not texts:
+            raise HTTPException(422, 'no text given: send {"text": "..."} or {"texts": ["...", ...]}')
+        if len(texts) > max_texts:
+            raise HTTPException(413, f"{len(texts)} texts in one request; at most {max_texts}")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise HTTPException(422, f"text {i} is empty")
+            if len(text) > max_chars:
+                raise HTTPException(413, f"text {i} has {len(text):,} characters; at most {max_chars:,}")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> dict:  # batches and texts so far: their ratio tells how well requests are being gathered
+        return {"status": "ok", "model": name, "labels": clf.labels, "batches": batcher.batches,
+                "texts": batcher.texts, "pid": os.getpid()}  # with --workers N, each process counts its own
+
+    def predictions(probs: np.ndarray, threshold: float) -> list[dict]:
+        out = []
+        for row, k in zip(probs, clf.decide(probs, threshold), strict=True):
+            out.append({"label": clf.labels[k], "probability": float(row[k]),
+                        "probabilities": dict(zip(clf.labels, map(float, row), strict=True))})
+        return out
+
+    # `async`: it only waits for the batch worker, so the event loop, which parses and answers every
+    # request, never runs the model.
+    @app.post("/predict")
+    async def predict(req: PredictRequest) -> dict:
+        if (req.text is None) == (req.texts is None):
+            raise HTTPException(422, 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
+        texts = [req.text] if req.text is not None else req.texts
+        check_texts(texts)
+        try:
+            probs = await batcher.predict(texts)
+        except Unavailable as e:
+            raise HTTPException(503, f"{e}; retry in {RETRY_AFTER_S} s",
+                                headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        except Exception as e:  # logged with its traceback by the worker
+            raise HTTPException(500, f"prediction failed ({_one_line(e)}); see the server log") from None
+        return {"predictions": predictions(probs, req.threshold)}
+
+    # A plain `def`: FastAPI runs it in its thread pool, and PyTorch releases the GIL while it computes.
+    @app.post("/explain")
+    def explain(req: ExplainRequest) -> dict:
+        check_texts([req.text])
+        return explainer.explain(req.text, req.threshold).to_dict()
+
+    return app
+
+
+def _check_port(host: str, port: int) -> None:
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise TextclfError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+
+
+def app_from_settings(s: dict) -> FastAPI:
+    """The app of one worker process that `serve(..., workers=N)` starts, from the settings `serve` hands it,
+    with this process's share of the cores."""
+    import torch
+
+    torch.set_num_threads(s["threads"])
+    clf = Classifier.load(s["model_dir"], s["device"], s["bf16"], s["shortcut"])
+    return create_app(clf, name=s["model_dir"], **s["options"])
+
+
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          log_level: str = "info", bf16: bool | str = "auto", shortcut: bool = True, workers: int = 1,
+          threads: int | None = None, **options) -> None:
+    """Load the model, then run the app with uvicorn until interrupted; `options` go to `create_app`.
+
+    `workers` > 1: that many server processes, each with its own model, batcher and `threads` intra-op threads
+    (default: the cores shared out), each listening on the port with SO_REUSEPORT, so the kernel spreads
+    connections evenly (uvicorn's own workers share one socket, and one process took most of 32 clients).
+    One process keeps about 1.1 of 2 cores busy under load (tokenising and the linear view hold the GIL
+    beside the event loop); figures with two: benchmarks/README.md. Memory grows with each copy.
+    """
+    require_serve_extra()
+    import torch
+    import uvicorn
+
+    if not 0 < port < 65536:
+        raise TextclfError(f"--port must be in 1..65535, got {port}")
+    if workers < 1:
+        raise TextclfError(f"--workers must be > 0, got {workers}")
+    _check_port(host, port)
+    # with workers, each loads its own copy, and the first one's error (a bad folder, option) is this command's
+    app = create_app(Classifier.load(model_dir, device, bf16, shortcut), name=str(model_dir), **options) \
+        if workers == 1 else None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        log.warning("listening on %s: reachable from other machines, and the service has no authentication", host)
+    serving = f"serving {model_dir} on http://{host}:{port} (page at /, API docs at /docs)"
+    if workers == 1:
+        log.info("%s", serving)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    settings = {"model_dir": str(model_dir), "device": device, "bf16": bf16, "shortcut": shortcut, "options": options,
+                "threads": threads or max(1, torch.get_num_threads() // workers)}
+    _supervise(workers, settings, host, port, log_level, f"{serving} with {workers} worker processes")
+
+
+def _worker(settings: dict, host: str, port: int, log_level: str, ready, errors) -> None:
+    """One of `serve`'s worker processes: builds the app, waits for the others to have theirs (`ready`, a
+    barrier), then listens (SO_REUSEPORT). Keep-alive clients stay on the process that took their connection,
+    so a worker that listened first would keep every client that came before the others were up."""
+    import uvicorn
+
+    try:
+        app = app_from_settings(settings)
+    except TextclfError as e:  # the supervisor says it, once, as the command's error
+        errors.put(str(e))
+        raise SystemExit(e.exit_code) from None
+    ready.wait()
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.create_server((host, port), family=family, reuse_port=True, backlog=2048)
+    uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+
+
+def _supervise(workers: int, settings: dict, host: str, port: int, log_level: str, serving: str) -> None:
+    """Start the worker processes and wait for them, saying `serving` once all have their app; SIGTERM or
+    Ctrl-C stops them all, and so does one worker's death (the others are stopped, and the command fails)."""
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked OpenMP or torch state
+    ready, errors = ctx.Barrier(workers + 1), ctx.SimpleQueue()  # + 1: this process, to say when they are up
+
+    def announce() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            ready.wait()
+            log.info("%s", serving)
+
+    procs = [ctx.Process(target=_worker, args=(settings, host, port, log_level, ready, errors))
+             for _ in range(workers)]
+    stopping = False
+
+    def stop(*_) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.pid is not None and p.exitcode is None:
+                os.kill(p.pid, signal.SIGTERM)
+
+    crashed = None
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for p in procs:
+            p.start()
+        threading.Thread(target=announce, daemon=True).start()  # never released if a worker fails: daemon
+        while any(p.exitcode is None for p in procs):
+            for p in procs:
+                p.join(timeout=0.2)
+                if p.exitcode not in (None, 0) and not stopping:
+                    crashed = p.exitcode
+                    if errors.empty():  # no message of its own: a crash, not an input error
+                        log.error("worker process %d exited with code %s: stopping the others", p.pid, p.exitcode)
+                    stop()
+    finally:
+        stop()  # a no-op once every worker has exited
+        for p in procs:
+            p.join()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if crashed is not None:
+        raise TextclfError(errors.get() if not errors.empty() else
+                           f"a worker process exited with code {crashed}; see its log above")

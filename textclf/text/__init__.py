@@ -1,0 +1,1 @@
+"""Tokenizer → tokens → vocabulary → batches: the field layer."""

@@ -1,0 +1,1 @@
+"""Training a model: data preparation, the loop, checkpoints, fine-tuning, pretraining."""

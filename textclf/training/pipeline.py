@@ -1,0 +1,315 @@
+"""Training a model from start to end. `train(cfg)` runs the steps below in this order; `dry_run(cfg)` runs each
+of them once, small, so a config and its data can be checked (and CI can run the real entry point) in seconds.
+
+    checks → data (prepare.py) → resume check (rundir.py) → word vectors → run folder → model → language model
+           → loaders → fit (trainer.py) → linear view → calibration and report → model folder, plots, card, metrics
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import gc
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..config import Config, ModelConfig, check_finetune, to_dict
+from ..errors import TextclfError
+from ..files import write_json
+from ..inference.runtime import predict_loader, resolve_device
+from ..models.artifact import Artifact, save_model
+from ..models.card import write_card
+from ..models.ensemble import Calibration, Outputs, fit_linear_view
+from ..models.linear import LinearModel
+from ..models.lstm import build_model
+from ..reports.evaluation import score_splits
+from ..reports.metrics import decide
+from ..text.batching import TextDataset, make_loader
+from ..text.vocab import LabelVocab, Vocab
+from . import distributed, finetune
+from .optim import amp_dtype, grad_scaler, make_optimizer, make_scheduler, release_memory
+from .prepare import Prepared, load_data, prepare
+from .pretrain import pretrain_corpora, pretrain_language_model, pretrain_vectors
+from .rundir import check_run_dir, data_fingerprint, load_resume, run_checkpoints, start_run_dir, write_config
+from .tblog import epoch_logger, log_final, writer_class
+from .trainer import FitResult, balanced_class_weights, deterministic, fit, seed_everything, train_step
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: Config) -> dict:
+    """Train, pick the best validation epoch, save the model folder, report validation and test metrics.
+
+    Started by torchrun with several processes, it trains with DistributedDataParallel (see `distributed`):
+    every process returns the same metrics; only rank 0 writes run_dir.
+    """
+    with deterministic(cfg.train.deterministic), distributed.process_group(resolve_device(cfg.train.device)) as dev:
+        return _train(cfg, dev)
+
+
+def _train(cfg: Config, device: torch.device) -> dict:
+    check_finetune(cfg)
+    run_dir = Path(cfg.run_dir)
+    resume_from = check_run_dir(run_dir, cfg.overwrite, cfg.resume)
+    tb_writer = writer_class() if cfg.train.tensorboard else None  # a missing extra fails here, early
+    seed_everything(cfg.train.seed)
+    cfg, pretrained = start_from(cfg)
+    data = prepare(cfg, load_data(cfg), pretrained)
+    fingerprint = data_fingerprint(data)
+    resume = load_resume(resume_from, cfg, fingerprint)
+    from_scratch = resume is None and pretrained is None
+    corpora = pretrain_corpora(cfg, data) if from_scratch and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs) else []
+    clock = time.perf_counter()
+    vectors = pretrain_vectors(cfg, data, corpora) if cfg.pretrain.word2vec and from_scratch else None
+    pretrain_seconds = time.perf_counter() - clock
+    main = distributed.is_main()
+    if main:  # every input error is raised by here, before run_dir is touched
+        start_run_dir(run_dir, cfg, resume)
+    model = init_model(cfg, data, pretrained, vectors, probe=resume is None)
+    lm_stats = None
+    if cfg.pretrain.lm_epochs and from_scratch:
+        clock = time.perf_counter()
+        lm_stats = pretrain_language_model(cfg, data, corpora, model.to(device), device)
+        pretrain_seconds += time.perf_counter() - clock
+        seed_everything(cfg.train.seed)  # the classifier's own training starts from the same RNG state either way
+    del corpora  # the unlabelled texts' tokens: not needed from here on
+    gc.collect()
+    release_memory()
+    loaders = make_loaders(cfg, data, device)
+    meta = model_meta(cfg, data)
+    tb = tb_writer(log_dir=str(run_dir / "tb")) if tb_writer and main else None
+    result = fit_model(cfg, model, data, loaders, device, pretrained, resume, fingerprint,
+                       on_best=functools.partial(save, run_dir, cfg, data, meta) if main else None, tb=tb)
+    distributed.check_same_weights(model)
+    linear = fit_linear(data) if cfg.model.linear else None
+    metrics = run_summary(result, data, device,
+                          pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats)
+    cal, parts = calibrate(model, linear, loaders, data, device)
+    metrics.update(score_splits(parts, {name: data.datasets[name].labels for name in parts}, data.labels.names,
+                                run_dir / "plots" if main else None))
+    metrics["calibration"] = meta["calibration"] = cal.to_dict()
+    if not main:
+        return metrics
+    save(run_dir, cfg, data, meta, model, linear if cal.uses_linear() else None)
+    finish(run_dir, cfg, result, metrics, tb)
+    return metrics
+
+
+def start_from(cfg: Config) -> tuple[Config, Artifact | None]:
+    """init_from's model, and the config with the architecture and tokenizer that came with its weights (recorded
+    truthfully, whatever model.* and tokenizer.* said)."""
+    if not cfg.init_from:
+        return cfg, None
+    pretrained = finetune.load_pretrained(cfg.init_from)
+    cfg = copy.deepcopy(cfg)
+    cfg.tokenizer.kind, cfg.tokenizer.lowercase = pretrained.tokenizer.kind, pretrained.tokenizer.lowercase
+    cfg.model.type = pretrained.model.kind
+    for key, value in pretrained.model.arch.items():
+        if hasattr(cfg.model, key):  # not the vocab's and label set's sizes: those are this run's
+            setattr(cfg.model, key, value)
+    return cfg, pretrained
+
+
+def new_model(m: ModelConfig, vocab: Vocab, labels: LabelVocab) -> nn.Module:
+    """A new network of type model.type from model.*, sized for the vocab and the label set."""
+    return build_model(m.type, {**asdict(m), "vocab_size": len(vocab), "num_classes": len(labels)})
+
+
+def init_model(cfg: Config, data: Prepared, pretrained: Artifact | None, vectors: tuple | None,
+               probe: bool) -> nn.Module:
+    """The network training starts from, seeded: a new one, or init_from's sized for this run's vocab and labels
+    (a new head started by a linear probe when `probe`); word2vec's rows in its embedding."""
+    seed_everything(cfg.train.seed)  # the same initial weights whatever data preparation consumed
+    if pretrained is None:
+        model = new_model(cfg.model, data.vocab, data.labels)
+    else:
+        model = finetune.init_model(pretrained, data.vocab, len(data.labels), data.init_from["head"] == "kept")
+        if data.init_from["head"] == "new" and probe:
+            finetune.linear_probe(model, data.datasets["train"])
+    model.lstm_impl = cfg.train.lstm_impl
+    if vectors is not None:
+        with torch.no_grad():
+            model.embedding.weight[vectors[1]] = torch.from_numpy(vectors[0][vectors[1]])
+    return model
+
+
+def make_loaders(cfg: Config, data: Prepared, device: torch.device) -> dict[str, DataLoader]:
+    """Length-bucketed loaders of every split: train shuffled (seeded), the others longest first; under torchrun,
+    this process's share of each."""
+    return {name: make_loader(ds, cfg.train.batch_size if name == "train" else cfg.train.eval_batch_size,
+                              shuffle=name == "train", seed=cfg.train.seed, pin_memory=device.type == "cuda",
+                              num_replicas=distributed.world_size(), rank=distributed.rank(),
+                              min_steps=cfg.train.min_epoch_steps)
+            for name, ds in data.datasets.items()}
+
+
+IMBALANCED = 2.0  # train.class_weights=auto weighs classes when the largest has this many times the smallest's rows
+
+
+def class_weights(cfg: Config, data: Prepared, device: torch.device) -> torch.Tensor | None:
+    """Each class weighed by its inverse frequency in train: with train.class_weights=balanced, or auto and
+    imbalanced labels. The LSTM then learns the rare classes as well as the common ones; the linear view stays
+    unweighted, and their average is more accurate than either (airline tweets, 4:1:1 classes)."""
+    counts = np.bincount(data.datasets["train"].labels, minlength=len(data.labels))
+    imbalanced = counts.max() >= IMBALANCED * max(counts.min(), 1)
+    if cfg.train.class_weights == "none" or (cfg.train.class_weights == "auto" and not imbalanced):
+        return None
+    weights = balanced_class_weights(data.datasets["train"].labels, len(data.labels))
+    log.info("class weights: %s", ", ".join(f"{n} {w:.2f}" for n, w in zip(data.labels.names, weights.tolist(),
+                                                                            strict=True)))
+    return weights.to(device)
+
+
+def model_meta(cfg: Config, data: Prepared) -> dict:
+    """What config.json records beside the model: the data's columns and label map, the run's config, and what
+    fine-tuning kept; calibration joins it at the end."""
+    meta = {"data": {"text_column": cfg.data.text_column, "label_column": cfg.data.label_column,
+                     "label_map": cfg.data.label_map},
+            "train_config": to_dict(cfg)}
+    if data.init_from:
+        meta["init_from"] = data.init_from
+    return meta
+
+
+def save(run_dir: Path, cfg: Config, data: Prepared, meta: dict, model: nn.Module,
+         linear: LinearModel | None = None) -> None:
+    """RUN_DIR/model/: the best epoch so far while training, the final model (and its linear view) at the end."""
+    save_model(run_dir / "model", model, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
+               cfg.data.truncate, extra=meta, linear=linear)
+
+
+def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, DataLoader], device: torch.device,
+              pretrained: Artifact | None, resume: dict | None, fingerprint: str, on_best=None, tb=None) -> FitResult:
+    """`trainer.fit` with this run's class weights, freezing (fine-tuning), checkpoints and TensorBoard log."""
+    world = distributed.world_size()
+    log.info("model: %s parameters on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
+    if world > 1:
+        log.info("DistributedDataParallel: %d processes (%s); global batch %d = train.batch_size %d x %d processes "
+                 "(train.lr %g is not scaled)", world, "nccl" if device.type == "cuda" else "gloo",
+                 cfg.train.batch_size * world, cfg.train.batch_size, world, cfg.train.lr)
+    weights = class_weights(cfg, data, device)
+    freeze = None
+    if cfg.train.freeze_embedding_epochs or cfg.train.freeze_encoder_epochs:
+        freeze = finetune.freezer(model, len(pretrained.vocab), cfg.train.freeze_embedding_epochs,
+                                  cfg.train.freeze_encoder_epochs)
+    run_dir, main = Path(cfg.run_dir), distributed.is_main()
+    checkpoints = run_checkpoints(cfg, fingerprint)
+    return fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names,
+               log_path=run_dir / "log.jsonl" if main else None, class_weights=weights, on_epoch_start=freeze,
+               checkpoints=checkpoints, resume=resume, on_best=on_best,
+               on_epoch=epoch_logger(tb) if tb else None, start_as_best=pretrained is not None)
+
+
+def fit_linear(data: Prepared) -> LinearModel:
+    """The linear view (`ensemble.fit_linear_view`): TF-IDF, and with two classes also the naive-Bayes-weighted
+    n-grams, whichever has the lower validation loss."""
+    kinds = ("tfidf", "nb") if len(data.labels) == 2 else ("tfidf",)
+    return fit_linear_view(list(data.tokens["train"].token_lists()), data.datasets["train"].labels,
+                           list(data.tokens["validation"].token_lists()), data.datasets["validation"].labels,
+                           len(data.labels), kinds)
+
+
+def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data: Prepared,
+              device: torch.device) -> tuple[Calibration, dict[str, Outputs]]:
+    """Fit the LSTM's share of the average with the linear view, the temperatures and the shortcut on
+    validation (`Calibration.fit`); every split's probabilities, as the report reads them (`Outputs`)."""
+    views = {}
+    for name in ("validation", "test"):
+        if name in loaders:
+            lstm = predict_loader(model, loaders[name], device, desc=name)[0]
+            lin = linear.predict_proba(data.tokens[name].token_lists()) if linear is not None else None
+            views[name] = (lstm, lin)
+    cal = Calibration.fit(*views["validation"], data.datasets["validation"].labels)
+    parts = {name: Outputs.of(cal, lstm, lin) for name, (lstm, lin) in views.items()}
+    log.info("calibration on validation: temperatures LSTM %.3f%s, LSTM weight %.1f, temperature %.3f%s",
+             cal.lstm_temperature, "" if linear is None else f", linear view {cal.linear_temperature:.3f}",
+             cal.weight, cal.temperature,
+             f"; shortcut {cal.shortcut:g}: the linear view alone on {parts['validation'].sure.mean():.0%} of "
+             "validation" if cal.shortcut else "")
+    return cal, parts
+
+
+def run_summary(result: FitResult, data: Prepared, device: torch.device, pretrain_seconds: float | None,
+                lm_stats: dict | None) -> dict:
+    """metrics.json's account of the run itself: the epochs, times, device and precision."""
+    metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+               "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
+               "device": str(device), "precision": result.precision}
+    if distributed.world_size() > 1:
+        metrics["processes"] = distributed.world_size()
+    if pretrain_seconds is not None:  # word2vec / LM time: part of the recipe's cost, not of fit
+        metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
+    if lm_stats is not None:
+        metrics["language_model"] = lm_stats
+    if data.init_from:
+        metrics["init_from"] = data.init_from
+    return metrics
+
+
+def finish(run_dir: Path, cfg: Config, result: FitResult, metrics: dict, tb) -> None:
+    """The run's last files: the history plots, TensorBoard's final scalars, the model card with the figures,
+    and metrics.json, last: its presence marks a finished run."""
+    from ..reports.plots import plot_history
+
+    plots_dir = run_dir / "plots"
+    plot_history(result.history, plots_dir, cfg.train.monitor)
+    if tb:
+        log_final(tb, metrics, result.best_epoch)
+        tb.close()
+    log.info("plots: %s", plots_dir)
+    write_card(run_dir / "model", metrics)  # the model card, with the figures metrics.json is about to hold
+    write_json(run_dir / "metrics.json", metrics)
+
+
+def dry_run(cfg: Config) -> dict:
+    """Each step of `train` once, small: the config checked, the data loaded and tokenised, the model built, one
+    training step and one validation batch. RUN_DIR/config.yaml is the only file written: no pretraining (word2vec,
+    language model, linear probe), no linear view or calibration, no model folder, checkpoints or metrics."""
+    if distributed.launched():
+        raise TextclfError("--dry-run runs in one process: python train.py --dry-run ...")
+    if cfg.resume:
+        raise TextclfError("--dry-run starts no run, so there is none to resume: drop resume=...")
+    with deterministic(cfg.train.deterministic):
+        device = resolve_device(cfg.train.device)
+        check_finetune(cfg)
+        run_dir = Path(cfg.run_dir)
+        check_run_dir(run_dir, cfg.overwrite)
+        if cfg.train.tensorboard:
+            writer_class()
+        seed_everything(cfg.train.seed)
+        cfg, pretrained = start_from(cfg)
+        data = prepare(cfg, load_data(cfg), pretrained)
+        model = init_model(cfg, data, pretrained, None, probe=False).to(device)
+        loaders = make_loaders(cfg, data, device)
+        t = cfg.train
+        dtype = amp_dtype(device, t.amp, t.amp_cpu, t.amp_gpu)
+        opt = make_optimizer(model, t.lr, t.weight_decay, t.layer_lr_decay)
+        sched = make_scheduler(opt, t.scheduler, t.epochs * len(loaders["train"]), t.warmup_ratio)
+        batch = next(iter(loaders["train"]))
+        model.train()
+        loss = train_step(model, batch, opt, sched, grad_scaler(device, dtype), device, t.clip_grad_norm, dtype,
+                          class_weights(cfg, data, device), t.adversarial, t.adversarial_fraction)
+        rows = next(iter(loaders["validation"].batch_sampler))  # the longest texts: the largest batch
+        val = data.datasets["validation"]
+        first = TextDataset([val.seqs[i] for i in rows], val.labels[rows])
+        loader = make_loader(first, len(rows), shuffle=False, pin_memory=device.type == "cuda")
+        probs, val_loss = predict_loader(model, loader, device, dtype, "validate")
+        config = write_config(run_dir, cfg)
+    skipped = [name for name, asked in (
+        ("word2vec pretraining", cfg.pretrain.word2vec and pretrained is None),
+        ("language-model pretraining", cfg.pretrain.lm_epochs and pretrained is None),
+        ("the new head's linear probe", pretrained is not None and data.init_from["head"] == "new"),
+        ("the linear view", cfg.model.linear), ("calibration", True)) if asked]
+    return {"rows": {name: len(ds) for name, ds in data.datasets.items()}, "vocab": len(data.vocab),
+            "labels": data.labels.names, "model": cfg.model.type, "device": str(device),
+            "parameters": sum(p.numel() for p in model.parameters()), "train_texts": len(batch.index),
+            "train_loss": float(loss), "validation_texts": len(rows), "validation_loss": val_loss,
+            "validation_accuracy": float((decide(probs) == first.labels).mean()), "skipped": skipped,
+            "config": str(config)}

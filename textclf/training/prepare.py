@@ -1,0 +1,120 @@
+"""The run's data, ready for the model: the configured splits (validation carved from train when there is
+none), tokenised (cached), the vocab and label set built from train (or inherited, fine-tuning), every split
+as token ids."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from ..config import Config, DataConfig
+from ..data import Split, apply_label_map, check_text_file, load_splits, stratified_split
+from ..errors import TextclfError
+from ..models.artifact import Artifact
+from ..text.batching import TextDataset, split_dataset
+from ..text.tokenizer import Tokenizer
+from ..text.tokens import Tokenized, tokenize_cached
+from ..text.vocab import LabelVocab, Vocab
+from . import distributed, finetune
+
+log = logging.getLogger(__name__)
+
+VALIDATION_ROWS, MAX_FRACTION = 200, 0.3
+
+
+@dataclass
+class Prepared:
+    """Numericalised splits plus the vocabularies built from train."""
+
+    datasets: dict[str, TextDataset]
+    tokens: dict[str, Tokenized]
+    vocab: Vocab
+    labels: LabelVocab
+    tokenizer: Tokenizer
+    tokenize_seconds: float
+    init_from: dict | None = None  # what fine-tuning kept (head, OOV rates), when it started from a model
+
+
+def file_format(d: DataConfig) -> dict:
+    """How to read the user's files (None: detect): data.encoding, data.delimiter, data.sheet."""
+    return {"encoding": d.encoding, "delimiter": d.delimiter, "sheet": d.sheet}
+
+
+def uses_files(d: DataConfig) -> bool:
+    """data.train / validation / test name the data: data.path is then not read at all."""
+    return bool(d.train or d.validation or d.test)
+
+
+def load_data(cfg: Config) -> dict[str, Split]:
+    """train / validation / test splits; validation carved from train when the data has none."""
+    d = cfg.data
+    files = {"train": d.train, "validation": d.validation, "test": d.test}
+    if uses_files(d) and d.path:
+        log.info("data.train/validation/test are given: data.path (%s) is not read", d.path)
+    if d.unlabelled:  # checked now, before the run folder is touched, though only pretraining reads it
+        check_text_file(d.unlabelled, d.text_column, d.encoding_errors, **file_format(d))
+        if not (cfg.pretrain.unlabelled and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs)) or cfg.init_from:
+            log.warning("data.unlabelled is read by pretraining only (pretrain.word2vec or pretrain.lm_epochs, with "
+                        "pretrain.unlabelled, from scratch): this run does not read it")
+    names = {"train": d.train_split, "validation": d.validation_split, "test": d.test_split}
+    splits = load_splits(None if uses_files(d) else d.path, files, d.text_column, d.label_column,
+                         encoding_errors=d.encoding_errors, split_names=names, streaming=d.streaming,
+                         **file_format(d))
+    splits = {name: apply_label_map(split, d.label_map) for name, split in splits.items()}
+    if "train" not in splits:
+        raise TextclfError("the data has no train split (set data.train=FILE or name a file train.csv/parquet)")
+    if "validation" not in splits:
+        splits["train"], splits["validation"] = carve_validation(splits["train"], d.validation_fraction, cfg.train.seed)
+    if len(splits["validation"]) < 100:
+        log.warning("validation has %d rows: its accuracy moves in steps of %.1f%%, so small differences are noise",
+                    len(splits["validation"]), 100 / len(splits["validation"]))
+    return splits
+
+
+def carve_fraction(rows: int, fraction: float) -> float:
+    """The share of train carved off for validation: `fraction`, but on small data as much as gives
+    validation 200 rows, up to 30%: validation picks the epoch, the LSTM's share and the temperature, and 10
+    rows cannot."""
+    return max(fraction, min(MAX_FRACTION, VALIDATION_ROWS / max(rows, 1)))
+
+
+def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Train, and a validation split carved from it (stratified, seeded; `carve_fraction` of it)."""
+    fraction = carve_fraction(len(train), fraction)
+    try:
+        tr, va = stratified_split(train.labels, fraction, seed)
+    except ValueError:  # scikit-learn's way of saying the split would leave train empty
+        tr, va = [], []
+    if len(tr) == 0 or len(va) == 0:
+        raise TextclfError(f"{train.source} has too few rows ({len(train)}) to carve a validation split "
+                           "(add rows, or pass data.validation=FILE)")
+    pick = lambda idx, name: Split([train.texts[i] for i in idx], [train.labels[i] for i in idx], name)  # noqa: E731
+    log.info("validation: %d rows carved from train (%.0f%%, stratified, seed %d)", len(va), 100 * fraction, seed)
+    return pick(tr, train.source), pick(va, f"{train.source} (validation)")
+
+
+@distributed.main_first()  # under torchrun rank 0 fills the token cache, the others read it
+def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None = None) -> Prepared:
+    """Tokenise, build (or, fine-tuning, inherit) the vocab and label set, and numericalise every split."""
+    tokenizer = pretrained.tokenizer if pretrained else Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase)
+    start = time.perf_counter()
+    tokens = {name: tokenize_cached(s.texts, tokenizer, cfg.data.cache_dir, desc=f"tokenising {name}")
+              for name, s in splits.items()}
+    seconds = time.perf_counter() - start
+    labels = LabelVocab.from_values(splits["train"].labels)
+    if len(labels) < 2:
+        raise TextclfError(f"{splits['train'].source} has one class only ({labels.names[0]}); "
+                           "a classifier needs at least two (check data.label_column / data.label_map)")
+    info = None
+    if pretrained is None:
+        vocab = Vocab.build(tokens["train"].counts(), cfg.vocab.min_freq, cfg.vocab.max_size)
+    else:
+        vocab, labels, info = finetune.adapt(pretrained, tokens, labels, cfg.vocab.new_tokens, cfg.vocab.min_freq,
+                                             splits["train"].labels, cfg.init_head)
+    datasets = {name: split_dataset(tok, splits[name], vocab, labels, cfg.data.max_length, cfg.data.truncate)
+                for name, tok in tokens.items()}
+    n_tokens = int(tokens["train"].offsets[-1])
+    log.info("data: %s | vocab %d | labels %s | train tokens %d | tokenised in %.1fs",
+             ", ".join(f"{k} {len(v)}" for k, v in datasets.items()), len(vocab), labels.names, n_tokens, seconds)
+    return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds, info)

@@ -1,0 +1,75 @@
+"""Pretraining on the run's own texts before the classifier learns the labels: word2vec vectors that start the
+embedding, and the encoder as a bidirectional language model (lm.py). Both cached, keyed by what they read."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import Config
+from ..data import load_unlabelled, read_split
+from ..text.tokens import Tokenized, tokenize_cached
+from . import distributed, lm
+from .optim import amp_dtype
+from .prepare import Prepared, file_format, uses_files
+from .word2vec import word2vec
+
+log = logging.getLogger(__name__)
+
+
+@distributed.main_first()
+def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
+    """The texts pretraining may read: train, plus the unlabelled ones when asked and present (never test).
+
+    Unlabelled texts are the user's own: data.unlabelled, else data.path's unlabelled split when data.path is
+    the data (never a dataset the user did not name, e.g. IMDB's for a data.train run).
+    """
+    d = cfg.data
+    corpora = [data.tokens["train"]]
+    unlabelled = None
+    if cfg.pretrain.unlabelled and d.unlabelled:
+        unlabelled = read_split(d.unlabelled, d.text_column, None, d.encoding_errors, **file_format(d))
+    elif cfg.pretrain.unlabelled and not uses_files(d):
+        unlabelled = load_unlabelled(d.path, d.text_column, d.encoding_errors, encoding=d.encoding,
+                                     delimiter=d.delimiter)
+    if unlabelled is not None:
+        corpora.append(tokenize_cached(unlabelled.texts, data.tokenizer, cfg.data.cache_dir, desc="tokenising unsup"))
+    return corpora
+
+
+@distributed.main_first()
+def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
+    """word2vec vectors for the vocab from `corpora` (cached), and the rows they were found for."""
+    epochs = word2vec_epochs(cfg.pretrain.epochs, cfg.pretrain.min_tokens, sum(len(t.ids) for t in corpora))
+    log.info("pretraining word vectors on %s (%d passes)", " + ".join(f"{len(t):,} texts" for t in corpora), epochs)
+    return word2vec(corpora, data.vocab, cfg.model.embedding_dim, epochs, cfg.pretrain.window,
+                    cfg.train.seed, cfg.data.cache_dir)
+
+
+def word2vec_epochs(epochs: int, min_tokens: int, corpus_tokens: int) -> int:
+    """`epochs` passes, or on a small corpus as many more as it takes to read `min_tokens` tokens: 5 passes over
+    240k tweet tokens leave word2vec's vectors close to their random start, 30 give words neighbours."""
+    return max(epochs, -(-min_tokens // max(corpus_tokens, 1)))
+
+
+@distributed.main_first()
+def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized], model: nn.Module,
+                            device: torch.device) -> dict:
+    """The encoder pretrained as a bidirectional language model on `corpora`, in place (cached; see lm.py)."""
+    seqs = [s for tok in corpora for s in tok.numericalize(data.vocab, cfg.data.max_length, cfg.data.truncate)]
+    log.info("pretraining the encoder as a language model on %s (%d epochs)",
+             " + ".join(f"{len(t):,} texts" for t in corpora), cfg.pretrain.lm_epochs)
+    settings = {"epochs": cfg.pretrain.lm_epochs, "lr": cfg.pretrain.lm_lr, "sample": cfg.pretrain.lm_sample,
+                "batch_size": cfg.train.batch_size,
+                "seed": cfg.train.seed, "max_length": cfg.data.max_length, "truncate": cfg.data.truncate,
+                "word2vec": [cfg.pretrain.word2vec, cfg.pretrain.epochs, cfg.pretrain.window]}
+    dtype = amp_dtype(device, cfg.train.amp, cfg.train.amp_cpu, cfg.train.amp_gpu)  # the classifier's precision
+    if dtype is not None:  # float32 LMs keep the cache keys they had before mixed precision was an option
+        settings["precision"] = str(dtype)
+    cache = lm.cache_path([t.key for t in corpora], data.vocab.itos, model.arch, settings, cfg.data.cache_dir)
+    return lm.pretrain_lm(model, seqs, epochs=cfg.pretrain.lm_epochs, batch_size=cfg.train.batch_size,
+                          lr=cfg.pretrain.lm_lr, device=device, seed=cfg.train.seed, sample=cfg.pretrain.lm_sample,
+                          clip=cfg.train.clip_grad_norm, cache=cache, dtype=dtype)

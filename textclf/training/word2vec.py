@@ -1,0 +1,82 @@
+"""Word vectors pretrained with gensim's word2vec on the training (and unlabelled) texts, to start the embedding."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..files import atomic_open
+from ..text.tokens import Tokenized, default_cache_dir
+from ..text.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+
+class _Sentences:
+    """Re-iterable token lists (word2vec reads the corpus once per epoch plus once for its vocabulary)."""
+
+    def __init__(self, corpora: list[Tokenized]):
+        self.corpora = corpora
+
+    def __iter__(self) -> Iterator[list[str]]:
+        for tok in self.corpora:
+            yield from tok.token_lists()
+
+
+def word2vec(corpora: list[Tokenized], vocab: Vocab, dim: int, epochs: int = 5, window: int = 5,
+             seed: int = 0, cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Skip-gram vectors for `vocab`'s tokens: (vectors [V, dim] float32, found [V] bool).
+
+    Vectors are scaled to unit standard deviation, like `nn.Embedding`'s N(0, 1) start, so the learning
+    rate means the same with or without them. Cached by corpus, vocabulary and settings.
+    """
+    key = hashlib.sha256(repr((CACHE_VERSION, [t.key for t in corpora], vocab.itos, dim, epochs, window, seed))
+                         .encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
+    path = Path(cache_dir or default_cache_dir()) / f"word2vec-{key}.npz"
+    if path.is_file() and all(t.key for t in corpora):
+        with np.load(path, allow_pickle=False) as z:
+            return centred(z["vectors"], z["found"]), z["found"]
+    from gensim.models import Word2Vec  # heavy import, only when pretraining
+
+    start = time.perf_counter()
+    # workers=1 keeps the vectors a function of the seed; gensim's threads race otherwise
+    model = Word2Vec(_Sentences(corpora), vector_size=dim, window=window, min_count=1, sg=1, negative=5,
+                     sample=1e-4, epochs=epochs, seed=seed, workers=1)
+    vectors = np.zeros((len(vocab), dim), dtype=np.float32)
+    found = np.zeros(len(vocab), dtype=bool)
+    for i, token in enumerate(vocab.itos):
+        if token in model.wv.key_to_index:
+            vectors[i], found[i] = model.wv[token], True
+    vectors[found] /= vectors[found].std()
+    log.info("word2vec: %d of %d vocabulary tokens, %d texts, %d epochs, %.0fs", found.sum(), len(vocab),
+             sum(len(t) for t in corpora), epochs, time.perf_counter() - start)
+    if all(t.key for t in corpora):
+        with atomic_open(path) as f:
+            np.savez(f, vectors=vectors, found=found)
+    return centred(vectors, found), found
+
+
+def centred(vectors: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """The vectors less their mean and their top principal component, at unit standard deviation again.
+
+    word2vec's vectors share a few dominant directions that encode word frequency, not meaning, and the
+    smaller the corpus, the more they dominate: on a few thousand short texts, the top principal component
+    (after the mean) holds most of the variance. Scaled up as they are, every word of a small corpus starts
+    as nearly the same vector and the LSTM cannot tell words apart. Removing both is
+    "all-but-the-top" (Mu & Viswanath 2018, one component per 100 dimensions).
+    """
+    out = np.zeros_like(vectors)
+    if found.sum() > 1:
+        v = vectors[found] - vectors[found].mean(axis=0)
+        top = np.linalg.svd(v, full_matrices=False)[2][: max(1, v.shape[1] // 100)]
+        v = v - (v @ top.T) @ top
+        out[found] = v / max(float(v.std()), 1e-12)
+    return out
+
+
+CACHE_VERSION = 1
