@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from textclf.config import load_config
+from textclf.errors import TextclfError
 from textclf.inference.classifier import Classifier
 from textclf.inference.runtime import resolve_device
 from textclf.models.lstm import loss_fn
@@ -158,6 +159,8 @@ def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, m
     from textclf.training import optim, trainer
 
     cpu = torch.device("cpu")
+    runs = optim.cpu_bf16_lstm_runs()
+    monkeypatch.setattr(optim, "cpu_bf16_lstm_runs", lambda: True)  # the choice, whatever this CPU can run
     assert optim.amp_dtype(cpu, True) is None  # train.amp alone is for CUDA
     for faster in (True, False):  # bf16 measured faster than float32 on this CPU (inference.cpu_bf16_faster)
         monkeypatch.setattr(optim, "cpu_bf16_faster", lambda faster=faster: faster)
@@ -169,6 +172,10 @@ def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, m
         assert optim.amp_dtype(cpu, False, cpu="true") == torch.bfloat16  # asked for: warned, not refused
     assert "set train.amp_cpu=auto or false" in caplog.text
     monkeypatch.undo()
+    if not runs:
+        with pytest.raises(TextclfError, match="cannot run the LSTM in bf16"):
+            optim.amp_dtype(cpu, False, cpu="true")
+        pytest.skip("this CPU cannot run an LSTM in bf16 autocast (no AVX-512): refused in one line, checked above")
     seen = []
     real = trainer.autocast
     monkeypatch.setattr(trainer, "autocast", lambda device, dtype: seen.append(dtype) or real(device, dtype))

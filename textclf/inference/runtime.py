@@ -29,6 +29,20 @@ def native_cpu_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
+@functools.cache
+def cpu_bf16_lstm_runs() -> bool:
+    """Whether oneDNN can run an LSTM in bf16 autocast on this CPU at all: on CPUs without AVX-512 it has no
+    bf16 LSTM kernel and the first forward fails ("could not create a primitive descriptor"). Tried once per
+    process on a tiny LSTM."""
+    lstm = nn.LSTM(4, 4, batch_first=True)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 2, 4))
+    except RuntimeError:
+        return False
+    return True
+
+
 BF16_MIN_SPEEDUP = 1.15  # bf16 by default only where it is clearly faster: float32 is exact, and the safe choice
 
 

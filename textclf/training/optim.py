@@ -11,7 +11,8 @@ import math
 import torch
 from torch import nn
 
-from ..inference.runtime import cpu_bf16_faster, native_gpu_bf16
+from ..errors import TextclfError
+from ..inference.runtime import cpu_bf16_faster, cpu_bf16_lstm_runs, native_gpu_bf16
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false", gpu: str 
     if device.type == "cpu":
         if cpu == "auto":
             return torch.bfloat16 if cpu_bf16_faster() else None
+        if cpu == "true" and not cpu_bf16_lstm_runs():
+            raise TextclfError("train.amp_cpu=true: this CPU cannot run the LSTM in bf16 (no AVX-512); "
+                               "set train.amp_cpu=auto or false")
         if cpu == "true" and not cpu_bf16_faster():
             log.warning("train.amp_cpu=true: this CPU runs bf16 no faster than float32 (it emulates bf16, or has "
                         "no AMX), or has no bf16 LSTM at all (an error); set train.amp_cpu=auto or false")
