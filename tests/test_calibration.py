@@ -147,3 +147,30 @@ def test_calibration_fits_the_shortcut_last():
     changed = (cal.apply(lstm, lin).argmax(1) != cal.exact().apply(lstm, lin).argmax(1)).mean()
     assert changed <= 0.002 and cal.sure(lin).mean() >= 0.5
     assert Calibration.from_dict(cal.to_dict()).shortcut == cal.shortcut
+
+
+def test_the_shortcut_maps_the_linear_views_probabilities_onto_the_full_models_scale():
+    """Where the shortcut answers, probabilities keep the full model's scale: monotone in the linear view's,
+    closer to what the full model says there, no decision moved (issue 23: the linear view's own probabilities
+    there made them non-monotone across the cut)."""
+    rng = np.random.default_rng(7)
+    n = 4000
+    y = rng.integers(0, 2, n)
+    margin = rng.normal(2.0, 1.2, n) * (2 * y - 1)  # what the text says
+    p_lin = 1 / (1 + np.exp(-0.8 * (margin + rng.normal(0, 0.8, n))))  # the linear view: noisier, less sure
+    p_lstm = 1 / (1 + np.exp(-2.5 * (margin + rng.normal(0, 0.4, n))))  # the LSTM: sure, and mostly right
+    two = lambda p: np.stack([1 - p, p], 1)  # noqa: E731
+    cal = Calibration.fit(two(p_lstm), two(p_lin), y)
+    assert cal.shortcut and cal.shortcut_scale != 1.0
+    sure = cal.sure(two(p_lin))
+    full = cal.exact().apply(two(p_lstm), two(p_lin))
+    unmapped = replace(cal, shortcut_scale=1.0, shortcut_bias=0.0).apply(two(p_lstm), two(p_lin))
+    out = cal.apply(two(p_lstm), two(p_lin))
+    assert (out.argmax(1) == unmapped.argmax(1)).all()  # the map moves no decision
+    k = full[sure].argmax(1)
+    top = lambda p: p[sure][np.arange(len(k)), k].astype(np.float64)  # noqa: E731
+    cross_entropy = lambda p: -np.mean(top(full) * np.log(top(p)) + (1 - top(full)) * np.log(1 - top(p)))  # noqa: E731
+    assert cross_entropy(out) < cross_entropy(unmapped)  # nearer the full model's probabilities
+    order = np.argsort(p_lin[sure])
+    assert (np.diff(out[sure, 1][order]) >= -1e-6).all()  # monotone in the linear view's probability
+    assert Calibration.from_dict(cal.to_dict()).shortcut_scale == round(cal.shortcut_scale, 4)

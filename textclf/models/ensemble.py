@@ -118,7 +118,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
 
 
 def map_top(p: np.ndarray, scale: float, bias: float) -> np.ndarray:
@@ -218,7 +218,8 @@ class Calibration:
                                     combine(p_linear, None, 1.0, cal.linear_temperature), y)
         cal.temperature = fit_temperature(cal.average(p_lstm, p_linear), y)
         cal.shortcut = fit_shortcut(cal, p_lstm, p_linear)
-        # MAP-PLACEHOLDER
+        if cal.shortcut:
+            cal.shortcut_scale, cal.shortcut_bias = fit_shortcut_map(cal, p_lstm, p_linear)
         return cal
 
     def to_dict(self) -> dict:

@@ -39,7 +39,7 @@ def score_splits(parts: dict[str, Outputs], labels: dict[str, np.ndarray], label
     """A trained model's report: each split's metrics of its final probabilities (`Outputs.final`; see
     pipeline.calibrate), with the accuracy of the LSTM and of the linear view alone, and the calibration error
     before temperature scaling; with a shortcut, the share of texts the linear view answered alone and the
-    accuracy of the full average on every text (`Outputs.exact`)."""
+    accuracy, log-loss and calibration error of the full average on every text (`Outputs.exact`)."""
     scores = {}
     for name, p in parts.items():
         y = labels[name]
@@ -51,6 +51,8 @@ def score_splits(parts: dict[str, Outputs], labels: dict[str, np.ndarray], label
         if p.sure.any():
             m["shortcut_share"] = round(float(p.sure.mean()), 4)
             m["exact_accuracy"] = float((decide(p.exact) == y).mean())
+            m["exact_loss"] = log_loss(p.exact, y)  # what the shortcut costs in calibration, if anything
+            m["exact_ece"] = round(expected_calibration_error(p.exact, y), 4)
         log.info("%s", format_report(m, title=f"{name}:"))
         scores[name] = m
     return scores
