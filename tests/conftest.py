@@ -76,6 +76,20 @@ def save_random_model(path: Path, labels: tuple[str, ...] = ("neg", "pos")) -> P
                       extra={"data": {"text_column": "review", "label_column": "stars"}})
 
 
+def with_shortcut(clf, shortcut: float = 0.9):
+    """`clf` (a Classifier of the tiny run) made into a model with a shortcut: a linear view fitted on other tiny
+    reviews, averaged half and half, that answers alone where it is `shortcut` sure (at temperature 0.5)."""
+    import dataclasses
+
+    from textclf.inference.classifier import Classifier
+    from textclf.models.linear import LinearModel
+
+    train = make_reviews(300, seed=7)
+    linear = LinearModel.fit([clf.artifact.tokenizer(t) for t in train.text], (train.label == "pos").to_numpy(int), 2)
+    meta = {**clf.artifact.meta, "calibration": {"weight": 0.5, "shortcut": shortcut, "linear_temperature": 0.5}}
+    return Classifier(dataclasses.replace(clf.artifact, linear=linear, meta=meta), clf.device)
+
+
 TINY = [  # a model that trains on the tiny data in a few seconds on CPU
     "tokenizer.kind=regex", "model.embedding_dim=16", "model.hidden_size=16", "vocab.min_freq=1",
     "train.epochs=4", "train.batch_size=16", "train.lr=0.01", "train.patience=10", "train.warmup_ratio=0.0",

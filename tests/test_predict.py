@@ -282,3 +282,27 @@ def test_the_shortcut_runs_the_lstm_only_where_the_linear_view_is_unsure(tiny_ru
     np.testing.assert_allclose(out[sure], combine(p_linear[sure], None, 1.0, 0.5), atol=1e-6)  # the view's own
     assert np.allclose(out.sum(1), 1, atol=1e-5)
     assert Classifier.load(tiny_run, shortcut=False).artifact.calibration.shortcut == 0.0
+
+
+def test_another_threshold_runs_the_lstm_on_every_text(tiny_run, monkeypatch):
+    """The shortcut is checked at the default decision only: at another threshold its texts get the LSTM, and the
+    decisions are the exact model's (issue 23: at 0.9 the shortcut changed 4.2% of IMDB decisions)."""
+    import dataclasses
+
+    from .conftest import make_reviews, with_shortcut
+
+    fast = with_shortcut(Classifier.load(tiny_run, "cpu"))
+    exact = Classifier(dataclasses.replace(fast.artifact, shortcut=False), fast.device)
+    texts = make_reviews(80, seed=8).text.tolist() + ["so-so", "fine"]
+    seen, real = [], Classifier.predict_encoded
+    monkeypatch.setattr(Classifier, "predict_encoded", lambda self, s, b=64: seen.append(len(s)) or real(self, s, b))
+    assert len(fast.predict(texts)) == len(texts) and seen[-1] < len(texts)  # the default: the shortcut answers some
+    for threshold in (0.9, 0.2):
+        got = fast.predict(texts, threshold=threshold)
+        assert seen[-1] == len(texts)  # the LSTM on every text
+        want = exact.predict(texts, threshold=threshold)
+        assert [p.label for p in got] == [p.label for p in want]
+        np.testing.assert_allclose([p.probability for p in got], [p.probability for p in want], atol=1e-6)
+    np.testing.assert_allclose(fast.predict_proba(texts, threshold=0.9), exact.predict_proba(texts), atol=1e-6)
+    multi = fast.artifact.ensemble(threshold=0.9)
+    assert multi.shortcut == 0 and fast.artifact.ensemble(threshold=0.5).shortcut == 0.9

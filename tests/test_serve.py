@@ -317,3 +317,31 @@ def test_the_served_process_stops_promptly_on_sigterm(tiny_run, workers):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert server.stderr.read().count("Application shutdown complete") >= 1
+
+
+def test_a_request_at_another_threshold_gets_the_lstm_where_the_shortcut_would_answer(tiny_run):
+    """The shortcut is checked at 0.5 only: a request at another threshold is predicted in a call of its own, at
+    that threshold, and gets the exact model's numbers, while default requests in the same batch keep the
+    shortcut's (issue 23)."""
+    import dataclasses
+
+    from .conftest import with_shortcut
+
+    fast = with_shortcut(Classifier.load(tiny_run, "cpu"))
+    exact = Classifier(dataclasses.replace(fast.artifact, shortcut=False), fast.device)
+    texts = make_reviews(6, seed=9).text.tolist()
+    seen, real = [], fast.predict_proba
+
+    def spy(texts, **kwargs):
+        seen.append((len(texts), kwargs.get("threshold")))
+        return real(texts, **kwargs)
+
+    fast.predict_proba = spy
+    app = create_app(fast, batch_window_ms=300, explain_steps=2)
+    seen.clear()
+    bodies = [{"texts": texts[:3]}, {"texts": texts[3:], "threshold": 0.8}]
+    responses = post_all(app, bodies)
+    assert sorted(seen, key=str) == sorted([(3, None), (3, 0.8)], key=str)
+    got = [[p["probabilities"]["pos"] for p in r.json()["predictions"]] for r in responses]
+    np.testing.assert_allclose(got[0], real(texts[:3])[:, 1], atol=1e-6)
+    np.testing.assert_allclose(got[1], exact.predict_proba(texts[3:])[:, 1], atol=1e-6)

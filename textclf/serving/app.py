@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import TextclfError
 from ..inference.classifier import Classifier
+from ..models.ensemble import DEFAULT_THRESHOLD
 from .microbatch import MicroBatcher, Unavailable
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,14 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
     explainer.explain("warm up")  # the first backward pass is slow; pay for it before the first visitor
     forward = forward_batch or (FORWARD_BATCH_CPU if clf.device.type == "cpu" else max_batch)
     # looked up on every batch, not bound once: tests swap in a spy or a failing model
-    batcher = MicroBatcher(lambda texts: clf.predict_proba(texts, batch_size=forward), max_batch, batch_window_ms,
-                           max_queue)
+    # with a shortcut, a request at another threshold than the default is predicted apart (its key): the shortcut
+    # is checked at the default decision only, so those texts get the LSTM
+    shortcut = bool(clf.artifact.calibration.shortcut) and len(clf.labels) == 2
+
+    def predict(texts: list[str], threshold: float | None = None) -> np.ndarray:
+        return clf.predict_proba(texts, batch_size=forward, threshold=threshold)
+
+    batcher = MicroBatcher(predict, max_batch, batch_window_ms, max_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -188,7 +195,8 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
         texts = [req.text] if req.text is not None else req.texts
         check_texts(texts)
         try:
-            probs = await batcher.predict(texts)
+            key = req.threshold if shortcut and req.threshold != DEFAULT_THRESHOLD else None
+            probs = await batcher.predict(texts, key)
         except Unavailable as e:
             raise HTTPException(503, f"{e}; retry in {RETRY_AFTER_S} s",
                                 headers={"Retry-After": str(RETRY_AFTER_S)}) from None

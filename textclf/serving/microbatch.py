@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +39,7 @@ class Unavailable(Exception):
 class _Job:
     texts: Sequence[str]
     done: Callable[[np.ndarray | None, BaseException | None], None]
+    key: Hashable = None  # requests with another key are predicted in a call of their own (`predict(texts, key)`)
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -46,11 +47,13 @@ class MicroBatcher:
     """`await batcher.predict(texts)` → the [len(texts), C] rows `predict(texts)` would give them alone.
 
     `predict` maps a list of texts to one row per text and must not depend on which other texts share the
-    call (Classifier.predict_proba: the LSTM is exact under padding). An exception inside it fails the
-    requests of that batch only; the worker goes on with the next.
+    call (Classifier.predict_proba: the LSTM is exact under padding). Requests may carry a `key` that changes
+    how their texts are predicted (the server's decision threshold): a batch's texts are predicted in one call
+    per key, `predict(texts)` for the default None and `predict(texts, key)` for any other. An exception inside
+    it fails the requests of that call only; the worker goes on with the next.
     """
 
-    def __init__(self, predict: Callable[[list[str]], np.ndarray], max_batch: int = 64, window_ms: float = 5.0,
+    def __init__(self, predict: Callable[..., np.ndarray], max_batch: int = 64, window_ms: float = 5.0,
                  max_queue: int = 256):
         if max_batch <= 0 or max_queue <= 0 or window_ms < 0:
             raise ValueError("max_batch and max_queue must be > 0, window_ms >= 0")
@@ -90,7 +93,8 @@ class MicroBatcher:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def submit(self, texts: Sequence[str], done: Callable[[np.ndarray | None, BaseException | None], None]) -> None:
+    def submit(self, texts: Sequence[str], done: Callable[[np.ndarray | None, BaseException | None], None],
+               key: Hashable = None) -> None:
         """Queue `texts`; `done(rows, None)` or `done(None, error)` is called later from the worker thread.
         Raises `Unavailable` at once when they do not fit in the queue."""
         if not texts:
@@ -102,11 +106,11 @@ class MicroBatcher:
                 raise Unavailable("the server is shutting down")
             if self.queued + len(texts) > self.max_queue:
                 raise Unavailable(f"the server is busy ({self.queued} texts waiting, at most {self.max_queue})")
-            self._jobs.append(_Job(texts, done))
+            self._jobs.append(_Job(texts, done, key))
             self.queued += len(texts)
             self._cond.notify_all()
 
-    async def predict(self, texts: Sequence[str]) -> np.ndarray:
+    async def predict(self, texts: Sequence[str], key: Hashable = None) -> np.ndarray:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
@@ -122,7 +126,7 @@ class MicroBatcher:
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
                 loop.call_soon_threadsafe(settle, rows, error)
 
-        self.submit(texts, done)
+        self.submit(texts, done, key)
         return await future
 
     def _take(self) -> list[_Job] | None:
@@ -151,19 +155,27 @@ class MicroBatcher:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
-            texts = [t for job in batch for t in job.texts]
-            self.batches += 1
-            self.texts += len(texts)
-            try:
-                rows = np.asarray(self._predict(texts))
-                if len(rows) != len(texts):
-                    raise RuntimeError(f"the model gave {len(rows)} rows for {len(texts)} texts")
-            except Exception as e:  # the requests of this batch learn of it; the next batch runs as usual
-                log.exception("prediction failed for a batch of %d texts from %d requests", len(texts), len(batch))
-                for job in batch:
-                    job.done(None, e)
-                continue
-            start = 0
+            by_key: dict[Hashable, list[_Job]] = {}
             for job in batch:
-                job.done(rows[start : start + len(job.texts)], None)
-                start += len(job.texts)
+                by_key.setdefault(job.key, []).append(job)
+            for key, jobs in by_key.items():
+                self._call(jobs, key)
+
+    def _call(self, jobs: list[_Job], key: Hashable) -> None:
+        """One model call for `jobs` (all with `key`), each job handed its own rows."""
+        texts = [t for job in jobs for t in job.texts]
+        self.batches += 1
+        self.texts += len(texts)
+        try:
+            rows = np.asarray(self._predict(texts) if key is None else self._predict(texts, key))
+            if len(rows) != len(texts):
+                raise RuntimeError(f"the model gave {len(rows)} rows for {len(texts)} texts")
+        except Exception as e:  # the requests of this call learn of it; the next call runs as usual
+            log.exception("prediction failed for a batch of %d texts from %d requests", len(texts), len(jobs))
+            for job in jobs:
+                job.done(None, e)
+            return
+        start = 0
+        for job in jobs:
+            job.done(rows[start : start + len(job.texts)], None)
+            start += len(job.texts)
