@@ -90,6 +90,16 @@ def with_shortcut(clf, shortcut: float = 0.9):
     return Classifier(dataclasses.replace(clf.artifact, linear=linear, meta=meta), clf.device)
 
 
+def save_classifier(clf, path: Path) -> Path:
+    """A model folder holding `clf`'s model, linear view and calibration (e.g. one made by `with_shortcut`)."""
+    from textclf.models.artifact import save_model
+
+    a = clf.artifact
+    extra = {k: v for k, v in a.meta.items() if k in ("data", "calibration", "train_config")}
+    return save_model(path, a.model, a.vocab, a.labels, a.tokenizer, a.max_length, a.truncate, extra=extra,
+                      linear=a.linear)
+
+
 TINY = [  # a model that trains on the tiny data in a few seconds on CPU
     "tokenizer.kind=regex", "model.embedding_dim=16", "model.hidden_size=16", "vocab.min_freq=1",
     "train.epochs=4", "train.batch_size=16", "train.lr=0.01", "train.patience=10", "train.warmup_ratio=0.0",

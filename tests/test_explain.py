@@ -92,3 +92,47 @@ def test_explain_command(tiny_run, capsys):
     assert data["label"] == "pos" and data["tokens"] == ["superb"]
     assert main(["explain", str(tiny_run), "superb", "--steps", "1"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_explanations_explain_what_answered(tiny_run):
+    """Where the shortcut answers, the LSTM never ran: the weights are the linear view's exact n-gram shares;
+    elsewhere both views, each weighted by its share; --no-shortcut and views=lstm as asked (issue 23)."""
+    import dataclasses
+
+    from .conftest import with_shortcut
+
+    fast = with_shortcut(Classifier.load(tiny_run, "cpu"))
+    art = fast.artifact
+    text = "superb brilliant wonderful film"
+    assert art.calibration.sure(art.linear.predict_proba([art.tokenizer(text)]))[0]  # a text the shortcut answers
+    e = Explainer(fast, steps=20).explain(text)
+    assert e.answered_by == "linear" and e.lstm_weight == 0 and e.delta == 0 and e.label == "pos"
+    tokens = art.tokenizer(text)
+    scores = art.linear.features([tokens]) @ art.linear.coef.T
+    assert e.tokens == tokens and sum(e.weights) == pytest.approx(float(scores[0, 0]), abs=1e-5)  # exact
+    assert all(w > 0 for tok, w in zip(e.tokens, e.weights, strict=True) if tok in POSITIVE)
+
+    unsure = "the film was a story"
+    assert not art.calibration.sure(art.linear.predict_proba([art.tokenizer(unsure)]))[0]
+    both = Explainer(fast, steps=20).explain(unsure)
+    assert both.answered_by == "both" and both.lstm_weight == 0.5
+    exact = Classifier(dataclasses.replace(art, shortcut=False), fast.device)
+    assert Explainer(exact, steps=20).explain(text).answered_by == "both"
+    lstm_only = Classifier(dataclasses.replace(art, views="lstm"), fast.device)
+    e = Explainer(lstm_only, steps=20).explain(text)
+    assert e.answered_by == "lstm" and e.lstm_weight == 1.0
+    assert e.probability == pytest.approx(float(lstm_only.predict_proba([text])[0, 1]))
+
+
+def test_linear_token_weights_add_up_for_every_class():
+    from textclf.models.linear import LinearModel
+
+    docs = [["good", "film"], ["bad", "film"], ["meh", "film", "film"], ["good", "good"], ["bad"], ["meh"]] * 3
+    y = np.array([0, 1, 2, 0, 1, 2] * 3)
+    model = LinearModel.fit(docs, y, 3)
+    tokens = ["good", "film", "good", "unseen"]
+    logits = (model.features([tokens]) @ model.coef.T)[0] + model.intercept
+    for k in range(3):
+        weights, intercept = model.token_weights(tokens, k)
+        assert weights.sum() + intercept == pytest.approx(float(logits[k]), abs=1e-5)
+        assert weights[3] == 0  # a word in no n-gram of the view

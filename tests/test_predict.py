@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from textclf.errors import TextclfError
 from textclf.inference.classifier import Classifier
 
 
@@ -306,3 +307,39 @@ def test_another_threshold_runs_the_lstm_on_every_text(tiny_run, monkeypatch):
     np.testing.assert_allclose(fast.predict_proba(texts, threshold=0.9), exact.predict_proba(texts), atol=1e-6)
     multi = fast.artifact.ensemble(threshold=0.9)
     assert multi.shortcut == 0 and fast.artifact.ensemble(threshold=0.5).shortcut == 0.9
+
+
+def test_views_answer_with_one_view_alone(tiny_run, tmp_path, capsys):
+    """views=lstm|linear: one view alone at its own temperature, in Classifier.load, predict and evaluate (issue
+    23: the IMDB model on airline tweets scored 0.769 averaged and 0.820 with its LSTM alone)."""
+    import json
+
+    from textclf.cli import main
+    from textclf.models.ensemble import combine
+    from textclf.reports.evaluation import evaluate
+
+    from .conftest import make_reviews, save_classifier, with_shortcut
+
+    path = save_classifier(with_shortcut(Classifier.load(tiny_run, "cpu")), tmp_path / "model")
+    data = make_reviews(60, seed=11)
+    texts = data.text.tolist()
+    both, lstm, linear = (Classifier.load(path, "cpu", views=v) for v in ("both", "lstm", "linear"))
+    cal = both.artifact.calibration
+    p_lstm = both.predict_encoded(both.encode(texts))
+    p_linear = both.artifact.linear.predict_proba([both.artifact.tokenizer(t) for t in texts])
+    np.testing.assert_allclose(lstm.predict_proba(texts), combine(p_lstm, None, 1.0, cal.lstm_temperature), atol=1e-6)
+    np.testing.assert_allclose(linear.predict_proba(texts), combine(p_linear, None, 1.0, cal.linear_temperature),
+                               atol=1e-6)
+    assert not np.allclose(both.predict_proba(texts), lstm.predict_proba(texts))
+    data.to_csv(tmp_path / "test.csv", index=False)
+    m = evaluate(str(path), str(tmp_path / "test.csv"), device="cpu", text_column="text", label_column="label",
+                 views="linear")
+    assert m["accuracy"] == pytest.approx(float((linear.predict_proba(texts).argmax(1) == (data.label == "pos"))
+                                                .mean()))
+    assert main(["predict", str(path), texts[0], "--views", "linear", "--format", "json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["probabilities"]["pos"] == pytest.approx(float(linear.predict_proba(texts[:1])[0, 1]), abs=1e-6)
+    with pytest.raises(TextclfError, match="has no linear view"):
+        Classifier.load(tiny_run, "cpu", views="linear")
+    with pytest.raises(TextclfError, match="views must be one of"):
+        Classifier.load(tiny_run, "cpu", views="average")

@@ -19,6 +19,8 @@ FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is fa
 SHORTCUT_HELP = ("run the LSTM on every text (default: where the model was calibrated with a shortcut, texts its "
                  "linear view is sure of get that view's answer alone, at most 0.2%% of validation decisions changed)")
 MODEL_HELP = "a model/ folder, the run folder holding it, or hf:USER/NAME on the Hugging Face Hub"
+VIEWS_HELP = ("what answers: both (default: the model as trained), or one of its views alone, lstm or linear: on text "
+              "unlike its training data one view may hold up better than the average")
 
 log = logging.getLogger("textclf")
 
@@ -79,7 +81,13 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--bf16", dest="bf16", action="store_const", const=True, default="auto", help=BF16_HELP)
     group.add_argument("--float32", dest="bf16", action="store_const", const=False, help=FLOAT32_HELP)
+    _answer_args(p)
+
+
+def _answer_args(p: argparse.ArgumentParser) -> None:
+    """--no-shortcut (args.shortcut False) and --views (args.views): what answers."""
     p.add_argument("--no-shortcut", dest="shortcut", action="store_false", help=SHORTCUT_HELP)
+    p.add_argument("--views", choices=("both", "lstm", "linear"), default="both", help=VIEWS_HELP)
 
 
 def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -170,6 +178,7 @@ def _explain_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="binary models: P(positive) needed (default 0.5)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--device", default="auto")
+    _answer_args(p)
     return p
 
 
@@ -276,7 +285,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     m = evaluate(args.model_dir, args.data, args.split, args.text_column, args.label_column, args.output,
                  args.device, args.batch_size, encoding_errors=args.encoding_errors,
                  plots=args.plots, bf16=args.bf16, encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet,
-                 shortcut=args.shortcut)
+                 shortcut=args.shortcut, views=args.views)
     print(format_report(m, title=f"{m['model']} on {m['data']} [{m['split']}]"))
     return 0
 
@@ -315,7 +324,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from .inference.classifier import Classifier
 
     _check_predict_args(args)
-    clf = Classifier.load(args.model_dir, args.device, args.bf16, args.shortcut)
+    clf = Classifier.load(args.model_dir, args.device, args.bf16, args.shortcut, args.views)
     if args.threshold is not None and len(clf.labels) != 2:
         raise TextclfError(f"--threshold is for binary models; this one has {len(clf.labels)} classes "
                            "and picks the most probable")
@@ -368,12 +377,15 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.top <= 0:
         raise TextclfError("--top must be > 0")
     text = sys.stdin.read() if args.text == "-" else args.text
-    e = Explainer(Classifier.load(args.model_dir, args.device), args.steps).explain(text, args.threshold)
+    clf = Classifier.load(args.model_dir, args.device, shortcut=args.shortcut, views=args.views)
+    e = Explainer(clf, args.steps).explain(text, args.threshold)
     if args.format == "json":
         print(json.dumps(e.to_dict(), ensure_ascii=False))
         return 0
+    who = {"lstm": "the LSTM", "linear": "the linear view alone",
+           "both": f"both views, LSTM share {e.lstm_weight:g}"}[e.answered_by]
     print(f"{e.label}\t{e.probability:.4f}\t({len(e.tokens)} tokens read"
-          + (f", {e.dropped} beyond max_length not read)" if e.dropped else ")"))
+          + (f", {e.dropped} beyond max_length not read" if e.dropped else "") + f"; answered by {who})")
     for token, weight in e.top(args.top):
         print(f"{weight:+8.3f}  {token}")
     return 0
@@ -406,7 +418,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     serve(args.model_dir, args.host, args.port, args.device, args.log_level, args.bf16, args.shortcut,
-          workers=args.workers, threads=args.threads, max_texts=args.max_texts,
+          views=args.views, workers=args.workers, threads=args.threads, max_texts=args.max_texts,
           max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
           batch_window_ms=args.batch_window_ms, max_queue=args.max_queue, forward_batch=args.forward_batch)
     return 0

@@ -11,30 +11,36 @@ import torch
 
 from ..errors import TextclfError
 from ..text.tokens import truncate_ids
-from ..text.vocab import PAD_ID, UNK_ID
+from ..text.vocab import UNK_ID
 from .classifier import Classifier
 
 
 @dataclass
 class Explanation:
-    """One text's prediction and a weight per token read; weight > 0 pushed toward `label`.
+    """One text's prediction and a weight per token; weight > 0 pushed toward `label`.
 
-    `label` and the probabilities are the model's, as `predict` gives them. The weights explain its LSTM:
-    they add up to (score of the text) - (score of an all-<pad> text of the same length), up to `delta`,
-    where the score is the LSTM's logit of `label` (binary: the log-odds, signed toward `label`). A model
-    that averages the LSTM with its linear view gives the LSTM the share `lstm_weight`.
+    `label` and the probabilities are the model's, as `predict` gives them, and the weights explain what gave
+    them (`answered_by`):
+    - "lstm": the LSTM's integrated gradients. They add up to (score of the text) - (score of an all-<pad> text
+      of the same length), up to `delta`, where the score is the LSTM's logit of `label` (binary: the log-odds,
+      signed toward `label`). `tokens` are those it read: `dropped` more beyond max_length, at `cut_at`.
+    - "linear": the linear view alone (its shortcut, or views="linear"): each token's exact share of the view's
+      score (log-odds, or logit of `label`) less its intercept; every token counts, none is dropped.
+    - "both": the two averaged, each view's weights times its share (`lstm_weight` and 1 - `lstm_weight`); the
+      LSTM's are 0 on tokens beyond its max_length.
     """
 
     label: str
     probability: float
     probabilities: dict[str, float]
-    tokens: list[str]  # the tokens the model read, in order
+    tokens: list[str]  # the tokens the answering views read, in order
     weights: list[float]
-    unknown: list[bool]  # read as <unk>: not in the vocabulary
-    dropped: int  # tokens beyond max_length that the model never read
+    unknown: list[bool]  # read as <unk> by the LSTM: not in its vocabulary
+    dropped: int  # tokens beyond max_length that the LSTM never read (LSTM-only explanations)
     cut_at: int | None  # where in `tokens` those dropped tokens were
-    delta: float  # integrated-gradients completeness error (small: the weights are trustworthy)
+    delta: float  # integrated-gradients completeness error (small: the weights are trustworthy; 0: exact)
     lstm_weight: float = 1.0  # the LSTM's share of the model's probabilities (the rest: the linear view)
+    answered_by: str = "lstm"  # lstm | linear | both
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,37 +82,61 @@ class Explainer:
         logits = self.model(tokens, lengths)
         return logits * sign if logits.dim() == 1 else logits
 
-    def _tokens(self, text: str) -> tuple[list[str], int, int | None]:
+    def _kept(self, tokens: list[str]) -> tuple[np.ndarray, int, int | None]:
+        """The positions the LSTM reads (max_length, truncate), how many it drops and where."""
         art = self.clf.artifact
-        tokens = art.tokenizer(text)
         keep = truncate_ids(np.arange(len(tokens)), art.max_length, art.truncate)
         dropped = len(tokens) - len(keep)
         cut_at = None
         if dropped:
             gaps = np.flatnonzero(np.diff(keep) > 1)  # "both" keeps two ends: the gap is in the middle
             cut_at = int(gaps[0] + 1) if len(gaps) else (0 if keep[0] > 0 else len(keep))
-        return [tokens[i] for i in keep], dropped, cut_at
+        return keep, dropped, cut_at
+
+    def _integrated_gradients(self, ids: list[int], k: int, sign: float, binary: bool) -> tuple[list[float], float]:
+        if not ids:
+            return [], 0.0
+        device = self.clf.device
+        x = torch.tensor([ids], device=device)
+        with self._lock, torch.enable_grad():
+            attr, err = self._ig.attribute(x, baselines=torch.zeros_like(x), target=None if binary else k,
+                                           additional_forward_args=(torch.tensor([len(ids)]), sign),
+                                           n_steps=self.steps, internal_batch_size=self.steps,
+                                           return_convergence_delta=True)
+        return attr.sum(-1)[0].float().cpu().tolist(), float(err.abs().max())
 
     def explain(self, text: str, threshold: float = 0.5) -> Explanation:
-        art, device = self.clf.artifact, self.clf.device
-        tokens, dropped, cut_at = self._tokens(text)
-        ids = art.vocab.lookup(tokens).tolist()
-        x = torch.tensor([ids or [PAD_ID]], device=device)
-        lengths = torch.tensor([len(ids)])
-        probs = self.clf.predict_proba([text])
+        art = self.clf.artifact
+        tokens = art.tokenizer(text)
+        probs = self.clf.predict_proba([text], threshold=threshold)
         k = int(self.clf.decide(probs, threshold)[0])
         binary = probs.shape[1] == 2
         sign = (1.0 if k == 1 else -1.0) if binary else 1.0
+        cal = art.ensemble(threshold)
+        p_linear = art.linear.predict_proba([tokens]) if cal.uses_linear() and art.linear is not None else None
+        if p_linear is not None and (not cal.uses_lstm() or cal.sure(p_linear)[0]):
+            answered_by = "linear"
+        else:
+            answered_by = "both" if p_linear is not None else "lstm"
+        keep, dropped, cut_at = self._kept(tokens)
+        read = [tokens[i] for i in keep]
+        ids = art.vocab.lookup(read).tolist()
         weights, delta = [], 0.0
-        if ids:
-            with self._lock, torch.enable_grad():
-                attr, err = self._ig.attribute(x, baselines=torch.zeros_like(x), target=None if binary else k,
-                                               additional_forward_args=(lengths, sign), n_steps=self.steps,
-                                               internal_batch_size=self.steps, return_convergence_delta=True)
-            weights = attr.sum(-1)[0].float().cpu().tolist()
-            delta = float(err.abs().max())
+        if answered_by != "linear":
+            weights, delta = self._integrated_gradients(ids, k, sign, binary)
+        if answered_by == "lstm":
+            shown, unknown = read, [i == UNK_ID for i in ids]
+        else:
+            linear = art.linear.token_weights(tokens, k)[0] * sign
+            share = cal.weight if answered_by == "both" else 0.0
+            lstm = np.zeros(len(tokens))
+            if share:
+                lstm[keep] = weights
+            weights = (share * lstm + (1 - share) * linear).tolist()
+            shown, unknown = tokens, (art.vocab.lookup(tokens) == UNK_ID).tolist()
+            dropped, cut_at, delta = 0, None, share * delta
         return Explanation(
             label=art.labels.names[k], probability=float(probs[0, k]),
             probabilities=dict(zip(art.labels.names, map(float, probs[0]), strict=True)),
-            tokens=tokens, weights=weights, unknown=[i == UNK_ID for i in ids], dropped=dropped, cut_at=cut_at,
-            delta=delta, lstm_weight=art.weight)
+            tokens=shown, weights=weights, unknown=unknown, dropped=dropped, cut_at=cut_at,
+            delta=delta, lstm_weight=cal.weight if answered_by != "linear" else 0.0, answered_by=answered_by)

@@ -83,6 +83,18 @@ class NgramIndex:
         return out
 
 
+def _occurrences(columns: dict[str, int], ngram_max: int, units: Sequence[str]) -> list[tuple[int, int, int]]:
+    """(column, start, n) of every feature n-gram (n-gram → column: `columns`) occurring in `units` (one text's
+    words, or characters)."""
+    found = []
+    for n in range(1, ngram_max + 1):
+        for start in range(len(units) - n + 1):
+            col = columns.get(" ".join(units[start : start + n]))
+            if col is not None:
+                found.append((col, start, n))
+    return found
+
+
 def _analyzer(ngram_max: int):
     def ngrams(tokens: Sequence[str]) -> list[str]:
         out = list(tokens)
@@ -120,6 +132,7 @@ class LinearModel:
         self.num_classes, self.kind, self.ngram_max, self.c = num_classes, kind, ngram_max, c
         self._vectorizer = None
         self._index = None
+        self._columns = None
 
     @classmethod
     def fit(cls, token_lists: Iterable[Sequence[str]], y: np.ndarray, num_classes: int, kind: str = "tfidf",
@@ -186,6 +199,25 @@ class LinearModel:
         scores -= scores.max(axis=1, keepdims=True)
         e = np.exp(scores)
         return e / e.sum(axis=1, keepdims=True)
+
+    def token_weights(self, tokens: Sequence[str], target: int) -> tuple[np.ndarray, float]:
+        """Each token's exact share of the text's score, and the intercept: the weights add up to the score less
+        the intercept. The score is the log-odds of class 1 (two classes) or the logit of class `target` (more);
+        each feature n-gram's term (its value times its coefficient) is split evenly over its occurrences in the
+        text, and each occurrence over the tokens it covers."""
+        row = 0 if self.num_classes == 2 else target
+        x = self.features([list(tokens)])
+        value = dict(zip(x.indices.tolist(), x.data.tolist(), strict=True))
+        if self._columns is None:  # built on the first explanation: a dict of every n-gram
+            self._columns = {gram: i for i, gram in enumerate(self.ngrams)}
+        found = _occurrences(self._columns, self.ngram_max, list(tokens))
+        seen = {}
+        for col, _, _ in found:
+            seen[col] = seen.get(col, 0) + 1
+        weights = np.zeros(len(tokens))
+        for col, start, n in found:
+            weights[start : start + n] += value.get(col, 0.0) * float(self.coef[row, col]) / seen[col] / n
+        return weights, float(self.intercept[row])
 
     def describe(self) -> str:
         what = "tfidf" if self.kind == "tfidf" else "naive-Bayes-weighted"

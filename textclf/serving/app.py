@@ -227,13 +227,13 @@ def app_from_settings(s: dict) -> FastAPI:
     import torch
 
     torch.set_num_threads(s["threads"])
-    clf = Classifier.load(s["model_dir"], s["device"], s["bf16"], s["shortcut"])
+    clf = Classifier.load(s["model_dir"], s["device"], s["bf16"], s["shortcut"], s.get("views", "both"))
     return create_app(clf, name=s["model_dir"], **s["options"])
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          log_level: str = "info", bf16: bool | str = "auto", shortcut: bool = True, workers: int = 1,
-          threads: int | None = None, **options) -> None:
+          log_level: str = "info", bf16: bool | str = "auto", shortcut: bool = True, views: str = "both",
+          workers: int = 1, threads: int | None = None, **options) -> None:
     """Load the model, then run the app with uvicorn until interrupted; `options` go to `create_app`.
 
     `workers` > 1: that many server processes, each with its own model, batcher and `threads` intra-op threads
@@ -252,7 +252,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
         raise TextclfError(f"--workers must be > 0, got {workers}")
     _check_port(host, port)
     # with workers, each loads its own copy, and the first one's error (a bad folder, option) is this command's
-    app = create_app(Classifier.load(model_dir, device, bf16, shortcut), name=str(model_dir), **options) \
+    app = create_app(Classifier.load(model_dir, device, bf16, shortcut, views), name=str(model_dir), **options) \
         if workers == 1 else None
     try:
         loopback = ipaddress.ip_address(host).is_loopback
@@ -265,7 +265,8 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
         log.info("%s", serving)
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
-    settings = {"model_dir": str(model_dir), "device": device, "bf16": bf16, "shortcut": shortcut, "options": options,
+    settings = {"model_dir": str(model_dir), "device": device, "bf16": bf16, "shortcut": shortcut, "views": views,
+                "options": options,
                 "threads": threads or max(1, torch.get_num_threads() // workers)}
     _supervise(workers, settings, host, port, log_level, f"{serving} with {workers} worker processes")
 
