@@ -11,7 +11,7 @@ import torch
 
 from textclf.cli import main
 from textclf.inference.classifier import Classifier
-from textclf.inference.export import TOLERANCE, check_parity, random_batch, to_onnx
+from textclf.inference.export import TOLERANCE, OnnxModel, check_parity, random_batch, to_onnx
 from textclf.models.ensemble import Calibration
 from textclf.models.lstm import LSTMClassifier, ModelArgs
 from textclf.text.batching import collate
@@ -56,21 +56,58 @@ def test_export_command_writes_a_checked_model_with_metadata(tiny_run, tmp_path,
 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape) for i in session.get_inputs()] == [("tokens", ["batch", "seq"]), ("lengths", ["batch"])]
-    assert [o.name for o in session.get_outputs()] == ["logits", "probabilities"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "logits", "lstm_probabilities"]
 
-    # the documented recipe: tokenise and pad on the Python side, run the graph
+    # tokenise and pad on the Python side, run the graph: the model's probabilities, and the LSTM's own
     clf = Classifier.load(tiny_run, "cpu", bf16=False)  # the graph is float32
     texts = ["a superb and brilliant film", "awful", "", "the plot was dull, the music bland and the cast awful"]
     batch = collate([(ids, -1, i) for i, ids in enumerate(clf.encode(texts))])
-    (probs,) = session.run(["probabilities"], {"tokens": batch.tokens.numpy(), "lengths": batch.lengths.numpy()})
-    np.testing.assert_allclose(probs, clf.predict_encoded(clf.encode(texts)), atol=1e-5)  # the LSTM's
-    # ... and what the model says, once averaged with its linear view and temperature-scaled
-    art = clf.artifact
-    cal = Calibration.from_dict(json.loads(meta["calibration"]))
-    assert cal == art.calibration
-    tokens = [art.tokenizer(t) for t in texts]
-    linear = art.linear.predict_proba(tokens) if art.linear is not None else None
-    np.testing.assert_allclose(cal.apply(probs, linear), clf.predict_proba(texts), atol=1e-5)
+    probs, lstm_probs = session.run(["probabilities", "lstm_probabilities"],
+                                    {"tokens": batch.tokens.numpy(), "lengths": batch.lengths.numpy()})
+    np.testing.assert_allclose(lstm_probs, clf.predict_encoded(clf.encode(texts)), atol=1e-5)  # the LSTM's
+    np.testing.assert_allclose(probs, clf.predict_proba(texts), atol=1e-5)  # the model's, calibrated
+    assert Calibration.from_dict(json.loads(meta["calibration"])) == clf.artifact.calibration
+    np.testing.assert_allclose(OnnxModel(out).predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
+
+
+def test_the_exported_graph_is_the_whole_model_with_its_linear_view_and_shortcut(tiny_run, tmp_path, capsys):
+    """Issue 23: the export was the LSTM alone (an IMDB model scored like its BiLSTM, 0.9267 against 0.9312).
+    The graph holds the linear view (TfIdfVectorizer over its unit ids), the calibration and the shortcut, and
+    gives Classifier's probabilities; --views and --no-shortcut export the model as they would answer."""
+    from .conftest import make_reviews, save_classifier, with_shortcut
+
+    for shortcut in (0.9, 0.0):
+        path = save_classifier(with_shortcut(Classifier.load(tiny_run, "cpu"), shortcut), tmp_path / f"m{shortcut}")
+        out = tmp_path / f"m{shortcut}.onnx"
+        assert main(["export", str(path), "--output", str(out)]) == 0
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == ["tokens", "lengths", "linear_tokens"]
+        texts = make_reviews(40, seed=12).text.tolist() + ["superb brilliant wonderful", "", "zzqx"]
+        clf = Classifier.load(path, "cpu", bf16=False)
+        want = clf.predict_proba(texts)
+        got = OnnxModel(out).predict_proba(texts)
+        np.testing.assert_allclose(got, want, atol=TOLERANCE)
+        lstm_alone = Classifier.load(path, "cpu", bf16=False, views="lstm").predict_proba(texts)
+        assert np.abs(got - lstm_alone).max() > 0.01  # not the LSTM alone
+    path = tmp_path / "m0.9"  # the model with a shortcut, exported as asked
+    for flags, kwargs in (([], {}), (["--no-shortcut"], {"shortcut": False}), (["--views", "linear"],
+                                                                                 {"views": "linear"})):
+        out = tmp_path / f"x{len(flags)}{flags[-1] if flags else ''}.onnx"
+        assert main(["export", str(path), "--output", str(out), *flags]) == 0
+        want = Classifier.load(path, "cpu", bf16=False, **kwargs).predict_proba(texts)
+        np.testing.assert_allclose(OnnxModel(out).predict_proba(texts), want, atol=TOLERANCE)
+    capsys.readouterr()
+
+
+def test_sample_texts_reach_the_shortcut_and_the_lstm(tiny_run):
+    from textclf.inference.export import sample_texts
+
+    from .conftest import with_shortcut
+
+    clf = with_shortcut(Classifier.load(tiny_run, "cpu"))
+    tokens = [clf.artifact.tokenizer(t) for t in sample_texts(clf.artifact)]
+    sure = clf.artifact.calibration.sure(clf.artifact.linear.predict_proba(tokens))
+    assert 0 < sure.sum() < len(tokens) and tokens[0] == []
 
 
 def test_export_defaults_to_the_model_folder(tiny_run, tmp_path):

@@ -166,6 +166,7 @@ def _export_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx",), default="onnx", help="only onnx for now")
     p.add_argument("--output", help="the file to write (default: MODEL_DIR/model.onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    _answer_args(p)
     return p
 
 
@@ -358,15 +359,11 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from .inference.export import export_onnx
-    from .models.ensemble import Calibration
 
-    path, diff, art = export_onnx(args.model_dir, args.output, args.opset)
+    path, diff, _ = export_onnx(args.model_dir, args.output, args.opset, views=args.views, shortcut=args.shortcut)
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e5 else f"wrote {path} ({size / 1e3:.0f} kB)",
-          f"- onnxruntime vs PyTorch on random batches: max abs difference {diff:.1e}")
-    if art.calibration != Calibration():
-        print("note: the graph gives the LSTM's probabilities; the model temperature-scales them (and averages "
-              f"them with its linear view: LSTM share {art.weight:g}): see the docstring of textclf.inference.export")
+          f"- its probabilities against textclf's on sample texts: max abs difference {diff:.1e}")
     return 0
 
 

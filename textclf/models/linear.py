@@ -24,7 +24,10 @@ from scipy import sparse
 from ..files import atomic_open, write_text
 
 FILES = ("linear.json", "linear.safetensors")
-KINDS = {"tfidf": {"ngram_max": 2, "c": 4.0}, "nb": {"ngram_max": 3, "c": 1.0}}
+# weighting: TF-IDF, or naive-Bayes log-count ratios (two classes); unit: n-grams of tokens, or of the characters
+# the tokens are made of
+KINDS = {"tfidf": {"weighting": "tfidf", "unit": "word", "ngram_max": 2, "c": 4.0},
+         "nb": {"weighting": "nb", "unit": "word", "ngram_max": 3, "c": 1.0}}
 _BITS = 21  # per token id in an n-gram's integer key: up to 2M distinct words, 3 of them in 63 bits
 
 
@@ -95,6 +98,12 @@ def _occurrences(columns: dict[str, int], ngram_max: int, units: Sequence[str]) 
     return found
 
 
+def units(tokens: Sequence[str], unit: str) -> Sequence[str]:
+    """What a view's n-grams are made of: the tokens themselves, or the characters they hold (a text in a script
+    without spaces reads as its characters; tokens are joined with nothing between them)."""
+    return tokens if unit == "word" else list("".join(tokens))
+
+
 def _analyzer(ngram_max: int):
     def ngrams(tokens: Sequence[str]) -> list[str]:
         out = list(tokens)
@@ -130,6 +139,7 @@ class LinearModel:
                  num_classes: int, kind: str = "tfidf", ngram_max: int = 2, c: float = 4.0):
         self.ngrams, self.scale, self.coef, self.intercept = ngrams, scale, coef, intercept
         self.num_classes, self.kind, self.ngram_max, self.c = num_classes, kind, ngram_max, c
+        self.weighting, self.unit = KINDS[kind]["weighting"], KINDS[kind]["unit"]
         self._vectorizer = None
         self._index = None
         self._columns = None
@@ -140,18 +150,19 @@ class LinearModel:
         """`c`: the inverse regularisation strength (default: the kind's, see KINDS)."""
         from sklearn.linear_model import LogisticRegression
 
-        if kind == "nb" and num_classes != 2:
-            raise ValueError("the naive-Bayes view is for two classes")
         settings = {**KINDS[kind], **({"c": c} if c is not None else {})}
-        docs = list(token_lists)
-        vectorizer = _vectorizer(kind, settings["ngram_max"], min_df=2)
+        weighting = settings["weighting"]
+        if weighting == "nb" and num_classes != 2:
+            raise ValueError("the naive-Bayes view is for two classes")
+        docs = [units(t, settings["unit"]) for t in token_lists]
+        vectorizer = _vectorizer(weighting, settings["ngram_max"], min_df=2)
         try:
             x = vectorizer.fit_transform(docs)
         except ValueError:  # min_df leaves no n-gram (a handful of rows): every text counts once then
             vectorizer.set_params(min_df=1)
             x = vectorizer.fit_transform(docs)
-        scale = vectorizer.idf_.astype(np.float32) if kind == "tfidf" else nb_ratio(x, y)
-        if kind == "nb":
+        scale = vectorizer.idf_.astype(np.float32) if weighting == "tfidf" else nb_ratio(x, y)
+        if weighting == "nb":
             x = x.multiply(scale).tocsr()
         clf = LogisticRegression(C=settings["c"], max_iter=1000).fit(x, y)
         ngrams = [""] * len(vectorizer.vocabulary_)
@@ -165,28 +176,29 @@ class LinearModel:
     @property
     def vectorizer(self):
         if self._vectorizer is None:
-            self._vectorizer = _vectorizer(self.kind, self.ngram_max, vocabulary=self.ngrams)
-            if self.kind == "tfidf":
+            self._vectorizer = _vectorizer(self.weighting, self.ngram_max, vocabulary=self.ngrams)
+            if self.weighting == "tfidf":
                 self._vectorizer.idf_ = self.scale
         return self._vectorizer
 
     def features(self, token_lists: Iterable[Sequence[str]]) -> sparse.csr_matrix:
         """What the logistic regression reads: binary counts x log-count ratios ("nb"), or sublinear tf x idf,
         L2-normalised per text ("tfidf"), exactly as scikit-learn's vectorizers compute them."""
-        docs = token_lists if isinstance(token_lists, list) else list(token_lists)
+        docs = [units(t, self.unit) for t in token_lists] if self.unit != "word" else (
+            token_lists if isinstance(token_lists, list) else list(token_lists))
         if self._index is None and NgramIndex.fits(self.ngrams):
             self._index = NgramIndex(self.ngrams, self.ngram_max)
         if self._index is None:  # 2M+ distinct words: scikit-learn's (slower) vectorizer
             x = self.vectorizer.transform(docs)
-            return x.multiply(self.scale).tocsr() if self.kind == "nb" else x
+            return x.multiply(self.scale).tocsr() if self.weighting == "nb" else x
         x = self._index.counts(docs)
-        if self.kind == "nb":
+        if self.weighting == "nb":
             x.data[:] = 1.0
         else:
             np.log(x.data, out=x.data)
             x.data += 1.0
         x = sparse.csr_matrix(x.multiply(self.scale))
-        if self.kind == "tfidf":
+        if self.weighting == "tfidf":
             norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
             x = sparse.csr_matrix(sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)).astype(np.float32) @ x)
         return x
@@ -210,18 +222,23 @@ class LinearModel:
         value = dict(zip(x.indices.tolist(), x.data.tolist(), strict=True))
         if self._columns is None:  # built on the first explanation: a dict of every n-gram
             self._columns = {gram: i for i, gram in enumerate(self.ngrams)}
-        found = _occurrences(self._columns, self.ngram_max, list(tokens))
+        parts = units(tokens, self.unit)
+        found = _occurrences(self._columns, self.ngram_max, parts)
         seen = {}
         for col, _, _ in found:
             seen[col] = seen.get(col, 0) + 1
-        weights = np.zeros(len(tokens))
+        weights = np.zeros(len(parts))
         for col, start, n in found:
             weights[start : start + n] += value.get(col, 0.0) * float(self.coef[row, col]) / seen[col] / n
+        if self.unit == "char":  # each character's weight to the token it belongs to
+            owner = np.repeat(np.arange(len(tokens)), [len(tok) for tok in tokens])
+            weights = np.bincount(owner, weights, minlength=len(tokens))
         return weights, float(self.intercept[row])
 
     def describe(self) -> str:
-        what = "tfidf" if self.kind == "tfidf" else "naive-Bayes-weighted"
-        return f"{what}(1-{self.ngram_max}-grams) + logistic regression (C={self.c:g})"
+        what = "tfidf" if self.weighting == "tfidf" else "naive-Bayes-weighted"
+        grams = "character " if self.unit == "char" else ""
+        return f"{what}({grams}1-{self.ngram_max}-grams) + logistic regression (C={self.c:g})"
 
     def save(self, folder: str | Path) -> None:
         from safetensors.numpy import save
