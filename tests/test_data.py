@@ -374,3 +374,16 @@ def test_a_rewritten_hub_style_folder_is_read_anew(tmp_path):
     assert len(load_splits(str(hub), text_column="review", label_column="sentiment")["train"]) == 10
     write_datasets_folders(tmp_path / "a", n_train=12)
     assert len(load_splits(str(hub), text_column="review", label_column="sentiment")["train"]) == 12
+
+
+def test_xlsx_keeps_cells_that_read_like_missing_values(tmp_path):
+    """pandas' read_excel drops NA, N/A, null, None as missing; a CSV keeps them as text: one rule for both
+    (issue 23). Empty cells are still missing."""
+    frame = pd.DataFrame({"text": ["NA", "N/A", "null", "None", "a fine film", ""],
+                          "label": ["pos", "neg", "None", "pos", "NA", "neg"]})
+    frame.to_excel(tmp_path / "reviews.xlsx", index=False)
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    from_xlsx = data.read_split(tmp_path / "reviews.xlsx", "text", "label")
+    from_csv = data.read_split(tmp_path / "reviews.csv", "text", "label")
+    assert from_xlsx.texts == from_csv.texts == ["NA", "N/A", "null", "None", "a fine film"]
+    assert from_xlsx.labels == from_csv.labels == ["pos", "neg", "None", "pos", "NA"]

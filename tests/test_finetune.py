@@ -202,3 +202,21 @@ def test_class_weights_auto_weighs_imbalanced_labels_only(setting, labels, weigh
     assert (weights is not None) == weighed
     if weighed:
         assert weights.tolist() == pytest.approx(balanced_class_weights(np.array(labels), 2).tolist())
+
+
+def test_new_vocabulary_rows_start_from_unk_so_the_start_is_the_given_model(random_artifact):
+    """Fine-tuning's 'epoch 0' must be exactly the model the user gave: the words it adds were <unk> to that
+    model, so their rows start as its <unk> row (issue 23: they were random)."""
+    from textclf.text.vocab import UNK_ID
+
+    art = random_artifact
+    bigger = Vocab(art.vocab.itos + ["app", "crash"])
+    model = init_model(art, bigger, 2, keep_head=True).eval()
+    texts = [["good", "app", "crash"], ["crash", "bad", "film", "app"]]
+    with torch.no_grad():
+        for tokens in texts:
+            new = model(torch.from_numpy(bigger.lookup(tokens))[None], torch.tensor([len(tokens)]))
+            old = art.model(torch.from_numpy(art.vocab.lookup(tokens))[None], torch.tensor([len(tokens)]))
+            assert torch.equal(new, old)
+    rows = model.embedding.weight[len(art.vocab):]
+    assert torch.equal(rows, art.model.embedding.weight[UNK_ID].expand_as(rows))

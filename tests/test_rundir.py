@@ -47,3 +47,14 @@ def test_new_runs_refuse_finished_and_interrupted_ones(tmp_path):
 def test_config_yaml_reads_back_as_the_same_config(tmp_path):
     cfg = load_config(None, [f"run_dir={tmp_path}", "train.epochs=2"])
     assert load_config(write_config(tmp_path, cfg)) == cfg
+
+
+def test_a_resume_may_read_files_from_elsewhere_and_otherwise(tmp_path):
+    """Where files are and how they are read may change on a resume: the data fingerprint guards the rows
+    (issue 23: moved data.unlabelled, init_from, encodings and sheets were refused)."""
+    cfg = load_config(None, [f"run_dir={tmp_path}"])
+    for key, value in (("data.unlabelled", "/elsewhere/unsup.csv"), ("init_from", "/elsewhere/runs/imdb"),
+                       ("data.encoding", "cp1252"), ("data.delimiter", "semicolon"), ("data.sheet", "Reviews"),
+                       ("data.streaming", "true")):
+        then = to_dict(load_config(None, [f"run_dir={tmp_path}", f"{key}={value}"]))
+        check_resumable(_checkpoint(then), cfg, "f")

@@ -37,6 +37,12 @@ _IMDB_NAMES = {"0": "negative", "neg": "negative", "negative": "negative",
 _ACLIMDB_FILE = re.compile(r"(?:^|/)(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 UNLABELLED = ("unsup", "unsupervised", "unlabelled", "unlabeled")  # file names of an unlabelled split
 SPLIT_ALIASES = {"validation": ("validation", "valid", "val", "dev"), "unsup": UNLABELLED}
+TARBALLS = (".tar.gz", ".tgz", ".tar")  # aclImdb as downloaded
+
+
+def is_data_file(path: str) -> bool:
+    """Whether `path` names one data file (csv, parquet ...), not a folder, a tarball or a Hub dataset."""
+    return not path.startswith(HF_PREFIX) and Path(path).is_file() and not path.endswith(TARBALLS)
 
 
 @dataclass
@@ -223,7 +229,9 @@ def _read_xlsx(f: BinaryIO, sheet: str | None, where: str) -> pd.DataFrame:
         raise TextclfError(f'{where} has no sheet "{sheet}"{did_you_mean(sheet, names)}; sheets: '
                            f"{', '.join(names)} (set data.sheet / --sheet)")
     f.seek(0)
-    return pd.read_excel(f, sheet_name=sheet if sheet is not None else names[0], dtype=object, engine="openpyxl")
+    # keep_default_na=False: a cell reading NA, N/A, null or None is text, as in a CSV; empty cells stay missing
+    return pd.read_excel(f, sheet_name=sheet if sheet is not None else names[0], dtype=object, engine="openpyxl",
+                         keep_default_na=False, na_values=[""])
 
 
 def _frames(f: BinaryIO, suffix: str, chunk_size: int | None, errors: str, codec: str, sep: str | None,
@@ -689,9 +697,9 @@ def load_splits(path: str | None = None, files: dict[str, str | None] | None = N
 
     `path` may be "imdb", "hf:NAME" / "hf:NAME:CONFIG" (any Hub dataset), a `save_to_disk` folder or one laid
     out like a Hub dataset repo, a folder of `train.*`/`validation.*`/`test.*` files, an aclImdb folder or
-    tarball, or one file (used as every requested split: handy for evaluation). `split_names`, `required`
-    and `streaming`: see `read_datasets` (split names also pick a folder's files); `encoding`, `delimiter`,
-    `sheet`: see `iter_table`.
+    tarball, or one file (the split to score, for evaluation; training reads a lone file as its train split).
+    `split_names`, `required` and `streaming`: see `read_datasets` (split names also pick a folder's files);
+    `encoding`, `delimiter`, `sheet`: see `iter_table`.
     """
     fmt = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
     files = {k: v for k, v in (files or {}).items() if v and k in splits}
@@ -709,9 +717,9 @@ def load_splits(path: str | None = None, files: dict[str, str | None] | None = N
         out = read_datasets(path, splits, split_names, text_column, label_column, required, streaming)
         return _name_imdb_labels(out) if _hub_name(path)[0] in (IMDB_HUB_NAME, "imdb") else out
     p = Path(path)
-    if p.is_file() and (p.name.endswith((".tar.gz", ".tgz", ".tar"))):
+    if p.is_file() and p.name.endswith(TARBALLS):
         return read_aclimdb(p, splits)
-    if p.is_file():
+    if p.is_file():  # one file: the split to score (evaluate); training reads it as train (prepare.load_data)
         return {s: read_split(p, text_column, label_column, encoding_errors, **fmt) for s in splits}
     if not p.is_dir():
         raise TextclfError(f"data path not found: {p} (give a folder with train/test files, a data file, imdb, "
@@ -747,7 +755,7 @@ def load_unlabelled(path: str | None, text_column: str = "text", encoding_errors
     if datasets_form(path):
         return read_datasets(path, ("unsup",), None, text_column, None, required=()).get("unsup")
     p = Path(path)
-    if (p.is_file() and p.name.endswith((".tar.gz", ".tgz", ".tar"))) or (p.is_dir() and _acl_root(p)):
+    if (p.is_file() and p.name.endswith(TARBALLS)) or (p.is_dir() and _acl_root(p)):
         return read_aclimdb(p, ("unsup",)).get("unsup")
     if p.is_dir():
         found = next((f for name in UNLABELLED if (f := _split_file(p, name))), None)

@@ -63,8 +63,9 @@ def oov_rate(tokens: Tokenized, vocab: Vocab) -> float:
 def init_model(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: bool) -> nn.Module:
     """The pretrained architecture and weights, sized for `vocab` and `num_classes`.
 
-    Rows of the pretrained vocab keep their vectors exactly; added rows start at the pretrained
-    rows' scale. A new head keeps its fresh (seeded) initialisation.
+    Rows of the pretrained vocab keep their vectors exactly; added rows start as copies of its <unk> row, so
+    the model reads every text exactly as the pretrained one did until training moves them (the new words
+    were <unk> to it). A new head keeps its fresh (seeded) initialisation.
     """
     old = pretrained.model.state_dict()
     model = build_model(pretrained.model.kind, {**pretrained.model.arch, "vocab_size": len(vocab),
@@ -76,8 +77,7 @@ def init_model(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: 
         if name == "embedding.weight":
             n_old = len(value)
             with torch.no_grad():
-                scale = value[2:].std() if n_old > 2 else torch.tensor(1.0)
-                state[name][n_old:] = torch.randn(len(vocab) - n_old, value.size(1)) * scale
+                state[name][n_old:] = value[UNK_ID]
                 state[name][:n_old] = value
             continue
         state[name] = value

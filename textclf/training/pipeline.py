@@ -7,6 +7,7 @@ of them once, small, so a config and its data can be checked (and CI can run the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import gc
@@ -85,12 +86,20 @@ def _train(cfg: Config, device: torch.device) -> dict:
     loaders = make_loaders(cfg, data, device)
     meta = model_meta(cfg, data)
     tb = tb_writer(log_dir=str(run_dir / "tb")) if tb_writer and main else None
+    with contextlib.closing(tb) if tb is not None else contextlib.nullcontext():  # SIGTERM and errors too
+        return _fit_and_report(cfg, device, run_dir, model, data, loaders, meta, pretrained, resume, fingerprint,
+                               pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats, tb)
+
+
+def _fit_and_report(cfg: Config, device: torch.device, run_dir: Path, model: nn.Module, data: Prepared,
+                    loaders: dict[str, DataLoader], meta: dict, pretrained: Artifact | None, resume: dict | None,
+                    fingerprint: str, pretrain_seconds: float | None, lm_stats: dict | None, tb) -> dict:
+    main = distributed.is_main()
     result = fit_model(cfg, model, data, loaders, device, pretrained, resume, fingerprint,
                        on_best=functools.partial(save, run_dir, cfg, data, meta) if main else None, tb=tb)
     distributed.check_same_weights(model)
     linear = fit_linear(data) if cfg.model.linear else None
-    metrics = run_summary(result, data, device,
-                          pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats)
+    metrics = run_summary(result, data, device, pretrain_seconds, lm_stats)
     cal, parts = calibrate(model, linear, loaders, data, device)
     metrics.update(score_splits(parts, {name: data.datasets[name].labels for name in parts}, data.labels.names,
                                 run_dir / "plots" if main else None))
@@ -250,6 +259,8 @@ def run_summary(result: FitResult, data: Prepared, device: torch.device, pretrai
         metrics["language_model"] = lm_stats
     if data.init_from:
         metrics["init_from"] = data.init_from
+    if data.duplicates:
+        metrics["duplicates"] = data.duplicates
     return metrics
 
 
@@ -262,7 +273,6 @@ def finish(run_dir: Path, cfg: Config, result: FitResult, metrics: dict, tb) -> 
     plot_history(result.history, plots_dir, cfg.train.monitor)
     if tb:
         log_final(tb, metrics, result.best_epoch)
-        tb.close()
     log.info("plots: %s", plots_dir)
     write_card(run_dir / "model", metrics)  # the model card, with the figures metrics.json is about to hold
     write_json(run_dir / "metrics.json", metrics)

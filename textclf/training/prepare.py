@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ..config import Config, DataConfig
-from ..data import Split, apply_label_map, check_text_file, load_splits, stratified_split
+from ..data import Split, apply_label_map, check_text_file, is_data_file, load_splits, stratified_split
 from ..errors import TextclfError
 from ..models.artifact import Artifact
 from ..text.batching import TextDataset, split_dataset
@@ -34,6 +34,7 @@ class Prepared:
     tokenizer: Tokenizer
     tokenize_seconds: float
     init_from: dict | None = None  # what fine-tuning kept (head, OOV rates), when it started from a model
+    duplicates: dict[str, int] | None = None  # texts of one split found in another (`duplicates`)
 
 
 def file_format(d: DataConfig) -> dict:
@@ -52,24 +53,47 @@ def load_data(cfg: Config) -> dict[str, Split]:
     files = {"train": d.train, "validation": d.validation, "test": d.test}
     if uses_files(d) and d.path:
         log.info("data.train/validation/test are given: data.path (%s) is not read", d.path)
-    if d.unlabelled:  # checked now, before the run folder is touched, though only pretraining reads it
+    if d.unlabelled and not cfg.resume:  # checked now, before the run folder is touched; a resume does not read it
         check_text_file(d.unlabelled, d.text_column, d.encoding_errors, **file_format(d))
         if not (cfg.pretrain.unlabelled and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs)) or cfg.init_from:
             log.warning("data.unlabelled is read by pretraining only (pretrain.word2vec or pretrain.lm_epochs, with "
                         "pretrain.unlabelled, from scratch): this run does not read it")
     names = {"train": d.train_split, "validation": d.validation_split, "test": d.test_split}
-    splits = load_splits(None if uses_files(d) else d.path, files, d.text_column, d.label_column,
-                         encoding_errors=d.encoding_errors, split_names=names, streaming=d.streaming,
-                         **file_format(d))
+    path = None if uses_files(d) else d.path
+    if path and is_data_file(path):  # one file is the rows to learn from, never its own test
+        log.info("data.path is one file: it is the train split (validation carved from it, no test split); "
+                 "pass data.test=FILE for test figures")
+        path, files = None, {"train": path}
+    splits = load_splits(path, files, d.text_column, d.label_column, encoding_errors=d.encoding_errors,
+                         split_names=names, streaming=d.streaming, **file_format(d))
     splits = {name: apply_label_map(split, d.label_map) for name, split in splits.items()}
     if "train" not in splits:
         raise TextclfError("the data has no train split (set data.train=FILE or name a file train.csv/parquet)")
     if "validation" not in splits:
         splits["train"], splits["validation"] = carve_validation(splits["train"], d.validation_fraction, cfg.train.seed)
+    if "test" not in splits:
+        log.warning("no test split: the run reports validation figures only (pass data.test=FILE for test figures)")
     if len(splits["validation"]) < 100:
         log.warning("validation has %d rows: its accuracy moves in steps of %.1f%%, so small differences are noise",
                     len(splits["validation"]), 100 / len(splits["validation"]))
     return splits
+
+
+def duplicates(splits: dict[str, Split]) -> dict[str, int]:
+    """How many texts of validation and test are also in train (and test's in validation), compared whole after
+    stripping spaces; logged in one line when there are any: their figures flatter the model, and validation
+    duplicates make the linear view look surer than it is."""
+    found = {}
+    for later, earlier in (("validation", "train"), ("test", "train"), ("test", "validation")):
+        if later in splits and earlier in splits:
+            seen = {t.strip() for t in splits[earlier].texts}
+            found[f"{later}_in_{earlier}"] = sum(t.strip() in seen for t in splits[later].texts)
+    if any(found.values()):
+        log.warning("duplicates: %s (the same text in two splits: figures on them flatter the model; drop them "
+                    "from validation and test for a cleaner measure)",
+                    ", ".join(f"{n:,} {k.split('_in_')[0]} text(s) of {len(splits[k.split('_in_')[0]]):,} in "
+                              f"{k.split('_in_')[1]}" for k, n in found.items() if n))
+    return found
 
 
 def carve_fraction(rows: int, fraction: float) -> float:
@@ -117,4 +141,4 @@ def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None =
     n_tokens = int(tokens["train"].offsets[-1])
     log.info("data: %s | vocab %d | labels %s | train tokens %d | tokenised in %.1fs",
              ", ".join(f"{k} {len(v)}" for k, v in datasets.items()), len(vocab), labels.names, n_tokens, seconds)
-    return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds, info)
+    return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds, info, duplicates(splits))

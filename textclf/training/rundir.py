@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 CONFIG = "config.yaml"  # the resolved config, written when the run starts
 OUTPUTS = ("model", "metrics.json", "log.jsonl", "plots", "tb", checkpoint.FOLDER)  # what a run writes after it
 
-# What a resumed run may change: where files are, and how often it checkpoints. Anything else
-# would make the continuation a different run from the one the checkpoint belongs to.
+# What a resumed run may change: where files are and how they are read (the data fingerprint checks that the
+# rows, vocabulary and labels are the same), and how often it checkpoints. Anything else would make the
+# continuation a different run from the one the checkpoint belongs to.
 RESUME_MAY_CHANGE = frozenset({
     "run_dir", "overwrite", "resume", "data.path", "data.train", "data.validation", "data.test", "data.cache_dir",
+    "data.unlabelled", "data.encoding", "data.delimiter", "data.sheet", "data.streaming", "init_from",
     "train.device", "train.checkpoint_every", "train.checkpoint_steps", "train.keep_last",
 })
 

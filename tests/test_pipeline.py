@@ -1,0 +1,70 @@
+"""The steps of one training run (training/pipeline.py), on tiny data: what reaches metrics.json, and what the
+run leaves behind when it stops early."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from textclf.config import load_config
+from textclf.training import pipeline
+from textclf.training.pipeline import train
+
+from .conftest import TINY, make_reviews
+
+
+def test_a_lone_data_file_is_the_train_split_never_its_own_test(tmp_path, caplog):
+    """data.path=FILE trained, validated and tested on the same rows: test accuracy was training accuracy
+    (issue 23). The file is train; validation is carved from it; there is no test split, said in one line."""
+    make_reviews(300, seed=1).to_csv(tmp_path / "reviews.csv", index=False)
+    with caplog.at_level("INFO"):
+        metrics = train(load_config(None, [f"data.path={tmp_path / 'reviews.csv'}", f"run_dir={tmp_path / 'run'}",
+                                           *TINY]))
+    assert "test" not in metrics and "test" not in json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["validation"]["n"] == 90  # carved: 30% of 300 (at least 200 rows' worth, at most 30%)
+    assert "no test split" in caplog.text and "it is the train split" in caplog.text
+
+
+def test_duplicates_across_splits_are_counted_and_reported(tmp_path, caplog):
+    train_rows = make_reviews(300, seed=1)
+    test_rows = pd.concat([make_reviews(50, seed=2), train_rows.head(7)])
+    train_rows.to_csv(tmp_path / "train.csv", index=False)
+    test_rows.to_csv(tmp_path / "test.csv", index=False)
+    with caplog.at_level("WARNING"):
+        metrics = train(load_config(None, [f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}",
+                                           f"run_dir={tmp_path / 'run'}", *TINY]))
+    # the 7 repeated rows are in train, or in the validation carved from it
+    assert metrics["duplicates"]["test_in_validation"] + metrics["duplicates"]["test_in_train"] >= 7
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("duplicates:"))
+    assert "test text(s) of 57 in train" in line
+
+
+def test_the_tensorboard_writer_closes_when_training_stops_on_sigterm(tmp_path, tiny_dir, monkeypatch):
+    """The writer was closed only at a run's normal end (issue 23): a SIGTERM (Preempted) or an error left it
+    open, its last events unflushed."""
+    from textclf.training import trainer
+
+    closed = []
+
+    class Writer:
+        def __init__(self, **kwargs):
+            pass
+
+        def add_scalar(self, *args):
+            pass
+
+        def flush(self):
+            pass
+
+        def close(self):
+            closed.append(True)
+
+    def preempted(*args, **kwargs):
+        raise trainer.Preempted(tmp_path / "ckpt.pt", 3)
+
+    monkeypatch.setattr(pipeline, "writer_class", lambda: Writer)
+    monkeypatch.setattr(pipeline, "fit_model", preempted)
+    with pytest.raises(trainer.Preempted):
+        train(load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY,
+                                 "train.tensorboard=true"]))
+    assert closed == [True]
