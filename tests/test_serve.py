@@ -153,14 +153,14 @@ def test_each_worker_process_builds_the_app_from_the_settings_serve_hands_it(tin
 @pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_serve_makes_openmp_threads_wait_passively_unless_the_user_chose(tiny_run, monkeypatch, preset, expected):
     """Spinning OpenMP threads starve the event loop on a small machine; a user's own choice wins."""
-    import textclf.serving.app
+    import textclf.serving.server
 
     if preset is None:
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     else:
         monkeypatch.setenv("OMP_WAIT_POLICY", preset)
     seen = {}
-    monkeypatch.setattr(textclf.serving.app, "serve", lambda *a, **k: seen.setdefault("policy", os.environ.get(
+    monkeypatch.setattr(textclf.serving.server, "_run", lambda *a, **k: seen.setdefault("policy", os.environ.get(
         "OMP_WAIT_POLICY")))
     assert main(["serve", str(tiny_run), "--port", "8123"]) == 0
     assert seen["policy"] == expected

@@ -397,12 +397,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    # OpenMP's threads spin after each forward by default, waiting for the next; in a server they spin on the
-    # cores that the event loop needs to read the next requests, and throughput halved at random from run to
-    # run (benchmarks/README.md, "Batched serving"). Passive waiting yields them; read when torch loads
-    # OpenMP, i.e. on the import below, so a value the user set wins and an in-process caller keeps its own.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .serving.app import serve
+    from .serving.server import serve  # imports neither torch nor the app: serve sets the thread policy first
 
     for name in ("max_texts", "max_chars", "max_body_bytes", "threads", "max_batch", "max_queue", "forward_batch",
                  "workers"):
@@ -410,10 +405,6 @@ def run_serve(args: argparse.Namespace) -> int:
             raise TextclfError(f"--{name.replace('_', '-')} must be > 0")
     if not 0 <= args.batch_window_ms <= 1000:
         raise TextclfError(f"--batch-window-ms must be in 0..1000, got {args.batch_window_ms}")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     serve(args.model_dir, args.host, args.port, args.device, args.log_level, args.bf16, args.shortcut,
           views=args.views, workers=args.workers, threads=args.threads, max_texts=args.max_texts,
           max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,

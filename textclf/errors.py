@@ -21,6 +21,12 @@ class TrainingDiverged(TextclfError):
     exit_code = 3
 
 
+class ServiceFailed(TextclfError):
+    """A server process ended on its own (a crash, not bad input): exit code 1."""
+
+    exit_code = 1
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
-import socket
-import threading
 from importlib import resources
 
 import numpy as np
@@ -17,6 +14,7 @@ from ..errors import TextclfError
 from ..inference.classifier import Classifier
 from ..models.ensemble import DEFAULT_THRESHOLD
 from .microbatch import MicroBatcher, Unavailable
+from .server import require_serve_extra
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +26,6 @@ try:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError:  # the `serve` extra is optional; the CLI turns this into a one-line error
     FastAPI = None
-
-
-def require_serve_extra() -> None:
-    if FastAPI is None:
-        raise TextclfError("serving needs FastAPI and uvicorn: pip install 'textclf[serve]'")
 
 
 if FastAPI is not None:
@@ -213,126 +206,12 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
     return app
 
 
-def _check_port(host: str, port: int) -> None:
-    try:
-        with socket.create_server((host, port)):
-            pass
-    except OSError as e:
-        raise TextclfError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
-
-
 def app_from_settings(s: dict) -> FastAPI:
-    """The app of one worker process that `serve(..., workers=N)` starts, from the settings `serve` hands it,
-    with this process's share of the cores."""
+    """The app that `serve` runs (in each worker process, with --workers), from the settings it hands over: the
+    model loaded with this process's share of the cores."""
     import torch
 
-    torch.set_num_threads(s["threads"])
+    if s.get("threads"):
+        torch.set_num_threads(s["threads"])
     clf = Classifier.load(s["model_dir"], s["device"], s["bf16"], s["shortcut"], s.get("views", "both"))
     return create_app(clf, name=s["model_dir"], **s["options"])
-
-
-def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          log_level: str = "info", bf16: bool | str = "auto", shortcut: bool = True, views: str = "both",
-          workers: int = 1, threads: int | None = None, **options) -> None:
-    """Load the model, then run the app with uvicorn until interrupted; `options` go to `create_app`.
-
-    `workers` > 1: that many server processes, each with its own model, batcher and `threads` intra-op threads
-    (default: the cores shared out), each listening on the port with SO_REUSEPORT, so the kernel spreads
-    connections evenly (uvicorn's own workers share one socket, and one process took most of 32 clients).
-    One process keeps about 1.1 of 2 cores busy under load (tokenising and the linear view hold the GIL
-    beside the event loop); figures with two: benchmarks/README.md. Memory grows with each copy.
-    """
-    require_serve_extra()
-    import torch
-    import uvicorn
-
-    if not 0 < port < 65536:
-        raise TextclfError(f"--port must be in 1..65535, got {port}")
-    if workers < 1:
-        raise TextclfError(f"--workers must be > 0, got {workers}")
-    _check_port(host, port)
-    # with workers, each loads its own copy, and the first one's error (a bad folder, option) is this command's
-    app = create_app(Classifier.load(model_dir, device, bf16, shortcut, views), name=str(model_dir), **options) \
-        if workers == 1 else None
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
-        log.warning("listening on %s: reachable from other machines, and the service has no authentication", host)
-    serving = f"serving {model_dir} on http://{host}:{port} (page at /, API docs at /docs)"
-    if workers == 1:
-        log.info("%s", serving)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
-        return
-    settings = {"model_dir": str(model_dir), "device": device, "bf16": bf16, "shortcut": shortcut, "views": views,
-                "options": options,
-                "threads": threads or max(1, torch.get_num_threads() // workers)}
-    _supervise(workers, settings, host, port, log_level, f"{serving} with {workers} worker processes")
-
-
-def _worker(settings: dict, host: str, port: int, log_level: str, ready, errors) -> None:
-    """One of `serve`'s worker processes: builds the app, waits for the others to have theirs (`ready`, a
-    barrier), then listens (SO_REUSEPORT). Keep-alive clients stay on the process that took their connection,
-    so a worker that listened first would keep every client that came before the others were up."""
-    import uvicorn
-
-    try:
-        app = app_from_settings(settings)
-    except TextclfError as e:  # the supervisor says it, once, as the command's error
-        errors.put(str(e))
-        raise SystemExit(e.exit_code) from None
-    ready.wait()
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    sock = socket.create_server((host, port), family=family, reuse_port=True, backlog=2048)
-    uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
-
-
-def _supervise(workers: int, settings: dict, host: str, port: int, log_level: str, serving: str) -> None:
-    """Start the worker processes and wait for them, saying `serving` once all have their app; SIGTERM or
-    Ctrl-C stops them all, and so does one worker's death (the others are stopped, and the command fails)."""
-    import multiprocessing
-    import signal
-
-    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked OpenMP or torch state
-    ready, errors = ctx.Barrier(workers + 1), ctx.SimpleQueue()  # + 1: this process, to say when they are up
-
-    def announce() -> None:
-        with contextlib.suppress(threading.BrokenBarrierError):
-            ready.wait()
-            log.info("%s", serving)
-
-    procs = [ctx.Process(target=_worker, args=(settings, host, port, log_level, ready, errors))
-             for _ in range(workers)]
-    stopping = False
-
-    def stop(*_) -> None:
-        nonlocal stopping
-        stopping = True
-        for p in procs:
-            if p.pid is not None and p.exitcode is None:
-                os.kill(p.pid, signal.SIGTERM)
-
-    crashed = None
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        for p in procs:
-            p.start()
-        threading.Thread(target=announce, daemon=True).start()  # never released if a worker fails: daemon
-        while any(p.exitcode is None for p in procs):
-            for p in procs:
-                p.join(timeout=0.2)
-                if p.exitcode not in (None, 0) and not stopping:
-                    crashed = p.exitcode
-                    if errors.empty():  # no message of its own: a crash, not an input error
-                        log.error("worker process %d exited with code %s: stopping the others", p.pid, p.exitcode)
-                    stop()
-    finally:
-        stop()  # a no-op once every worker has exited
-        for p in procs:
-            p.join()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if crashed is not None:
-        raise TextclfError(errors.get() if not errors.empty() else
-                           f"a worker process exited with code {crashed}; see its log above")
