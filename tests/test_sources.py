@@ -114,16 +114,24 @@ def test_a_data_train_run_reads_the_users_data_only(tmp_path, monkeypatch, caplo
         assert re.search(r"pretraining word vectors on [\d,]+ texts \+ 30 texts \(\d+ passes\)", caplog.text)
 
 
-def test_old_imdb_models_read_the_new_label_names(tmp_path):
-    """Models saved when IMDB was neg/pos (or 0/1) evaluate on negative/positive data and keep their head."""
+def test_old_imdb_models_read_the_new_label_names(tmp_path, tiny_run):
+    """Models saved when IMDB was neg/pos (or 0/1) evaluate on negative/positive data and keep their head: by
+    name for neg/pos; for 0/1, which may mean anything, once the model's own scores confirm it (issue 23)."""
+    import json
+    import shutil
+
     make_reviews(60, seed=4, labels=("negative", "positive")).to_csv(tmp_path / "imdb_new.csv", index=False)
-    for old in (("neg", "pos"), ("0", "1")):
-        model = save_random_model(tmp_path / f"m{old[0]}", labels=old)
+    zero_one = shutil.copytree(tiny_run / "model", tmp_path / "m0")  # a trained model, its classes named 0/1
+    meta = json.loads((zero_one / "config.json").read_text())
+    (zero_one / "config.json").write_text(json.dumps({**meta, "labels": ["0", "1"]}))
+    for old, model in ((("neg", "pos"), save_random_model(tmp_path / "mneg", labels=("neg", "pos"))),
+                       (("0", "1"), zero_one)):
         m = evaluate(str(model), str(tmp_path / "imdb_new.csv"), text_column="text", label_column="label")
         assert m["n"] == 60
         metrics = train(load_config(None, [f"init_from={model}", f"data.train={tmp_path / 'imdb_new.csv'}",
                                            f"run_dir={tmp_path / f'ft{old[0]}'}", *TINY, "train.epochs=1"]))
         assert metrics["init_from"]["head"] == "kept", old
+        assert metrics["init_from"]["labels_matched_by"] == ("names" if old[0] == "neg" else "scores")
 
 
 def test_predict_and_evaluate_read_exports_with_the_same_options(tmp_path, capsys):

@@ -77,6 +77,12 @@ def label_key(value: object) -> str:
     return str(value).strip().lower()
 
 
+def canonical_label(value: object) -> str:
+    """A label's spelling with `neg`/`negative` and `pos`/`positive` made one (not 0/1: see LabelVocab)."""
+    key = label_key(value)
+    return _SENTIMENT.get(key, key)
+
+
 def _sort_key(name: str) -> tuple:
     try:
         return (0, float(name), name)

@@ -1,10 +1,17 @@
-"""Fine-tuning (`init_from`): start from a saved model's vocab and weights, match labels, freeze for a while."""
+"""Fine-tuning (`init_from`), in one place: `plan` decides once, from the saved model and the run's data, what
+the run starts from (head kept or new, the labels' order, the vocabulary, what is frozen when); the pipeline
+reads the `Plan`: `start_model` builds the network from it and `Plan.freezer` holds layers while training.
+
+    load_pretrained → plan (labels by name or by the model's own scores, vocabulary, OOV rates)
+                    → start_model (weights transferred; a new head from a linear probe) → freezer
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,8 +20,9 @@ from torch import nn
 from ..errors import TextclfError
 from ..models.artifact import Artifact, load_model
 from ..models.lstm import build_model
+from ..text.batching import TextDataset
 from ..text.tokens import Tokenized
-from ..text.vocab import PAD, UNK, UNK_ID, LabelVocab, Vocab
+from ..text.vocab import PAD, UNK, UNK_ID, LabelVocab, Vocab, canonical_label
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,12 @@ def match_labels(pretrained: LabelVocab, new: LabelVocab) -> LabelVocab | None:
     return LabelVocab(names)
 
 
+def spelled_alike(pretrained: LabelVocab, new: LabelVocab) -> bool:
+    """Whether two label sets are the same words (case and `pos`/`positive` forgiven), not merely matched by the
+    0/1 ↔ negative/positive alias: a 0/1 file may mean 1 = a complaint."""
+    return {canonical_label(n) for n in new.names} == {canonical_label(n) for n in pretrained.names}
+
+
 def extend_vocab(vocab: Vocab, counts: Counter, max_new: int, min_freq: int) -> Vocab:
     """Append up to `max_new` tokens the vocab lacks (most frequent first): old ids do not move."""
     if max_new <= 0:
@@ -60,7 +74,7 @@ def oov_rate(tokens: Tokenized, vocab: Vocab) -> float:
     return float((vocab.lookup(tokens.table)[tokens.ids] == UNK_ID).mean())
 
 
-def init_model(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: bool) -> nn.Module:
+def transfer_weights(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: bool) -> nn.Module:
     """The pretrained architecture and weights, sized for `vocab` and `num_classes`.
 
     Rows of the pretrained vocab keep their vectors exactly; added rows start as copies of its <unk> row, so
@@ -141,16 +155,36 @@ def freezer(model: nn.Module, pretrained_rows: int, embedding_epochs: int,
     return on_epoch_start
 
 
-ALIGN_AUC = 0.6  # how well the pretrained scores must separate two labels to say which is which
+ALIGN_AUC = 0.6  # how well the pretrained scores must separate two labels to say which is which ...
+ALIGN_Z = 3.0  # ... and how sure it must be that they do: chance passes |z| >= 3 on 0.3% of label sets
 ALIGN_ROWS = 2000  # train rows scored to decide it (a sample, on large data)
 
 
+@dataclass
+class Alignment:
+    """How the pretrained model's positive-class scores rank the train rows of a new label set's second label."""
+
+    auc: float  # ROC-AUC (0.5: no information; near 0: the other way round)
+    z: float  # (auc - 0.5) over its standard error with no signal (Mann-Whitney), for the rows scored
+    rows: int
+
+    def separates(self) -> bool:
+        return abs(self.auc - 0.5) >= ALIGN_AUC - 0.5 and abs(self.z) >= ALIGN_Z
+
+
+def auc_z(auc: float, positives: int, negatives: int) -> float:
+    """The z-score of a ROC-AUC against chance: its standard error under no signal is
+    sqrt((n1 + n0 + 1) / (12 n1 n0)) (the Mann-Whitney U statistic's)."""
+    return (auc - 0.5) / float(np.sqrt((positives + negatives + 1) / (12.0 * positives * negatives)))
+
+
 def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence[object],
-                 new: LabelVocab) -> tuple[LabelVocab | None, float]:
-    """Two labels named unlike the model's two: the pretrained model's scores on the train rows say which is
-    which. Returns `new`'s names in the pretrained class order (None when the scores do not separate them:
-    ROC-AUC within `ALIGN_AUC` of chance either way round), and the ROC-AUC of the pretrained positive class
-    for `new`'s second label."""
+                 new: LabelVocab) -> tuple[LabelVocab | None, Alignment]:
+    """Two labels the names do not settle: the pretrained model's scores on the train rows say which is which.
+    Returns `new`'s names in the pretrained class order, or None when the scores do not separate them both
+    clearly (ROC-AUC at least `ALIGN_AUC` from chance either way round) and significantly for the number of
+    rows (|z| >= `ALIGN_Z`): on 40-100 rows an AUC 0.1 from chance alone kept an arbitrary head 8-28% of the
+    time under no signal."""
     from sklearn.metrics import roc_auc_score
 
     from ..inference.runtime import predict_loader
@@ -160,55 +194,100 @@ def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence
     rows = np.arange(len(y))
     if len(rows) > ALIGN_ROWS:
         rows = np.sort(np.random.default_rng(0).choice(rows, ALIGN_ROWS, replace=False))
-    if len(np.unique(y[rows])) < 2:  # one label in the sample: nothing to tell apart, no need to score
-        return None, 0.5
+    positives = int(y[rows].sum())
+    if positives in (0, len(rows)):  # one label in the sample: nothing to tell apart, no need to score
+        return None, Alignment(0.5, 0.0, len(rows))
     seqs = tokens.numericalize(pretrained.vocab, pretrained.max_length, pretrained.truncate)
     loader = make_loader(TextDataset([seqs[i] for i in rows]), 64, shuffle=False)
     scores = predict_loader(pretrained.model, loader, torch.device("cpu"))[0][:, 1]
     auc = float(roc_auc_score(y[rows], scores))
-    if abs(auc - 0.5) < ALIGN_AUC - 0.5:
-        return None, auc
-    return LabelVocab(new.names if auc > 0.5 else new.names[::-1]), auc
+    alignment = Alignment(auc, auc_z(auc, positives, len(rows) - positives), len(rows))
+    if not alignment.separates():
+        return None, alignment
+    return LabelVocab(new.names if auc > 0.5 else new.names[::-1]), alignment
 
 
-def adapt(pretrained: Artifact, tokens: dict[str, Tokenized], labels: LabelVocab,
-          new_tokens: int, min_freq: int, train_labels: Sequence[object] = (),
-          head: str = "auto") -> tuple[Vocab, LabelVocab, dict]:
-    """Vocab and labels for a fine-tuning run, and a summary of what was kept (logged and saved).
+@dataclass
+class Plan:
+    """What a fine-tuning run starts from, decided once (`plan`) and read by the pipeline."""
 
-    `head`: "auto" keeps the pretrained head when the labels match by name, or (two labels) when the
-    pretrained model's scores on the train rows tell which is which (`align_labels`); "new" never keeps it.
+    pretrained: Artifact
+    vocab: Vocab  # the pretrained vocabulary, maybe extended (vocab.new_tokens)
+    labels: LabelVocab  # the run's labels; in the pretrained head's class order when the head is kept
+    keep_head: bool
+    matched_by: str | None  # "names" (spelled alike) | "scores" (the model's scores on the train rows) | None
+    alignment: Alignment | None  # when the scores were asked
+    oov_rate: dict[str, float]  # each split's share of tokens unknown to the pretrained vocabulary
+    oov_rate_extended: dict[str, float] | None  # ... and to the extended one
+    freeze_embedding_epochs: int = 0
+    freeze_encoder_epochs: int = 0
+
+    def summary(self) -> dict:
+        """What config.json and metrics.json record as "init_from"."""
+        info = {"path": str(self.pretrained.folder), "head": "kept" if self.keep_head else "new",
+                "labels_matched_by": self.matched_by if self.keep_head else None}
+        if self.alignment is not None:
+            info["alignment_auc"] = round(self.alignment.auc, 4)
+            info["alignment_z"] = round(self.alignment.z, 2)
+        info.update({"pretrained_labels": self.pretrained.labels.names,
+                     "pretrained_vocab_size": len(self.pretrained.vocab),
+                     "new_tokens": len(self.vocab) - len(self.pretrained.vocab), "oov_rate": self.oov_rate})
+        if self.oov_rate_extended is not None:
+            info["oov_rate_extended"] = self.oov_rate_extended
+        return info
+
+    def freezer(self, model: nn.Module) -> Callable[[int], None] | None:
+        """`on_epoch_start` for `trainer.fit`: the layers to hold fixed while training, or None."""
+        if not (self.freeze_embedding_epochs or self.freeze_encoder_epochs):
+            return None
+        return freezer(model, len(self.pretrained.vocab), self.freeze_embedding_epochs, self.freeze_encoder_epochs)
+
+
+def plan(pretrained: Artifact, tokens: dict[str, Tokenized], labels: LabelVocab, train_labels: Sequence[object],
+         new_tokens: int = 0, min_freq: int = 2, head: str = "auto", freeze_embedding_epochs: int = 0,
+         freeze_encoder_epochs: int = 0) -> Plan:
+    """Decide what a fine-tuning run starts from, log it, and warn where the model does not fit the data.
+
+    `head`: "auto" keeps the pretrained head when the labels are spelled alike, or (two labels) when the
+    pretrained model's scores on the train rows tell which is which, clearly and significantly (`align_labels`;
+    a 0/1 file matched to negative/positive only by the alias is checked so too); "new" never keeps it.
     """
     vocab = extend_vocab(pretrained.vocab, tokens["train"].counts(), new_tokens, min_freq)
     matched = match_labels(pretrained.labels, labels) if head == "auto" else None
-    how, auc = "names", None
+    if matched is not None and not spelled_alike(pretrained.labels, labels):
+        matched = None  # 0/1 against negative/positive: the model's own scores say which is which
+    how, alignment = ("names" if matched is not None else None), None
     if matched is None and head == "auto" and len(labels) == len(pretrained.labels) == 2:
-        matched, auc = align_labels(pretrained, tokens["train"], train_labels, labels)
+        matched, alignment = align_labels(pretrained, tokens["train"], train_labels, labels)
         how = "scores"
+        shown = f"ROC-AUC {alignment.auc:.3f}, z {alignment.z:+.1f} on {alignment.rows} rows"
         if matched is not None:
             pairs = ", ".join(f"{n} = {p}" for n, p in zip(matched.names, pretrained.labels.names, strict=True))
-            log.info("labels aligned by the pretrained model's scores on the train rows (ROC-AUC %.3f): %s; "
-                     "set data.label_map to say otherwise, or init_head=new for a new head", max(auc, 1 - auc), pairs)
+            log.info("labels aligned by the pretrained model's scores on the train rows (%s): %s; set data.label_map "
+                     "to say otherwise, or init_head=new for a new head", shown, pairs)
         else:
-            log.info("labels %s: the pretrained scores do not tell which is which (ROC-AUC %.3f): a new head",
-                     labels.names, auc)
-    info = {
-        "path": str(pretrained.folder),
-        "head": "kept" if matched else "new",
-        "labels_matched_by": how if matched else None,
-        **({"alignment_auc": round(auc, 4)} if auc is not None else {}),
-        "pretrained_labels": pretrained.labels.names,
-        "pretrained_vocab_size": len(pretrained.vocab),
-        "new_tokens": len(vocab) - len(pretrained.vocab),
-        "oov_rate": {name: round(oov_rate(tok, pretrained.vocab), 4) for name, tok in tokens.items()},
-    }
-    if info["new_tokens"]:
-        info["oov_rate_extended"] = {name: round(oov_rate(tok, vocab), 4) for name, tok in tokens.items()}
+            log.info("labels %s: the pretrained scores do not tell which is which clearly enough (%s, needs |z| >= "
+                     "%g): a new head", labels.names, shown, ALIGN_Z)
+    oov = {name: round(oov_rate(tok, pretrained.vocab), 4) for name, tok in tokens.items()}
+    extended = {name: round(oov_rate(tok, vocab), 4) for name, tok in tokens.items()} \
+        if len(vocab) > len(pretrained.vocab) else None
+    result = Plan(pretrained, vocab, matched or labels, matched is not None, how if matched else None, alignment,
+                  oov, extended, freeze_embedding_epochs, freeze_encoder_epochs)
     log.info("init_from %s: %s head (labels %s → %s), vocab %d + %d new tokens, train OOV %.1f%%%s",
-             info["path"], info["head"], pretrained.labels.names, (matched or labels).names, len(pretrained.vocab),
-             info["new_tokens"], 100 * info["oov_rate"]["train"],
-             f" → {100 * info['oov_rate_extended']['train']:.1f}%" if info["new_tokens"] else "")
-    if info["oov_rate"]["train"] > 0.1 and not new_tokens:
+             pretrained.folder, "kept" if result.keep_head else "new", pretrained.labels.names, result.labels.names,
+             len(pretrained.vocab), len(vocab) - len(pretrained.vocab), 100 * oov["train"],
+             f" → {100 * extended['train']:.1f}%" if extended else "")
+    if oov["train"] > 0.1 and not new_tokens:
         log.warning("%.0f%% of the train tokens are unknown to the pretrained vocab; vocab.new_tokens=N adds the "
-                    "frequent ones", 100 * info["oov_rate"]["train"])
-    return vocab, matched or labels, info
+                    "frequent ones", 100 * oov["train"])
+    return result
+
+
+def start_model(plan: Plan, train: TextDataset | None) -> nn.Module:
+    """The network a fine-tuning run starts from: the pretrained weights sized for the plan's vocabulary and
+    labels; a new head is started by a linear probe of the train rows (`train`; None: not, e.g. on a resume,
+    whose checkpoint holds the weights)."""
+    model = transfer_weights(plan.pretrained, plan.vocab, len(plan.labels), plan.keep_head)
+    if not plan.keep_head and train is not None:
+        linear_probe(model, train)
+    return model

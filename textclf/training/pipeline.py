@@ -73,7 +73,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
     main = distributed.is_main()
     if main:  # every input error is raised by here, before run_dir is touched
         start_run_dir(run_dir, cfg, resume)
-    model = init_model(cfg, data, pretrained, vectors, probe=resume is None)
+    model = starting_model(cfg, data, vectors, probe=resume is None)
     lm_stats = None
     if cfg.pretrain.lm_epochs and from_scratch:
         clock = time.perf_counter()
@@ -87,15 +87,15 @@ def _train(cfg: Config, device: torch.device) -> dict:
     meta = model_meta(cfg, data)
     tb = tb_writer(log_dir=str(run_dir / "tb")) if tb_writer and main else None
     with contextlib.closing(tb) if tb is not None else contextlib.nullcontext():  # SIGTERM and errors too
-        return _fit_and_report(cfg, device, run_dir, model, data, loaders, meta, pretrained, resume, fingerprint,
+        return _fit_and_report(cfg, device, run_dir, model, data, loaders, meta, resume, fingerprint,
                                pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats, tb)
 
 
 def _fit_and_report(cfg: Config, device: torch.device, run_dir: Path, model: nn.Module, data: Prepared,
-                    loaders: dict[str, DataLoader], meta: dict, pretrained: Artifact | None, resume: dict | None,
+                    loaders: dict[str, DataLoader], meta: dict, resume: dict | None,
                     fingerprint: str, pretrain_seconds: float | None, lm_stats: dict | None, tb) -> dict:
     main = distributed.is_main()
-    result = fit_model(cfg, model, data, loaders, device, pretrained, resume, fingerprint,
+    result = fit_model(cfg, model, data, loaders, device, resume, fingerprint,
                        on_best=functools.partial(save, run_dir, cfg, data, meta) if main else None, tb=tb)
     distributed.check_same_weights(model)
     linear = fit_linear(data) if cfg.model.linear else None
@@ -131,17 +131,14 @@ def new_model(m: ModelConfig, vocab: Vocab, labels: LabelVocab) -> nn.Module:
     return build_model(m.type, {**asdict(m), "vocab_size": len(vocab), "num_classes": len(labels)})
 
 
-def init_model(cfg: Config, data: Prepared, pretrained: Artifact | None, vectors: tuple | None,
-               probe: bool) -> nn.Module:
-    """The network training starts from, seeded: a new one, or init_from's sized for this run's vocab and labels
-    (a new head started by a linear probe when `probe`); word2vec's rows in its embedding."""
+def starting_model(cfg: Config, data: Prepared, vectors: tuple | None, probe: bool) -> nn.Module:
+    """The network training starts from, seeded: a new one, or the fine-tuning plan's (`finetune.start_model`; a
+    new head started by a linear probe when `probe`); word2vec's rows in its embedding."""
     seed_everything(cfg.train.seed)  # the same initial weights whatever data preparation consumed
-    if pretrained is None:
+    if data.finetune is None:
         model = new_model(cfg.model, data.vocab, data.labels)
     else:
-        model = finetune.init_model(pretrained, data.vocab, len(data.labels), data.init_from["head"] == "kept")
-        if data.init_from["head"] == "new" and probe:
-            finetune.linear_probe(model, data.datasets["train"])
+        model = finetune.start_model(data.finetune, data.datasets["train"] if probe else None)
     model.lstm_impl = cfg.train.lstm_impl
     if vectors is not None:
         with torch.no_grad():
@@ -182,8 +179,8 @@ def model_meta(cfg: Config, data: Prepared) -> dict:
     meta = {"data": {"text_column": cfg.data.text_column, "label_column": cfg.data.label_column,
                      "label_map": cfg.data.label_map},
             "train_config": to_dict(cfg)}
-    if data.init_from:
-        meta["init_from"] = data.init_from
+    if data.finetune:
+        meta["init_from"] = data.finetune.summary()
     return meta
 
 
@@ -195,7 +192,7 @@ def save(run_dir: Path, cfg: Config, data: Prepared, meta: dict, model: nn.Modul
 
 
 def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, DataLoader], device: torch.device,
-              pretrained: Artifact | None, resume: dict | None, fingerprint: str, on_best=None, tb=None) -> FitResult:
+              resume: dict | None, fingerprint: str, on_best=None, tb=None) -> FitResult:
     """`trainer.fit` with this run's class weights, freezing (fine-tuning), checkpoints and TensorBoard log."""
     world = distributed.world_size()
     log.info("model: %s parameters on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
@@ -204,16 +201,13 @@ def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, 
                  "(train.lr %g is not scaled)", world, "nccl" if device.type == "cuda" else "gloo",
                  cfg.train.batch_size * world, cfg.train.batch_size, world, cfg.train.lr)
     weights = class_weights(cfg, data, device)
-    freeze = None
-    if cfg.train.freeze_embedding_epochs or cfg.train.freeze_encoder_epochs:
-        freeze = finetune.freezer(model, len(pretrained.vocab), cfg.train.freeze_embedding_epochs,
-                                  cfg.train.freeze_encoder_epochs)
+    freeze = data.finetune.freezer(model) if data.finetune else None
     run_dir, main = Path(cfg.run_dir), distributed.is_main()
     checkpoints = run_checkpoints(cfg, fingerprint)
     return fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names,
                log_path=run_dir / "log.jsonl" if main else None, class_weights=weights, on_epoch_start=freeze,
                checkpoints=checkpoints, resume=resume, on_best=on_best,
-               on_epoch=epoch_logger(tb) if tb else None, start_as_best=pretrained is not None)
+               on_epoch=epoch_logger(tb) if tb else None, start_as_best=data.finetune is not None)
 
 
 def fit_linear(data: Prepared) -> LinearModel:
@@ -257,8 +251,8 @@ def run_summary(result: FitResult, data: Prepared, device: torch.device, pretrai
         metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
     if lm_stats is not None:
         metrics["language_model"] = lm_stats
-    if data.init_from:
-        metrics["init_from"] = data.init_from
+    if data.finetune:
+        metrics["init_from"] = data.finetune.summary()
     if data.duplicates:
         metrics["duplicates"] = data.duplicates
     return metrics
@@ -296,7 +290,7 @@ def dry_run(cfg: Config) -> dict:
         seed_everything(cfg.train.seed)
         cfg, pretrained = start_from(cfg)
         data = prepare(cfg, load_data(cfg), pretrained)
-        model = init_model(cfg, data, pretrained, None, probe=False).to(device)
+        model = starting_model(cfg, data, None, probe=False).to(device)
         loaders = make_loaders(cfg, data, device)
         t = cfg.train
         dtype = amp_dtype(device, t.amp, t.amp_cpu, t.amp_gpu)
@@ -315,7 +309,7 @@ def dry_run(cfg: Config) -> dict:
     skipped = [name for name, asked in (
         ("word2vec pretraining", cfg.pretrain.word2vec and pretrained is None),
         ("language-model pretraining", cfg.pretrain.lm_epochs and pretrained is None),
-        ("the new head's linear probe", pretrained is not None and data.init_from["head"] == "new"),
+        ("the new head's linear probe", data.finetune is not None and not data.finetune.keep_head),
         ("the linear view", cfg.model.linear), ("calibration", True)) if asked]
     return {"rows": {name: len(ds) for name, ds in data.datasets.items()}, "vocab": len(data.vocab),
             "labels": data.labels.names, "model": cfg.model.type, "device": str(device),

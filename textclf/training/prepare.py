@@ -33,7 +33,7 @@ class Prepared:
     labels: LabelVocab
     tokenizer: Tokenizer
     tokenize_seconds: float
-    init_from: dict | None = None  # what fine-tuning kept (head, OOV rates), when it started from a model
+    finetune: finetune.Plan | None = None  # what fine-tuning starts from, when it starts from a model
     duplicates: dict[str, int] | None = None  # texts of one split found in another (`duplicates`)
 
 
@@ -130,15 +130,17 @@ def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None =
     if len(labels) < 2:
         raise TextclfError(f"{splits['train'].source} has one class only ({labels.names[0]}); "
                            "a classifier needs at least two (check data.label_column / data.label_map)")
-    info = None
+    plan = None
     if pretrained is None:
         vocab = Vocab.build(tokens["train"].counts(), cfg.vocab.min_freq, cfg.vocab.max_size)
     else:
-        vocab, labels, info = finetune.adapt(pretrained, tokens, labels, cfg.vocab.new_tokens, cfg.vocab.min_freq,
-                                             splits["train"].labels, cfg.init_head)
+        plan = finetune.plan(pretrained, tokens, labels, splits["train"].labels, cfg.vocab.new_tokens,
+                             cfg.vocab.min_freq, cfg.init_head, cfg.train.freeze_embedding_epochs,
+                             cfg.train.freeze_encoder_epochs)
+        vocab, labels = plan.vocab, plan.labels
     datasets = {name: split_dataset(tok, splits[name], vocab, labels, cfg.data.max_length, cfg.data.truncate)
                 for name, tok in tokens.items()}
     n_tokens = int(tokens["train"].offsets[-1])
     log.info("data: %s | vocab %d | labels %s | train tokens %d | tokenised in %.1fs",
              ", ".join(f"{k} {len(v)}" for k, v in datasets.items()), len(vocab), labels.names, n_tokens, seconds)
-    return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds, info, duplicates(splits))
+    return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds, plan, duplicates(splits))
