@@ -1,13 +1,15 @@
 """Learning curves on real data: textclf from scratch, fine-tuned, the TF-IDF baseline and VADER, same rows.
 
-    python benchmarks/learning_curve.py [--data-root ../shared/data] [--datasets airline,airline2,imdb]
+    python benchmarks/learning_curve.py [--data-root ../shared/data] [--datasets airline,airline2,imdb,zh,zh-cat]
         [--sizes 100,500,2000,all] [--seeds 1] [--init-from runs/imdb] [--out runs/learning-curve]
-        [--methods scratch,finetune,baseline,vader,untouched] [--test-rows N] [key=value ...]
+        [--methods scratch,finetune,baseline,vader,untouched,char,words,nbchar] [--test-rows N] [key=value ...]
 
 Data sets (real, none written for this benchmark):
   airline   ../shared/data/airline_tweets: 3 imbalanced classes of short tweets (negative/neutral/positive)
   airline2  the same tweets without the neutral ones: a short, binary sentiment task
   imdb      ../shared/data/imdb: long movie reviews, 2 classes (subsets of train; the full test set)
+  zh        ../shared/data/chinese_reviews: Chinese shopping reviews, sentiment (label: 0/1)
+  zh-cat    the same reviews, their 9 product categories (cat)
 
 For each data set and size, N train rows are drawn (stratified, seeded) and written to a CSV; every method
 then reads exactly those rows and is scored on the same test file:
@@ -18,6 +20,11 @@ then reads exactly those rows and is scored on the same test file:
   vader      the VADER lexicon, no training (compound >= 0.05 positive, <= -0.05 negative, else neutral;
              binary sets: compound >= 0 positive)
   untouched  INIT_FROM as it is, no training on the rows (binary sentiment sets)
+  char       the classic model for Chinese: scikit-learn TF-IDF over character 1-3-grams of the raw text +
+             logistic regression (C=8; the data card's reference)
+  words      scikit-learn TF-IDF over jieba's word 1-2-grams + logistic regression (C=4)
+  nbchar     NB-LR over character 1-3-grams (binary counts weighted by naive-Bayes log-count ratios, C=1;
+             two classes only)
 Accuracy and macro-F1 on test go to OUT/results.json and a markdown table on stdout.
 """
 
@@ -36,13 +43,16 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("scratch", "finetune", "baseline", "vader", "untouched")
+METHODS = ("scratch", "finetune", "baseline", "vader", "untouched", "char", "words", "nbchar")
+PEERS = ("char", "words", "nbchar")  # scikit-learn models on the raw texts, outside textclf
 DATASETS = {  # name: (folder, text column, label column, labels kept (None: all), sentiment task)
     "airline": ("airline_tweets", "text", "airline_sentiment", None, True),
     "airline2": ("airline_tweets", "text", "airline_sentiment", ("negative", "positive"), True),
     "imdb": ("imdb", "text", "label", None, True),
     # airline2 with its labels spelled unhappy/happy: in sorted order the IMDB model's classes the wrong way round
     "airline2-renamed": ("airline_tweets", "text", "airline_sentiment", ("negative", "positive"), True),
+    "zh": ("chinese_reviews", "review", "label", None, False),  # sentiment, but no English model fits Chinese
+    "zh-cat": ("chinese_reviews", "review", "cat", None, False),
 }
 RENAMED = {"negative": "unhappy", "positive": "happy"}
 IMDB_NAMES = {0: "negative", 1: "positive"}
@@ -158,6 +168,35 @@ def untouched(model_dir: str, test: pd.DataFrame) -> dict:
             "macro_f1": round(float(f1_score(truth, pred, average="macro")), 4)}
 
 
+def peer(method: str, folder: Path, test: pd.DataFrame) -> dict:
+    """One of the scikit-learn peers (`PEERS`), fitted on the same train rows, scored on the same test rows."""
+    import jieba
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    start = time.perf_counter()
+    train = pd.read_csv(folder / "train.csv", dtype=str, keep_default_na=False)
+    if method == "char":
+        vec, c = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2), 8.0
+    elif method == "words":
+        words = lambda text: [w for w in jieba.lcut(text.lower()) if w.strip()]  # noqa: E731
+        vec, c = TfidfVectorizer(tokenizer=words, lowercase=False, token_pattern=None, ngram_range=(1, 2),
+                                 sublinear_tf=True, min_df=2), 4.0
+    else:
+        vec, c = CountVectorizer(analyzer="char", ngram_range=(1, 3), binary=True, min_df=2), 1.0
+    x, x_test = vec.fit_transform(train["text"]), vec.transform(test["text"])
+    if method == "nbchar":
+        y1 = (train["label"] == sorted(train["label"].unique())[1]).to_numpy()
+        p, q = np.asarray(x[y1].sum(0)).ravel() + 1, np.asarray(x[~y1].sum(0)).ravel() + 1
+        r = np.log((p / p.sum()) / (q / q.sum()))
+        x, x_test = x.multiply(r).tocsr(), x_test.multiply(r).tocsr()
+    pred = LogisticRegression(C=c, max_iter=2000).fit(x, train["label"]).predict(x_test)
+    return {"accuracy": round(float(accuracy_score(test["label"], pred)), 4),
+            "macro_f1": round(float(f1_score(test["label"], pred, average="macro")), 4),
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
 def table(results: dict, methods: list[str]) -> str:
     lines = []
     for name, by_size in results.items():
@@ -215,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  ["--config", args.finetune_config, f"init_from={args.init_from}"])
             if "baseline" in methods:
                 row["baseline"] = baseline(folder, test_path, seed)
+            for method in PEERS:
+                if method in methods and (method != "nbchar" or binary):
+                    row[method] = peer(method, folder, test)
             results[name].setdefault(size, []).append(row)
             print(f"{name} {size} seed {seed}: " + json.dumps(row), flush=True)
             (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -43,6 +43,29 @@ def make_reviews(n: int, seed: int = 0, labels: tuple[str, str] = ("neg", "pos")
     return pd.DataFrame(rows)
 
 
+ZH_POSITIVE = ["很好", "喜欢", "满意", "不错", "推荐", "划算", "漂亮", "舒服"]
+ZH_NEGATIVE = ["很差", "失望", "退货", "难用", "垃圾", "后悔", "破损", "太慢"]
+ZH_FILLER = ["这个", "东西", "质量", "物流", "包装", "价格", "手机", "衣服", "收到", "了", "的", "我", "买", "给",
+             "朋友", "客服", "颜色", "尺码", "真的", "还是"]
+
+
+def make_zh_reviews(n: int, seed: int = 0, labels: tuple[str, str] = ("0", "1")) -> pd.DataFrame:
+    """n short Chinese shop reviews, written without spaces as Chinese is, half per class; the class shows in
+    2-4 sentiment words among filler, clauses split by Chinese commas."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        y = i % 2
+        words = [rng.choice(ZH_FILLER) for _ in range(rng.randint(4, 20))]
+        for _ in range(rng.randint(2, 4)):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(ZH_POSITIVE if y else ZH_NEGATIVE))
+        for cut in sorted(rng.sample(range(1, len(words)), k=min(2, len(words) - 1)), reverse=True):
+            words.insert(cut, "，")
+        rows.append({"review": "".join(words) + "。", "label": labels[y]})
+    rng.shuffle(rows)
+    return pd.DataFrame(rows)
+
+
 def write_tiny_data(folder: Path, train: int = 400, test: int = 200) -> Path:
     """A dataset folder: train.csv and test.csv of `make_reviews` rows (columns text,label; neg/pos)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -261,14 +261,15 @@ def run_baseline(args: argparse.Namespace) -> int:
     from .files import write_json
     from .reports.baseline import linear_baseline
     from .reports.metrics import format_report
-    from .text.tokenizer import Tokenizer
+    from .text.tokenizer import for_texts
     from .training.prepare import load_data
 
     if args.c is not None and args.c <= 0:
         raise TextclfError("--C must be > 0")
     cfg = load_config(args.config, args.overrides)
-    result = linear_baseline(load_data(cfg), Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase),
-                             cfg.data.cache_dir, c=args.c)
+    splits = load_data(cfg)
+    tokenizer = for_texts(cfg.tokenizer.kind, cfg.tokenizer.lowercase, splits["train"].texts)  # the model's tokens
+    result = linear_baseline(splits, tokenizer, cfg.data.cache_dir, c=args.c)
     for name in ("validation", "test"):
         if name in result:
             print(format_report(result[name], title=f"{result['model']} [{name}]"))

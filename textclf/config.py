@@ -50,7 +50,10 @@ class DataConfig:
 
 @dataclass
 class TokenizerConfig:
-    kind: str = "regex"  # regex (spaCy's English splits in one compiled pattern) | spacy (spacy.blank("en"))
+    # auto (from the training texts: regex, or zh / char for scripts written without spaces) | regex (words at
+    # spaces and punctuation: spaCy's English splits in one pattern) | spacy (spacy.blank("en")) | zh (Chinese
+    # words, jieba) | char (one token per character of scripts without spaces)
+    kind: str = "auto"
     lowercase: bool = True
 
 
@@ -135,7 +138,7 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.truncate": ("head", "tail", "both"),
-    "tokenizer.kind": ("spacy", "regex"),
+    "tokenizer.kind": ("auto", "regex", "spacy", "zh", "char"),
     "model.type": ("lstm",),
     "model.pooling": ("last", "max", "mean", "max_mean"),
     "train.scheduler": ("cosine", "linear", "constant"),

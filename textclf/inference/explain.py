@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import TextclfError
+from ..models.linear import WITHOUT_SPACES
 from ..text.tokens import truncate_ids
 from ..text.vocab import UNK_ID
 from .classifier import Classifier
@@ -41,6 +42,7 @@ class Explanation:
     delta: float  # integrated-gradients completeness error (small: the weights are trustworthy; 0: exact)
     lstm_weight: float = 1.0  # the LSTM's share of the model's probabilities (the rest: the linear view)
     answered_by: str = "lstm"  # lstm | linear | both
+    spaced: bool = True  # whether the text's script puts spaces between its tokens (not Chinese, Japanese ...)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,4 +141,5 @@ class Explainer:
             label=art.labels.names[k], probability=float(probs[0, k]),
             probabilities=dict(zip(art.labels.names, map(float, probs[0]), strict=True)),
             tokens=shown, weights=weights, unknown=unknown, dropped=dropped, cut_at=cut_at,
-            delta=delta, lstm_weight=cal.weight if answered_by != "linear" else 0.0, answered_by=answered_by)
+            delta=delta, lstm_weight=cal.weight if answered_by != "linear" else 0.0, answered_by=answered_by,
+            spaced=art.tokenizer.kind not in WITHOUT_SPACES)

@@ -1,11 +1,14 @@
 """The linear view of a text: n-gram features + logistic regression, on the LSTM's own tokens.
 
-Two kinds, one class:
+Kinds (`KINDS`), one class:
 - "tfidf": TF-IDF over word 1-2-grams (sublinear tf, n-grams in 2+ texts), C=4. It is `textclf baseline`.
 - "nb": which of 1-3-grams a text holds, each weighted by its naive-Bayes log-count ratio between the two
   classes, C=1 (NBSVM's features, Wang & Manning 2012; two classes only). On long reviews it is the stronger
-  view (IMDB: 0.918 test against 0.907), on tweets the weaker: a run fits both and keeps the one with the
-  lower validation loss (`pipeline.fit_linear`).
+  view, on tweets the weaker: a run fits both and keeps the one with the lower validation loss
+  (`ensemble.fit_linear_view`).
+- "char_tfidf", "char_nb": the same over character 1-3-grams of the text the tokens cover, for scripts
+  written without spaces (Chinese, Japanese, Thai), where they are the strongest classic model; there
+  `textclf baseline` is char_tfidf (C=8).
 Inside a trained model it is the second opinion the LSTM's probabilities are averaged with (`calibration`):
 on a few hundred rows it carries the model, on many it adds what a bag of n-grams sees and the LSTM misses.
 Saved as JSON (the n-grams) + safetensors (the numbers), no pickle.
@@ -27,7 +30,23 @@ FILES = ("linear.json", "linear.safetensors")
 # weighting: TF-IDF, or naive-Bayes log-count ratios (two classes); unit: n-grams of tokens, or of the characters
 # the tokens are made of
 KINDS = {"tfidf": {"weighting": "tfidf", "unit": "word", "ngram_max": 2, "c": 4.0},
-         "nb": {"weighting": "nb", "unit": "word", "ngram_max": 3, "c": 1.0}}
+         "nb": {"weighting": "nb", "unit": "word", "ngram_max": 3, "c": 1.0},
+         "char_tfidf": {"weighting": "tfidf", "unit": "char", "ngram_max": 3, "c": 8.0},
+         "char_nb": {"weighting": "nb", "unit": "char", "ngram_max": 3, "c": 1.0}}
+WITHOUT_SPACES = ("zh", "char")  # tokenizer kinds of scripts written without spaces: character n-grams fit them
+
+
+def kinds_for(tokenizer_kind: str, num_classes: int) -> list[str]:
+    """The linear views worth fitting (`ensemble.fit_linear_view` keeps the best on validation): TF-IDF, and for
+    two classes the naive-Bayes weighting; over characters too where the script is written without spaces."""
+    units = ["", "char_"] if tokenizer_kind in WITHOUT_SPACES else [""]
+    weightings = ["tfidf", "nb"] if num_classes == 2 else ["tfidf"]
+    return [unit + weighting for unit in units for weighting in weightings]
+
+
+def tfidf_kind(tokenizer_kind: str) -> str:
+    """The TF-IDF view for a tokenizer (`textclf baseline`): over words, or characters for scripts without spaces."""
+    return "char_tfidf" if tokenizer_kind in WITHOUT_SPACES else "tfidf"
 _BITS = 21  # per token id in an n-gram's integer key: up to 2M distinct words, 3 of them in 63 bits
 
 

@@ -1,5 +1,6 @@
-"""`textclf baseline`: the linear view alone (TF-IDF over word 1-2-grams + logistic regression, `linear.py`),
-fitted on train and scored like the LSTM on every other split: a sanity check of any dataset."""
+"""`textclf baseline`: the linear view alone (TF-IDF + logistic regression, `linear.py`: over word 1-2-grams, or
+character 1-3-grams for scripts written without spaces), fitted on train and scored like the model on every
+other split: a sanity check of any dataset."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import time
 
 from ..data import Split
-from ..models.linear import LinearModel
+from ..models.linear import LinearModel, tfidf_kind
 from ..text.tokenizer import Tokenizer
 from ..text.tokens import tokenize_cached
 from ..text.vocab import LabelVocab
@@ -28,7 +29,8 @@ def linear_baseline(splits: dict[str, Split], tokenizer: Tokenizer, cache_dir: s
     tokens = {name: tokenize_cached(s.texts, tokenizer, cache_dir, desc=f"tokenising {name}")
               for name, s in splits.items()}
     model = LinearModel.fit(tokens["train"].token_lists(), labels.encode(splits["train"].labels,
-                                                                         splits["train"].source), len(labels), c=c)
+                                                                         splits["train"].source), len(labels),
+                            tfidf_kind(tokenizer.kind), c=c)
     seconds = time.perf_counter() - start
     log.info("baseline: %d features, fitted in %.1fs", len(model.ngrams), seconds)
     out: dict = {"model": model.describe(), "features": len(model.ngrams), "fit_seconds": round(seconds, 1)}

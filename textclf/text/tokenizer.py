@@ -1,15 +1,66 @@
-"""Tokenizers: raw review text → lists of string tokens (spaCy blank English or a fast regex)."""
+"""Tokenizers: raw review text → lists of string tokens, in the way the text's script is written.
+
+    regex   words split at spaces and punctuation (spaCy's English splits in one compiled pattern): English and
+            every other script written with spaces; a word keeps its combining marks (Hindi, Arabic diacritics)
+    spacy   spacy.blank("en")'s tokenizer (slower; what the regex stands in for)
+    zh      Chinese word segmentation (jieba, its dictionary inside the package: nothing is downloaded)
+    char    one token per character for scripts written without spaces (Japanese, Thai, Khmer ...), with its
+            combining marks; words in other scripts as the regex splits them
+    auto    the config's default, never saved: `detect` picks one of the above from the training texts
+
+Models record their tokenizer's settings (`Tokenizer.settings`), so whatever reads a model tokenises as
+training did.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
-from collections.abc import Iterable, Iterator
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
 from tqdm import tqdm
 
+log = logging.getLogger(__name__)
+
+KINDS = ("regex", "spacy", "zh", "char")  # what a model may record; the config also takes "auto"
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+# Scripts written without spaces between words: a run of their characters is no word. Han (with its
+# punctuation-free extensions and compatibility forms), Hiragana, Katakana, Thai, Lao, Khmer, Myanmar, Tibetan.
+_NO_SPACES = ("\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+              "\u0e00-\u0e7f\u0e80-\u0eff\u1780-\u17ff\u1000-\u109f\u0f00-\u0fff")
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff]")
+_NO_SPACE_CHAR = re.compile(f"[{_NO_SPACES}]")
+_OTHER_LETTER = re.compile(rf"[^\W\d_{_NO_SPACES}]")  # a letter of a script written with spaces
+
+
+def _ranges(codes: list[int]) -> str:
+    """A regex character class body for these code points, as ranges."""
+    out, start = [], None
+    for prev, code in zip([None, *codes], codes, strict=False):
+        if start is None:
+            start = code
+        elif code != prev + 1:
+            out.append((start, prev))
+            start = code
+    if start is not None:
+        out.append((start, codes[-1]))
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in out)
+
+
+@functools.cache
+def _marks() -> str:
+    """Every combining mark of the Basic Multilingual Plane (every living script's; Unicode categories Mn, Mc, Me)
+    as a character class body: `\\w` matches none of them, so a pattern of `\\w` alone cuts Hindi or Thai words
+    at each vowel sign."""
+    return _ranges([c for c in range(0x10000) if unicodedata.category(chr(c))[0] == "M"])
+
+
 # spaCy's English splits, minus its exceptions: clitics apart ("does n't", "film 's"), runs of "." "!" "?"
 # kept whole ("...", "!!!"), any other symbol alone. Tested against spaCy in tests/test_tokenizer.py.
 # The first alternative only saves time: a word not followed by an apostrophe (nearly all of them) is taken
@@ -19,20 +70,83 @@ _REGEX_TOKEN = re.compile(r"\w++(?!['’])|\w+(?=n['’]t\b)|n['’]t\b|['’](?
                           r"|[^\w\s]", re.IGNORECASE)
 
 
+@functools.cache
+def _marked(kind: str) -> re.Pattern:
+    """The same splits where a word may go on past combining marks (a word still starts with \\w, so an emoji's
+    variation selector stays apart); with kind "char", a character of a script without spaces, with its marks,
+    is a token of its own and never part of a word. Only texts holding a mark need it (`_has_marks`): where
+    there is none, it gives the same tokens as `_REGEX_TOKEN`, more slowly."""
+    marks = _marks()
+    letter = r"\w" if kind == "regex" else rf"[^\W{_NO_SPACES}]"
+    w = rf"{letter}+(?:[{marks}]+{letter}*)*"
+    words = (rf"(?:{w})++(?!['’])|{letter}+(?=(?i:n['’]t)\b)|(?i:n['’]t)\b|['’](?i:s|re|ve|ll|m|d)\b|{w}"
+             rf"|\.{{2,}}|!{{2,}}|\?{{2,}}|[^\w\s]")
+    return re.compile(rf"[{_NO_SPACES}][{marks}]*|" + words if kind == "char" else words)
+
+
+@functools.cache
+def _mark() -> re.Pattern:
+    return re.compile(f"[{_marks()}]")
+
+
+def _has_marks(text: str) -> bool:
+    return not text.isascii() and _mark().search(text) is not None
+
+
 def clean(text: str) -> str:
     """Strip the HTML line breaks IMDB reviews are full of (`<br /><br />`)."""
     return _HTML_BREAK.sub(" ", text)
+
+
+def detect(texts: Sequence[str], sample: int = 2000) -> tuple[str, str]:
+    """The tokenizer kind that fits `texts` (tokenizer.kind=auto), and why, in words.
+
+    Over the first `sample` texts: where letters of scripts written without spaces are at least 30% of all
+    letters, Chinese ("zh": Han characters, and kana under a tenth of them) or characters ("char": Japanese,
+    Thai and the rest); else the regex, whatever the script (English tokens stay exactly as they were).
+    Texts of emoji, digits or punctuation only have no letters and count for nothing.
+    """
+    no_space = han = kana = letters = 0
+    for text in texts[:sample]:
+        no_space += len(_NO_SPACE_CHAR.findall(text))
+        han += len(_HAN.findall(text))
+        kana += len(_KANA.findall(text))
+        letters += len(_OTHER_LETTER.findall(text))
+    letters += no_space
+    share = no_space / max(letters, 1)
+    if share < 0.3:
+        why = f"{share:.0%} of the letters are in scripts written without spaces" if letters else "no letters"
+        return "regex", why
+    if kana < 0.1 * max(han, 1) and han >= 0.5 * no_space:
+        return "zh", f"{han / max(letters, 1):.0%} of the letters are Chinese characters"
+    return "char", f"{share:.0%} of the letters are in scripts written without spaces (kana {kana:,}, Han {han:,})"
+
+
+@functools.cache
+def _jieba():
+    """jieba, quiet, its dictionary (shipped in the package) loaded once per process."""
+    try:
+        import jieba
+    except ImportError:
+        raise ImportError("tokenizer.kind=zh needs jieba: pip install jieba") from None
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
 
 
 @dataclass(frozen=True)
 class Tokenizer:
     """Settings + behaviour in one small value; `settings()` is what an artifact records."""
 
-    kind: str  # regex | spacy (the config's tokenizer.kind holds the default)
+    kind: str  # regex | spacy | zh | char (the config's tokenizer.kind, auto resolved by `detect`)
     lowercase: bool = True
 
     def settings(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        return {"regex": "words at spaces and punctuation", "spacy": "spaCy's English tokenizer",
+                "zh": "Chinese words (jieba)", "char": "characters of scripts without spaces"}[self.kind]
 
     @cached_property
     def _spacy(self):
@@ -47,8 +161,18 @@ class Tokenizer:
         """Tokenise many texts lazily. Single process on purpose: spaCy's n_process is slower here."""
         cleaned = (clean(t) for t in texts)
         if self.kind == "regex":
+            plain, marked = _REGEX_TOKEN.findall, _marked("regex").findall
             for text in cleaned:
-                yield _REGEX_TOKEN.findall(text.lower() if self.lowercase else text)
+                text = text.lower() if self.lowercase else text
+                yield marked(text) if _has_marks(text) else plain(text)
+        elif self.kind == "char":
+            findall = _marked("char").findall
+            for text in cleaned:
+                yield findall(text.lower() if self.lowercase else text)
+        elif self.kind == "zh":
+            cut = _jieba().lcut
+            for text in cleaned:
+                yield [t for t in cut(text.lower() if self.lowercase else text) if not t.isspace()]
         elif self.kind == "spacy":
             for doc in self._spacy.pipe(cleaned, batch_size=batch_size):
                 yield [t.lower_ if self.lowercase else t.text for t in doc if not t.is_space]
@@ -58,3 +182,14 @@ class Tokenizer:
     def tokenize_all(self, texts: list[str], desc: str = "tokenising") -> list[list[str]]:
         """Tokenise a list with a progress bar on stderr (silent when stderr is not a TTY)."""
         return list(tqdm(self.pipe(texts), total=len(texts), desc=desc, unit=" texts", disable=None))
+
+
+def for_texts(kind: str, lowercase: bool, texts: Sequence[str]) -> Tokenizer:
+    """The run's tokenizer: `kind`, or for "auto" the one `detect` picks from `texts` (the training texts),
+    said in one line."""
+    if kind != "auto":
+        return Tokenizer(kind, lowercase)
+    chosen, why = detect(texts)
+    tokenizer = Tokenizer(chosen, lowercase)
+    log.info("tokenizer: %s, %s (%s; tokenizer.kind=regex|zh|char to choose)", chosen, tokenizer.describe(), why)
+    return tokenizer

@@ -19,7 +19,7 @@ from .vocab import Vocab
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: the regex tokenizer splits clitics like spaCy
+CACHE_VERSION = 3  # 2: the regex tokenizer splits clitics like spaCy; 3: words keep their combining marks
 
 
 @dataclass

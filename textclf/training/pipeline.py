@@ -28,7 +28,7 @@ from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import Artifact, save_model
 from ..models.card import write_card
 from ..models.ensemble import Calibration, Outputs, fit_linear_view
-from ..models.linear import LinearModel
+from ..models.linear import LinearModel, kinds_for
 from ..models.lstm import build_model
 from ..reports.evaluation import score_splits
 from ..reports.metrics import decide
@@ -211,12 +211,11 @@ def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, 
 
 
 def fit_linear(data: Prepared) -> LinearModel:
-    """The linear view (`ensemble.fit_linear_view`): TF-IDF, and with two classes also the naive-Bayes-weighted
-    n-grams, whichever has the lower validation loss."""
-    kinds = ("tfidf", "nb") if len(data.labels) == 2 else ("tfidf",)
+    """The linear view (`ensemble.fit_linear_view`): of the kinds that suit the tokenizer and the labels
+    (`linear.kinds_for`), the one with the lowest validation loss."""
     return fit_linear_view(list(data.tokens["train"].token_lists()), data.datasets["train"].labels,
                            list(data.tokens["validation"].token_lists()), data.datasets["validation"].labels,
-                           len(data.labels), kinds)
+                           len(data.labels), kinds_for(data.tokenizer.kind, len(data.labels)))
 
 
 def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data: Prepared,

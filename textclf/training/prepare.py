@@ -5,22 +5,26 @@ as token ids."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..config import Config, DataConfig
 from ..data import Split, apply_label_map, check_text_file, is_data_file, load_splits, stratified_split
 from ..errors import TextclfError
 from ..models.artifact import Artifact
 from ..text.batching import TextDataset, split_dataset
-from ..text.tokenizer import Tokenizer
+from ..text.tokenizer import Tokenizer, detect, for_texts
 from ..text.tokens import Tokenized, tokenize_cached
-from ..text.vocab import LabelVocab, Vocab
+from ..text.vocab import UNK_ID, LabelVocab, Vocab
 from . import distributed, finetune
 
 log = logging.getLogger(__name__)
 
 VALIDATION_ROWS, MAX_FRACTION = 200, 0.3
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 @dataclass
@@ -79,6 +83,34 @@ def load_data(cfg: Config) -> dict[str, Split]:
     return splits
 
 
+DEGENERATE = 0.5  # a vocabulary is degenerate when words seen once, or unknown ones, are more than this share
+
+
+def check_vocabulary(tokens: dict[str, Tokenized], vocab: Vocab, tokenizer: Tokenizer) -> None:
+    """Warn in one line when the tokens do not fit the texts: most words of train occur once, or most words of
+    the other splits are unknown (Chinese split at spaces: clause-long "words"). Words: tokens holding a letter,
+    so punctuation does not hide it. English sets stay far below: 10% seen once in 100 IMDB reviews, 3% in
+    12k tweets."""
+    once, unknown = word_share(tokens["train"], vocab)
+    unknown = max((word_share(tok, vocab)[1] for name, tok in tokens.items() if name != "train"), default=unknown)
+    if once > DEGENERATE or unknown > DEGENERATE:
+        log.warning("the vocabulary does not fit these texts: %.0f%% of the training words occur once and %.0f%% "
+                    "of the other splits' are unknown, with tokenizer.kind=%s (%s); try tokenizer.kind=auto, zh "
+                    "or char", 100 * once, 100 * unknown, tokenizer.kind, tokenizer.describe())
+
+
+def word_share(tokens: Tokenized, vocab: Vocab) -> tuple[float, float]:
+    """(the share of word occurrences whose word occurs once here, the share unknown to `vocab`)."""
+    is_word = np.fromiter((bool(_LETTER.search(t)) for t in tokens.table), dtype=bool, count=len(tokens.table))
+    counts = np.bincount(tokens.ids, minlength=len(tokens.table))
+    words = int(counts[is_word].sum())
+    if not words:
+        return 0.0, 0.0
+    once = int(counts[is_word & (counts == 1)].sum())
+    unknown = int(counts[is_word & (vocab.lookup(tokens.table) == UNK_ID)].sum())
+    return once / words, unknown / words
+
+
 def duplicates(splits: dict[str, Split]) -> dict[str, int]:
     """How many texts of validation and test are also in train (and test's in validation), compared whole after
     stripping spaces; logged in one line when there are any: their figures flatter the model, and validation
@@ -121,7 +153,13 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
 @distributed.main_first()  # under torchrun rank 0 fills the token cache, the others read it
 def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None = None) -> Prepared:
     """Tokenise, build (or, fine-tuning, inherit) the vocab and label set, and numericalise every split."""
-    tokenizer = pretrained.tokenizer if pretrained else Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase)
+    train_texts = splits["train"].texts
+    tokenizer = pretrained.tokenizer if pretrained else for_texts(cfg.tokenizer.kind, cfg.tokenizer.lowercase,
+                                                                 train_texts)
+    if pretrained is not None and (fits := detect(train_texts))[0] != tokenizer.kind:
+        log.warning("these texts look like tokenizer.kind=%s (%s), but init_from's model splits them as %s, the "
+                    "way it was trained: its vocabulary will cover little of them (the OOV rate below)",
+                    fits[0], fits[1], tokenizer.kind)
     start = time.perf_counter()
     tokens = {name: tokenize_cached(s.texts, tokenizer, cfg.data.cache_dir, desc=f"tokenising {name}")
               for name, s in splits.items()}
@@ -138,6 +176,7 @@ def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None =
                              cfg.vocab.min_freq, cfg.init_head, cfg.train.freeze_embedding_epochs,
                              cfg.train.freeze_encoder_epochs)
         vocab, labels = plan.vocab, plan.labels
+    check_vocabulary(tokens, vocab, tokenizer)
     datasets = {name: split_dataset(tok, splits[name], vocab, labels, cfg.data.max_length, cfg.data.truncate)
                 for name, tok in tokens.items()}
     n_tokens = int(tokens["train"].offsets[-1])
