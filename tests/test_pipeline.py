@@ -68,3 +68,37 @@ def test_the_tensorboard_writer_closes_when_training_stops_on_sigterm(tmp_path, 
         train(load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY,
                                  "train.tensorboard=true"]))
     assert closed == [True]
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_train_py_makes_openmp_threads_wait_passively_unless_the_user_chose(monkeypatch, preset, expected):
+    """Two runs side by side on 2 cores spun OpenMP threads against each other (issue 23: an epoch of 2 s took
+    1-105 s): train.py sets the passive wait policy before torch loads; a value the user set wins."""
+    from textclf.cli import train_main
+
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    seen = {}
+    monkeypatch.setattr(pipeline, "train", lambda cfg: seen.setdefault("policy", __import__("os").environ.get(
+        "OMP_WAIT_POLICY")) and {})
+    assert train_main(["data.path=x"]) == 0
+    assert seen["policy"] == expected
+
+
+def test_train_threads_sets_and_logs_the_threads(tmp_path, tiny_dir, caplog, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    seen = []
+    real = pipeline.fit_model
+    monkeypatch.setattr(pipeline, "fit_model", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    try:
+        with caplog.at_level("INFO"):
+            train(load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY, "train.threads=2"]))
+        assert seen == [2] and "threads: 2 of" in caplog.text and "(train.threads=N to set)" in caplog.text
+        train(load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run2'}", *TINY]))
+        assert seen[-1] == 1  # OMP_NUM_THREADS where set (torchrun sets 1 a process), else the cores
+    finally:
+        torch.set_num_threads(1)

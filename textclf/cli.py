@@ -212,6 +212,9 @@ def _serve_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .threads import wait_passively
+
+    wait_passively()  # before torch loads: runs beside another (a sweep, a server) share the cores
     from .training.distributed import is_main
     from .training.pipeline import train
     from .training.trainer import Preempted

@@ -105,6 +105,7 @@ class TrainConfig:
     monitor: str = "loss"  # loss (calibrated validation log-loss) | accuracy | f1
     seed: int = 42
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
+    threads: int | None = None  # PyTorch's CPU threads; null: OMP_NUM_THREADS if set, else the cores it may use
     amp: bool = True  # mixed precision, used on CUDA only
     amp_cpu: str = "auto"  # bf16 autocast on CPU: auto (where measured faster than float32) | true | false
     amp_gpu: str = "auto"  # with amp, on CUDA: auto (bf16 on compute capability >= 8.0, else fp16) | bf16 | fp16

@@ -18,6 +18,7 @@ import sys
 import threading
 
 from ..errors import ServiceFailed, TextclfError
+from ..threads import cores, wait_passively
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,6 @@ def require_serve_extra() -> None:
         import uvicorn  # noqa: F401
     except ImportError:
         raise TextclfError("serving needs FastAPI and uvicorn: pip install 'textclf[serve]'") from None
-
-
-def cores() -> int:
-    """The cores this process may run on (its affinity, where the OS tells; else all of them)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def wait_passively() -> None:
-    """OpenMP's threads spin after each forward by default, waiting for the next; in a server they spin on the
-    cores the event loop needs to read the next requests, and throughput halved at random from run to run
-    (benchmarks/README.md, "Batched serving"). Passive waiting yields them. Read when torch loads OpenMP: this
-    process (if torch is not loaded yet) and the workers it starts; a value the user set wins."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple]:

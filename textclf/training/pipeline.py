@@ -12,6 +12,7 @@ import copy
 import functools
 import gc
 import logging
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -34,6 +35,7 @@ from ..reports.evaluation import score_splits
 from ..reports.metrics import decide
 from ..text.batching import TextDataset, make_loader
 from ..text.vocab import LabelVocab, Vocab
+from ..threads import cores, intra_op
 from . import distributed, finetune
 from .optim import amp_dtype, grad_scaler, make_optimizer, make_scheduler, release_memory
 from .prepare import Prepared, load_data, prepare
@@ -55,8 +57,18 @@ def train(cfg: Config) -> dict:
         return _train(cfg, dev)
 
 
+def use_threads(cfg: Config) -> None:
+    """PyTorch's CPU threads for this run (`threads.intra_op`), said in one line."""
+    n = intra_op(cfg.train.threads)
+    torch.set_num_threads(n)
+    log.info("threads: %d of %d cores (train.threads=N to set); OpenMP threads %s", n, cores(),
+             f"wait {os.environ['OMP_WAIT_POLICY'].lower()}ly" if os.environ.get("OMP_WAIT_POLICY")
+             else "spin while they wait (OMP_WAIT_POLICY unset)")
+
+
 def _train(cfg: Config, device: torch.device) -> dict:
     check_finetune(cfg)
+    use_threads(cfg)
     run_dir = Path(cfg.run_dir)
     resume_from = check_run_dir(run_dir, cfg.overwrite, cfg.resume)
     tb_writer = writer_class() if cfg.train.tensorboard else None  # a missing extra fails here, early
