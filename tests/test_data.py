@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from textclf import data
-from textclf.data import load_splits, read_aclimdb, stratified_split
+from textclf.data import load_splits, read_aclimdb
 from textclf.errors import TextclfError
+from textclf.training.prepare import stratified_split
 
 from .conftest import make_reviews
 

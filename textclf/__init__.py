@@ -9,7 +9,8 @@ import os
 # op; a value already in the environment wins.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["Classifier", "__version__"]
 
 

@@ -27,6 +27,12 @@ class ServiceFailed(TextclfError):
     exit_code = 1
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (its type's name when it has none), for an error that names its cause."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

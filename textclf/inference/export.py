@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..errors import TextclfError
 from ..files import atomic_open
 from ..models.artifact import Artifact, load_model

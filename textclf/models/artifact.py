@@ -19,8 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .. import __version__
-from ..errors import TextclfError
+from .._version import __version__
+from ..errors import TextclfError, first_line
 from ..files import plain_mode
 from ..hub import HF_PREFIX
 from ..inference.runtime import inference_bf16
@@ -213,8 +213,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
         state = load_file(model_dir / WEIGHTS)  # on the CPU, where the model is built; one move to `device` below
         model.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TextclfError(f"{model_dir / WEIGHTS} is corrupt or does not match config.json ({first})") from None
+        raise TextclfError(f"{model_dir / WEIGHTS} is corrupt or does not match config.json ({first_line(e)})") \
+            from None
     if len(vocab) != model.arch["vocab_size"] or len(labels) != model.arch["num_classes"]:
         raise TextclfError(f"{model_dir}: vocab.json / labels do not match the weights; re-copy the model folder")
     model.to(device).eval()

@@ -10,11 +10,11 @@ from importlib import resources
 
 import numpy as np
 
-from ..errors import TextclfError
+from ..errors import TextclfError, first_line
 from ..inference.classifier import Classifier
 from ..models.ensemble import DEFAULT_THRESHOLD
+from . import require_serve_extra
 from .microbatch import MicroBatcher, Unavailable
-from .server import require_serve_extra
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+    return f"{type(e).__name__}: {first_line(e)[:200]}" if str(e).strip() else type(e).__name__
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[int, str]:

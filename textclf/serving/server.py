@@ -19,16 +19,9 @@ import threading
 
 from ..errors import ServiceFailed, TextclfError
 from ..threads import cores, wait_passively
+from . import require_serve_extra
 
 log = logging.getLogger(__name__)
-
-
-def require_serve_extra() -> None:
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise TextclfError("serving needs FastAPI and uvicorn: pip install 'textclf[serve]'") from None
 
 
 def resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple]:

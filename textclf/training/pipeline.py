@@ -42,7 +42,7 @@ from .prepare import Prepared, load_data, prepare
 from .pretrain import pretrain_corpora, pretrain_language_model, pretrain_vectors
 from .rundir import check_run_dir, data_fingerprint, load_resume, run_checkpoints, start_run_dir, write_config
 from .tblog import epoch_logger, log_final, writer_class
-from .trainer import FitResult, balanced_class_weights, deterministic, fit, seed_everything, train_step
+from .trainer import FitResult, Hooks, balanced_class_weights, deterministic, fit, seed_everything, train_step
 
 log = logging.getLogger(__name__)
 
@@ -216,10 +216,10 @@ def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, 
     freeze = data.finetune.freezer(model) if data.finetune else None
     run_dir, main = Path(cfg.run_dir), distributed.is_main()
     checkpoints = run_checkpoints(cfg, fingerprint)
-    return fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names,
-               log_path=run_dir / "log.jsonl" if main else None, class_weights=weights, on_epoch_start=freeze,
-               checkpoints=checkpoints, resume=resume, on_best=on_best,
-               on_epoch=epoch_logger(tb) if tb else None, start_as_best=data.finetune is not None)
+    hooks = Hooks(log_path=run_dir / "log.jsonl" if main else None, on_epoch=epoch_logger(tb) if tb else None,
+                  on_best=on_best, on_epoch_start=freeze)
+    return fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names, hooks,
+               class_weights=weights, checkpoints=checkpoints, resume=resume, start_as_best=data.finetune is not None)
 
 
 def fit_linear(data: Prepared) -> LinearModel:

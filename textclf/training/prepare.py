@@ -10,9 +10,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ..config import Config, DataConfig
-from ..data import Split, apply_label_map, check_text_file, is_data_file, load_splits, stratified_split
+from ..data import Split, apply_label_map, check_text_file, is_data_file, load_splits
 from ..errors import TextclfError
 from ..models.artifact import Artifact
 from ..text.batching import TextDataset, split_dataset
@@ -183,3 +184,16 @@ def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None =
     log.info("data: %s | vocab %d | labels %s | train tokens %d | tokenised in %.1fs",
              ", ".join(f"{k} {len(v)}" for k, v in datasets.items()), len(vocab), labels.names, n_tokens, seconds)
     return Prepared(datasets, tokens, vocab, labels, tokenizer, seconds, plan, duplicates(splits))
+
+
+def stratified_split(labels: list, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): a seeded, stratified carve-out (plain random if a class is too rare)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+    keys = [str(v) for v in labels]
+    counts = pd.Series(keys).value_counts()
+    n_val = max(1, round(len(labels) * fraction))
+    stratify = keys if counts.min() >= 2 and n_val >= len(counts) else None
+    tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
+    return np.sort(tr), np.sort(va)

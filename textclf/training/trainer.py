@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import TrainConfig
-from ..errors import TextclfError, TrainingDiverged
+from ..errors import TextclfError, TrainingDiverged, first_line
 from ..inference.runtime import autocast, predict_loader, to_device
 from ..models.ensemble import calibrated_log_loss, combine, fit_temperature
 from ..models.lstm import loss_fn
@@ -235,8 +235,7 @@ def _restore(ckpt: dict, model, opt, sched, scaler, device: torch.device, n_batc
                         ckpt["epoch_seconds"], ckpt["best_epoch"], ckpt["best_score"], best, start, ckpt["stale"],
                         ckpt["stopped"], json.loads(ckpt["history"]), ckpt["train_seconds"])
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TextclfError(f"{ckpt.get('path', 'the checkpoint')} does not fit this model ({first[:200]}); "
+        raise TextclfError(f"{ckpt.get('path', 'the checkpoint')} does not fit this model ({first_line(e)[:200]}); "
                            "resume with the run's own config, or start a new run_dir") from None
 
 
@@ -299,132 +298,183 @@ def planned_epochs(cfg: TrainConfig, steps_per_epoch: int) -> int:
     return max(cfg.epochs, -(-cfg.min_steps // max(steps_per_epoch, 1)))
 
 
+@dataclass
+class Hooks:
+    """What a caller of `fit` hears of, and does, as training goes."""
+
+    log_path: Path | None = None  # log.jsonl: a row per epoch
+    on_epoch: Callable[[dict], None] | None = None  # each epoch's row (TensorBoard)
+    on_best: Callable[[nn.Module], None] | None = None  # the model, each time it is the best so far (saved)
+    on_epoch_start: Callable[[int], None] | None = None  # before each epoch, a resumed one too (freezing)
+
+
+class _Loop:
+    """One `fit`: the model with its optimizer, schedule and precision, where training stands (`Progress`), and
+    the checkpoints it writes; `fit` runs its steps in order."""
+
+    def __init__(self, model: nn.Module, train_loader: DataLoader, cfg: TrainConfig, device: torch.device,
+                 checkpoints: Checkpoints | None, resume: dict | None):
+        model.to(device)
+        self.model, self.loader, self.cfg, self.device, self.checkpoints = model, train_loader, cfg, device, checkpoints
+        self.opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.layer_lr_decay)
+        self.n = len(train_loader)
+        self.epochs = planned_epochs(cfg, self.n)
+        self.sched = make_scheduler(self.opt, cfg.scheduler, self.epochs * self.n, cfg.warmup_ratio)
+        self.dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu, cfg.amp_gpu)
+        self.precision = f"{str(self.dtype).removeprefix('torch.')} autocast" if self.dtype else "float32"
+        log.info("precision: %s", f"{self.precision}, float32 weights" if self.dtype else self.precision)
+        self.scaler = grad_scaler(device, self.dtype)
+        self.p = _restore(resume, model, self.opt, self.sched, self.scaler, device, self.n) if resume else Progress()
+        if resume:
+            log.info("resuming from %s: epoch %d, batch %d/%d (step %d)", resume["path"], self.p.epoch, self.p.batch,
+                     self.n, self.p.step)
+            # Last, after everything that draws randomness, so dropout continues where it stopped. The
+            # loaders have generators of their own: starting an epoch draws nothing from these RNGs.
+            set_rng_state(resume.get("rng_by_rank", [resume["rng"]])[distributed.rank()])
+        else:
+            distributed.seed_per_process(cfg.seed)
+        self.ddp, self.trainable = model, None
+        self.sigterm = None
+
+    def save_checkpoint(self) -> None:
+        p = self.p
+        losses = check_finite(p, self.n)  # diverged weights never replace the last good checkpoint
+        rngs = distributed.all_gather(rng_state())  # under DDP each process resumes its own dropout stream
+        self.checkpoints.write(p.step, _checkpoint_payload(self.model, self.opt, self.sched, self.scaler, p, losses,
+                                                           rngs))
+
+    def stop_if_preempted(self, sync: bool) -> None:
+        if self.sigterm is not None and self.sigterm.agreed(sync):
+            self.save_checkpoint()
+            log.warning("SIGTERM: wrote %s at step %d and stopped", self.checkpoints.last, self.p.step)
+            raise Preempted(self.checkpoints.last, self.p.step)
+
+    def on_step(self, progress: Progress) -> None:
+        every = self.checkpoints.every_steps
+        if every and progress.step % every == 0 and progress.batch < self.n:
+            self.save_checkpoint()
+        self.stop_if_preempted(progress.batch % SYNC_EVERY == 0 or progress.batch == self.n)  # where it syncs anyway
+
+    def train(self, epoch: int, class_weights: torch.Tensor | None) -> None:
+        """One epoch's batches (or the rest of a resumed one), through DDP when the process group has several."""
+        p, cfg = self.p, self.cfg
+        if p.batch == 0:
+            p.losses, p.tokens, p.seconds = torch.zeros(self.n, device=self.device), 0, 0.0
+        if self.trainable != (now := [q.requires_grad for q in self.model.parameters()]):
+            self.ddp = None  # the old wrapper's gradient hooks go before the new one's come
+            self.ddp, self.trainable = distributed.wrap(self.model, self.device), now
+        self.loader.batch_sampler.set_epoch(epoch, start=p.batch)
+        train_epoch(self.ddp, self.loader, self.opt, self.sched, self.device, cfg.clip_grad_norm, self.dtype,
+                    self.scaler, p, desc=f"epoch {epoch}/{self.epochs}", class_weights=class_weights,
+                    on_step=self.on_step if self.checkpoints else None, adversarial=cfg.adversarial,
+                    adversarial_fraction=cfg.adversarial_fraction)
+
+    def train_loss(self) -> float:
+        """The epoch's mean training loss; TrainingDiverged if a step's was NaN or infinite."""
+        return check_finite(self.p, self.n).sum().item() / self.n
+
+    def report(self, epoch: int, train_loss: float, val: dict, clock: float) -> dict:
+        """The epoch's row (log.jsonl), after its validation; `clock`: when the epoch's training ended."""
+        p = self.p
+        seconds = p.seconds + time.perf_counter() - clock
+        p.train_seconds += seconds
+        tokens = int(distributed.all_sum(torch.tensor(p.tokens)))  # of all processes
+        row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": val["loss"],
+               "val_accuracy": val["accuracy"], "val_f1": val["f1"], "val_roc_auc": val["roc_auc"],
+               "lr": self.opt.param_groups[0]["lr"], "train_seconds": round(p.seconds, 2),
+               "tokens_per_s": round(tokens / max(p.seconds, 1e-9)), "seconds": round(seconds, 2)}
+        p.history.append(row)
+        return row
+
+    def judge(self, epoch: int, val: dict) -> bool:
+        """Whether this epoch is the best so far (kept), else one more without progress."""
+        score = _score(val, self.cfg.monitor)
+        if score > self.p.best_score:
+            self.p.keep_best(epoch, score, self.model)
+            return True
+        self.p.stale += 1
+        return False
+
+    def end_epoch(self, epoch: int) -> None:
+        """Whether to stop, the epoch-end checkpoint, and a SIGTERM that came during validation."""
+        p, cfg, checkpoints = self.p, self.cfg, self.checkpoints
+        p.stopped = p.stale >= cfg.patience or epoch == self.epochs
+        p.epoch, p.batch = epoch + 1, 0
+        if checkpoints and checkpoints.every_epochs and (epoch % checkpoints.every_epochs == 0 or p.stopped):
+            self.save_checkpoint()
+        if p.stale >= cfg.patience:
+            log.info("early stop: no better validation %s for %d epochs", cfg.monitor, p.stale)
+        self.stop_if_preempted(True)
+
+
+def _log_epoch(row: dict, epochs: int, improved: bool, hooks: Hooks) -> None:
+    log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s",
+             row["epoch"], epochs, row["train_loss"], row["val_loss"], row["val_accuracy"], row["val_f1"],
+             row["seconds"], f"{row['tokens_per_s']:,}", "  *best" if improved else "")
+    if hooks.log_path is not None:
+        with open(hooks.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
-        device: torch.device, label_names: list[str], log_path: Path | None = None,
-        class_weights: torch.Tensor | None = None, on_epoch: Callable[[dict], None] | None = None,
-        checkpoints: Checkpoints | None = None, resume: dict | None = None,
-        on_best: Callable[[nn.Module], None] | None = None,
-        on_epoch_start: Callable[[int], None] | None = None, start_as_best: bool = False) -> FitResult:
+        device: torch.device, label_names: list[str], hooks: Hooks | None = None,
+        class_weights: torch.Tensor | None = None, checkpoints: Checkpoints | None = None,
+        resume: dict | None = None, start_as_best: bool = False) -> FitResult:
     """Train for up to `cfg.epochs`, or as many more as make `cfg.min_steps` optimizer steps; keep the weights
     of the best validation epoch (restored at the end).
 
     With `checkpoints`, the whole training state is saved at epoch ends (and every `every_steps`
     steps); `resume`, a loaded checkpoint, continues from it exactly: on CPU, bit for bit.
-    `on_epoch_start(epoch)` runs before each epoch, a resumed one too (fine-tuning freezes layers there).
     `start_as_best`: the model as it starts is scored on validation as epoch 0 and kept unless an epoch beats
-    it (fine-tuning: never end worse than the model it started from).
+    it significantly (fine-tuning: never end worse than the model it started from; `better_than_start`).
 
     In a torchrun process group, every process calls `fit` with its share of the training batches and of the
     validation texts (see `make_loader`); training runs through DistributedDataParallel, validation metrics
     are those of the whole split, and so every process makes the same early-stopping decisions.
     """
-    model.to(device)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.layer_lr_decay)
-    n = len(train_loader)
-    epochs = planned_epochs(cfg, n)
-    sched = make_scheduler(opt, cfg.scheduler, epochs * n, cfg.warmup_ratio)
-    dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu, cfg.amp_gpu)
-    precision = f"{str(dtype).removeprefix('torch.')} autocast" if dtype else "float32"
-    log.info("precision: %s", f"{precision}, float32 weights" if dtype else precision)
-    scaler = grad_scaler(device, dtype)
-    p = _restore(resume, model, opt, sched, scaler, device, n) if resume else Progress()
-    if resume:
-        log.info("resuming from %s: epoch %d, batch %d/%d (step %d)", resume["path"], p.epoch, p.batch, n, p.step)
-        # Last, after everything that draws randomness, so dropout continues where it stopped. The
-        # loaders have generators of their own: starting an epoch draws nothing from these RNGs.
-        set_rng_state(resume.get("rng_by_rank", [resume["rng"]])[distributed.rank()])
-    else:
-        distributed.seed_per_process(cfg.seed)
+    hooks = hooks or Hooks()
+    run = _Loop(model, train_loader, cfg, device, checkpoints, resume)
+    p = run.p
     if start_as_best and resume is None:
-        val = validate(model, val_loader, device, label_names, dtype)
+        val = validate(model, val_loader, device, label_names, run.dtype)
         p.keep_best(0, _score(val, cfg.monitor), model)
         p.start_state = p.best_state
         log.info("epoch 0 (the model it starts from)  val_loss %.4f  val_acc %.4f  val_f1 %.4f", val["loss"],
                  val["accuracy"], val["f1"])
-        if on_best is not None:
-            on_best(model)
-    ddp, trainable = model, None
-
-    def save_checkpoint() -> None:
-        losses = check_finite(p, n)  # diverged weights never replace the last good checkpoint
-        rngs = distributed.all_gather(rng_state())  # under DDP each process resumes its own dropout stream
-        checkpoints.write(p.step, _checkpoint_payload(model, opt, sched, scaler, p, losses, rngs))
-
-    def stop_if_preempted(sync: bool) -> None:
-        if sigterm is not None and sigterm.agreed(sync):
-            save_checkpoint()
-            log.warning("SIGTERM: wrote %s at step %d and stopped", checkpoints.last, p.step)
-            raise Preempted(checkpoints.last, p.step)
-
-    def on_step(progress: Progress) -> None:
-        if checkpoints.every_steps and progress.step % checkpoints.every_steps == 0 and progress.batch < n:
-            save_checkpoint()
-        stop_if_preempted(progress.batch % SYNC_EVERY == 0 or progress.batch == n)  # where train_epoch syncs anyway
-
-    sigterm = _Sigterm() if checkpoints else None  # without checkpoints there is nothing to resume from
+        if hooks.on_best is not None:
+            hooks.on_best(model)
+    run.sigterm = _Sigterm() if checkpoints else None  # without checkpoints there is nothing to resume from
     try:
-        for epoch in range(p.epoch, epochs + 1):
+        for epoch in range(p.epoch, run.epochs + 1):
             if p.stopped:
                 break
-            if p.batch == 0:
-                p.losses, p.tokens, p.seconds = torch.zeros(n, device=device), 0, 0.0
-            if on_epoch_start is not None:
-                on_epoch_start(epoch)
-            if trainable != (now := [q.requires_grad for q in model.parameters()]):
-                ddp = None  # the old wrapper's gradient hooks go before the new one's come
-                ddp, trainable = distributed.wrap(model, device), now
-            train_loader.batch_sampler.set_epoch(epoch, start=p.batch)
-            train_epoch(ddp, train_loader, opt, sched, device, cfg.clip_grad_norm, dtype, scaler, p,
-                        desc=f"epoch {epoch}/{epochs}", class_weights=class_weights,
-                        on_step=on_step if checkpoints else None, adversarial=cfg.adversarial,
-                        adversarial_fraction=cfg.adversarial_fraction)
-            t0, train_loss = time.perf_counter(), check_finite(p, n).sum().item() / n
-            val = validate(model, val_loader, device, label_names, dtype)
-            seconds = p.seconds + time.perf_counter() - t0
-            p.train_seconds += seconds
-            tokens = int(distributed.all_sum(torch.tensor(p.tokens)))  # of all processes
-            row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": val["loss"],
-                   "val_accuracy": val["accuracy"], "val_f1": val["f1"], "val_roc_auc": val["roc_auc"],
-                   "lr": opt.param_groups[0]["lr"], "train_seconds": round(p.seconds, 2),
-                   "tokens_per_s": round(tokens / max(p.seconds, 1e-9)), "seconds": round(seconds, 2)}
-            p.history.append(row)
-            score = _score(val, cfg.monitor)
-            improved = score > p.best_score
-            if improved:
-                p.keep_best(epoch, score, model)
-            else:
-                p.stale += 1
-            log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s",
-                     epoch, epochs, train_loss, val["loss"], val["accuracy"], val["f1"], row["seconds"],
-                     f"{row['tokens_per_s']:,}", "  *best" if improved else "")
-            if log_path is not None:
-                with open(log_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
-            if improved and on_best is not None:
-                on_best(model)
-            if on_epoch is not None:
-                on_epoch(row)
-            p.stopped = p.stale >= cfg.patience or epoch == epochs
-            p.epoch, p.batch = epoch + 1, 0
-            if checkpoints and checkpoints.every_epochs and (epoch % checkpoints.every_epochs == 0 or p.stopped):
-                save_checkpoint()
-            if p.stale >= cfg.patience:
-                log.info("early stop: no better validation %s for %d epochs", cfg.monitor, p.stale)
-            stop_if_preempted(True)  # SIGTERM during validation
+            if hooks.on_epoch_start is not None:
+                hooks.on_epoch_start(epoch)
+            run.train(epoch, class_weights)
+            clock, train_loss = time.perf_counter(), run.train_loss()
+            val = validate(model, val_loader, device, label_names, run.dtype)
+            row = run.report(epoch, train_loss, val, clock)
+            improved = run.judge(epoch, val)
+            _log_epoch(row, run.epochs, improved, hooks)
+            if improved and hooks.on_best is not None:
+                hooks.on_best(model)
+            if hooks.on_epoch is not None:
+                hooks.on_epoch(row)
+            run.end_epoch(epoch)
     except TrainingDiverged as e:
         kept = f"the last good checkpoint {checkpoints.last} is kept" if checkpoints and checkpoints.last else (
             "no checkpoint was written")
         raise TrainingDiverged(f"{e}; {kept}; lower train.lr (or set train.clip_grad_norm) and train again") from None
     finally:
-        if sigterm is not None:
-            sigterm.restore()
+        if run.sigterm is not None:
+            run.sigterm.restore()
     if p.best_state is not None:
         model.load_state_dict(p.best_state)
     if p.best_epoch > 0 and p.start_state is not None and not better_than_start(model, p.start_state, val_loader,
-                                                                                device, dtype, p.best_epoch):
+                                                                                device, run.dtype, p.best_epoch):
         model.load_state_dict(p.start_state)
         p.best_epoch = 0
-    return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds, precision)
+    return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds, run.precision)
 
 
 GAIN_Z = 2.0  # how sure a paired test must be that training beat the model it started from (one-sided, ~2%)
