@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .config import PREDICT_BATCH_SIZE
 from .errors import TextclfError
+from .inference import PREDICT_BATCH_SIZE
 
 BF16_HELP = "run the model in bfloat16 on any device (default: where bf16 is faster there, else float32)"
 FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is faster on the device)"

@@ -16,10 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from .errors import TextclfError, did_you_mean
-
-# Texts per forward pass when predicting and evaluating (and validating, train.eval_batch_size). On a CPU, small
-# batches run faster: their [batch, length, 2 x hidden] tensors stay in its cache. On a GPU, larger ones (256+) pay.
-PREDICT_BATCH_SIZE = 64
+from .inference import PREDICT_BATCH_SIZE
 
 
 @dataclass

@@ -232,6 +232,26 @@ def _suffix(path: str | Path) -> str:
     return suffix
 
 
+def _read_error(e: Exception, where: str, path: Path | None, head: bytes, codec: str, sep: str | None,
+                sniffed: bool) -> TextclfError:
+    """Why a file did not read, as one line naming the fix: bytes that are not UTF-8 (their row, the likely
+    encoding), an empty file, malformed delimited text (its line, the likely delimiter), anything else."""
+    if isinstance(e, UnicodeDecodeError):
+        if not _is_utf8(codec):
+            return TextclfError(f"{where} does not decode as {codec} ({e.reason}); check data.encoding (--encoding), "
+                                "or pass data.encoding_errors=replace (--encoding-errors replace)")
+        bad = _first_bad_line(path) if path is not None else None
+        at = f"line {bad[0]}" if bad else f"byte {e.start} of a block"
+        raw = bad[1] if bad else e.object[max(0, e.start - 20):e.end + 20]
+        return TextclfError(f"{where} is not UTF-8 at {at}; {_encoding_hint(path, raw)}")
+    if isinstance(e, pd.errors.EmptyDataError):
+        return TextclfError(f"{where} is empty (no header line): write the column names on its first line")
+    if isinstance(e, pd.errors.ParserError | csv.Error):
+        first = first_line(e).replace("Error tokenizing data. C error: ", "")
+        return TextclfError(f"{where} is malformed: {first} ({_parse_hint(head, codec, sep, sniffed)})")
+    return TextclfError(f"could not read {where}: {first_line(e)} (fix or re-export the file)")
+
+
 def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, encoding_errors: str = "strict",
                suffix: str | None = None, desc: str | None = None, *, encoding: str | None = None,
                delimiter: str | None = None, sheet: str | None = None) -> Iterator[pd.DataFrame]:
@@ -275,21 +295,8 @@ def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, enc
                 df = _check_shape(df, where)
                 df = _check_utf8(df, where, encoding_errors, path) if _is_utf8(codec) else df
             yield df
-    except UnicodeDecodeError as e:
-        if not _is_utf8(codec):
-            raise TextclfError(f"{where} does not decode as {codec} ({e.reason}); check data.encoding (--encoding), "
-                               "or pass data.encoding_errors=replace (--encoding-errors replace)") from None
-        bad = _first_bad_line(path) if path is not None else None
-        at = f"line {bad[0]}" if bad else f"byte {e.start} of a block"
-        raw = bad[1] if bad else e.object[max(0, e.start - 20):e.end + 20]
-        raise TextclfError(f"{where} is not UTF-8 at {at}; {_encoding_hint(path, raw)}") from None
-    except pd.errors.EmptyDataError:
-        raise TextclfError(f"{where} is empty (no header line): write the column names on its first line") from None
-    except (pd.errors.ParserError, csv.Error) as e:
-        first = str(e).strip().splitlines()[0].replace("Error tokenizing data. C error: ", "")
-        raise TextclfError(f"{where} is malformed: {first} ({_parse_hint(head, codec, sep, sniffed)})") from None
-    except (ValueError, OSError) as e:
-        raise TextclfError(f"could not read {where}: {first_line(e)} (fix or re-export the file)") from None
+    except (ValueError, OSError, csv.Error) as e:  # decoding, parsing, reading: each as one line naming the fix
+        raise _read_error(e, where, path, head, codec, sep, sniffed) from None
     finally:
         bar.close()
         if path is not None:

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import PREDICT_BATCH_SIZE as BATCH_SIZE
 from ..data import iter_table, text_of
 from ..errors import TextclfError
 from ..files import atomic_text
@@ -23,6 +22,7 @@ from ..models.artifact import Artifact, load_model
 from ..reports.metrics import decide
 from ..text.batching import TextDataset, make_loader
 from ..text.tokens import truncate_ids
+from . import PREDICT_BATCH_SIZE as BATCH_SIZE
 from .runtime import predict_loader, resolve_device
 
 log = logging.getLogger(__name__)

@@ -93,73 +93,87 @@ def _calibration(cal: dict | None) -> str:
     return f" Its probabilities are temperature-scaled on validation ({cal.get('temperature')})."
 
 
-def render(meta: dict, metrics: dict | None = None) -> str:
-    """The card for a model folder's config.json contents (`meta`) and, once the run has them, its metrics."""
-    cfg, cal = meta.get("train_config") or {}, meta.get("calibration")
-    arch, labels = meta.get("model") or {}, [str(n) for n in meta.get("labels", [])]
-    name = Path(str(cfg.get("run_dir") or "textclf-model")).name
-    dataset, source = hub_dataset(cfg), data_source(cfg)
+def _header(meta: dict, metrics: dict | None) -> dict:
+    """The card's YAML metadata: what the Hub indexes (library, task, labels, dataset, base model, results)."""
+    cfg = meta.get("train_config") or {}
+    labels = [str(n) for n in meta.get("labels", [])]
+    dataset = hub_dataset(cfg)
     header: dict = {"library_name": "textclf", "pipeline_tag": "text-classification",
                     "tags": ["textclf", "lstm", "text-classification"], "labels": labels}
     if dataset:
         header["datasets"] = [dataset]
     if str(cfg.get("init_from") or "").startswith("hf:"):
         header["base_model"] = cfg["init_from"].removeprefix("hf:").split("@")[0]
-    results = _results(metrics or {}, dataset, source)
+    results = _results(metrics or {}, dataset, data_source(cfg))
     if results:
         header["metrics"] = sorted({m["type"] for r in results for m in r["metrics"]} - {"loss"})
-        header["model-index"] = [{"name": name, "results": results}]
+        header["model-index"] = [{"name": Path(str(cfg.get("run_dir") or "textclf-model")).name, "results": results}]
+    return header
 
+
+def _summary(meta: dict) -> str:
+    """The card's first paragraph: the network, the tokens it reads, how its probabilities are made."""
+    arch, labels = meta.get("model") or {}, [str(n) for n in meta.get("labels", [])]
     tok = meta.get("tokenizer") or {}
     lstm = (f"{'bidirectional ' if arch.get('bidirectional') else ''}LSTM ({arch.get('num_layers')} layer(s) of "
             f"{arch.get('hidden_size')} units{' per direction' if arch.get('bidirectional') else ''})")
     cut = (f"and cut to their {_KEPT.get(meta.get('truncate'), meta.get('truncate'))} {meta.get('max_length')} tokens"
            if meta.get("max_length") else "and read whole")
-    data = cfg.get("data") or {}
-    lines = [
-        f"# {name}", "",
-        f"A text classifier made with textclf {meta.get('textclf_version', '')}: {arch.get('embedding_dim')}-dim "
-        f"embeddings of a {arch.get('vocab_size', 0):,}-token vocabulary, a {lstm}, {arch.get('pooling')} pooling "
-        f"over its states and a linear layer onto {len(labels)} classes: {', '.join(labels)}. Texts are split by "
-        f"textclf's {tok.get('kind')} tokenizer{', lowercased,' if tok.get('lowercase') else ''} {cut}."
-        + _calibration(cal), "",
-        "## Data", "",
-        f"Trained on {source}: text from `{data.get('text_column')}`, labels from `{data.get('label_column')}`"
-        + (f", mapped by `{data.get('label_map')}`" if data.get("label_map") else "") + "."
-        + (f" Fine-tuned from `{cfg['init_from']}`." if cfg.get("init_from") else ""), "",
-        "## Use", "",
-        "```bash",
-        "pip install textclf",
-        f'textclf predict hf:{PLACEHOLDER} "A quiet, beautiful film."',
-        "```", "",
-        "```python",
-        "from textclf import Classifier",
-        "",
-        f'clf = Classifier.load("hf:{PLACEHOLDER}")  # or the folder that holds this card',
-        'clf.predict(["A quiet, beautiful film."])  # [Prediction(label=..., probability=..., probabilities=...)]',
-        "```", "",
-        "The folder holds `model.safetensors` (the weights: loading them runs no code), `config.json` (architecture, "
-        "labels, tokenizer, the training config, the calibration) and `vocab.json`"
-        + (", and the linear view in `linear.safetensors` and `linear.json`." if _averaged(cal) else "."), "",
-        "## Training", "",
-    ]
+    return (f"A text classifier made with textclf {meta.get('textclf_version', '')}: {arch.get('embedding_dim')}-dim "
+            f"embeddings of a {arch.get('vocab_size', 0):,}-token vocabulary, a {lstm}, {arch.get('pooling')} pooling "
+            f"over its states and a linear layer onto {len(labels)} classes: {', '.join(labels)}. Texts are split by "
+            f"textclf's {tok.get('kind')} tokenizer{', lowercased,' if tok.get('lowercase') else ''} {cut}."
+            + _calibration(meta.get("calibration")))
+
+
+def _use(meta: dict) -> list[str]:
+    return ["## Use", "", "```bash", "pip install textclf",
+            f'textclf predict hf:{PLACEHOLDER} "A quiet, beautiful film."',
+            "```", "", "```python", "from textclf import Classifier", "",
+            f'clf = Classifier.load("hf:{PLACEHOLDER}")  # or the folder that holds this card',
+            'clf.predict(["A quiet, beautiful film."])  # [Prediction(label=..., probability=..., probabilities=...)]',
+            "```", "",
+            "The folder holds `model.safetensors` (the weights: loading them runs no code), `config.json` "
+            "(architecture, labels, tokenizer, the training config, the calibration) and `vocab.json`"
+            + (", and the linear view in `linear.safetensors` and `linear.json`."
+               if _averaged(meta.get("calibration")) else "."), ""]
+
+
+def _training(meta: dict, metrics: dict | None) -> list[str]:
+    cfg = meta.get("train_config") or {}
     if metrics:
-        lines.append(f"Best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')} (picked on validation "
-                     f"{(cfg.get('train') or {}).get('monitor', '')}), {metrics.get('train_seconds')} s of training on "
-                     f"{metrics.get('device')} ({metrics.get('precision', 'float32')}), torch "
-                     f"{meta.get('torch_version')}, saved {meta.get('created')}. The resolved config:")
+        said = (f"Best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')} (picked on validation "
+                f"{(cfg.get('train') or {}).get('monitor', '')}), {metrics.get('train_seconds')} s of training on "
+                f"{metrics.get('device')} ({metrics.get('precision', 'float32')}), torch "
+                f"{meta.get('torch_version')}, saved {meta.get('created')}. The resolved config:")
     else:
-        lines.append(f"Saved {meta.get('created')} with torch {meta.get('torch_version')}. The resolved config:")
-    lines += ["", "```yaml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).rstrip(), "```", "",
-              "## Evaluation", ""]
-    if metrics and results:
-        binary = len(labels) == 2
-        lines += [f"Precision, recall and F1 are {'of the second class, ' + labels[1] if binary else 'macro averages'}"
-                  "; the same figures are in the metadata above and in the run's metrics.json.", ""]
-        lines += _figures(metrics)
-    else:
-        lines.append("Not evaluated yet: this folder was saved during training (the best epoch so far); the run "
-                     "writes its figures here when it ends.")
+        said = f"Saved {meta.get('created')} with torch {meta.get('torch_version')}. The resolved config:"
+    return ["## Training", "", said, "", "```yaml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).rstrip(),
+            "```", ""]
+
+
+def _evaluation(meta: dict, metrics: dict | None, has_results: bool) -> list[str]:
+    labels = [str(n) for n in meta.get("labels", [])]
+    if not (metrics and has_results):
+        return ["## Evaluation", "", "Not evaluated yet: this folder was saved during training (the best epoch so "
+                "far); the run writes its figures here when it ends."]
+    which = "of the second class, " + labels[1] if len(labels) == 2 else "macro averages"
+    return ["## Evaluation", "", f"Precision, recall and F1 are {which}; the same figures are in the metadata above "
+            "and in the run's metrics.json.", "", *_figures(metrics)]
+
+
+def render(meta: dict, metrics: dict | None = None) -> str:
+    """The card for a model folder's config.json contents (`meta`) and, once the run has them, its metrics."""
+    cfg = meta.get("train_config") or {}
+    data = cfg.get("data") or {}
+    header = _header(meta, metrics)
+    lines = [
+        f"# {Path(str(cfg.get('run_dir') or 'textclf-model')).name}", "", _summary(meta), "",
+        "## Data", "",
+        f"Trained on {data_source(cfg)}: text from `{data.get('text_column')}`, labels from "
+        f"`{data.get('label_column')}`" + (f", mapped by `{data.get('label_map')}`" if data.get("label_map") else "")
+        + "." + (f" Fine-tuned from `{cfg['init_from']}`." if cfg.get("init_from") else ""), "",
+        *_use(meta), *_training(meta, metrics), *_evaluation(meta, metrics, "model-index" in header)]
     front = yaml.safe_dump(header, sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n\n" + "\n".join(lines) + "\n"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import PREDICT_BATCH_SIZE
 from ..data import apply_label_map, load_splits
 from ..errors import TextclfError
 from ..files import write_json
+from ..inference import PREDICT_BATCH_SIZE
 from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import load_model
 from ..models.ensemble import Outputs, expected_calibration_error, log_loss

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -105,6 +106,97 @@ class BodyLimit:
         return f"the request body is larger than {self.limit:,} bytes"
 
 
+@dataclass
+class Limits:
+    """What one request may hold (texts, characters per text); a request over them is a 4xx naming the limit."""
+
+    max_texts: int = 64
+    max_chars: int = 20_000
+
+    def check(self, texts: list[str]) -> None:
+        if not texts:
+            raise HTTPException(422, 'no text given: send {"text": "..."} or {"texts": ["...", ...]}')
+        if len(texts) > self.max_texts:
+            raise HTTPException(413, f"{len(texts)} texts in one request; at most {self.max_texts}")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise HTTPException(422, f"text {i} is empty")
+            if len(text) > self.max_chars:
+                raise HTTPException(413, f"text {i} has {len(text):,} characters; at most {self.max_chars:,}")
+
+
+def batcher_for(clf: Classifier, max_batch: int, batch_window_ms: float, max_queue: int,
+                forward_batch: int | None) -> MicroBatcher:
+    """/predict's batcher: a gathered batch runs as one `predict_proba` in forwards of `forward_batch` texts."""
+    forward = forward_batch or (FORWARD_BATCH_CPU if clf.device.type == "cpu" else max_batch)
+
+    def predict(texts: list[str], threshold: float | None = None) -> np.ndarray:
+        # clf.predict_proba looked up on every batch, not bound once: tests swap in a spy or a failing model
+        return clf.predict_proba(texts, batch_size=forward, threshold=threshold)
+
+    return MicroBatcher(predict, max_batch, batch_window_ms, max_queue)
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Every error as {"error": "one line"}: a body that is no JSON a 400, a wrong shape a 422, routing's too."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(*_validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)  # also routing's 404 and 405
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+
+def _predictions(clf: Classifier, probs: np.ndarray, threshold: float) -> list[dict]:
+    out = []
+    for row, k in zip(probs, clf.decide(probs, threshold), strict=True):
+        out.append({"label": clf.labels[k], "probability": float(row[k]),
+                    "probabilities": dict(zip(clf.labels, map(float, row), strict=True))})
+    return out
+
+
+def _routes(app: FastAPI, clf: Classifier, batcher: MicroBatcher, explainer, limits: Limits, name: str) -> None:
+    page = resources.files("textclf.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+    # with a shortcut, a request at another threshold than the default is predicted apart (its key): the shortcut
+    # is checked at the default decision only, so those texts get the LSTM
+    shortcut = bool(clf.artifact.calibration.shortcut) and len(clf.labels) == 2
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> dict:  # batches and texts so far: their ratio tells how well requests are being gathered
+        return {"status": "ok", "model": name, "labels": clf.labels, "batches": batcher.batches,
+                "texts": batcher.texts, "pid": os.getpid()}  # with --workers N, each process counts its own
+
+    # `async`: it only waits for the batch worker, so the event loop, which parses and answers every
+    # request, never runs the model.
+    @app.post("/predict")
+    async def predict(req: PredictRequest) -> dict:
+        if (req.text is None) == (req.texts is None):
+            raise HTTPException(422, 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
+        texts = [req.text] if req.text is not None else req.texts
+        limits.check(texts)
+        try:
+            key = req.threshold if shortcut and req.threshold != DEFAULT_THRESHOLD else None
+            probs = await batcher.predict(texts, key)
+        except Unavailable as e:
+            raise HTTPException(503, f"{e}; retry in {RETRY_AFTER_S} s",
+                                headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        except Exception as e:  # logged with its traceback by the worker
+            raise HTTPException(500, f"prediction failed ({_one_line(e)}); see the server log") from None
+        return {"predictions": _predictions(clf, probs, req.threshold)}
+
+    # A plain `def`: FastAPI runs it in its thread pool, and PyTorch releases the GIL while it computes.
+    @app.post("/explain")
+    def explain(req: ExplainRequest) -> dict:
+        limits.check([req.text])
+        return explainer.explain(req.text, req.threshold).to_dict()
+
+
 def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_chars: int = 20_000,
                max_body_bytes: int = 1_000_000, explain_steps: int = 100, max_batch: int = 64,
                batch_window_ms: float = 5.0, max_queue: int = 256, forward_batch: int | None = None) -> FastAPI:
@@ -121,16 +213,7 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
                            "or the largest requests could never be queued")
     explainer = Explainer(clf, explain_steps)
     explainer.explain("warm up")  # the first backward pass is slow; pay for it before the first visitor
-    forward = forward_batch or (FORWARD_BATCH_CPU if clf.device.type == "cpu" else max_batch)
-    # looked up on every batch, not bound once: tests swap in a spy or a failing model
-    # with a shortcut, a request at another threshold than the default is predicted apart (its key): the shortcut
-    # is checked at the default decision only, so those texts get the LSTM
-    shortcut = bool(clf.artifact.calibration.shortcut) and len(clf.labels) == 2
-
-    def predict(texts: list[str], threshold: float | None = None) -> np.ndarray:
-        return clf.predict_proba(texts, batch_size=forward, threshold=threshold)
-
-    batcher = MicroBatcher(predict, max_batch, batch_window_ms, max_queue)
+    batcher = batcher_for(clf, max_batch, batch_window_ms, max_queue, forward_batch)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -141,67 +224,8 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
     app = FastAPI(title="textclf", summary="Review classification with a packed-sequence LSTM", lifespan=lifespan)
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, limit=max_body_bytes)
-    page = resources.files("textclf.serving").joinpath("static/index.html").read_text(encoding="utf-8")
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(*_validation_message(exc))
-
-    @app.exception_handler(StarletteHTTPException)  # also routing's 404 and 405, so every error is {"error": ...}
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
-
-    def check_texts(texts: list[str]) -> None:
-        if not texts:
-            raise HTTPException(422, 'no text given: send {"text": "..."} or {"texts": ["...", ...]}')
-        if len(texts) > max_texts:
-            raise HTTPException(413, f"{len(texts)} texts in one request; at most {max_texts}")
-        for i, text in enumerate(texts):
-            if not text.strip():
-                raise HTTPException(422, f"text {i} is empty")
-            if len(text) > max_chars:
-                raise HTTPException(413, f"text {i} has {len(text):,} characters; at most {max_chars:,}")
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        return page
-
-    @app.get("/health")
-    def health() -> dict:  # batches and texts so far: their ratio tells how well requests are being gathered
-        return {"status": "ok", "model": name, "labels": clf.labels, "batches": batcher.batches,
-                "texts": batcher.texts, "pid": os.getpid()}  # with --workers N, each process counts its own
-
-    def predictions(probs: np.ndarray, threshold: float) -> list[dict]:
-        out = []
-        for row, k in zip(probs, clf.decide(probs, threshold), strict=True):
-            out.append({"label": clf.labels[k], "probability": float(row[k]),
-                        "probabilities": dict(zip(clf.labels, map(float, row), strict=True))})
-        return out
-
-    # `async`: it only waits for the batch worker, so the event loop, which parses and answers every
-    # request, never runs the model.
-    @app.post("/predict")
-    async def predict(req: PredictRequest) -> dict:
-        if (req.text is None) == (req.texts is None):
-            raise HTTPException(422, 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
-        texts = [req.text] if req.text is not None else req.texts
-        check_texts(texts)
-        try:
-            key = req.threshold if shortcut and req.threshold != DEFAULT_THRESHOLD else None
-            probs = await batcher.predict(texts, key)
-        except Unavailable as e:
-            raise HTTPException(503, f"{e}; retry in {RETRY_AFTER_S} s",
-                                headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        except Exception as e:  # logged with its traceback by the worker
-            raise HTTPException(500, f"prediction failed ({_one_line(e)}); see the server log") from None
-        return {"predictions": predictions(probs, req.threshold)}
-
-    # A plain `def`: FastAPI runs it in its thread pool, and PyTorch releases the GIL while it computes.
-    @app.post("/explain")
-    def explain(req: ExplainRequest) -> dict:
-        check_texts([req.text])
-        return explainer.explain(req.text, req.threshold).to_dict()
-
+    _handle_errors(app)
+    _routes(app, clf, batcher, explainer, Limits(max_texts, max_chars), name)
     return app
 
 

@@ -37,12 +37,12 @@ from ..text.batching import TextDataset, make_loader
 from ..text.vocab import LabelVocab, Vocab
 from ..threads import cores, intra_op
 from . import distributed, finetune
-from .optim import amp_dtype, grad_scaler, make_optimizer, make_scheduler, release_memory
+from .optim import release_memory
 from .prepare import Prepared, load_data, prepare
 from .pretrain import pretrain_corpora, pretrain_language_model, pretrain_vectors
 from .rundir import check_run_dir, data_fingerprint, load_resume, run_checkpoints, start_run_dir, write_config
 from .tblog import epoch_logger, log_final, writer_class
-from .trainer import FitResult, Hooks, balanced_class_weights, deterministic, fit, seed_everything, train_step
+from .trainer import FitResult, Hooks, _Loop, balanced_class_weights, deterministic, fit, seed_everything, train_step
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,23 @@ def use_threads(cfg: Config) -> None:
              else "spin while they wait (OMP_WAIT_POLICY unset)")
 
 
-def _train(cfg: Config, device: torch.device) -> dict:
+def set_up(cfg: Config) -> tuple[Config, Artifact | None, Prepared, Path | None]:
+    """The steps every run starts with, a dry one too: the checks that need no data (fine-tuning keys, the run
+    folder, TensorBoard's extra), the threads, the seed, the model to start from, and the data, tokenised.
+    Returns the config as the run records it, that model, the data, and the checkpoint a resume continues."""
     check_finetune(cfg)
+    resume_from = check_run_dir(Path(cfg.run_dir), cfg.overwrite, cfg.resume)
+    if cfg.train.tensorboard:
+        writer_class()  # a missing extra fails here, early
     use_threads(cfg)
-    run_dir = Path(cfg.run_dir)
-    resume_from = check_run_dir(run_dir, cfg.overwrite, cfg.resume)
-    tb_writer = writer_class() if cfg.train.tensorboard else None  # a missing extra fails here, early
     seed_everything(cfg.train.seed)
     cfg, pretrained = start_from(cfg)
-    data = prepare(cfg, load_data(cfg), pretrained)
+    return cfg, pretrained, prepare(cfg, load_data(cfg), pretrained), resume_from
+
+
+def _train(cfg: Config, device: torch.device) -> dict:
+    cfg, pretrained, data, resume_from = set_up(cfg)
+    run_dir = Path(cfg.run_dir)
     fingerprint = data_fingerprint(data)
     resume = load_resume(resume_from, cfg, fingerprint)
     from_scratch = resume is None and pretrained is None
@@ -97,7 +105,7 @@ def _train(cfg: Config, device: torch.device) -> dict:
     release_memory()
     loaders = make_loaders(cfg, data, device)
     meta = model_meta(cfg, data)
-    tb = tb_writer(log_dir=str(run_dir / "tb")) if tb_writer and main else None
+    tb = writer_class()(log_dir=str(run_dir / "tb")) if cfg.train.tensorboard and main else None
     with contextlib.closing(tb) if tb is not None else contextlib.nullcontext():  # SIGTERM and errors too
         return _fit_and_report(cfg, device, run_dir, model, data, loaders, meta, resume, fingerprint,
                                pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats, tb)
@@ -293,30 +301,21 @@ def dry_run(cfg: Config) -> dict:
         raise TextclfError("--dry-run starts no run, so there is none to resume: drop resume=...")
     with deterministic(cfg.train.deterministic):
         device = resolve_device(cfg.train.device)
-        check_finetune(cfg)
-        run_dir = Path(cfg.run_dir)
-        check_run_dir(run_dir, cfg.overwrite)
-        if cfg.train.tensorboard:
-            writer_class()
-        seed_everything(cfg.train.seed)
-        cfg, pretrained = start_from(cfg)
-        data = prepare(cfg, load_data(cfg), pretrained)
+        cfg, pretrained, data, _ = set_up(cfg)
         model = starting_model(cfg, data, None, probe=False).to(device)
         loaders = make_loaders(cfg, data, device)
         t = cfg.train
-        dtype = amp_dtype(device, t.amp, t.amp_cpu, t.amp_gpu)
-        opt = make_optimizer(model, t.lr, t.weight_decay, t.layer_lr_decay)
-        sched = make_scheduler(opt, t.scheduler, t.epochs * len(loaders["train"]), t.warmup_ratio)
+        loop = _Loop(model, loaders["train"], t, device, None, None)  # the optimizer, schedule and precision of fit
         batch = next(iter(loaders["train"]))
         model.train()
-        loss = train_step(model, batch, opt, sched, grad_scaler(device, dtype), device, t.clip_grad_norm, dtype,
+        loss = train_step(model, batch, loop.opt, loop.sched, loop.scaler, device, t.clip_grad_norm, loop.dtype,
                           class_weights(cfg, data, device), t.adversarial, t.adversarial_fraction)
         rows = next(iter(loaders["validation"].batch_sampler))  # the longest texts: the largest batch
         val = data.datasets["validation"]
         first = TextDataset([val.seqs[i] for i in rows], val.labels[rows])
         loader = make_loader(first, len(rows), shuffle=False, pin_memory=device.type == "cuda")
-        probs, val_loss = predict_loader(model, loader, device, dtype, "validate")
-        config = write_config(run_dir, cfg)
+        probs, val_loss = predict_loader(model, loader, device, loop.dtype, "validate")
+        config = write_config(Path(cfg.run_dir), cfg)
     skipped = [name for name, asked in (
         ("word2vec pretraining", cfg.pretrain.word2vec and pretrained is None),
         ("language-model pretraining", cfg.pretrain.lm_epochs and pretrained is None),
