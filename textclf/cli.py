@@ -151,6 +151,12 @@ def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _file_format_args(p)
     p.add_argument("--device", default="auto")
     _precision_args(p)
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): this process; ray: Ray Data, --input a folder or glob of parquet/csv/jsonl "
+                        "files, --output a folder of Parquet files (pip install 'textclf[ray]')")
+    p.add_argument("--address", help="with --engine ray: the Ray cluster (default: start a local Ray on this machine)")
+    p.add_argument("--concurrency", type=int, help="with --engine ray: model copies (actors; default: one a CPU)")
+    p.add_argument("--num-gpus", type=float, default=0.0, help="with --engine ray: GPUs per actor (default 0)")
     return p
 
 
@@ -325,9 +331,28 @@ def _check_predict_args(args: argparse.Namespace) -> None:
         raise TextclfError("--batch-size and --chunk-size must be > 0")
 
 
+def _predict_on_ray(args: argparse.Namespace) -> int:
+    from .ray import label_files
+
+    if args.input is None or args.texts or not args.output or args.output == "-":
+        raise TextclfError("--engine ray labels files: give --input DIR_OR_GLOB and --output DIR (a new folder)")
+    if args.concurrency is not None and args.concurrency <= 0:
+        raise TextclfError("--concurrency must be > 0")
+    rows = label_files(args.model_dir, args.input, args.output, args.text_column,
+                       0.5 if args.threshold is None else args.threshold, args.address, args.concurrency,
+                       device=args.device, bf16=args.bf16, shortcut=args.shortcut, views=args.views,
+                       num_gpus=args.num_gpus)
+    print(f"wrote {rows:,} rows to {args.output}/ (Parquet)")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from .inference.classifier import Classifier
 
+    if args.engine == "ray":
+        return _predict_on_ray(args)
+    if args.address or args.concurrency or args.num_gpus:
+        raise TextclfError("--address, --concurrency and --num-gpus go with --engine ray")
     _check_predict_args(args)
     clf = Classifier.load(args.model_dir, args.device, args.bf16, args.shortcut, args.views)
     if args.threshold is not None and len(clf.labels) != 2:
