@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
+
 from ..data import Split
 from ..models.linear import LinearModel, tfidf_kind
 from ..text.tokenizer import Tokenizer
@@ -19,23 +21,27 @@ log = logging.getLogger(__name__)
 
 def linear_baseline(splits: dict[str, Split], tokenizer: Tokenizer, cache_dir: str | None = None,
                     c: float | None = None) -> dict:
-    """Fit on `splits["train"]`, report metrics (the same dicts as the LSTM's) on every other split; `c`: the
-    inverse regularisation strength (None: the TF-IDF view's, `linear.KINDS`).
+    """Fit on `splits["train"]` and report validation's metrics (the same dicts as the model's); then, as the
+    model's linear view is, fit again on train and validation together and report test's. `c`: the inverse
+    regularisation strength (None: the TF-IDF view's, `linear.KINDS`).
 
-    Texts go through the same tokenizer (and token cache) as the LSTM, so the two compare like for like.
+    Texts go through the same tokenizer (and token cache) as the model, so the two compare like for like.
     """
     start = time.perf_counter()
     labels = LabelVocab.from_values(splits["train"].labels)
     tokens = {name: tokenize_cached(s.texts, tokenizer, cache_dir, desc=f"tokenising {name}")
               for name, s in splits.items()}
-    model = LinearModel.fit(tokens["train"].token_lists(), labels.encode(splits["train"].labels,
-                                                                         splits["train"].source), len(labels),
-                            tfidf_kind(tokenizer.kind), c=c)
-    seconds = time.perf_counter() - start
-    log.info("baseline: %d features, fitted in %.1fs", len(model.ngrams), seconds)
-    out: dict = {"model": model.describe(), "features": len(model.ngrams), "fit_seconds": round(seconds, 1)}
-    for name, split in splits.items():
-        if name != "train":
-            probs = model.predict_proba(tokens[name].token_lists())
-            out[name] = compute(labels.encode(split.labels, split.source), probs, labels.names)
+    y = {name: labels.encode(s.labels, s.source) for name, s in splits.items()}
+    kind = tfidf_kind(tokenizer.kind)
+    model = LinearModel.fit(tokens["train"].token_lists(), y["train"], len(labels), kind, c=c)
+    out: dict = {"model": model.describe(), "features": len(model.ngrams)}
+    if "validation" in splits:
+        out["validation"] = compute(y["validation"], model.predict_proba(tokens["validation"].token_lists()),
+                                    labels.names)
+        model = LinearModel.fit([*tokens["train"].token_lists(), *tokens["validation"].token_lists()],
+                                np.concatenate([y["train"], y["validation"]]), len(labels), kind, c=c)
+    if "test" in splits:
+        out["test"] = compute(y["test"], model.predict_proba(tokens["test"].token_lists()), labels.names)
+    out["fit_seconds"] = round(time.perf_counter() - start, 1)
+    log.info("baseline: %d features, fitted in %.1fs", len(model.ngrams), out["fit_seconds"])
     return out

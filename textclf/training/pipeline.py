@@ -120,7 +120,7 @@ def _fit_and_report(cfg: Config, device: torch.device, run_dir: Path, model: nn.
     distributed.check_same_weights(model)
     linear = fit_linear(data) if cfg.model.linear else None
     metrics = run_summary(result, data, device, pretrain_seconds, lm_stats)
-    cal, parts = calibrate(model, linear, loaders, data, device)
+    cal, parts, linear = calibrate(model, linear, loaders, data, device)
     metrics.update(score_splits(parts, {name: data.datasets[name].labels for name in parts}, data.labels.names,
                                 run_dir / "plots" if main else None))
     metrics["calibration"] = meta["calibration"] = cal.to_dict()
@@ -239,23 +239,37 @@ def fit_linear(data: Prepared) -> LinearModel:
 
 
 def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data: Prepared,
-              device: torch.device) -> tuple[Calibration, dict[str, Outputs]]:
+              device: torch.device) -> tuple[Calibration, dict[str, Outputs], LinearModel | None]:
     """Fit the LSTM's share of the average with the linear view, the temperatures and the shortcut on
-    validation (`Calibration.fit`); every split's probabilities, as the report reads them (`Outputs`)."""
-    views = {}
-    for name in ("validation", "test"):
-        if name in loaders:
-            lstm = predict_loader(model, loaders[name], device, desc=name)[0]
-            lin = linear.predict_proba(data.tokens[name].token_lists()) if linear is not None else None
-            views[name] = (lstm, lin)
-    cal = Calibration.fit(*views["validation"], data.datasets["validation"].labels)
-    parts = {name: Outputs.of(cal, lstm, lin) for name, (lstm, lin) in views.items()}
+    validation (`Calibration.fit`), then refit the linear view on train and validation together (`refit`);
+    every split's probabilities, as the report reads them (`Outputs`: validation's from the views the
+    calibration saw, test's from the model as saved). Returns the calibration, those, and the linear view."""
+    lstm = {name: predict_loader(model, loaders[name], device, desc=name)[0] for name in ("validation", "test")
+            if name in loaders}
+    val_linear = linear.predict_proba(data.tokens["validation"].token_lists()) if linear is not None else None
+    cal = Calibration.fit(lstm["validation"], val_linear, data.datasets["validation"].labels)
+    parts = {"validation": Outputs.of(cal, lstm["validation"], val_linear)}
+    if linear is not None and cal.uses_linear():
+        linear = refit(linear, data)
+    if "test" in lstm:
+        test_linear = linear.predict_proba(data.tokens["test"].token_lists()) if linear is not None else None
+        parts["test"] = Outputs.of(cal, lstm["test"], test_linear)
     log.info("calibration on validation: temperatures LSTM %.3f%s, LSTM weight %.1f, temperature %.3f%s",
              cal.lstm_temperature, "" if linear is None else f", linear view {cal.linear_temperature:.3f}",
              cal.weight, cal.temperature,
              f"; shortcut {cal.shortcut:g}: the linear view alone on {parts['validation'].sure.mean():.0%} of "
              "validation" if cal.shortcut else "")
-    return cal, parts
+    return cal, parts, linear
+
+
+def refit(linear: LinearModel, data: Prepared) -> LinearModel:
+    """The linear view of the kind and strength chosen on validation, fitted again on train and validation:
+    validation has done its job (the kind, the temperatures, the weight), and its rows are data. On small sets
+    it is 30% of the rows (`prepare.carve_fraction`), and the linear view, which carries the model there, learns
+    from them all; the LSTM keeps the epoch validation chose."""
+    tokens = [*data.tokens["train"].token_lists(), *data.tokens["validation"].token_lists()]
+    labels = np.concatenate([data.datasets["train"].labels, data.datasets["validation"].labels])
+    return LinearModel.fit(tokens, labels, len(data.labels), linear.kind, linear.c)
 
 
 def run_summary(result: FitResult, data: Prepared, device: torch.device, pretrain_seconds: float | None,
