@@ -17,7 +17,7 @@ from textclf.models.lstm import LSTMClassifier, ModelArgs
 from textclf.text.batching import collate
 
 from .conftest import lstm
-from .test_model import ARCHS
+from .test_lstm import ARCHS
 
 
 @pytest.mark.parametrize("arch", ARCHS)

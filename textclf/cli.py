@@ -17,7 +17,8 @@ from .inference import PREDICT_BATCH_SIZE
 BF16_HELP = "run the model in bfloat16 on any device (default: where bf16 is faster there, else float32)"
 FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is faster on the device)"
 SHORTCUT_HELP = ("run the LSTM on every text (default: where the model was calibrated with a shortcut, texts its "
-                 "linear view is sure of get that view's answer alone, at most 0.2%% of validation decisions changed)")
+                 "linear view is sure of get that view's answer alone, a bounded share of validation decisions "
+                 "changed: docs/serving.md)")
 MODEL_HELP = "a model/ folder, the run folder holding it, or hf:USER/NAME on the Hugging Face Hub"
 VIEWS_HELP = ("what answers: both (default: the model as trained), or one of its views alone, lstm or linear: on text "
               "unlike its training data one view may hold up better than the average")

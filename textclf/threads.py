@@ -16,8 +16,9 @@ def wait_passively() -> None:
 
     By default they spin for a while after each parallel region, waiting for the next. Alone on a machine that
     costs nothing; beside another busy process (a server's event loop, a second training run) they spin on the
-    cores the other needs: two fine-tuning runs side by side on 2 cores took 1-105 s for an epoch that takes 2 s
-    alone, and a server's throughput halved at random. Read when torch loads OpenMP: call this before."""
+    cores the other needs: two fine-tuning runs side by side took far longer than the two in a row, and a
+    server's throughput halved at random (figures: benchmarks/README.md). Read when torch loads OpenMP: call
+    this before."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

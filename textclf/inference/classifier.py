@@ -118,8 +118,9 @@ class Classifier:
         """[N, C] probabilities for token-id arrays. On a multi-core CPU, the texts are split by length over
         one Python thread per core (or per text, when fewer), each running one-thread kernels: an LSTM's small
         per-step matrix products barely speed up with intra-op threads, while batches side by side scale. Under
-        OMP_WAIT_POLICY=PASSIVE (`textclf serve` sets it) intra-op threads sleep between the steps, and a
-        forward of 1-12 IMDB reviews with 2 of them ran 10x slower than with one (4.3 against 53.5 ms for one)."""
+        OMP_WAIT_POLICY=PASSIVE (`textclf serve` and train.py set it) intra-op threads sleep between the steps,
+        and a forward of a few reviews with two of them ran many times slower than with one (figures:
+        benchmarks/README.md)."""
         workers = min(torch.get_num_threads(), len(seqs)) if self.device.type == "cpu" else 1
         if workers < 2:
             with one_thread_kernels() if self.device.type == "cpu" else contextlib.nullcontext():

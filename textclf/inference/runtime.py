@@ -61,10 +61,10 @@ def _lstm_seconds(lstm: nn.LSTM, x: torch.Tensor, bf16: bool) -> float:
 @functools.cache
 def cpu_bf16_faster() -> bool:
     """Whether bf16 runs an LSTM faster than float32 on this CPU: timed once per process (~0.1 s), on the
-    recipe's BiLSTM-128 and batch of 64. Having the instructions is not enough: on 2026-11-30 this project's
-    2-core VM reported AVX-512 BF16 without AMX, and there oneDNN's bf16 LSTM ran at 0.65x float32's speed
-    (bf16 matrix multiplies at half), where on 2026-11-24 bf16 had run it 1.5-1.9x faster. The margins are wide
-    on both sides of `BF16_MIN_SPEEDUP`, so the answer does not flip between runs on one machine."""
+    recipe's BiLSTM-128 and batch of 64. Having the instructions is not enough: a CPU with AVX-512 BF16 but no
+    AMX runs oneDNN's bf16 LSTM slower than float32 (its bf16 matrix multiplies are slower), where one with AMX
+    runs it clearly faster (figures, with their dates: benchmarks/README.md). The margins are wide on both sides
+    of `BF16_MIN_SPEEDUP`, so the answer does not flip between runs on one machine."""
     if not native_cpu_bf16():
         return False
     lstm = nn.LSTM(128, 128, batch_first=True, bidirectional=True)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from ..data.imdb import IMDB_HUB_NAME
 from ..files import write_text
+from ..hub import HF_PREFIX
 from .ensemble import SHORTCUT_CHANGES
 
 CARD = "README.md"
@@ -24,8 +26,8 @@ def hub_dataset(cfg: dict) -> str | None:
     if any(data.get(k) for k in ("train", "validation", "test")):
         return None
     if path == "imdb":
-        return "stanfordnlp/imdb"
-    name = path.removeprefix("hf:").split(":", 1)[0] if path.startswith("hf:") else ""
+        return IMDB_HUB_NAME
+    name = path.removeprefix(HF_PREFIX).split(":", 1)[0] if path.startswith(HF_PREFIX) else ""
     return name if name and not name.startswith((".", "/", "~")) and not Path(name).exists() else None
 
 
@@ -102,8 +104,8 @@ def _header(meta: dict, metrics: dict | None) -> dict:
                     "tags": ["textclf", "lstm", "text-classification"], "labels": labels}
     if dataset:
         header["datasets"] = [dataset]
-    if str(cfg.get("init_from") or "").startswith("hf:"):
-        header["base_model"] = cfg["init_from"].removeprefix("hf:").split("@")[0]
+    if str(cfg.get("init_from") or "").startswith(HF_PREFIX):
+        header["base_model"] = cfg["init_from"].removeprefix(HF_PREFIX).split("@")[0]
     results = _results(metrics or {}, dataset, data_source(cfg))
     if results:
         header["metrics"] = sorted({m["type"] for r in results for m in r["metrics"]} - {"loss"})
@@ -188,4 +190,4 @@ def write_card(model_dir: str | Path, metrics: dict | None = None) -> Path:
 
 def for_repo(card: str, repo_id: str) -> str:
     """The card with its Hub repository's name where it said hf:USER/NAME."""
-    return card.replace(f"hf:{PLACEHOLDER}", f"hf:{repo_id}")
+    return card.replace(f"{HF_PREFIX}{PLACEHOLDER}", f"{HF_PREFIX}{repo_id}")

@@ -5,9 +5,9 @@ applying it (training's report, `Artifact`, `Classifier`, evaluation, export) li
 Every number is fitted on the validation split, never on test (`Calibration.fit`):
 - which linear view (`fit_linear_view`): the kinds of `linear.KINDS` that suit the data, the one with the lowest
   validation log-loss at its own temperature;
-- each view's own temperature first (Guo et al. 2017): an LSTM trained to a train loss near 0 says 0.9999
-  where it is right 75% of the time, and averaged as it is, it outvotes a calibrated linear view whenever
-  it is sure;
+- each view's own temperature first (Guo et al. 2017): an LSTM trained to a train loss near 0 is nearly
+  certain where it is often wrong, and averaged as it is, it outvotes a calibrated linear view whenever it
+  is sure;
 - `weight`: the LSTM's share in `weight * p_lstm + (1 - weight) * p_linear`, the one of 0, 0.1, ..., 1 with
   the lowest validation log-loss (1 where there is no linear view);
 - `temperature` of the average;

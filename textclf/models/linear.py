@@ -52,14 +52,13 @@ _BITS = 21  # per token id in an n-gram's integer key: up to 2M distinct words, 
 
 class NgramIndex:
     """The features' n-grams as integer keys, so a batch of texts becomes a sparse matrix in a few numpy
-    passes instead of a Python loop over every n-gram of every text (scikit-learn's vectorizers; ~1,200
-    IMDB reviews/s for the 1-3-gram view).
+    passes instead of a Python loop over every n-gram of every text (scikit-learn's vectorizers).
 
     Each word of the n-grams gets an id; an n-gram's key packs its words' ids + 1 into 21-bit fields, so
     keys of different lengths never collide. Texts are turned into keys with the same packing, and the
-    keys found among the features' are the text's columns: looked up in a hash table (a pandas Index),
-    12x faster than a binary search (`np.searchsorted`) over IMDB's ~960k n-grams, which missed the cache
-    on nearly every step and took half of the linear view's time.
+    keys found among the features' are the text's columns: looked up in a hash table (a pandas Index), not by
+    a binary search (`np.searchsorted`) over the sorted keys, which misses the cache on nearly every step of a
+    large view (figures: benchmarks/README.md).
     """
 
     def __init__(self, ngrams: list[str], ngram_max: int):

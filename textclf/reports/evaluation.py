@@ -11,6 +11,7 @@ import numpy as np
 from ..data import apply_label_map, load_splits
 from ..errors import TextclfError
 from ..files import write_json
+from ..hub import HF_PREFIX
 from ..inference import PREDICT_BATCH_SIZE
 from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import load_model
@@ -90,7 +91,7 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
 
     probs = art.probabilities(list(tok.token_lists()), lstm)
     metrics = split_metrics(ds.labels, probs, art.labels.names, split, Path(plots) if plots else None)
-    metrics = {"model": str(art.folder) if not str(model_dir).startswith("hf:") else model_dir, "data": str(data),
+    metrics = {"model": str(art.folder) if not str(model_dir).startswith(HF_PREFIX) else model_dir, "data": str(data),
                "split": split, **metrics}
     if output:
         write_json(output, metrics)

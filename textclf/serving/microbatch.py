@@ -9,8 +9,8 @@ or since the worker came free if that is later (or until `max_batch` texts are w
 requests up to `max_batch` texts, runs `predict` once and hands every request its own rows. While it runs,
 the next requests queue up. The window after a batch lets the clients just answered send their next
 requests into the next batch: counted from arrival, requests that came in during a batch ran at once
-without them, and 32 clients split into two cohorts that took turns in half-size batches for the rest of
-the run (18.5 texts a call instead of 31.7, and 0.69x the requests/s, in one load test of five).
+without them, and concurrent clients split into two cohorts that took turns in half-size batches for the
+rest of the run (figures: benchmarks/README.md, "Batched serving").
 A request that would take the queue over `max_queue` texts is refused at once
 (`Unavailable`): a bounded queue bounds the wait, where an unbounded one lets latency grow without end.
 """

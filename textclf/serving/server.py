@@ -72,9 +72,9 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
     `threads`: PyTorch's intra-op threads per process (default: one per core, shared out among the workers).
     `workers` > 1: that many server processes, each with its own model and batcher, each listening on the port
     with SO_REUSEPORT, so the kernel spreads connections evenly (uvicorn's own workers share one socket, and one
-    process took most of 32 clients). One process keeps about 1 of 2 cores busy under load (tokenising and the
-    linear view hold the GIL beside the event loop); figures with two: benchmarks/README.md. Memory grows with
-    each copy. Linux only.
+    process took most of the clients). One process keeps about one core busy under load (tokenising and the
+    linear view hold the GIL beside the event loop); figures: benchmarks/README.md. Memory grows with each
+    copy. Linux only.
     """
     require_serve_extra()
     wait_passively()

@@ -183,8 +183,8 @@ def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence
     """Two labels the names do not settle: the pretrained model's scores on the train rows say which is which.
     Returns `new`'s names in the pretrained class order, or None when the scores do not separate them both
     clearly (ROC-AUC at least `ALIGN_AUC` from chance either way round) and significantly for the number of
-    rows (|z| >= `ALIGN_Z`): on 40-100 rows an AUC 0.1 from chance alone kept an arbitrary head 8-28% of the
-    time under no signal."""
+    rows (|z| >= `ALIGN_Z`): on a few dozen rows an AUC 0.1 from chance comes by chance alone, and an
+    arbitrary head would be kept."""
     from sklearn.metrics import roc_auc_score
 
     from ..inference.runtime import predict_loader

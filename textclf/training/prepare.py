@@ -90,8 +90,7 @@ DEGENERATE = 0.5  # a vocabulary is degenerate when words seen once, or unknown 
 def check_vocabulary(tokens: dict[str, Tokenized], vocab: Vocab, tokenizer: Tokenizer) -> None:
     """Warn in one line when the tokens do not fit the texts: most words of train occur once, or most words of
     the other splits are unknown (Chinese split at spaces: clause-long "words"). Words: tokens holding a letter,
-    so punctuation does not hide it. English sets stay far below: 10% seen once in 100 IMDB reviews, 3% in
-    12k tweets."""
+    so punctuation does not hide it. English sets, even of a hundred reviews, stay far below."""
     once, unknown = word_share(tokens["train"], vocab)
     unknown = max((word_share(tok, vocab)[1] for name, tok in tokens.items() if name != "train"), default=unknown)
     if once > DEGENERATE or unknown > DEGENERATE:

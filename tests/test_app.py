@@ -20,7 +20,7 @@ from textclf.errors import TextclfError
 from textclf.inference.classifier import Classifier
 from textclf.serving.app import create_app
 
-from .conftest import POSITIVE, REPO, make_reviews
+from .conftest import POSITIVE, REPO, make_reviews, wait_until_serving
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,29 @@ def test_each_worker_process_builds_the_app_from_the_settings_serve_hands_it(tin
             assert [p["label"] for p in out] == [p.label for p in clf.predict(["superb film", "awful film"])]
             assert client.post("/predict", json={"texts": ["a"] * 4}).status_code == 413  # its max_texts
             assert client.get("/health").json()["pid"] == os.getpid()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_gunicorn_builds_the_app_from_the_environment(tiny_run, clf, monkeypatch):
+    import torch
+    from fastapi.testclient import TestClient
+
+    from textclf.serving.app import from_env
+    from textclf.threads import cores
+
+    monkeypatch.delenv("TEXTCLF_MODEL", raising=False)
+    with pytest.raises(TextclfError, match="set TEXTCLF_MODEL=MODEL_DIR"):
+        from_env()
+    before = torch.get_num_threads()
+    monkeypatch.setenv("TEXTCLF_MODEL", str(tiny_run))
+    monkeypatch.setenv("TEXTCLF_DEVICE", "cpu")
+    monkeypatch.setenv("WEB_CONCURRENCY", str(cores()))  # gunicorn's worker count: one thread each
+    try:
+        with TestClient(from_env()) as client:
+            assert torch.get_num_threads() == 1
+            out = client.post("/predict", json={"texts": ["superb film", "awful film"]}).json()["predictions"]
+            assert [p["label"] for p in out] == [p.label for p in clf.predict(["superb film", "awful film"])]
     finally:
         torch.set_num_threads(before)
 
@@ -298,14 +321,7 @@ def test_the_served_process_stops_promptly_on_sigterm(tiny_run, workers):
     server = subprocess.Popen([sys.executable, "-m", "textclf", "serve", str(tiny_run), "--port", str(port),
                                "--workers", str(workers)], cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_until_serving(server, port)
         assert httpx.post(f"http://127.0.0.1:{port}/predict", json={"text": "superb film"}).status_code == 200
         pids = {httpx.get(f"http://127.0.0.1:{port}/health").json()["pid"] for _ in range(20)}  # new connections
         assert server.pid not in pids if workers > 1 else pids == {server.pid}
