@@ -29,15 +29,22 @@ FILLER = ["the", "film", "movie", "plot", "actor", "was", "a", "and", "story", "
           "director", "music", "ending", "cast", "really", "quite", "very"]
 
 
+def _words(rng: random.Random, y: int, filler: list[str], most: int, positive: list[str],
+           negative: list[str]) -> list[str]:
+    """4 to `most` filler words with 2-4 words of class `y` among them."""
+    words = [rng.choice(filler) for _ in range(rng.randint(4, most))]
+    for _ in range(rng.randint(2, 4)):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(positive if y else negative))
+    return words
+
+
 def make_reviews(n: int, seed: int = 0, labels: tuple[str, str] = ("neg", "pos")) -> pd.DataFrame:
     """n short reviews, half per class; the class shows in 2-4 sentiment words among filler."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         y = i % 2
-        words = [rng.choice(FILLER) for _ in range(rng.randint(4, 30))]
-        for _ in range(rng.randint(2, 4)):
-            words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if y else NEGATIVE))
+        words = _words(rng, y, FILLER, 30, POSITIVE, NEGATIVE)
         rows.append({"text": " ".join(words).capitalize() + ".<br /><br />", "label": labels[y]})
     rng.shuffle(rows)
     return pd.DataFrame(rows)
@@ -56,9 +63,7 @@ def make_zh_reviews(n: int, seed: int = 0, labels: tuple[str, str] = ("0", "1"))
     rows = []
     for i in range(n):
         y = i % 2
-        words = [rng.choice(ZH_FILLER) for _ in range(rng.randint(4, 20))]
-        for _ in range(rng.randint(2, 4)):
-            words.insert(rng.randrange(len(words) + 1), rng.choice(ZH_POSITIVE if y else ZH_NEGATIVE))
+        words = _words(rng, y, ZH_FILLER, 20, ZH_POSITIVE, ZH_NEGATIVE)
         for cut in sorted(rng.sample(range(1, len(words)), k=min(2, len(words) - 1)), reverse=True):
             words.insert(cut, "，")
         rows.append({"review": "".join(words) + "。", "label": labels[y]})
@@ -129,6 +134,22 @@ TINY = [  # a model that trains on the tiny data in a few seconds on CPU
     "train.amp_cpu=false",  # float32 whatever the CPU (the default, auto, is bf16 where native): same models everywhere
     "train.min_steps=0", "train.min_epoch_steps=0", "pretrain.min_tokens=0",  # as written, not lengthened
 ]
+
+
+def wait_until_serving(proc, port: int, host: str = "127.0.0.1", timeout: float = 120) -> None:
+    """Until the server `proc` started answers /health on `port` (a failed assertion if it exits or times out)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+        try:
+            httpx.get(f"http://{host}:{port}/health", timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import pytest
 from textclf.errors import ServiceFailed, TextclfError
 from textclf.serving import server
 
-from .conftest import REPO
+from .conftest import REPO, wait_until_serving
 
 
 def _exit_with(settings, family, address, log_level, ready, errors, parent):
@@ -95,14 +95,7 @@ def test_workers_die_with_their_supervisor(tiny_run):
     proc = subprocess.Popen([sys.executable, "-m", "textclf", "serve", str(tiny_run), "--port", str(port),
                              "--workers", "2"], cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_until_serving(proc, port)
         pids = {httpx.get(f"http://127.0.0.1:{port}/health").json()["pid"] for _ in range(20)}
         assert proc.pid not in pids
     finally:

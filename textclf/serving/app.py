@@ -238,3 +238,24 @@ def app_from_settings(s: dict) -> FastAPI:
         torch.set_num_threads(s["threads"])
     clf = Classifier.load(s["model_dir"], s["device"], s["bf16"], s["shortcut"], s.get("views", "both"))
     return create_app(clf, name=s["model_dir"], **s["options"])
+
+
+def from_env() -> FastAPI:
+    """The app for another process manager, e.g. gunicorn with uvicorn workers (restarts, graceful timeouts)::
+
+        TEXTCLF_MODEL=runs/imdb WEB_CONCURRENCY=2 OMP_WAIT_POLICY=PASSIVE \\
+            gunicorn -k uvicorn_worker.UvicornWorker --bind 127.0.0.1:8000 'textclf.serving.app:from_env()'
+
+    TEXTCLF_MODEL names the model (required); TEXTCLF_DEVICE (default auto) and TEXTCLF_VIEWS (both) as `serve`'s
+    options; each worker computes on TEXTCLF_THREADS threads, by default this machine's cores shared out among
+    the WEB_CONCURRENCY workers (gunicorn's worker count when -w is not given)."""
+    from ..threads import cores
+
+    model = os.environ.get("TEXTCLF_MODEL")
+    if not model:
+        raise TextclfError("set TEXTCLF_MODEL=MODEL_DIR: the model textclf.serving.app:from_env() serves")
+    workers = int(os.environ.get("WEB_CONCURRENCY") or 1)
+    threads = int(os.environ.get("TEXTCLF_THREADS") or max(1, cores() // workers))
+    return app_from_settings({"model_dir": model, "device": os.environ.get("TEXTCLF_DEVICE", "auto"), "bf16": "auto",
+                              "shortcut": True, "views": os.environ.get("TEXTCLF_VIEWS", "both"), "options": {},
+                              "threads": threads})
