@@ -71,6 +71,18 @@ def test_map_batches_and_the_command_label_every_row_as_the_classifier_does(loca
     _check(read_output(str(out)), frame, clf)
 
 
+def test_the_input_is_read_in_blocks_for_every_actor(local_ray, reviews):
+    """Ray Data read these 3 files as 1 block (and 10 files of 100k reviews as 1): one actor did all the work."""
+    from textclf.ray import blocks_for_every_actor, input_files
+
+    folder, _ = reviews
+    files, _ = input_files(str(folder))
+    before = local_ray.data.DataContext.get_current().target_max_block_size
+    with blocks_for_every_actor(files, workers=2):
+        assert local_ray.data.read_parquet(files).materialize().num_blocks() >= 2
+    assert local_ray.data.DataContext.get_current().target_max_block_size == before
+
+
 def test_ray_errors_are_one_line_and_leave_nothing(local_ray, reviews, tiny_run, tmp_path, capsys):
     folder, _ = reviews
     out = tmp_path / "out"

@@ -7,7 +7,7 @@ model once, and every batch (pandas, or a dict of numpy arrays) comes back with 
     import ray
     from textclf.ray import Predictor
 
-    ds = ray.data.read_parquet("s3://bucket/reviews/")
+    ds = ray.data.read_parquet("s3://bucket/reviews/", override_num_blocks=64)  # blocks for every actor
     ds.map_batches(Predictor, fn_constructor_kwargs={"model": "hf:USER/NAME"}, concurrency=8, num_cpus=0.5,
                    batch_size=1024, batch_format="pandas").write_parquet("s3://bucket/labelled/")
 
@@ -22,19 +22,24 @@ Parquet, CSV or JSON lines with Ray Data, label, write Parquet; on this machine 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import TextclfError, first_line
+from .hub import HF_PREFIX
 
 log = logging.getLogger(__name__)
+BLOCKS_PER_ACTOR = 4  # read blocks an actor, about, so that every actor has work and the pipeline streams
+MIN_BLOCK_BYTES = 64 * 1024
 
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}  # what Ray Data reads here
 ACTOR_CPUS = 0.5  # the logical CPUs an actor asks for (see the module docstring)
@@ -129,7 +134,7 @@ def label_files(model: str, pattern: str, output: str, text_column: str | None =
     out = Path(output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TextclfError(f"--output {output} exists and is not an empty folder; name a new folder")
-    local = address is None and not model.startswith("hf:")
+    local = address is None and not model.startswith(HF_PREFIX)
     if local and not Path(model).exists():
         raise TextclfError(f"model folder not found: {model} (the workers load it from there; pass a run folder)")
     from .inference.classifier import Classifier  # the column check, before any Ray work
@@ -146,15 +151,17 @@ def label_files(model: str, pattern: str, output: str, text_column: str | None =
         ray.init(address=address, num_cpus=None if address else cores(), include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    read = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "json": ray.data.read_json}[fmt]
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if out.parent.exists() else None))
+    read = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "json": ray.data.read_json}[fmt]
     try:
-        ds = read(files).map_batches(
-            Predictor, fn_constructor_kwargs={"model": model, "text_column": text_column, "threshold": threshold,
-                                              "device": device, "bf16": bf16, "shortcut": shortcut, "views": views},
-            concurrency=workers, batch_size=batch_size, batch_format="pandas", num_cpus=ACTOR_CPUS,
-            num_gpus=num_gpus or None)
-        ds.write_parquet(str(staging))
+        with blocks_for_every_actor(files, workers):
+            ds = read(files).map_batches(
+                Predictor, fn_constructor_kwargs={"model": model, "text_column": text_column, "threshold": threshold,
+                                                  "device": device, "bf16": bf16, "shortcut": shortcut,
+                                                  "views": views},
+                concurrency=workers, batch_size=batch_size, batch_format="pandas", num_cpus=ACTOR_CPUS,
+                num_gpus=num_gpus or None)
+            ds.write_parquet(str(staging))
         rows = sum(pq_rows(p) for p in staging.glob("*.parquet"))
         if out.exists():
             out.rmdir()
@@ -169,6 +176,23 @@ def label_files(model: str, pattern: str, output: str, text_column: str | None =
         raise TextclfError(f"labelling failed on Ray ({type(cause).__name__}: {first_line(cause)})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def blocks_for_every_actor(files: list[str], workers: int) -> Iterator[None]:
+    """While it lasts, Ray Data reads `files` into blocks of about 1/`BLOCKS_PER_ACTOR` of an actor's share.
+    Left to itself it reads up to 128 MiB into one block (`target_max_block_size`): 10 Parquet files of 100k
+    reviews came as one block, and one actor labelled them all while the others waited."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before = context.target_max_block_size
+    share = sum(os.path.getsize(f) for f in files) // (BLOCKS_PER_ACTOR * workers)
+    context.target_max_block_size = int(min(before or share, max(MIN_BLOCK_BYTES, share)))
+    try:
+        yield
+    finally:
+        context.target_max_block_size = before
 
 
 def pq_rows(path: Path) -> int:
