@@ -133,7 +133,6 @@ def stage_tutorial(args: argparse.Namespace) -> None:
     import torch
 
     from textclf.models.lstm import LSTMClassifier
-    from textclf.text.tokenizer import Tokenizer
     from textclf.training.pipeline import new_model
     from textclf.training.prepare import prepare
 
@@ -143,7 +142,7 @@ def stage_tutorial(args: argparse.Namespace) -> None:
     model: LSTMClassifier = new_model(cfg.model, data.vocab, data.labels)
     model.lstm_impl = "packed"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-    tokenizer = Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase)
+    tokenizer = data.tokenizer  # tokenizer.kind=auto resolved on the training texts, as train.py does
     train = splits["train"]
     rng = np.random.default_rng(0)
     order = rng.permutation(len(train))
@@ -178,11 +177,12 @@ def stage_tutorial(args: argparse.Namespace) -> None:
 
 def stage_baseline(args: argparse.Namespace) -> None:
     from textclf.reports.baseline import linear_baseline
-    from textclf.text.tokenizer import Tokenizer
+    from textclf.text.tokenizer import for_texts
 
     cfg, splits = _splits(args)
     start = time.perf_counter()
-    result = linear_baseline(splits, Tokenizer(cfg.tokenizer.kind, cfg.tokenizer.lowercase), cfg.data.cache_dir)
+    tokenizer = for_texts(cfg.tokenizer.kind, cfg.tokenizer.lowercase, splits["train"].texts)
+    result = linear_baseline(splits, tokenizer, cfg.data.cache_dir)
     _emit({"test_accuracy": result["test"]["accuracy"], "train_seconds": round(time.perf_counter() - start, 1)})
 
 

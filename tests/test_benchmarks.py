@@ -75,7 +75,8 @@ def test_imdb_benchmark_runs_every_stage_and_prints_the_table(tmp_path, tiny_dir
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "imdb.py"), "--data", str(tiny_dir),
                            "--run-dir", str(tmp_path / "run"), "--tutorial-batches", "3", "--output", str(out),
-                           *TINY, "train.epochs=1"], capture_output=True, text=True, timeout=600)
+                           *TINY, "train.epochs=1", "tokenizer.kind=auto"],  # every stage resolves auto
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(out.read_text())
     assert 0.5 <= results["textclf"]["test_accuracy"] <= 1 and results["textclf"]["epochs"] == 1
