@@ -44,9 +44,8 @@ def load(args, url: str | None, serve_args: str, out: Path) -> dict:
 
 def gunicorn_round(args, out: Path) -> dict:
     port = free_port()
-    threads = max(1, (os.cpu_count() or 1) // args.workers)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TEXTCLF_MODEL": args.model_dir, "TEXTCLF_DEVICE": "cpu",
-           "TEXTCLF_THREADS": str(threads)}
+           "WEB_CONCURRENCY": str(args.workers)}  # each worker takes its share of the cores, as serve's do
     gunicorn = Path(sys.executable).with_name("gunicorn")  # this environment's, activated or not
     gunicorn = str(gunicorn) if gunicorn.exists() else "gunicorn"
     server = subprocess.Popen([gunicorn, "-k", "uvicorn_worker.UvicornWorker", "-w", str(args.workers),

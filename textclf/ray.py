@@ -66,7 +66,7 @@ class Predictor:
         from .inference.classifier import Classifier
 
         self.clf = Classifier.load(model, device, bf16, shortcut, views)
-        self.text_column = text_column or self.clf.artifact.meta.get("data", {}).get("text_column", "text")
+        self.text_column = text_column or self.clf.text_column
         self.threshold, self.batch_size = threshold, batch_size
 
     def __call__(self, batch: pd.DataFrame | dict[str, np.ndarray]) -> pd.DataFrame | dict[str, np.ndarray]:
@@ -139,8 +139,8 @@ def label_files(model: str, pattern: str, output: str, text_column: str | None =
         raise TextclfError(f"model folder not found: {model} (the workers load it from there; pass a run folder)")
     from .inference.classifier import Classifier  # the column check, before any Ray work
 
-    meta = Classifier.load(model, "cpu", False).artifact.meta if local else {}
-    text_column = text_column or meta.get("data", {}).get("text_column", "text")
+    trained_on = Classifier.load(model, "cpu", False).text_column if local else "text"  # a bad model: one line here
+    text_column = text_column or trained_on
     columns = _columns(files[0], fmt)
     for name in (c.strip() for c in text_column.split(",")):
         if name not in columns:

@@ -29,3 +29,9 @@ def intra_op(requested: int | None = None) -> int:
         return requested
     env = os.environ.get("OMP_NUM_THREADS", "")
     return int(env) if env.isdigit() and int(env) > 0 else cores()
+
+
+def per_worker(workers: int, requested: int | None = None) -> int | None:
+    """Intra-op threads for each of `workers` server processes on this machine: `requested`, else the cores shared
+    out among them (None for one process: PyTorch's default)."""
+    return requested or (max(1, cores() // workers) if workers > 1 else None)

@@ -102,6 +102,11 @@ class Classifier:
         return cls(load_model(path, dev, bf16, shortcut, views), dev)
 
     @property
+    def text_column(self) -> str:
+        """The column(s) the model was trained on, comma-separated ("text" where the model does not say)."""
+        return self.artifact.meta.get("data", {}).get("text_column", "text")
+
+    @property
     def labels(self) -> list[str]:
         return self.artifact.labels.names
 
@@ -195,7 +200,7 @@ class Classifier:
         `delimiter`, `sheet`: how to read the input (see `data.iter_table`; None: detect).
         """
         read = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
-        text_column = text_column or self.artifact.meta.get("data", {}).get("text_column", "text")
+        text_column = text_column or self.text_column
         if fmt is None:
             json_out = isinstance(output, str | Path) and str(output).lower().endswith((".jsonl", ".json"))
             fmt = "json" if json_out else "csv"

@@ -249,13 +249,12 @@ def from_env() -> FastAPI:
     TEXTCLF_MODEL names the model (required); TEXTCLF_DEVICE (default auto) and TEXTCLF_VIEWS (both) as `serve`'s
     options; each worker computes on TEXTCLF_THREADS threads, by default this machine's cores shared out among
     the WEB_CONCURRENCY workers (gunicorn's worker count when -w is not given)."""
-    from ..threads import cores
+    from ..threads import per_worker
 
     model = os.environ.get("TEXTCLF_MODEL")
     if not model:
         raise TextclfError("set TEXTCLF_MODEL=MODEL_DIR: the model textclf.serving.app:from_env() serves")
-    workers = int(os.environ.get("WEB_CONCURRENCY") or 1)
-    threads = int(os.environ.get("TEXTCLF_THREADS") or max(1, cores() // workers))
+    threads = per_worker(int(os.environ.get("WEB_CONCURRENCY") or 1), int(os.environ.get("TEXTCLF_THREADS") or 0))
     return app_from_settings({"model_dir": model, "device": os.environ.get("TEXTCLF_DEVICE", "auto"), "bf16": "auto",
                               "shortcut": True, "views": os.environ.get("TEXTCLF_VIEWS", "both"), "options": {},
                               "threads": threads})

@@ -18,7 +18,7 @@ import sys
 import threading
 
 from ..errors import ServiceFailed, TextclfError
-from ..threads import cores, wait_passively
+from ..threads import per_worker, wait_passively
 from . import require_serve_extra
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
     if not loopback:
         log.warning("listening on %s: reachable from other machines, and the service has no authentication", host)
     settings = {"model_dir": str(model_dir), "device": device, "bf16": bf16, "shortcut": shortcut, "views": views,
-                "options": options, "threads": threads or (max(1, cores() // workers) if workers > 1 else None)}
+                "options": options, "threads": per_worker(workers, threads)}
     serving = f"serving {model_dir} on http://{_shown(address)} (page at /, API docs at /docs)"
     if workers == 1:
         _run(settings, family, address, log_level, serving)

@@ -31,10 +31,11 @@ _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 # Scripts written without spaces between words: a run of their characters is no word. Han (with its
 # punctuation-free extensions and compatibility forms), Hiragana, Katakana, Thai, Lao, Khmer, Myanmar, Tibetan.
-_NO_SPACES = ("\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-              "\u0e00-\u0e7f\u0e80-\u0eff\u1780-\u17ff\u1000-\u109f\u0f00-\u0fff")
-_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
-_KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff]")
+_HAN_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_KANA_CHARS = "\u3040-\u30ff\u31f0-\u31ff"
+_NO_SPACES = _KANA_CHARS + _HAN_CHARS + "\u0e00-\u0e7f\u0e80-\u0eff\u1780-\u17ff\u1000-\u109f\u0f00-\u0fff"
+_HAN = re.compile(f"[{_HAN_CHARS}]")
+_KANA = re.compile(f"[{_KANA_CHARS}]")
 _NO_SPACE_CHAR = re.compile(f"[{_NO_SPACES}]")
 _OTHER_LETTER = re.compile(rf"[^\W\d_{_NO_SPACES}]")  # a letter of a script written with spaces
 
