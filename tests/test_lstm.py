@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from textclf.models.lstm import LSTMClassifier, ModelArgs, flip_index
+from textclf.models.lstm import LSTMClassifier, ModelArgs, flip_index, split_directions
 
 from .conftest import lstm
 
@@ -126,3 +126,57 @@ def test_build_model_makes_the_type_from_its_args_and_arch_records_them():
     assert model.arch == asdict(args) and model.num_classes == 3
     with pytest.raises(ValueError, match='unknown model type "cnn"'):
         build_model("cnn", asdict(args))
+
+
+@pytest.fixture
+def split():
+    """The BiLSTM's directions on two threads (as training on a multi-core CPU runs it), undone after."""
+    threads = torch.get_num_threads()
+    split_directions(2)
+    yield
+    split_directions(threads, split=False)
+
+
+@pytest.mark.parametrize("arch", [(1, True, "max", 2), (2, True, "last", 3), (2, True, "max_mean", 2)])
+def test_directions_side_by_side_compute_the_same(arch, split):
+    """Training on a multi-core CPU runs the two directions on two threads: the same outputs and gradients
+    (delta's too) as one after the other, in float32 and in bf16 autocast (per thread: the helper must see it)."""
+    tokens, lengths = _batch()
+
+    def run(model, bf16):
+        model.zero_grad()
+        delta = torch.zeros(*tokens.shape, 12, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(tokens, lengths, delta)
+        out.float().pow(2).sum().backward()
+        return [out.detach(), delta.grad, *(p.grad for p in model.parameters())]
+
+    model = _model(*arch, dropout=0.0).train()
+    model.embedding_dropout.p = 0.0
+    for bf16 in (False, True):
+        both = run(model, bf16)
+        with torch.no_grad():
+            inference = model(tokens, lengths)
+        split_directions(1, split=False)
+        one = run(model, bf16)
+        split_directions(2)
+        for a, b in zip(both, one, strict=True):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+        if not bf16:
+            torch.testing.assert_close(inference, one[0], atol=1e-6, rtol=0)
+
+
+def test_directions_side_by_side_run_on_two_threads(split, monkeypatch):
+    """Not a no-op: the reverse direction runs on the helper thread, forward and backward, and PyTorch's
+    intra-op threads are halved (one per direction on two cores)."""
+    import threading
+
+    from textclf.models import lstm as lstm_module
+
+    seen, original = [], lstm_module._direction
+    monkeypatch.setattr(lstm_module, "_direction",
+                        lambda *a: seen.append(threading.current_thread().name) or original(*a))
+    tokens, lengths = _batch()
+    _model(1, True, "max", 2)(tokens, lengths).sum().backward()
+    assert torch.get_num_threads() == 1
+    assert len(seen) == 2 and seen[0] != seen[1] and any(name.startswith("textclf-lstm") for name in seen)

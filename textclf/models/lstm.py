@@ -23,7 +23,8 @@ an architecture without one does without those features.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -61,12 +62,110 @@ def lstm_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[
     return out, torch.cat(list(h_n[-dirs:]), dim=1)
 
 
-def _direction(lstm: nn.LSTM, layer: int, reverse: bool, x: torch.Tensor, batch_first: bool) -> torch.Tensor:
-    """One direction of one layer as a forward pass over `x` (padded; oneDNN on CPU)."""
+def _weights(lstm: nn.LSTM, layer: int, reverse: bool) -> list[torch.Tensor]:
     suffix = "_reverse" if reverse else ""
-    weights = [getattr(lstm, f"{w}_l{layer}{suffix}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-    h0 = x.new_zeros(1, x.size(0 if batch_first else 1), lstm.hidden_size)
-    return torch.lstm(x, (h0, h0), weights, True, 1, 0.0, lstm.training, False, batch_first)[0]
+    return [getattr(lstm, f"{w}_l{layer}{suffix}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
+def _direction(weights: Sequence[torch.Tensor], x: torch.Tensor, train: bool) -> torch.Tensor:
+    """One direction of one layer as a forward pass over batch-first `x` (padded; oneDNN on CPU)."""
+    h0 = x.new_zeros(1, x.size(0), weights[1].size(1))
+    return torch.lstm(x, (h0, h0), list(weights), True, 1, 0.0, train, False, True)[0]
+
+
+# The two directions of a BiLSTM on two threads at once, one core each (`split_directions`). On the CPU one
+# direction's time steps are small matrix products; split over cores, every step ends at a barrier where
+# OpenMP's threads either spin (burning a core that a second process needs) or sleep and are woken (slow
+# on a VM). Two independent directions need no barrier until the layer ends.
+_pool: ThreadPoolExecutor | None = None
+
+
+def split_directions(threads: int, split: bool = True) -> int:
+    """Compute with `threads` cores on the CPU: with `split` (and 2+ cores) a BiLSTM's two directions run side
+    by side, each with half of them as intra-op threads; else one after the other with all of them (PyTorch's
+    way, and the default). Sets PyTorch's intra-op threads (process-wide) and returns them."""
+    global _pool
+    if _pool is not None:
+        _pool.shutdown()
+        _pool = None
+    per = max(1, threads // 2) if split and threads >= 2 else max(1, threads)
+    if split and threads >= 2:  # the helper's own OpenMP setting: a new thread starts from the default, all cores
+        _pool = ThreadPoolExecutor(1, "textclf-lstm", initializer=torch.set_num_threads, initargs=(per,))
+    torch.set_num_threads(per)
+    return per
+
+
+def directions_split() -> bool:
+    return _pool is not None
+
+
+def _here(fn: Callable) -> Callable:
+    """`fn`, to run on another thread as it would on this one: grad mode, inference mode and autocast are
+    per thread."""
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+    amp, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+
+    def run(*args):
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad), \
+                torch.autocast("cpu", dtype=dtype, enabled=amp):
+            return fn(*args)
+    return run
+
+
+def _side_by_side(first: Callable, second: Callable, *args) -> tuple:
+    """first(*args) here and second(*args) on the helper thread, at once; the helper's exception is raised."""
+    pending = _pool.submit(_here(second), *args)
+    try:
+        a = first(*args)
+    finally:
+        b = pending.result()
+    return a, b
+
+
+class _Directions(torch.autograd.Function):
+    """Both directions of one layer, forward and backward, each on its own thread. Each direction is a small
+    graph of its own (from detached inputs), so its backward can run on the thread that takes it."""
+
+    @staticmethod
+    def forward(ctx, runs: tuple[Callable, Callable], x: torch.Tensor, *weights: torch.Tensor):
+        def graph(run: Callable, w: Sequence[torch.Tensor]):
+            with torch.enable_grad():
+                leaves = [x.detach().requires_grad_(), *(t.detach().requires_grad_() for t in w)]
+                return leaves, run(leaves[0], leaves[1:])
+
+        ctx.graphs = _side_by_side(lambda: graph(runs[0], weights[:4]), lambda: graph(runs[1], weights[4:]))
+        return tuple(out.detach() for _, out in ctx.graphs)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        def grad(index: int):
+            leaves, out = ctx.graphs[index]
+            g = grads[index] if grads[index] is not None else torch.zeros_like(out)
+            return torch.autograd.grad(out, leaves, g)
+
+        fwd, rev = _side_by_side(lambda: grad(0), lambda: grad(1))
+        ctx.graphs = None  # the two small graphs hold the LSTM's workspace: free it now
+        return None, fwd[0] + rev[0], *fwd[1:], *rev[1:]
+
+
+def _both_directions(lstm: nn.LSTM, layer: int, x: torch.Tensor, flip: torch.Tensor, reorder: bool
+                     ) -> list[torch.Tensor]:
+    """A bidirectional layer's two outputs; the reverse one read from `x` reversed within each length, and put
+    back in order when `reorder`."""
+    def forward(x: torch.Tensor, w: Sequence[torch.Tensor]) -> torch.Tensor:
+        return _direction(w, x, lstm.training)
+
+    def reverse(x: torch.Tensor, w: Sequence[torch.Tensor]) -> torch.Tensor:
+        out = _direction(w, _gather_time(x, flip), lstm.training)
+        return _gather_time(out, flip) if reorder else out
+
+    w_fwd, w_rev = _weights(lstm, layer, False), _weights(lstm, layer, True)
+    split = _pool is not None and x.device.type == "cpu" and not torch.jit.is_tracing()
+    if not split:
+        return [forward(x, w_fwd), reverse(x, w_rev)]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *w_fwd, *w_rev)):
+        return list(_Directions.apply((forward, reverse), x, *w_fwd, *w_rev))
+    return list(_side_by_side(lambda: forward(x, w_fwd), lambda: reverse(x, w_rev)))
 
 
 def _layers(lstm: nn.LSTM, x: torch.Tensor, flip: torch.Tensor, ordered: bool) -> list[torch.Tensor]:
@@ -75,10 +174,10 @@ def _layers(lstm: nn.LSTM, x: torch.Tensor, flip: torch.Tensor, ordered: bool) -
     states in that order (enough for order-free pooling)."""
     for layer in range(lstm.num_layers):
         last = layer == lstm.num_layers - 1
-        outs = [_direction(lstm, layer, False, x, True)]
         if lstm.bidirectional:
-            rev = _direction(lstm, layer, True, _gather_time(x, flip), True)
-            outs.append(rev if last and not ordered else _gather_time(rev, flip))
+            outs = _both_directions(lstm, layer, x, flip, reorder=ordered or not last)
+        else:
+            outs = [_direction(_weights(lstm, layer, False), x, lstm.training)]
         if last:
             return outs
         x = torch.cat(outs, dim=2)

@@ -30,7 +30,7 @@ from ..models.artifact import Artifact, save_model
 from ..models.card import write_card
 from ..models.ensemble import Calibration, Outputs, fit_linear_view
 from ..models.linear import LinearModel, kinds_for
-from ..models.lstm import build_model
+from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
 from ..reports.metrics import decide
 from ..text.batching import TextDataset, make_loader
@@ -57,11 +57,14 @@ def train(cfg: Config) -> dict:
         return _train(cfg, dev)
 
 
-def use_threads(cfg: Config) -> None:
-    """PyTorch's CPU threads for this run (`threads.intra_op`), said in one line."""
+def use_threads(cfg: Config, device: torch.device) -> None:
+    """PyTorch's CPU threads for this run (`threads.intra_op`), said in one line. On the CPU a BiLSTM's two
+    directions run side by side, half the threads each (`lstm.split_directions`): no barrier every time step."""
     n = intra_op(cfg.train.threads)
-    torch.set_num_threads(n)
-    log.info("threads: %d of %d cores (train.threads=N to set); OpenMP threads %s", n, cores(),
+    split = device.type == "cpu" and cfg.model.bidirectional and n >= 2
+    per = split_directions(n, split)
+    how = f"the BiLSTM's two directions side by side, {per} each" if split else f"{n} intra-op"
+    log.info("threads: %d of %d cores (train.threads=N to set): %s; OpenMP threads %s", n, cores(), how,
              f"wait {os.environ['OMP_WAIT_POLICY'].lower()}ly" if os.environ.get("OMP_WAIT_POLICY")
              else "spin while they wait (OMP_WAIT_POLICY unset)")
 
@@ -74,9 +77,9 @@ def set_up(cfg: Config) -> tuple[Config, Artifact | None, Prepared, Path | None]
     resume_from = check_run_dir(Path(cfg.run_dir), cfg.overwrite, cfg.resume)
     if cfg.train.tensorboard:
         writer_class()  # a missing extra fails here, early
-    use_threads(cfg)
     seed_everything(cfg.train.seed)
     cfg, pretrained = start_from(cfg)
+    use_threads(cfg, resolve_device(cfg.train.device))  # after start_from: a fine-tuned model's shape is its start's
     return cfg, pretrained, prepare(cfg, load_data(cfg), pretrained), resume_from
 
 
