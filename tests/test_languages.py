@@ -2,8 +2,11 @@
 characters of other scripts without spaces, words with their combining marks), saved with the model and used
 by everything that reads it; and the warning when tokens do not fit the texts."""
 
+import hashlib
 import json
+import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,9 @@ from textclf.cli import main
 from textclf.config import load_config
 from textclf.inference.classifier import Classifier
 from textclf.models.artifact import load_model
-from textclf.text.tokenizer import _REGEX_TOKEN, Tokenizer, _marked, detect
+from textclf.text import tokenizer as tokenizer_module
+from textclf.text.tokenizer import _REGEX_TOKEN, Tokenizer, _marked, detect, jieba_identity
+from textclf.text.tokens import cache_key
 from textclf.training.pipeline import train
 
 from .conftest import TINY, ZH_POSITIVE, make_reviews, make_zh_reviews
@@ -66,6 +71,33 @@ def test_chinese_words_come_from_jieba_with_nothing_fetched(monkeypatch):
     assert tokens[:6] == ["商务", "大床", "房", "，", "房间", "很大"] and "iphone" in tokens and " " not in tokens
 
 
+def test_jieba_words_added_in_the_users_process_do_not_change_textclf_tokens(monkeypatch, tmp_path):
+    """Issue 30 item 6: jieba.add_word / load_userdict anywhere in the process changed the words textclf trained
+    and predicted on, without trace."""
+    import jieba
+
+    text = "这家酒店的服务很好，房间干净"
+    before = Tokenizer("zh")(text)
+    jieba.dt.check_initialized()
+    monkeypatch.setattr(jieba.dt, "FREQ", dict(jieba.dt.FREQ))  # jieba's global words, as they were after the test
+    monkeypatch.setattr(jieba.dt, "total", jieba.dt.total)
+    jieba.add_word("服务很好")
+    (tmp_path / "user.txt").write_text("房间干净 100000\n", encoding="utf-8")
+    jieba.load_userdict(str(tmp_path / "user.txt"))
+    assert {"服务很好", "房间干净"} <= set(jieba.lcut(text))  # the user's jieba splits otherwise now
+    assert Tokenizer("zh")(text) == before
+
+
+def test_chinese_tokens_are_cached_by_jieba_and_its_dictionary(monkeypatch):
+    import jieba
+
+    shipped = hashlib.sha256((Path(jieba.__file__).parent / "dict.txt").read_bytes()).hexdigest()
+    assert jieba_identity() == {"version": jieba.__version__, "dictionary": f"sha256:{shipped}"}
+    key = cache_key(ZH[:5], Tokenizer("zh"))
+    monkeypatch.setattr(tokenizer_module, "jieba_identity", lambda: {"version": "0.39", "dictionary": "sha256:0"})
+    assert cache_key(ZH[:5], Tokenizer("zh")) != key
+
+
 def _zh_run(tmp_path, *extra, rows=600):
     make_zh_reviews(rows, seed=1).to_csv(tmp_path / "train.csv", index=False)
     make_zh_reviews(200, seed=2).to_csv(tmp_path / "test.csv", index=False)
@@ -104,6 +136,18 @@ def test_a_chinese_model_trains_on_words_and_reads_them_everywhere(zh_run, tmp_p
 
     texts = make_zh_reviews(20, seed=5).review.tolist()
     np.testing.assert_allclose(OnnxModel(out).predict_proba(texts), clf.predict_proba(texts), atol=1e-4)
+
+
+def test_a_chinese_model_records_its_jieba_and_says_when_another_reads_it(zh_run, tmp_path, caplog):
+    _, run = zh_run
+    meta = json.loads((run / "model" / "config.json").read_text(encoding="utf-8"))
+    assert meta["tokenizer"] == {"kind": "zh", "lowercase": True, "version": 2, "jieba": jieba_identity()}
+    shutil.copytree(run / "model", tmp_path / "model")
+    meta["tokenizer"]["jieba"]["version"] = "0.39"
+    (tmp_path / "model" / "config.json").write_text(json.dumps(meta), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        assert load_model(tmp_path / "model").tokenizer == Tokenizer("zh")
+    assert "words came from jieba 0.39" in caplog.text and "pip install jieba==0.39" in caplog.text
 
 
 def test_a_chinese_model_is_served_with_its_text(zh_run):

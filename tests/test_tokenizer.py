@@ -1,6 +1,11 @@
+import unicodedata
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from textclf.text.tokenizer import Tokenizer, clean
+from textclf.errors import TextclfError
+from textclf.text.tokenizer import VERSION, Tokenizer, clean, from_settings
 
 
 def test_clean_strips_html_breaks():
@@ -64,3 +69,50 @@ def test_regex_fast_path_gives_the_reference_tokens():
     for text in texts:
         for t in (text, text.lower()):
             assert _REGEX_TOKEN.findall(t) == reference.findall(t), t
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# What textclf at 98f540d (before tokenizers had a version) made of these texts and what its Classifier answered
+# (P(pos), bf16=False), with the model folder it saved: tests/fixtures/README.md says how they were made.
+OLD_TEXTS = ["यह फिल्म अच्छी है", "बहुत खराब कहानी थी", "café très bien", "घटिया फिल्म", "शानदार", "mal, ennuyeux"]
+OLD_TOKENS = [["यह", "फ", "ि", "ल", "्", "म", "अच", "्", "छ", "ी", "ह", "ै"],
+              ["बह", "ु", "त", "खर", "ा", "ब", "कह", "ा", "न", "ी", "थ", "ी"],
+              ["cafe", "\u0301", "tre", "\u0300", "s", "bien"], ["घट", "ि", "य", "ा", "फ", "ि", "ल", "्", "म"],
+              ["श", "ा", "नद", "ा", "र"], ["mal", ",", "ennuyeux"]]
+OLD_P_POS = [0.67265, 0.157913, 0.903911, 0.275829, 0.834741, 0.24971]
+
+
+def test_a_model_saved_before_tokenizer_versions_reads_text_as_it_was_trained():
+    """Issue 30 item 5: a model saved by 98f540d records {kind, lowercase} only; read with today's splits, its
+    Hindi words and accents meet tokens its vocabulary and n-grams do not hold, and its answers change."""
+    from textclf.inference.classifier import Classifier
+
+    texts = [unicodedata.normalize("NFD", t) for t in OLD_TEXTS]  # as the model's training texts were written
+    clf = Classifier.load(FIXTURES / "model_98f540d", "cpu", bf16=False)
+    assert [clf.artifact.tokenizer(t) for t in texts] == OLD_TOKENS
+    np.testing.assert_allclose(clf.predict_proba(texts)[:, 1], OLD_P_POS, atol=1e-5)
+    assert clf.artifact.tokenizer.settings()["version"] == 1  # and a model fine-tuned from it records so
+
+
+def test_versions_split_as_they_did_and_new_models_record_theirs():
+    hindi, cafe = "यह फिल्म अच्छी है", unicodedata.normalize("NFD", "café")
+    assert len(Tokenizer("regex", version=1)(hindi)) == 12 and len(Tokenizer("regex")(hindi)) == 4
+    assert len(Tokenizer("regex", version=1)(cafe)) == 2 and Tokenizer("regex")(cafe) == [cafe]
+    assert Tokenizer("regex").settings() == {"kind": "regex", "lowercase": True, "version": VERSION}
+    assert from_settings(Tokenizer("char").settings()) == Tokenizer("char")
+
+
+@pytest.mark.parametrize(("settings", "train_config", "version"), [
+    ({"kind": "regex", "lowercase": True}, None, 1),  # 98f540d and before
+    ({"kind": "spacy", "lowercase": True}, {"tokenizer": {"kind": "spacy"}, "train": {}}, 1),
+    ({"kind": "regex", "lowercase": True}, {"tokenizer": {"kind": "auto"}}, 2),  # saved since issue 24, unversioned
+    ({"kind": "regex", "lowercase": True}, {"tokenizer": {"kind": "regex"}, "train": {"threads": None}}, 2),
+    ({"kind": "char", "lowercase": True}, None, 2),
+])
+def test_a_model_without_a_version_is_dated_by_what_it_holds(settings, train_config, version):
+    assert from_settings(settings, train_config).version == version
+
+
+def test_a_tokenizer_newer_than_this_textclf_is_refused_in_one_line():
+    with pytest.raises(TextclfError, match=r"tokenizer is version 3; .* upgrade textclf \(pip install -U textclf\)"):
+        from_settings({"kind": "regex", "lowercase": True, "version": 3})

@@ -8,13 +8,14 @@
             combining marks; words in other scripts as the regex splits them
     auto    the config's default, never saved: `detect` picks one of the above from the training texts
 
-Models record their tokenizer's settings (`Tokenizer.settings`), so whatever reads a model tokenises as
-training did.
+Models record their tokenizer's settings (`Tokenizer.settings`: with its `VERSION`, and for zh jieba's version
+and dictionary), so whatever reads a model tokenises as training did (`from_settings`).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import unicodedata
@@ -24,7 +25,15 @@ from functools import cached_property
 
 from tqdm import tqdm
 
+from ..errors import TextclfError
+
 log = logging.getLogger(__name__)
+
+# How `Tokenizer.pipe` splits, recorded in each model: a change to the tokens of a saved kind is a new version,
+# and the old one stays here for the models trained with it. 1: before issue 24, the regex cut a word at each
+# combining mark (Hindi's vowel signs; "café" with a combining accent, U+0301, was "cafe" and the accent);
+# 2: words keep their marks, and the kinds zh and char.
+VERSION = 2
 
 KINDS = ("regex", "spacy", "zh", "char")  # what a model may record; the config also takes "auto"
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -124,15 +133,27 @@ def detect(texts: Sequence[str], sample: int = 2000) -> tuple[str, str]:
 
 
 @functools.cache
-def _jieba():
-    """jieba, quiet, its dictionary (shipped in the package) loaded once per process."""
+def _jieba() -> tuple:
+    """A jieba tokenizer of textclf's own, with the dictionary shipped in the jieba package (its words loaded at
+    the first cut), and what its splits depend on: jieba's version and that dictionary's hash. Its own, not
+    jieba's global one, which `jieba.add_word`, `load_userdict` or `set_dictionary` in the user's process change."""
     try:
         import jieba
     except ImportError:
         raise ImportError("tokenizer.kind=zh needs jieba: pip install jieba") from None
     jieba.setLogLevel(logging.WARNING)
-    jieba.initialize()
-    return jieba
+    with jieba.get_module_res(jieba.DEFAULT_DICT_NAME) as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    tokenizer = jieba.Tokenizer()  # the default dictionary
+    # jieba caches the words it read in the temp folder, under one name for any default dictionary: one of
+    # another jieba version would be read as this one
+    tokenizer.cache_file = f"jieba.textclf-{digest[:16]}.cache"
+    return tokenizer, {"version": jieba.__version__, "dictionary": f"sha256:{digest}"}
+
+
+def jieba_identity() -> dict:
+    """jieba's version and its dictionary's hash: what kind zh records in a model and keys its token cache by."""
+    return _jieba()[1]
 
 
 @dataclass(frozen=True)
@@ -141,9 +162,12 @@ class Tokenizer:
 
     kind: str  # regex | spacy | zh | char (the config's tokenizer.kind, auto resolved by `detect`)
     lowercase: bool = True
+    version: int = VERSION  # how it splits: a model's own, older ones included (`VERSION`)
 
     def settings(self) -> dict:
-        return asdict(self)
+        """What a model records and the token cache keys on: everything its tokens depend on (for zh, the jieba
+        and dictionary of this process, `jieba_identity`)."""
+        return {**asdict(self), "jieba": jieba_identity()} if self.kind == "zh" else asdict(self)
 
     def describe(self) -> str:
         return {"regex": "words at spaces and punctuation", "spacy": "spaCy's English tokenizer",
@@ -163,15 +187,16 @@ class Tokenizer:
         cleaned = (clean(t) for t in texts)
         if self.kind == "regex":
             plain, marked = _REGEX_TOKEN.findall, _marked("regex").findall
+            keep_marks = self.version >= 2
             for text in cleaned:
                 text = text.lower() if self.lowercase else text
-                yield marked(text) if _has_marks(text) else plain(text)
+                yield marked(text) if keep_marks and _has_marks(text) else plain(text)
         elif self.kind == "char":
             findall = _marked("char").findall
             for text in cleaned:
                 yield findall(text.lower() if self.lowercase else text)
         elif self.kind == "zh":
-            cut = _jieba().lcut
+            cut = _jieba()[0].lcut
             for text in cleaned:
                 yield [t for t in cut(text.lower() if self.lowercase else text) if not t.isspace()]
         elif self.kind == "spacy":
@@ -193,4 +218,32 @@ def for_texts(kind: str, lowercase: bool, texts: Sequence[str]) -> Tokenizer:
     chosen, why = detect(texts)
     tokenizer = Tokenizer(chosen, lowercase)
     log.info("tokenizer: %s, %s (%s; tokenizer.kind=regex|zh|char to choose)", chosen, tokenizer.describe(), why)
+    return tokenizer
+
+
+def from_settings(settings: dict, train_config: dict | None = None) -> Tokenizer:
+    """The tokenizer a model recorded (`Tokenizer.settings`), splitting as it did in training.
+
+    Models saved before tokenizers had a version say so only by what they hold: a kind version 1 lacked, or
+    a training config (`train_config`) with tokenizer.kind=auto or train.threads (both came with or after
+    version 2); else they are version 1. A zh model trained with another jieba or dictionary is tokenised by
+    this process's, with a warning naming the version to install.
+    """
+    settings = dict(settings)
+    trained_with = settings.pop("jieba", None)
+    if "version" not in settings:
+        config = train_config or {}
+        newer = (settings.get("kind") in ("zh", "char") or (config.get("tokenizer") or {}).get("kind") == "auto"
+                 or "threads" in (config.get("train") or {}))
+        settings["version"] = 2 if newer else 1
+    version = settings["version"]
+    if not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise TextclfError(f"the model's tokenizer is version {version!r}; this textclf splits text as versions 1 "
+                           f"to {VERSION}: upgrade textclf (pip install -U textclf)")
+    tokenizer = Tokenizer(**settings)
+    if tokenizer.kind == "zh" and trained_with and trained_with != jieba_identity():
+        log.warning("the model's Chinese words came from jieba %s (dictionary %s), this process has jieba %s "
+                    "(dictionary %s): tokens may differ from training; pip install jieba==%s",
+                    trained_with.get("version"), str(trained_with.get("dictionary"))[:19],
+                    jieba_identity()["version"], jieba_identity()["dictionary"][:19], trained_with.get("version"))
     return tokenizer

@@ -87,6 +87,7 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(texts: list[str], tokenizer: Tokenizer) -> str:
+    """The texts and all their tokens depend on (`Tokenizer.settings`: the kind, its version, for zh jieba's)."""
     h = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **tokenizer.settings()}, sort_keys=True).encode())
     for t in texts:
         b = t.encode("utf-8", errors="surrogatepass")
