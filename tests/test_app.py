@@ -86,6 +86,20 @@ def test_bad_requests_get_one_clear_json_error(client, body, status, message):
     assert set(r.json()) == {"error"} and message in r.json()["error"]
 
 
+def test_a_threshold_is_for_binary_models_as_the_commands_say(tmp_path):
+    """Issue 30 item 13: the server took a threshold for a multi-class model, which `textclf predict` refuses."""
+    from .conftest import save_random_model
+
+    three = Classifier.load(save_random_model(tmp_path / "three", labels=("a", "b", "c")), "cpu")
+    with TestClient(create_app(three, explain_steps=4)) as c:
+        for route in ("/predict", "/explain"):
+            r = c.post(route, json={"text": "good film", "threshold": 0.3})
+            assert r.status_code == 422 and r.json() == {
+                "error": "threshold is for binary models; this one has 3 classes and picks the most probable "
+                         "(drop it)"}, r.text
+            assert c.post(route, json={"text": "good film"}).status_code == 200
+
+
 def test_body_limit_also_holds_without_content_length(client):
     chunks = (b'{"text": "' + b"x" * 500 + b'"}' if i == 0 else b" " * 500 for i in range(8))  # chunked upload
     r = client.post("/predict", content=chunks, headers={"content-type": "application/json"})

@@ -194,6 +194,10 @@ def test_threshold_is_for_binary_models_only(tmp_path, capsys):
     model = save_random_model(tmp_path / "model", labels=("a", "b", "c"))
     _one_line_error(capsys, main(["predict", str(model), "good film", "--threshold", "0.3"]),
                     "--threshold is for binary models; this one has 3 classes")
+    # issue 30 item 13: one rule for every command (explain ignored it; Ray and serve: test_ray, test_app)
+    _one_line_error(capsys, main(["explain", str(model), "good film", "--threshold", "0.3"]),
+                    "--threshold is for binary models; this one has 3 classes")
+    assert main(["explain", str(model), "good film", "--steps", "4"]) == 0
 
 
 def test_predict_reads_csv_and_lines_from_stdin(tmp_path, capsys, monkeypatch):

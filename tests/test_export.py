@@ -99,6 +99,28 @@ def test_the_exported_graph_is_the_whole_model_with_its_linear_view_and_shortcut
     capsys.readouterr()
 
 
+def test_export_of_the_linear_view_at_temperature_1(tiny_run, tmp_path, capsys):
+    """Issue 30 item 11: at a linear temperature of 1 (saved values are rounded: near 1 too), --views linear
+    renamed the linear view's own output, which linear_probabilities still read: onnxruntime refused the graph."""
+    import dataclasses
+
+    from .conftest import make_reviews, save_classifier, with_shortcut
+
+    clf = with_shortcut(Classifier.load(tiny_run, "cpu"))
+    meta = {**clf.artifact.meta, "calibration": {"weight": 0.5, "shortcut": 0.9, "linear_temperature": 1.0}}
+    path = save_classifier(Classifier(dataclasses.replace(clf.artifact, meta=meta), clf.device), tmp_path / "m")
+    texts = make_reviews(20, seed=3).text.tolist() + ["", "zzqx"]
+    for views in ("linear", "both"):
+        out = tmp_path / f"{views}.onnx"
+        assert main(["export", str(path), "--output", str(out), "--views", views]) == 0, capsys.readouterr().err
+        want = Classifier.load(path, "cpu", bf16=False, views=views).predict_proba(texts)
+        np.testing.assert_allclose(OnnxModel(out).predict_proba(texts), want, atol=TOLERANCE)
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()][0] == "probabilities"
+        assert "linear_probabilities" in [o.name for o in session.get_outputs()]
+    capsys.readouterr()
+
+
 def test_sample_texts_reach_the_shortcut_and_the_lstm(tiny_run):
     from textclf.inference.export import sample_texts
 

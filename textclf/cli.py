@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import TextclfError
-from .inference import PREDICT_BATCH_SIZE
+from .inference import PREDICT_BATCH_SIZE, PREDICT_CHUNK_ROWS, binary_threshold
 
 BF16_HELP = "run the model in bfloat16 on any device (default: where bf16 is faster there, else float32)"
 FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is faster on the device)"
@@ -140,11 +140,14 @@ def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="FILE",
                    help='label each row of a csv/tsv/txt/jsonl/parquet/xlsx file ("-": CSV on stdin)')
     p.add_argument("--text-column", help="with --input: the text column(s), e.g. title,body (default: the model's)")
-    p.add_argument("--output", metavar="FILE", help="with --input: write the rows here (atomically), not to stdout")
+    p.add_argument("--output", metavar="FILE",
+                   help="with --input: write the rows here (atomically), not to stdout: .csv, .tsv, .jsonl or .parquet")
     p.add_argument("--format", choices=("text", "csv", "json"),
-                   help="text (default for texts), csv (default for --input) or json (JSON lines)")
+                   help="text (default for texts), csv (default for --input to stdout) or json (JSON lines); "
+                        "--output FILE: default from its suffix")
     p.add_argument("--threshold", type=_probability, help="binary models: P(second class) needed for it (default 0.5)")
-    p.add_argument("--chunk-size", type=int, default=10_000, help="with --input: rows read at a time (memory bound)")
+    p.add_argument("--chunk-size", type=int,
+                   help=f"with --input: rows read at a time (memory bound; default {PREDICT_CHUNK_ROWS:,})")
     p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE,
                    help=f"texts per forward pass (default {PREDICT_BATCH_SIZE}, fastest on CPU; GPUs like 256+)")
     p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
@@ -182,8 +185,7 @@ def _explain_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("text", help='the text to explain; "-" reads it from stdin')
     p.add_argument("--top", type=int, default=10, help="show the N words that pushed hardest either way (default 10)")
     p.add_argument("--steps", type=int, default=100, help="integrated-gradients steps (default 100)")
-    p.add_argument("--threshold", type=_probability, default=0.5,
-                   help="binary models: P(positive) needed (default 0.5)")
+    p.add_argument("--threshold", type=_probability, help="binary models: P(second class) needed (default 0.5)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--device", default="auto")
     _answer_args(p)
@@ -328,21 +330,33 @@ def _check_predict_args(args: argparse.Namespace) -> None:
                            "(texts on the command line are printed)")
     if args.input is not None and args.format == "text":
         raise TextclfError("--format text is for texts on the command line; with --input use csv or json")
-    if args.batch_size <= 0 or args.chunk_size <= 0:
+    if args.batch_size <= 0 or (args.chunk_size is not None and args.chunk_size <= 0):
         raise TextclfError("--batch-size and --chunk-size must be > 0")
+    if args.output not in (None, "-"):
+        from .inference.output import output_format
+
+        output_format(args.output, args.format)  # an output it cannot write: said before the model loads
 
 
 def _predict_on_ray(args: argparse.Namespace) -> int:
-    from .ray import label_files
+    from .ray import Labelling, label_files
 
     if args.input is None or args.texts or not args.output or args.output == "-":
         raise TextclfError("--engine ray labels files: give --input DIR_OR_GLOB and --output DIR (a new folder)")
+    local_only = [flag for flag, given in (("--encoding", args.encoding), ("--delimiter", args.delimiter),
+                                           ("--sheet", args.sheet), ("--format", args.format),
+                                           ("--chunk-size", args.chunk_size is not None),
+                                           ("--encoding-errors replace", args.encoding_errors == "replace")) if given]
+    if local_only:  # Ray Data reads the files its own way, in blocks of its own, and the command writes Parquet
+        raise TextclfError(f"{', '.join(local_only)}: not for --engine ray, which reads UTF-8 files (CSV with "
+                           "commas) in blocks of its own and writes Parquet; re-save the files, or drop --engine ray")
     if args.concurrency is not None and args.concurrency <= 0:
         raise TextclfError("--concurrency must be > 0")
-    rows = label_files(args.model_dir, args.input, args.output, args.text_column,
-                       0.5 if args.threshold is None else args.threshold, args.address, args.concurrency,
-                       device=args.device, bf16=args.bf16, shortcut=args.shortcut, views=args.views,
-                       num_gpus=args.num_gpus)
+    if args.batch_size <= 0:
+        raise TextclfError("--batch-size must be > 0")
+    how = Labelling(args.text_column, args.threshold, args.device, args.bf16, args.shortcut, args.views,
+                    args.batch_size)
+    rows = label_files(args.model_dir, args.input, args.output, how, args.address, args.concurrency, args.num_gpus)
     print(f"wrote {rows:,} rows to {args.output}/ (Parquet)")
     return 0
 
@@ -356,16 +370,14 @@ def run_predict(args: argparse.Namespace) -> int:
         raise TextclfError("--address, --concurrency and --num-gpus go with --engine ray")
     _check_predict_args(args)
     clf = Classifier.load(args.model_dir, args.device, args.bf16, args.shortcut, args.views)
-    if args.threshold is not None and len(clf.labels) != 2:
-        raise TextclfError(f"--threshold is for binary models; this one has {len(clf.labels)} classes "
-                           "and picks the most probable")
-    threshold = 0.5 if args.threshold is None else args.threshold
+    threshold = binary_threshold(args.threshold, len(clf.labels))
     try:
         if args.input is not None:
             to_file = args.output not in (None, "-")
             summary = clf.predict_file(sys.stdin.buffer if args.input == "-" else args.input,
                                        args.output if to_file else sys.stdout, args.text_column, args.format,
-                                       threshold, args.chunk_size, args.batch_size, args.encoding_errors,
+                                       threshold, args.chunk_size or PREDICT_CHUNK_ROWS, args.batch_size,
+                                       args.encoding_errors,
                                        encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet)
             if to_file:
                 print(f"wrote {summary.rows:,} rows to {args.output}")
@@ -405,7 +417,7 @@ def run_explain(args: argparse.Namespace) -> int:
         raise TextclfError("--top must be > 0")
     text = sys.stdin.read() if args.text == "-" else args.text
     clf = Classifier.load(args.model_dir, args.device, shortcut=args.shortcut, views=args.views)
-    e = Explainer(clf, args.steps).explain(text, args.threshold)
+    e = Explainer(clf, args.steps).explain(text, binary_threshold(args.threshold, len(clf.labels)))
     if args.format == "json":
         print(json.dumps(e.to_dict(), ensure_ascii=False))
         return 0

@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ import pandas as pd
 
 from .errors import TextclfError, first_line
 from .hub import HF_PREFIX
+from .inference import PREDICT_BATCH_SIZE, binary_threshold
 
 log = logging.getLogger(__name__)
 BLOCKS_PER_ACTOR = 4  # read blocks an actor, about, so that every actor has work and the pipeline streams
@@ -43,6 +45,7 @@ MIN_BLOCK_BYTES = 64 * 1024
 
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}  # what Ray Data reads here
 ACTOR_CPUS = 0.5  # the logical CPUs an actor asks for (see the module docstring)
+RAY_BATCH_ROWS = 1024  # rows Ray hands an actor at a time (each then runs forwards of `Labelling.batch_size`)
 
 
 def require_ray():
@@ -57,17 +60,18 @@ class Predictor:
     """Labels Ray Data batches with a saved model, loaded once per actor (see the module docstring).
 
     `model`: a run or model folder that every worker can read (a shared file system, the image) or
-    `hf:USER/NAME`; `text_column`: default the model's; `threshold`, `device`, `bf16`, `shortcut`, `views`: as
-    for `Classifier.load` and `predict`.
+    `hf:USER/NAME`; `text_column`: default the model's; `threshold` (binary models only; default 0.5), `device`,
+    `bf16`, `shortcut`, `views`: as for `Classifier.load` and `predict`; `batch_size`: texts per forward pass.
     """
 
-    def __init__(self, model: str, text_column: str | None = None, threshold: float = 0.5, device: str = "auto",
-                 bf16: bool | str = "auto", shortcut: bool = True, views: str = "both", batch_size: int = 64):
+    def __init__(self, model: str, text_column: str | None = None, threshold: float | None = None,
+                 device: str = "auto", bf16: bool | str = "auto", shortcut: bool = True, views: str = "both",
+                 batch_size: int = PREDICT_BATCH_SIZE):
         from .inference.classifier import Classifier
 
         self.clf = Classifier.load(model, device, bf16, shortcut, views)
         self.text_column = text_column or self.clf.text_column
-        self.threshold, self.batch_size = threshold, batch_size
+        self.threshold, self.batch_size = binary_threshold(threshold, len(self.clf.labels)), batch_size
 
     def __call__(self, batch: pd.DataFrame | dict[str, np.ndarray]) -> pd.DataFrame | dict[str, np.ndarray]:
         frame = batch if isinstance(batch, pd.DataFrame) else pd.DataFrame(batch)
@@ -120,47 +124,46 @@ def _cause(e: BaseException) -> BaseException:
     return e
 
 
-def label_files(model: str, pattern: str, output: str, text_column: str | None = None, threshold: float = 0.5,
-                address: str | None = None, concurrency: int | None = None, batch_size: int = 1024,
-                device: str = "auto", bf16: bool | str = "auto", shortcut: bool = True, views: str = "both",
-                num_gpus: float = 0.0) -> int:
+@dataclass
+class Labelling:
+    """How every actor labels: `Predictor`'s arguments but the model. `text_column` None: the model's own (each
+    actor reads it from the model it loads); `threshold` None: 0.5 (binary models only)."""
+
+    text_column: str | None = None
+    threshold: float | None = None
+    device: str = "auto"
+    bf16: bool | str = "auto"
+    shortcut: bool = True
+    views: str = "both"
+    batch_size: int = PREDICT_BATCH_SIZE
+
+
+def label_files(model: str, pattern: str, output: str, labelling: Labelling | None = None,
+                address: str | None = None, concurrency: int | None = None, num_gpus: float = 0.0) -> int:
     """Label every row of `pattern`'s files with Ray Data and write them, with every input column, as Parquet
     files in the folder `output` (created; it must not hold anything). Starts a local Ray on this machine's
     cores unless `address` names a cluster (or Ray is already started). Returns the number of rows written.
-    Nothing is left in `output` when anything fails: the files are written beside it, then renamed into place.
+    Everything that can be checked here is, before Ray starts; the files are written beside `output`, then
+    renamed into place, so nothing is left in `output` when anything fails.
     """
     ray = require_ray()
+    how = labelling or Labelling()
     files, fmt = input_files(pattern)
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise TextclfError(f"--output {output} exists and is not an empty folder; name a new folder")
-    local = address is None and not model.startswith(HF_PREFIX)
-    if local and not Path(model).exists():
-        raise TextclfError(f"model folder not found: {model} (the workers load it from there; pass a run folder)")
-    from .inference.classifier import Classifier  # the column check, before any Ray work
-
-    trained_on = Classifier.load(model, "cpu", False).text_column if local else "text"  # a bad model: one line here
-    text_column = text_column or trained_on
-    columns = _columns(files[0], fmt)
-    for name in (c.strip() for c in text_column.split(",")):
-        if name not in columns:
-            raise TextclfError(f'{files[0]} has no column "{name}"; columns: {", ".join(columns)} (set --text-column)')
-    if not ray.is_initialized():
-        from .threads import cores
-
-        ray.init(address=address, num_cpus=None if address else cores(), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
-    workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if out.parent.exists() else None))
-    read = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "json": ray.data.read_json}[fmt]
+    staging = _staging(out)
     try:
+        _check_model(model, how, address, files[0], fmt)
+        if not ray.is_initialized():
+            from .threads import cores
+
+            ray.init(address=address, num_cpus=None if address else cores(), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        read = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "json": ray.data.read_json}[fmt]
         with blocks_for_every_actor(files, workers):
-            ds = read(files).map_batches(
-                Predictor, fn_constructor_kwargs={"model": model, "text_column": text_column, "threshold": threshold,
-                                                  "device": device, "bf16": bf16, "shortcut": shortcut,
-                                                  "views": views},
-                concurrency=workers, batch_size=batch_size, batch_format="pandas", num_cpus=ACTOR_CPUS,
-                num_gpus=num_gpus or None)
+            ds = read(files).map_batches(Predictor, fn_constructor_kwargs={"model": model, **asdict(how)},
+                                         concurrency=workers, batch_size=RAY_BATCH_ROWS, batch_format="pandas",
+                                         num_cpus=ACTOR_CPUS, num_gpus=num_gpus or None)
             ds.write_parquet(str(staging))
         rows = sum(pq_rows(p) for p in staging.glob("*.parquet"))
         if out.exists():
@@ -176,6 +179,41 @@ def label_files(model: str, pattern: str, output: str, text_column: str | None =
         raise TextclfError(f"labelling failed on Ray ({type(cause).__name__}: {first_line(cause)})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_model(model: str, how: Labelling, address: str | None, first: str, fmt: str) -> None:
+    """What can be checked of the model before Ray starts: where this machine reads it (a local folder, with or
+    without `address`), it loads, takes the threshold, and finds its text column(s) in the first file. An
+    `hf:` model, or a folder only the cluster holds, is checked by each actor as it loads it (its own line)."""
+    if model.startswith(HF_PREFIX) or (address is not None and not Path(model).exists()):
+        names = how.text_column
+    elif not Path(model).exists():
+        raise TextclfError(f"model folder not found: {model} (the workers load it from there; pass a run folder)")
+    else:
+        from .inference.classifier import Classifier
+
+        clf = Classifier.load(model, "cpu", False)  # a bad model: one line here
+        binary_threshold(how.threshold, len(clf.labels))
+        names = how.text_column or clf.text_column
+    if names is None:
+        return
+    columns = _columns(first, fmt)
+    for name in (c.strip() for c in names.split(",")):
+        if name not in columns:
+            raise TextclfError(f'{first} has no column "{name}"; columns: {", ".join(columns)} (set --text-column)')
+
+
+def _staging(out: Path) -> Path:
+    """A new folder beside `out` for the files as they are written, made now, before any row is labelled: the
+    final rename needs them on `out`'s file system, and a folder that cannot be made here fails here."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TextclfError(f"--output {out} exists and is not an empty folder; name a new folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as e:
+        raise TextclfError(f"--output {out}: cannot write in {out.parent} ({e.strerror or first_line(e)}); "
+                           "name a folder you can write") from None
 
 
 @contextlib.contextmanager

@@ -1,6 +1,23 @@
 """A saved model at work: running it (runtime.py), the Classifier API (classifier.py), explanations (explain.py),
 ONNX export (export.py). None of it imports training code or the config."""
 
+from __future__ import annotations
+
+from ..errors import TextclfError
+
 # Texts per forward pass when predicting and evaluating (and validating, train.eval_batch_size). On a CPU, small
 # batches run faster: their [batch, length, 2 x hidden] tensors stay in its cache. On a GPU, larger ones (256+) pay.
 PREDICT_BATCH_SIZE = 64
+PREDICT_CHUNK_ROWS = 10_000  # rows of a file read, labelled and written at a time: what bounds predict's memory
+
+
+def binary_threshold(threshold: float | None, num_classes: int, option: str = "--threshold") -> float:
+    """The decision threshold a request asks for (None: 0.5). Only a binary model has one: a multi-class model
+    picks the most probable class, so a threshold given for it is refused, by every command and the server alike,
+    rather than ignored."""
+    if threshold is None:
+        return 0.5
+    if num_classes != 2:
+        raise TextclfError(f"{option} is for binary models; this one has {num_classes} classes and picks the most "
+                           "probable (drop it)")
+    return threshold

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +22,13 @@ from ..reports.metrics import decide
 from ..text.batching import TextDataset, make_loader
 from ..text.tokens import truncate_ids
 from . import PREDICT_BATCH_SIZE as BATCH_SIZE
+from . import PREDICT_CHUNK_ROWS
+from .output import output_format, write_parquet, write_text
 from .runtime import predict_loader, resolve_device
 
 log = logging.getLogger(__name__)
 
 PREDICTED = "predicted_label"  # the column predict_file adds, then one "prob_<class>" column per class
-FORMATS = ("csv", "json")
 
 
 @dataclass
@@ -42,13 +42,6 @@ class Prediction:
 class FileSummary:
     rows: int  # rows written (all input rows, in input order)
     empty: int  # of those, rows with empty text: no label and no probabilities
-
-
-def _jsonable(value: object) -> object:
-    """JSON for the cell types parquet brings (numpy scalars, timestamps); anything else as its text."""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def prob_column(label: str) -> str:
@@ -145,8 +138,12 @@ class Classifier:
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = BATCH_SIZE,
                       threshold: float | None = None) -> np.ndarray:
-        """[N, C] probabilities in input order (batched internally by length). `threshold`: the decision they
-        are for, when it is not the default (binary models; the shortcut is checked at 0.5 only)."""
+        """[N, C] probabilities in input order (batched internally by length), those a decision at `threshold`
+        is made from. None (the default) or 0.5: the model's at its default decision, where the linear view's
+        shortcut answers the texts it is sure of (`Classifier.load`), which are meant for the argmax or 0.5 only;
+        another threshold (binary models): the full model's on every text, as `predict(texts, threshold)` and
+        `textclf predict --threshold` decide. To threshold them yourself, pass that threshold here, or load with
+        `shortcut=False` for the full model's at every threshold (ROC and PR curves: `evaluate`)."""
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not one string")
         if not len(texts):
@@ -189,50 +186,44 @@ class Classifier:
         return out
 
     def predict_file(self, source: str | Path | BinaryIO, output: str | Path | TextIO, text_column: str | None = None,
-                     fmt: str | None = None, threshold: float = 0.5, chunk_size: int = 10_000,
+                     fmt: str | None = None, threshold: float = 0.5, chunk_size: int = PREDICT_CHUNK_ROWS,
                      batch_size: int = BATCH_SIZE, encoding_errors: str = "strict", *, encoding: str | None = None,
                      delimiter: str | None = None, sheet: str | None = None) -> FileSummary:
         """Label every row of a csv/tsv/txt/jsonl/parquet/xlsx file (or a CSV stream), `chunk_size` rows at a time.
 
-        The output keeps the input columns and adds `predicted_label` and `prob_<class>` columns, as CSV or
-        JSON lines (`fmt`; default from the output's suffix). A path is written atomically: after a failure
-        no half file is left. `text_column` defaults to the column(s) the model was trained on. `encoding`,
-        `delimiter`, `sheet`: how to read the input (see `data.iter_table`; None: detect).
+        The output keeps the input columns and adds `predicted_label` and `prob_<class>` columns: a path as its
+        suffix says (.csv, .tsv, .jsonl/.json, .parquet; another suffix needs `fmt`), a stream as CSV or JSON
+        lines (`fmt`; see `output.output_format`). A path is written atomically: after a failure no half file is
+        left. `text_column` defaults to the column(s) the model was trained on. `encoding`, `delimiter`, `sheet`:
+        how to read the input (see `data.iter_table`; None: detect).
         """
         read = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
-        text_column = text_column or self.text_column
-        if fmt is None:
-            json_out = isinstance(output, str | Path) and str(output).lower().endswith((".jsonl", ".json"))
-            fmt = "json" if json_out else "csv"
-        if fmt not in FORMATS:
-            raise TextclfError(f"output format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        fmt = output_format(output, fmt)
         if chunk_size <= 0 or batch_size <= 0:
             raise TextclfError("chunk and batch sizes must be > 0")
-        if not isinstance(output, str | Path):
-            return self._predict_stream(source, output, text_column, fmt, threshold, chunk_size, batch_size,
-                                        encoding_errors, **read)
-        if Path(output).is_dir():
-            raise TextclfError(f"--output {output} is a folder; give a file name such as {Path(output) / 'out.csv'}")
-        with atomic_text(output) as out:
-            return self._predict_stream(source, out, text_column, fmt, threshold, chunk_size, batch_size,
-                                        encoding_errors, **read)
-
-    def _predict_stream(self, source, out: TextIO, text_column: str, fmt: str, threshold: float, chunk_size: int,
-                        batch_size: int, encoding_errors: str, **read: str | None) -> FileSummary:
+        summary = FileSummary(0, 0)
         where = str(source) if isinstance(source, str | Path) else getattr(source, "name", "the input stream")
-        rows = empty = 0
-        for i, df in enumerate(iter_table(source, chunk_size, encoding_errors, desc="predicting", **read)):
+        chunks = iter_table(source, chunk_size, encoding_errors, desc="predicting", **read)
+        frames = self._labelled(chunks, text_column or self.text_column, threshold, batch_size, where, summary)
+        if not isinstance(output, str | Path):
+            write_text(frames, output, fmt)
+        elif fmt == "parquet":
+            write_parquet(frames, Path(output))
+        else:
+            with atomic_text(output) as out:
+                write_text(frames, out, fmt)
+        return summary
+
+    def _labelled(self, chunks: Iterable[pd.DataFrame], text_column: str, threshold: float, batch_size: int,
+                  where: str, summary: FileSummary) -> Iterator[pd.DataFrame]:
+        """`chunks` of `where`, labelled, counted into `summary`; one line at the end if no row had text."""
+        for df in chunks:
             labelled = self.predict_frame(df, text_column, threshold, batch_size, where)
-            if fmt == "csv":
-                labelled.to_csv(out, header=i == 0, index=False)
-            else:  # not DataFrame.to_json: it escapes every "/" in the texts
-                cells = labelled.astype(object).where(labelled.notna(), None)
-                out.writelines(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n"
-                               for row in cells.to_dict("records"))
-            rows += len(df)
-            empty += int(labelled[PREDICTED].isna().sum())
-        if rows == empty:
+            summary.rows += len(df)
+            summary.empty += int(labelled[PREDICTED].isna().sum())
+            yield labelled
+        if summary.rows == summary.empty:
             raise TextclfError(f"{where} has no rows with text in column {text_column!r} (check --text-column)")
-        if empty:
-            log.warning("%s: %d row(s) with empty text got no prediction (left empty in the output)", where, empty)
-        return FileSummary(rows, empty)
+        if summary.empty:
+            log.warning("%s: %d row(s) with empty text got no prediction (left empty in the output)", where,
+                        summary.empty)

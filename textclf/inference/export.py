@@ -37,7 +37,7 @@ from ..models.artifact import Artifact, load_model
 from ..models.ensemble import _EPS, Calibration
 from ..models.linear import LinearModel, units
 from ..text.batching import collate
-from ..text.tokenizer import Tokenizer
+from ..text.tokenizer import from_settings
 from ..text.tokens import truncate_ids
 from ..text.vocab import Vocab
 
@@ -263,10 +263,9 @@ def model_to_onnx(art: Artifact, cal: Calibration, opset: int = OPSET) -> bytes:
     if linear is not None:
         graph.input.append(helper.make_tensor_value_info("linear_tokens", TensorProto.INT64, ["batch", "units"]))
         p_linear = g.linear_view(linear, "linear_tokens")
-    g.calibrated(cal, "lstm_probabilities", p_linear, len(art.labels))
-    g.nodes[-1].output[0] = "probabilities" if g.nodes else ""
-    if not g.nodes:  # nothing to calibrate: the LSTM's probabilities are the model's
-        g.op("Identity", "lstm_probabilities", out="probabilities")
+    # an Identity, not a rename of the last node's output: at temperature 1 the answer is a tensor made earlier
+    # (the linear view's), which other nodes still read by its name
+    g.op("Identity", g.calibrated(cal, "lstm_probabilities", p_linear, len(art.labels)), out="probabilities")
     graph.node.extend(g.nodes)
     graph.initializer.extend(g.constants)
     graph.output.insert(0, helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
@@ -306,7 +305,7 @@ class OnnxModel:
                                f'(no "format": "{FORMAT}" in its metadata); export it with textclf export')
         self.session = _session(data, threads)
         self.labels = json.loads(meta["labels"])
-        self.tokenizer = Tokenizer(**json.loads(meta["tokenizer"]))
+        self.tokenizer = from_settings(json.loads(meta["tokenizer"]))
         self.vocab = Vocab.from_json(meta["vocab"])
         self.max_length, self.truncate = json.loads(meta["max_length"]), meta["truncate"]
         self.linear_unit = meta.get("linear_unit")
@@ -325,7 +324,9 @@ class OnnxModel:
         return feed
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """[N, C] probabilities, in input order."""
+        """[N, C] probabilities, in input order: `Classifier.predict_proba`'s at the default decision (argmax, or
+        0.5 for binary), the shortcut included where the graph has one; for another threshold, export with
+        --no-shortcut (the full model's, as `textclf predict --threshold` decides)."""
         tokens = list(self.tokenizer.pipe(texts))
         out = [self.session.run(["probabilities"], self.inputs(tokens[i : i + batch_size]))[0]
                for i in range(0, len(tokens), batch_size)]

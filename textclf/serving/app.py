@@ -12,6 +12,7 @@ from importlib import resources
 import numpy as np
 
 from ..errors import TextclfError, first_line
+from ..inference import binary_threshold
 from ..inference.classifier import Classifier
 from ..models.ensemble import DEFAULT_THRESHOLD
 from . import require_serve_extra
@@ -37,12 +38,12 @@ if FastAPI is not None:
         model_config = ConfigDict(extra="forbid")
         text: str | None = None
         texts: list[str] | None = None
-        threshold: float = Field(0.5, ge=0.0, le=1.0)
+        threshold: float | None = Field(None, ge=0.0, le=1.0)  # None: 0.5; binary models only
 
     class ExplainRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         text: str
-        threshold: float = Field(0.5, ge=0.0, le=1.0)
+        threshold: float | None = Field(None, ge=0.0, le=1.0)  # None: 0.5; binary models only
 
 
 # A gathered batch holds reviews of every length, and on CPU the padded LSTM computes every padded step:
@@ -149,6 +150,14 @@ def _handle_errors(app: FastAPI) -> None:
         return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
 
+def _threshold(clf: Classifier, threshold: float | None) -> float:
+    """A request's threshold, refused (422) for a multi-class model as `textclf predict --threshold` is."""
+    try:
+        return binary_threshold(threshold, len(clf.labels), option="threshold")
+    except TextclfError as e:
+        raise HTTPException(422, str(e)) from None
+
+
 def _predictions(clf: Classifier, probs: np.ndarray, threshold: float) -> list[dict]:
     out = []
     for row, k in zip(probs, clf.decide(probs, threshold), strict=True):
@@ -180,21 +189,22 @@ def _routes(app: FastAPI, clf: Classifier, batcher: MicroBatcher, explainer, lim
             raise HTTPException(422, 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
         texts = [req.text] if req.text is not None else req.texts
         limits.check(texts)
+        threshold = _threshold(clf, req.threshold)
         try:
-            key = req.threshold if shortcut and req.threshold != DEFAULT_THRESHOLD else None
+            key = threshold if shortcut and threshold != DEFAULT_THRESHOLD else None
             probs = await batcher.predict(texts, key)
         except Unavailable as e:
             raise HTTPException(503, f"{e}; retry in {RETRY_AFTER_S} s",
                                 headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         except Exception as e:  # logged with its traceback by the worker
             raise HTTPException(500, f"prediction failed ({_one_line(e)}); see the server log") from None
-        return {"predictions": _predictions(clf, probs, req.threshold)}
+        return {"predictions": _predictions(clf, probs, threshold)}
 
     # A plain `def`: FastAPI runs it in its thread pool, and PyTorch releases the GIL while it computes.
     @app.post("/explain")
     def explain(req: ExplainRequest) -> dict:
         limits.check([req.text])
-        return explainer.explain(req.text, req.threshold).to_dict()
+        return explainer.explain(req.text, _threshold(clf, req.threshold)).to_dict()
 
 
 def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_chars: int = 20_000,
