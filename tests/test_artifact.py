@@ -152,3 +152,24 @@ def test_config_json_names_the_model_type_and_old_folders_without_it_still_load(
     (path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(TextclfError, match=r'unknown model type "transformer".*a newer textclf may know it'):
         load_model(path)
+
+
+def test_a_model_that_averages_a_linear_view_refuses_to_load_without_it(saved):
+    """Issue 30 item 8: a partial copy without linear.json answered with the LSTM alone, whatever its weight."""
+    from textclf.models.linear import LinearModel
+
+    path, model = saved
+    tokens = [["good", "film"], ["bad"], ["good"], ["bad", "film"]] * 5
+    linear = LinearModel.fit(tokens, [1, 0, 1, 0] * 5, 2)
+    art = load_model(path)
+    save_model(path, model, art.vocab, art.labels, art.tokenizer, 50, "both", linear=linear,
+               extra={"calibration": {"weight": 0.5}})
+    assert load_model(path).linear is not None
+    (path / "linear.json").unlink()
+    for views in ("both", "lstm"):
+        with pytest.raises(TextclfError, match=r"linear\.json is missing.*re-copy the whole model folder"):
+            load_model(path, views=views)
+    meta = json.loads((path / "config.json").read_text())
+    meta["calibration"]["weight"] = 1.0  # the LSTM alone, as trained: no linear view is needed
+    (path / "config.json").write_text(json.dumps(meta))
+    assert load_model(path).linear is None

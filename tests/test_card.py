@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -70,3 +71,34 @@ def test_the_card_says_how_the_probabilities_are_made():
     card = modelcard.render({"labels": ["a", "b"], "calibration": {**averaged, "weight": 1.0}})
     assert "temperature-scaled on validation (0.84)" in card and "linear view" not in card
     assert "temperature-scaled" not in modelcard.render({"labels": ["a", "b"]})  # older folders: no calibration
+
+
+def test_the_card_says_which_model_and_rows_its_figures_come_from():
+    """Issue 30: the validation figures were the pre-refit model's, and the card did not say; now validation's
+    come from out-of-fold linear views, and the card and metrics.json say so (`pipeline.sources`)."""
+    from textclf.models.ensemble import Calibration
+    from textclf.models.linear import LinearModel
+    from textclf.training.pipeline import LINEAR_FOLDS, sources
+
+    view = LinearModel.fit([["good"], ["bad"]] * 2, np.array([1, 0, 1, 0]), 2)
+    said = sources(Calibration(weight=0.5), view)
+    assert said["validation"]["linear_folds"] == LINEAR_FOLDS and "out-of-fold linear views" in said["validation"][
+        "source"] and said["test"] == {"source": "the saved model"}
+    assert "linear_folds" not in sources(Calibration(weight=1.0), view)["validation"]  # the LSTM alone
+    figures = {"accuracy": 0.9, "n": 120}
+    card = modelcard.render({"labels": ["a", "b"]}, {"validation": {**figures, **said["validation"]},
+                                                     "test": {**figures, **said["test"]}})
+    assert "| validation (out-of-fold linear view) | 120 | 0.9000 |" in card and "| test | 120 | 0.9000 |" in card
+    assert f"Figures of validation (out-of-fold linear view): {said['validation']['source']}; test: the saved model." \
+        in card
+
+
+def test_the_card_says_on_how_many_validation_texts_the_shortcut_was_checked():
+    cal = {"weight": 0.5, "temperature": 0.84, "lstm_temperature": 1.09, "linear_temperature": 1.31,
+           "shortcut": 0.9, "shortcut_rows": 1234}
+    card = modelcard.render({"labels": ["a", "b"], "calibration": cal})
+    assert "at least 0.9 sure" in card and "checked on the 1,234 validation texts it answered" in card
+    assert "95% confidence it changes at most 0.2%" in card
+    before = {k: v for k, v in cal.items() if k != "shortcut_rows"}  # saved before textclf recorded it
+    older = modelcard.render({"labels": ["a", "b"], "calibration": before})
+    assert "at least 0.9 sure" in older and "does not say" in older and "checked on the" not in older

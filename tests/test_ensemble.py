@@ -120,18 +120,21 @@ def test_the_shortcut_is_the_lowest_threshold_that_changes_almost_no_decision():
     np.testing.assert_allclose(out[sure], lin[sure], atol=1e-6)  # its own probabilities (temperature 1 here)
     np.testing.assert_allclose(out[~sure], cal.apply(lstm, lin)[~sure], atol=1e-6)
     np.testing.assert_allclose(with_shortcut.exact().apply(lstm, lin), cal.apply(lstm, lin))
-    # sure and wrong on 1% where the LSTM is surer and right: 0.8..0.95 would change those decisions
+    # sure and wrong on 1% where the LSTM is surer and right: 0.8..0.95 would change those decisions, and no text
+    # reaches 0.98 (the traps and the easy half are 0.97 sure): nothing shows a shortcut safe there
     lstm, lin, y = _shortcut_views(sure_wrong=0.01)
-    assert fit_shortcut(cal, lstm, lin) == 0.98  # above the traps' 0.97
-    lstm, lin, y = _shortcut_views(sure_wrong=0.001)  # 2 texts of 2,000: within 0.2%
+    assert fit_shortcut(cal, lstm, lin) == 0.0
+    lstm, lin, y = _shortcut_views(n=8000, sure_wrong=0.001)  # 8 changes of 4,000 sure: bounded within 0.2%
     assert fit_shortcut(cal, lstm, lin) == 0.8
+    lstm, lin, y = _shortcut_views(sure_wrong=0.001)  # 2 of 1,000 sure: 0.1%, but 2,000 texts cannot bound it
+    assert fit_shortcut(cal, lstm, lin) == 0.0
 
 
 def test_no_shortcut_without_a_linear_view_its_weight_or_enough_validation():
     lstm, lin, y = _shortcut_views()
     assert fit_shortcut(Calibration(weight=1.0), lstm, lin) == 0.0
     assert fit_shortcut(Calibration(weight=0.5), lstm, None) == 0.0
-    assert fit_shortcut(Calibration(weight=0.5), lstm[:999], lin[:999]) == 0.0  # 0.2% of fewer texts: under one
+    assert fit_shortcut(Calibration(weight=0.5), lstm[:1400], lin[:1400]) == 0.0  # no change, but too few to show it
     assert not Calibration(weight=1.0, shortcut=0.8).sure(lin).any()
     assert Calibration(weight=0.5, shortcut=0.8).sure(None).shape == (0,)
     # 0.995 sure and wrong on a tenth of the texts, outweighed by the LSTM: every threshold changes those
@@ -147,6 +150,38 @@ def test_calibration_fits_the_shortcut_last():
     changed = (cal.apply(lstm, lin).argmax(1) != cal.exact().apply(lstm, lin).argmax(1)).mean()
     assert changed <= 0.002 and cal.sure(lin).mean() >= 0.5
     assert Calibration.from_dict(cal.to_dict()).shortcut == cal.shortcut
+    assert cal.shortcut_rows == cal.sure(lin).sum() >= 1000  # the texts it was checked on, saved with it
+    saved = cal.to_dict()
+    assert isinstance(saved["shortcut_rows"], int) and Calibration.from_dict(saved).shortcut_rows == cal.shortcut_rows
+    assert Calibration.from_dict({"weight": 0.5, "shortcut": 0.9}).shortcut_rows == 0  # saved before it was recorded
+
+
+def test_no_shortcut_where_no_validation_text_reaches_it():
+    """Issue 30: a 5-class set whose linear view is never above 0.735 on validation got shortcut 0.8 (no decision
+    changed among no texts); a later text the linear view is 0.85 sure of (class 0) and the LSTM 0.95 sure of
+    something else (class 1) was then answered by the linear view alone."""
+    rng = np.random.default_rng(30)
+    n, k = 1500, 5
+    y = rng.integers(0, k, n)
+    lstm = np.full((n, k), 0.05 / (k - 1))
+    lstm_says = np.where(rng.random(n) < 0.85, y, rng.integers(0, k, n))
+    lstm[np.arange(n), lstm_says] = 0.95
+    lin = np.full((n, k), 0.265 / (k - 1))
+    lin_says = np.where(rng.random(n) < 0.6, y, rng.integers(0, k, n))
+    lin[np.arange(n), lin_says] = 0.735
+    cal = Calibration.fit(lstm, lin, y)
+    text_lin, text_lstm = np.full((1, k), 0.0375), np.full((1, k), 0.0125)
+    text_lin[0, 0], text_lstm[0, 1] = 0.85, 0.95
+    assert cal.apply(text_lstm, text_lin).argmax() == cal.exact().apply(text_lstm, text_lin).argmax() == 1
+    assert cal.uses_linear() and (cal.sure(lin).sum(), cal.shortcut, cal.shortcut_rows) == (0, 0.0, 0)
+
+
+def test_a_shortcut_needs_enough_texts_above_it():
+    """No decision changed on 50 sure texts of 2,000 is within the bound, but too few texts to check it on."""
+    lstm, lin, y = _shortcut_views()
+    lin[50:1000] = np.where(lin[50:1000] > 0.5, 0.75, 0.25)  # the easy half: 50 texts 0.97 sure, the rest 0.75
+    assert (Calibration(weight=0.5, shortcut=0.8).sure(lin).sum(), fit_shortcut(Calibration(weight=0.5), lstm, lin)) \
+        == (50, 0.0)
 
 
 def test_the_shortcut_maps_the_linear_views_probabilities_onto_the_full_models_scale():

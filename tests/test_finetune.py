@@ -172,7 +172,8 @@ def test_binary_labels_named_otherwise_are_aligned_by_the_pretrained_scores(tmp_
     metrics, run = _finetune(tmp_path, base, df, "train.epochs=1")
     info = metrics["init_from"]
     assert info["head"] == "kept" and info["labels_matched_by"] == "scores" and info["alignment_auc"] < 0.2
-    assert load_model(run).labels.names == ["unhappy", "happy"]  # class 0 = the model's neg
+    assert load_model(run).labels.names == ["happy", "unhappy"]  # sorted as the data's, the head turned to it
+    assert info["started_as"] == {"happy": "pos", "unhappy": "neg"}
     assert metrics["validation"]["accuracy"] > 0.9
 
 
@@ -237,8 +238,46 @@ def test_zero_one_labels_are_checked_by_the_models_scores_not_trusted_by_alias(t
     info = metrics["init_from"]
     assert info["head"] == "kept" and info["labels_matched_by"] == "scores"
     assert info["alignment_auc"] < 0.2 and info["alignment_z"] < -3
-    assert load_model(run).labels.names == ["1", "0"]  # class 0, the model's neg, is "1"
     assert metrics["validation"]["accuracy"] > 0.9
+
+
+def test_a_turned_head_keeps_the_users_label_order_so_the_threshold_means_the_same(tmp_path, base):
+    """Where the pretrained scores run the other way (1 = a complaint), the model saved labels ["1", "0"]:
+    --threshold then thresholded P("0") and binary precision/recall/F1 were for "0" (issue 30). The labels keep
+    the data's sorted order, the head is turned instead, and predictions and probabilities name the right class."""
+    from textclf.inference.classifier import Classifier
+
+    df = make_reviews(200, seed=7, labels=("1", "0"))  # 1: the negative reviews
+    metrics, run = _finetune(tmp_path, base, df, "train.epochs=1")
+    assert load_model(run).labels.names == ["0", "1"]
+    assert metrics["init_from"]["started_as"] == {"0": "pos", "1": "neg"}
+    held_out = make_reviews(60, seed=11, labels=("1", "0"))
+    clf = Classifier.load(run, bf16=False)
+    probs = clf.predict_proba(held_out["text"].tolist())
+    is_one = (held_out["label"] == "1").to_numpy()
+    assert (probs[:, 1][is_one] > 0.5).mean() > 0.9 and (probs[:, 1][~is_one] < 0.5).mean() > 0.9  # P("1")
+    labels = [p.label for p in clf.predict(held_out["text"].tolist(), threshold=0.6)]
+    assert np.mean(np.array(labels) == held_out["label"].to_numpy()) > 0.9
+    recall_of_one = metrics["validation"]["report"]["1"]["recall"]
+    assert metrics["validation"]["recall"] == pytest.approx(recall_of_one)  # binary figures are for "1"
+
+
+@pytest.mark.parametrize("rows", [[1, 0], [2, 0, 1]])
+def test_turning_a_kept_head_keeps_every_probability_by_name(random_artifact, rows):
+    """Epoch 0 of a turned head is the given model: P(run label j) = P(pretrained class rows[j]), exactly."""
+    from textclf.training.finetune import turn_head
+
+    torch.manual_seed(1)
+    classes = len(rows)
+    model = lstm(len(random_artifact.vocab), classes, 8, 6).eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    turn_head(state, rows)
+    turned = lstm(len(random_artifact.vocab), classes, 8, 6).eval()
+    turned.load_state_dict(state)
+    tokens, lengths = torch.tensor([[2, 3, 4], [4, 2, 0]]), torch.tensor([3, 2])
+    with torch.no_grad():
+        before, after = model.probabilities(model(tokens, lengths)), turned.probabilities(turned(tokens, lengths))
+    assert torch.allclose(after, before[:, rows], atol=1e-6)
 
 
 def test_an_alignment_must_be_significant_for_the_rows_it_was_measured_on():

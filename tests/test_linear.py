@@ -67,3 +67,28 @@ def test_fast_features_equal_scikit_learns(kind):
     slow = slow.multiply(model.scale).tocsr() if kind == "nb" else slow
     assert fast.shape == slow.shape
     np.testing.assert_allclose(fast.toarray(), slow.toarray(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("nb", 2), ("tfidf", 3), ("char_tfidf", 2)])
+def test_cross_fitted_views_are_those_fit_makes_of_their_rows(kind, classes):
+    """`cross_fit` counts the n-grams once, yet each view is the one `fit` makes of its own rows: its own n-grams
+    (in 2+ of them), idf or log-count ratios and logistic regression; a row is scored only by a view that did not
+    see it."""
+    df = make_reviews(240, seed=3)
+    docs = _tokens(df)
+    y = (df["label"] == "pos").to_numpy().astype(int)
+    if classes == 3:
+        y = np.where(np.arange(len(y)) % 5 == 0, 2, y)
+    folds = np.where(np.arange(len(y)) < 160, -1, np.arange(len(y)) % 4)  # 160 rows always in, 80 in 4 folds
+    view, out = LinearModel.cross_fit(docs, y, folds, classes, kind, 2.0)
+    assert np.isnan(out[folds < 0]).all() and not np.isnan(out[folds >= 0]).any()
+    for k in range(4):
+        rows, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        alone = LinearModel.fit([docs[i] for i in rows], y[rows], classes, kind, 2.0)
+        np.testing.assert_allclose(out[held], alone.predict_proba([docs[i] for i in held]), atol=1e-5)
+    every = LinearModel.fit(docs, y, classes, kind, 2.0)
+    assert view.ngrams == every.ngrams and (view.kind, view.c) == (kind, 2.0)
+    np.testing.assert_allclose(view.predict_proba(docs), every.predict_proba(docs), atol=1e-5)
+    tiny, tiny_out = LinearModel.cross_fit([["a"], ["b"], ["c"]], np.array([0, 1, 0]), np.array([-1, -1, 0]), 2,
+                                           kind if classes == 2 else "tfidf", 1.0)  # no n-gram in 2+ texts
+    assert tiny_out[2].sum() == pytest.approx(1.0) and len(tiny.ngrams) == 3

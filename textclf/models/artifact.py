@@ -24,11 +24,12 @@ from ..errors import TextclfError, first_line
 from ..files import plain_mode
 from ..hub import HF_PREFIX
 from ..inference.runtime import inference_bf16
-from ..text.tokenizer import Tokenizer
+from ..text.tokenizer import Tokenizer, from_settings
 from ..text.vocab import LabelVocab, Vocab
 from .card import CARD
 from .card import render as render_card
-from .ensemble import VIEWS, Calibration, probabilities
+from .ensemble import VIEWS, Calibration, Outputs, outputs, probabilities
+from .linear import FILES as LINEAR_FILES
 from .linear import LinearModel
 from .lstm import build_model
 
@@ -76,6 +77,11 @@ class Artifact:
         """The model's [N, C] probabilities of texts given as token lists (untruncated); `run_lstm(rows)` runs the
         LSTM on those rows, for the texts that need it (see `ensemble.probabilities`)."""
         return probabilities(self.ensemble(threshold), self.linear, token_lists, run_lstm, len(self.labels))
+
+    def outputs(self, token_lists: Sequence[Sequence[str]], run_lstm: Callable[[np.ndarray], np.ndarray]) -> Outputs:
+        """The model's probabilities at the default decision and the full model's (no shortcut), the LSTM run on
+        every text (see `ensemble.outputs`): what evaluation scores and ranks."""
+        return outputs(self.ensemble(), self.linear, token_lists, run_lstm, len(self.labels))
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -204,8 +210,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
         vocab = Vocab.from_json(json.dumps(_read_json(model_dir / VOCAB)))
         model = build_model(meta.get("type", "lstm"), meta["model"])  # no "type": saved when lstm was the only one
         labels = LabelVocab(meta["labels"])
-        tokenizer = Tokenizer(**meta["tokenizer"])
-    except (KeyError, TypeError, ValueError) as e:
+        tokenizer = from_settings(meta["tokenizer"], meta.get("train_config"))  # as it split in training
+        weight = Calibration.from_dict(meta.get("calibration")).weight
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise TextclfError(f"{model_dir / CONFIG} is incomplete or inconsistent ({e}); re-train the model") from None
     if not (model_dir / WEIGHTS).is_file():
         raise TextclfError(f"{model_dir / WEIGHTS} is missing; re-copy the model folder")
@@ -225,6 +232,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
     except (OSError, ValueError, KeyError, SafetensorError) as e:
         raise TextclfError(f"{model_dir}: the linear view (linear.json / linear.safetensors) is corrupt ({e}); "
                            "re-copy the model folder") from None
+    if linear is None and weight < 1:  # a partial copy: answering with the LSTM alone would be another model
+        raise TextclfError(f"{model_dir / LINEAR_FILES[0]} is missing: this model averages its LSTM with a linear "
+                           f"view (LSTM share {weight:g}); re-copy the whole model folder")
     if views == "linear" and linear is None:
         raise TextclfError(f"{model_dir} has no linear view (trained with model.linear=false, or its LSTM took all "
                            "the weight): use views=both or lstm")

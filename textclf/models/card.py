@@ -10,7 +10,7 @@ import yaml
 from ..data.imdb import IMDB_HUB_NAME
 from ..files import write_text
 from ..hub import HF_PREFIX
-from .ensemble import SHORTCUT_CHANGES
+from .ensemble import SHORTCUT_CHANGES, SHORTCUT_CONFIDENCE
 
 CARD = "README.md"
 PLACEHOLDER = "USER/NAME"  # how the card names its Hub repository until `textclf push` knows it
@@ -59,7 +59,11 @@ def _figures(metrics: dict) -> list[str]:
         m = metrics.get(split)
         if m:
             cells = ["–" if m.get(k) is None else f"{m[k]:.4f}" for k, _ in METRICS]
-            rows.append(f"| {split} | {m.get('n', '–')} | " + " | ".join(cells) + " |")
+            rows.append(f"| {_split_name(split, m)} | {m.get('n', '–')} | " + " | ".join(cells) + " |")
+    sources = [f"{_split_name(split, metrics[split])}: {metrics[split]['source']}" for split in ("validation", "test")
+               if (metrics.get(split) or {}).get("source")]
+    if sources:
+        rows += ["", "Figures of " + "; ".join(sources) + "."]
     report = (metrics.get("test") or {}).get("report") or {}
     labels = (metrics.get("test") or {}).get("labels") or []
     if report and labels:
@@ -70,6 +74,12 @@ def _figures(metrics: dict) -> list[str]:
     return rows
 
 
+def _split_name(split: str, figures: dict) -> str:
+    """A split as the card's table names it: validation's figures come from out-of-fold linear views where the
+    run made them (metrics.json's `linear_folds`), not from the saved linear view, which learnt from those rows."""
+    return f"{split} (out-of-fold linear view)" if split == "validation" and figures.get("linear_folds") else split
+
+
 def _averaged(cal: dict | None) -> bool:
     """Whether config.json's calibration averages the LSTM with a linear view (its weight under 1)."""
     return (cal or {}).get("weight", 1.0) < 1
@@ -78,9 +88,15 @@ def _averaged(cal: dict | None) -> bool:
 def _shortcut(cal: dict) -> str:
     if not cal.get("shortcut"):
         return ""
+    rows = int(cal.get("shortcut_rows") or 0)
+    checked = (f"checked on the {rows:,} validation texts it answered, each scored by a linear view that had not seen "
+               f"it: with {SHORTCUT_CONFIDENCE:.0%} confidence it changes at most {SHORTCUT_CHANGES:.1%} of the full "
+               "model's decisions" if rows else
+               f"this changed at most {SHORTCUT_CHANGES:.1%} of validation decisions, on a number of texts this "
+               "model, saved before textclf recorded it, does not say")
     return (f" Where the linear view is at least {cal['shortcut']:g} sure of a class, its answer is the model's and "
-            f"the LSTM is not run (this changed at most {SHORTCUT_CHANGES:.1%} of validation decisions; "
-            "`Classifier.load(..., shortcut=False)` or `--no-shortcut` runs the LSTM on every text).")
+            f"the LSTM is not run ({checked}; `Classifier.load(..., shortcut=False)` or `--no-shortcut` runs the "
+            "LSTM on every text).")
 
 
 def _calibration(cal: dict | None) -> str:

@@ -2,7 +2,8 @@
 the shortcut that lets the linear view answer alone where it is sure. Fitting all of it (on validation) and
 applying it (training's report, `Artifact`, `Classifier`, evaluation, export) live here, and only here.
 
-Every number is fitted on the validation split, never on test (`Calibration.fit`):
+Every number is fitted on the validation split, never on test (`Calibration.fit`), to the linear view's
+out-of-fold probabilities there (`pipeline.refit`: the saved view has learnt from validation's rows too):
 - which linear view (`fit_linear_view`): the kinds of `linear.KINDS` that suit the data, the one with the lowest
   validation log-loss at its own temperature;
 - each view's own temperature first (Guo et al. 2017): an LSTM trained to a train loss near 0 is nearly
@@ -12,9 +13,10 @@ Every number is fitted on the validation split, never on test (`Calibration.fit`
   the lowest validation log-loss (1 where there is no linear view);
 - `temperature` of the average;
 - `shortcut`: the linear view's top probability (at its temperature) from which the LSTM is not run at all and
-  the linear view answers alone: the lowest of SHORTCUTS at which that changes at most SHORTCUT_CHANGES of the
-  validation decisions (0: never; fitted on SHORTCUT_MIN_TEXTS+ validation texts only). The LSTM is most of a
-  prediction's time and a linear view is sure of most long reviews, so prediction runs about twice as fast;
+  the linear view answers alone: the lowest of SHORTCUTS at which validation shows that it changes at most
+  SHORTCUT_CHANGES of the decisions, with SHORTCUT_CONFIDENCE, on SHORTCUT_MIN_SURE+ texts it answers
+  (`fit_shortcut`; 0: never). `shortcut_rows`: how many validation texts it answered there. The LSTM is most
+  of a prediction's time and a linear view is sure of most long reviews, so prediction runs about twice as fast;
 - `shortcut_scale`, `shortcut_bias`: where the shortcut answers, the linear view's top probability is mapped
   onto the full model's scale, sigmoid(scale * logit(p) + bias), a monotone fit to what the full model says
   on those validation texts; so probabilities stay comparable across the cut (ranking, thresholds, ECE).
@@ -39,8 +41,9 @@ log = logging.getLogger(__name__)
 
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
 SHORTCUTS = (0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
-SHORTCUT_CHANGES = 0.002  # the most validation decisions the shortcut may change
-SHORTCUT_MIN_TEXTS = 1000  # fewer validation texts cannot show a change rate of 0.2%
+SHORTCUT_CHANGES = 0.002  # the most decisions the shortcut may change
+SHORTCUT_CONFIDENCE = 0.95  # of the one-sided bound that validation puts on that share
+SHORTCUT_MIN_SURE = 100  # the fewest validation texts above its threshold a shortcut is checked on
 VIEWS = ("both", "lstm", "linear")  # what answers: the model as trained, or one of its views alone
 DEFAULT_THRESHOLD = 0.5  # the decision every fitted number is checked at
 _EPS = 1e-7
@@ -149,6 +152,7 @@ class Calibration:
     shortcut: float = 0.0  # the linear view answers alone where it is this sure (0: never)
     shortcut_scale: float = 1.0  # where it does, its top probability p becomes sigmoid(scale * logit(p) + bias)
     shortcut_bias: float = 0.0
+    shortcut_rows: int = 0  # the validation texts the shortcut answered, on which it was checked (`fit_shortcut`)
 
     def uses_linear(self) -> bool:
         return self.weight < 1
@@ -219,31 +223,45 @@ class Calibration:
         cal.temperature = fit_temperature(cal.average(p_lstm, p_linear), y)
         cal.shortcut = fit_shortcut(cal, p_lstm, p_linear)
         if cal.shortcut:
+            cal.shortcut_rows = int(cal.sure(p_linear).sum())
             cal.shortcut_scale, cal.shortcut_bias = fit_shortcut_map(cal, p_lstm, p_linear)
         return cal
 
     def to_dict(self) -> dict:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Calibration:
         """From config.json; a model saved without it (or without a newer field) gets the defaults for what it
-        lacks (1 for the weight and temperatures, no shortcut, an identity mapping)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: float(v) for k, v in (d or {}).items() if k in names})
+        lacks (1 for the weight and temperatures, no shortcut, an identity mapping, 0 rows checked: unknown)."""
+        kinds = {f.name: int if f.type in (int, "int") else float for f in fields(cls)}
+        return cls(**{k: kinds[k](v) for k, v in (d or {}).items() if k in kinds})
 
 
 def fit_shortcut(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | None) -> float:
-    """The lowest of SHORTCUTS at which the linear view answering alone where it is that sure changes at most
-    SHORTCUT_CHANGES of the (validation) decisions of the full model `cal` describes; 0 (never) when none
-    does, when the LSTM is not averaged with a linear view, or on fewer than SHORTCUT_MIN_TEXTS texts. The
-    change rate bounds the accuracy it can cost; no labels are needed."""
-    if p_linear is None or not cal.uses_linear() or len(p_lstm) < SHORTCUT_MIN_TEXTS:
+    """The lowest of SHORTCUTS at which validation shows that the linear view answering alone where it is that
+    sure changes at most SHORTCUT_CHANGES of the decisions of the full model `cal` describes; 0 (never) when none
+    does, or when the LSTM is not averaged with a linear view. No labels are needed: the change rate bounds the
+    accuracy it can cost.
+
+    Shown, not assumed: only the texts above the threshold can change, so at a threshold that n of N validation
+    texts reach, c of them changed, the bound is the one-sided SHORTCUT_CONFIDENCE Clopper-Pearson upper bound
+    on the change rate among such texts, times their share n / N. It must stay within SHORTCUT_CHANGES, on at
+    least SHORTCUT_MIN_SURE texts. Zero changes over no texts shows nothing; and since the bound with c = 0 is
+    about 3 / N, a shortcut needs 1,500 or so validation texts, more where it changes any."""
+    from scipy.stats import beta
+
+    if p_linear is None or not cal.uses_linear() or not len(p_lstm):
         return 0.0
     full = cal.exact().apply(p_lstm, p_linear).argmax(axis=1)
     for threshold in SHORTCUTS:
-        changed = (replace(cal, shortcut=threshold).apply(p_lstm, p_linear).argmax(axis=1) != full).mean()
-        if changed <= SHORTCUT_CHANGES:
+        shortcut = replace(cal, shortcut=threshold)
+        n = int(shortcut.sure(p_linear).sum())
+        if n < SHORTCUT_MIN_SURE:
+            continue
+        changed = int((shortcut.apply(p_lstm, p_linear).argmax(axis=1) != full).sum())
+        upper = 1.0 if changed >= n else float(beta.ppf(SHORTCUT_CONFIDENCE, changed + 1, n - changed))
+        if upper * n / len(p_lstm) <= SHORTCUT_CHANGES:
             return threshold
     return 0.0
 
@@ -295,6 +313,20 @@ def probabilities(cal: Calibration, linear: LinearModel | None, token_lists: Seq
     views to the model's answer. `run_lstm(rows)` gives the LSTM's probabilities of those rows (indices into
     `token_lists`); it is called once, for the texts the shortcut does not answer (none, when `cal` uses the
     linear view alone). `cal`: the model's calibration, as `Calibration.for_use` picks it for a request."""
+    return cal.apply(*_views(cal, linear, token_lists, run_lstm, num_classes))
+
+
+def outputs(cal: Calibration, linear: LinearModel | None, token_lists: Sequence[Sequence[str]],
+            run_lstm: Callable[[np.ndarray], np.ndarray], num_classes: int) -> Outputs:
+    """As `probabilities`, with the LSTM run on every text: the model's probabilities (`Outputs.final`, what
+    predict gives at the default decision) and the full model's (`Outputs.exact`), which a ranking (ROC and PR
+    curves, ROC-AUC) reads, as decisions at any other threshold do (`Calibration.for_use`)."""
+    return Outputs.of(cal, *_views(cal.exact(), linear, token_lists, run_lstm, num_classes))
+
+
+def _views(cal: Calibration, linear: LinearModel | None, token_lists: Sequence[Sequence[str]],
+           run_lstm: Callable[[np.ndarray], np.ndarray], num_classes: int) -> tuple[np.ndarray | None, ...]:
+    """(LSTM, linear view) probabilities that `cal` reads: the LSTM's only where its shortcut does not answer."""
     n = len(token_lists)
     p_linear = linear.predict_proba(token_lists) if cal.uses_linear() and linear is not None else None
     if p_linear is None and not cal.uses_lstm():
@@ -305,7 +337,7 @@ def probabilities(cal: Calibration, linear: LinearModel | None, token_lists: Seq
         p_lstm = np.full((n, num_classes), 1.0 / num_classes, dtype=np.float32)  # unread where the shortcut answers
         if len(todo):
             p_lstm[todo] = run_lstm(todo)
-    return cal.apply(p_lstm, p_linear)
+    return p_lstm, p_linear
 
 
 def fit_linear_view(train: list[Sequence[str]], y_train: np.ndarray, validation: list[Sequence[str]],

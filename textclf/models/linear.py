@@ -137,7 +137,7 @@ def _vectorizer(kind: str, ngram_max: int, **kwargs):
 
     if kind == "tfidf":
         return TfidfVectorizer(analyzer=_analyzer(ngram_max), sublinear_tf=True, dtype=np.float32, **kwargs)
-    return CountVectorizer(analyzer=_analyzer(ngram_max), binary=True, dtype=np.float32, **kwargs)
+    return CountVectorizer(analyzer=_analyzer(ngram_max), binary=kind != "count", dtype=np.float32, **kwargs)
 
 
 def nb_ratio(x: sparse.csr_matrix, y: np.ndarray) -> np.ndarray:
@@ -145,6 +145,34 @@ def nb_ratio(x: sparse.csr_matrix, y: np.ndarray) -> np.ndarray:
     p = np.asarray(x[y == 1].sum(axis=0)).ravel() + 1.0
     q = np.asarray(x[y == 0].sum(axis=0)).ravel() + 1.0
     return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
+
+
+def _fit_rows(counts: sparse.csr_matrix, grams: np.ndarray, rows: np.ndarray, y: np.ndarray, num_classes: int,
+              kind: str, settings: dict) -> LinearModel | None:
+    """The view `LinearModel.fit` makes of `rows`, from every text's n-gram `counts` (columns: `grams`, those in
+    2+ of all the texts): the columns in 2+ of these rows, weighted as scikit-learn's vectorizers weigh them
+    (smoothed idf and sublinear tf, L2-normalised; or binary x log-count ratio). None when no n-gram is in
+    2+ of the rows (`fit` then takes every n-gram)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import normalize
+
+    x = counts[rows]
+    df = np.bincount(x.indices, minlength=x.shape[1])
+    keep = np.flatnonzero(df >= 2)
+    if not len(keep):
+        return None
+    x, labels = x[:, keep].tocsr(), y[rows]
+    if settings["weighting"] == "tfidf":
+        scale = (np.log(np.float32(len(rows) + 1) / (df[keep].astype(np.float32) + 1)) + 1).astype(np.float32)
+        x.data = np.log(x.data) + np.float32(1.0)
+        x = normalize(sparse.csr_matrix(x.multiply(scale)), norm="l2")
+    else:
+        x.data[:] = 1.0
+        scale = nb_ratio(x, labels)
+        x = sparse.csr_matrix(x.multiply(scale))
+    clf = LogisticRegression(C=settings["c"], max_iter=1000).fit(x, labels)
+    return LinearModel([str(g) for g in grams[keep]], scale, clf.coef_.astype(np.float32),
+                       clf.intercept_.astype(np.float32), num_classes, kind, settings["ngram_max"], settings["c"])
 
 
 class LinearModel:
@@ -229,6 +257,33 @@ class LinearModel:
         scores -= scores.max(axis=1, keepdims=True)
         e = np.exp(scores)
         return e / e.sum(axis=1, keepdims=True)
+
+    @classmethod
+    def cross_fit(cls, token_lists: Sequence[Sequence[str]], y: np.ndarray, folds: np.ndarray, num_classes: int,
+                  kind: str, c: float) -> tuple[LinearModel, np.ndarray]:
+        """The view of `kind` and `c` fitted on every row, and [N, C] out-of-fold probabilities: a row of fold
+        k >= 0 scored by the view fitted on every row not in fold k (rows of fold -1 are always fitted on, and
+        left NaN). Each view is the one `fit` makes of its rows, n-grams in 2+ of them, its own idf or
+        log-count ratios, up to float rounding; the texts' n-grams are counted once for all of them, and counting
+        is most of a fit's time."""
+        settings = {**KINDS[kind], "c": c}
+        docs = [units(t, settings["unit"]) for t in token_lists]
+        counter = _vectorizer("count", settings["ngram_max"], min_df=2)
+        try:
+            counts = counter.fit_transform(docs).tocsr()
+        except ValueError:  # no n-gram in 2+ texts: `fit` falls back to every n-gram then
+            counts = None
+        grams = counter.get_feature_names_out() if counts is not None else None
+
+        def fit_on(rows: np.ndarray) -> LinearModel:
+            view = _fit_rows(counts, grams, rows, y, num_classes, kind, settings) if counts is not None else None
+            return view if view is not None else cls.fit([token_lists[i] for i in rows], y[rows], num_classes, kind, c)
+
+        out = np.full((len(docs), num_classes), np.nan)
+        for k in np.unique(folds[folds >= 0]):
+            held = np.flatnonzero(folds == k)
+            out[held] = fit_on(np.flatnonzero(folds != k)).predict_proba([token_lists[i] for i in held])
+        return fit_on(np.arange(len(docs))), out
 
     def token_weights(self, tokens: Sequence[str], target: int) -> tuple[np.ndarray, float]:
         """Each token's exact share of the text's score, and the intercept: the weights add up to the score less

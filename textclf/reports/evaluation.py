@@ -24,27 +24,30 @@ log = logging.getLogger(__name__)
 
 
 def split_metrics(labels: np.ndarray, probs: np.ndarray, label_names: list[str], desc: str,
-                  plots_dir: Path | None = None) -> dict:
-    """Metrics of one split's probabilities (log-loss and calibration error included), and its plots."""
-    metrics = {**compute(labels, probs, label_names), "loss": log_loss(probs, labels),
+                  plots_dir: Path | None = None, ranking: np.ndarray | None = None) -> dict:
+    """Metrics of one split's probabilities (log-loss and calibration error included), and its plots. `ranking`:
+    the full model's probabilities (`Outputs.exact`) where a shortcut gave `probs`: ROC-AUC and the ROC and PR
+    curves rank by them, since any threshold but the default decides by them; the rest scores `probs`."""
+    metrics = {**compute(labels, probs, label_names, ranking=ranking), "loss": log_loss(probs, labels),
                "ece": round(expected_calibration_error(probs, labels), 4)}
     if plots_dir is not None:
         from .plots import plot_evaluation
 
-        plot_evaluation(labels, probs, label_names, plots_dir, prefix=f"{desc}_")
+        plot_evaluation(labels, probs, label_names, plots_dir, prefix=f"{desc}_", ranking=ranking)
     return metrics
 
 
 def score_splits(parts: dict[str, Outputs], labels: dict[str, np.ndarray], label_names: list[str],
                  plots_dir: Path | None) -> dict:
     """A trained model's report: each split's metrics of its final probabilities (`Outputs.final`; see
-    pipeline.calibrate), with the accuracy of the LSTM and of the linear view alone, and the calibration error
-    before temperature scaling; with a shortcut, the share of texts the linear view answered alone and the
-    accuracy, log-loss and calibration error of the full average on every text (`Outputs.exact`)."""
+    pipeline.calibrate; ROC-AUC and curves of the full model's, `Outputs.exact`), with the accuracy of the LSTM
+    and of the linear view alone, and the calibration error before temperature scaling; with a shortcut, the
+    share of texts the linear view answered alone and the accuracy, log-loss and calibration error of the full
+    average on every text (`Outputs.exact`)."""
     scores = {}
     for name, p in parts.items():
         y = labels[name]
-        m = split_metrics(y, p.final, label_names, name, plots_dir)
+        m = split_metrics(y, p.final, label_names, name, plots_dir, ranking=p.exact)
         m["lstm_accuracy"] = float((decide(p.lstm) == y).mean())
         if p.linear is not None:
             m["linear_accuracy"] = float((decide(p.linear) == y).mean())
@@ -59,6 +62,19 @@ def score_splits(parts: dict[str, Outputs], labels: dict[str, np.ndarray], label
     return scores
 
 
+def warn_if_seen(art, split: str) -> None:
+    """One line when a validation split is scored by a model whose linear view learnt from its training run's
+    validation rows (`pipeline.refit`): on those rows its figures overstate it."""
+    if split != "validation" or art.linear is None or not art.calibration.uses_linear():
+        return
+    rows = (art.meta.get("linear_view") or {}).get("rows")
+    if rows is None or "validation" in rows:
+        log.warning("this model's linear view was fitted on its training run's validation rows%s: if these are "
+                    "those, its figures here are optimistic (metrics.json's validation figures are out of fold; "
+                    "score a test split, or --views lstm)", "" if rows else " (perhaps: it was saved before "
+                    "textclf recorded it)")
+
+
 def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
              label_column: str | None = None, output: str | None = None, device: str = "auto",
              batch_size: int = PREDICT_BATCH_SIZE, cache_dir: str | None = None, encoding_errors: str = "strict",
@@ -69,10 +85,14 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
 
     Labels go through the `data.label_map` the model was trained with, so star ratings evaluate as-is.
     `encoding`, `delimiter`, `sheet`: how to read a file (see `data.iter_table`; None: detect). `bf16`, `shortcut`,
-    `views`: as for prediction (`Classifier.load`), so the figures are those of the predictions a user gets.
+    `views`: as for prediction (`Classifier.load`), so the figures are those of the predictions a user gets:
+    accuracy, precision, recall, F1, loss and ECE at the default decision, shortcut included; ROC-AUC and the
+    ROC and PR curves from the full model's probabilities (the LSTM runs on every text for them), which decide
+    at any other threshold, so an operating point read off a curve is what `--threshold` then gives.
     """
     dev = resolve_device(device)
     art = load_model(model_dir, dev, bf16, shortcut, views)  # an hf: model is downloaded here, once
+    warn_if_seen(art, split)
     columns = art.meta.get("data", {})
     text_column = text_column or columns.get("text_column", "text")
     label_column = label_column or columns.get("label_column", "label")
@@ -89,8 +109,9 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
         loader = make_loader(subset, batch_size, shuffle=False, pin_memory=dev.type == "cuda")
         return predict_loader(art.model, loader, dev, desc=split)[0]
 
-    probs = art.probabilities(list(tok.token_lists()), lstm)
-    metrics = split_metrics(ds.labels, probs, art.labels.names, split, Path(plots) if plots else None)
+    out = art.outputs(list(tok.token_lists()), lstm)
+    metrics = split_metrics(ds.labels, out.final, art.labels.names, split, Path(plots) if plots else None,
+                            ranking=out.exact)
     metrics = {"model": str(art.folder) if not str(model_dir).startswith(HF_PREFIX) else model_dir, "data": str(data),
                "split": split, **metrics}
     if output:

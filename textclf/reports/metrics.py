@@ -13,14 +13,18 @@ def decide(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return (probs[:, 1] >= threshold).astype(np.int64) if probs.shape[1] == 2 else probs.argmax(1)
 
 
-def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], threshold: float = 0.5) -> dict:
+def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], threshold: float = 0.5,
+            ranking: np.ndarray | None = None) -> dict:
     """Metrics for class ids `y_true` [N] and probabilities `probs` [N, C].
 
     Binary: precision/recall/F1 of the second class (the "positive" one); more classes: macro averages.
-    ROC-AUC is null when it is undefined (one class present), never a crash.
+    ROC-AUC ranks by `ranking` (default `probs`): a model with a shortcut decides at `threshold` by its own
+    probabilities, while every other threshold, and so the curve, is the full model's. It is null when it is
+    undefined (one class present), never a crash.
     """
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
+    scores = probs if ranking is None else np.asarray(ranking, dtype=np.float64)
     binary = probs.shape[1] == 2
     y_pred = decide(probs, threshold)
     labels = list(range(len(label_names)))
@@ -30,8 +34,8 @@ def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], t
     present = np.unique(y_true)
     auc = None
     if len(present) == len(labels):
-        auc = float(skm.roc_auc_score(y_true, probs[:, 1]) if binary
-                    else skm.roc_auc_score(y_true, probs, multi_class="ovr", labels=labels))
+        auc = float(skm.roc_auc_score(y_true, scores[:, 1]) if binary
+                    else skm.roc_auc_score(y_true, scores, multi_class="ovr", labels=labels))
     return {
         "n": int(len(y_true)),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),

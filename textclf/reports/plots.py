@@ -50,9 +50,12 @@ def plot_history(history: Sequence[dict], out_dir: str | Path, monitor: str = "a
 
 
 def plot_evaluation(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str], out_dir: str | Path,
-                    prefix: str = "", threshold: float = 0.5) -> list[Path]:
-    """{prefix}confusion_matrix.png always; {prefix}roc.png and {prefix}pr.png for binary models."""
+                    prefix: str = "", threshold: float = 0.5, ranking: np.ndarray | None = None) -> list[Path]:
+    """{prefix}confusion_matrix.png always (the decisions at `threshold`); {prefix}roc.png and {prefix}pr.png for
+    binary models, ranked by `ranking` (default `probs`; a model with a shortcut: the full model's, which every
+    threshold but the default decides by, so an operating point read off a curve is the one `--threshold` gives)."""
     out_dir, y_true, probs = Path(out_dir), np.asarray(y_true), np.asarray(probs)
+    scores = probs if ranking is None else np.asarray(ranking)
     binary = probs.shape[1] == 2
     y_pred = decide(probs, threshold)
     size = max(4.5, 0.6 * len(labels) + 2)
@@ -69,7 +72,7 @@ def plot_evaluation(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str]
     named = np.asarray(labels, dtype=object)[y_true]  # so the axes say "Positive label: pos", not 1
     for name, display in (("roc", RocCurveDisplay), ("pr", PrecisionRecallDisplay)):
         fig, ax = plt.subplots(figsize=(5, 5))
-        display.from_predictions(named, probs[:, 1], pos_label=labels[1], name="model", ax=ax, plot_chance_level=True)
+        display.from_predictions(named, scores[:, 1], pos_label=labels[1], name="model", ax=ax, plot_chance_level=True)
         ax.set_title("ROC curve" if name == "roc" else "precision-recall curve")
         ax.grid(alpha=0.3)
         paths.append(_save(fig, out_dir / f"{prefix}{name}.png"))

@@ -1,9 +1,15 @@
 """Fine-tuning (`init_from`), in one place: `plan` decides once, from the saved model and the run's data, what
-the run starts from (head kept or new, the labels' order, the vocabulary, what is frozen when); the pipeline
+the run starts from (head kept or new, which pretrained class each label is, the vocabulary, what is frozen
+when); the pipeline
 reads the `Plan`: `start_model` builds the network from it and `Plan.freezer` holds layers while training.
 
     load_pretrained → plan (labels by name or by the model's own scores, vocabulary, OOV rates)
-                    → start_model (weights transferred; a new head from a linear probe) → freezer
+                    → start_model (weights transferred, a kept head turned to the run's label order; a new head
+                      from a linear probe) → freezer
+
+The run's labels keep the order a run from scratch gives them (`LabelVocab.from_values`), whatever order the
+pretrained head had: a threshold is on P(the second label as the data's labels sort) and binary precision,
+recall and F1 are for that label, fine-tuned or not. A kept head's rows are turned to match (`turn_head`).
 """
 
 from __future__ import annotations
@@ -74,12 +80,28 @@ def oov_rate(tokens: Tokenized, vocab: Vocab) -> float:
     return float((vocab.lookup(tokens.table)[tokens.ids] == UNK_ID).mean())
 
 
-def transfer_weights(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: bool) -> nn.Module:
+def turn_head(state: dict[str, torch.Tensor], rows: Sequence[int]) -> None:
+    """A kept head put in the run's label order, in `state`: class j starts as the pretrained class `rows[j]`.
+    A binary head has one logit, the log-odds of class 1, so swapping the two classes negates its weight and
+    bias; a wider head has its rows permuted. Either way every text keeps the probabilities it had, by name."""
+    rows = list(rows)
+    if rows == sorted(rows):
+        return
+    weight, bias = state["head.weight"], state["head.bias"]
+    if len(weight) == 1:
+        state["head.weight"], state["head.bias"] = -weight, -bias
+    else:
+        state["head.weight"], state["head.bias"] = weight[rows].clone(), bias[rows].clone()
+
+
+def transfer_weights(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_head: bool,
+                     head_rows: Sequence[int] | None = None) -> nn.Module:
     """The pretrained architecture and weights, sized for `vocab` and `num_classes`.
 
     Rows of the pretrained vocab keep their vectors exactly; added rows start as copies of its <unk> row, so
     the model reads every text exactly as the pretrained one did until training moves them (the new words
-    were <unk> to it). A new head keeps its fresh (seeded) initialisation.
+    were <unk> to it). A kept head is turned to the run's label order (`head_rows`: see `turn_head`); a new
+    head keeps its fresh (seeded) initialisation.
     """
     old = pretrained.model.state_dict()
     model = build_model(pretrained.model.kind, {**pretrained.model.arch, "vocab_size": len(vocab),
@@ -95,6 +117,8 @@ def transfer_weights(pretrained: Artifact, vocab: Vocab, num_classes: int, keep_
                 state[name][:n_old] = value
             continue
         state[name] = value
+    if keep_head and head_rows is not None:
+        turn_head(state, head_rows)
     model.load_state_dict(state)
     return model
 
@@ -213,7 +237,7 @@ class Plan:
 
     pretrained: Artifact
     vocab: Vocab  # the pretrained vocabulary, maybe extended (vocab.new_tokens)
-    labels: LabelVocab  # the run's labels; in the pretrained head's class order when the head is kept
+    labels: LabelVocab  # the run's labels, in the order a run from scratch gives them
     keep_head: bool
     matched_by: str | None  # "names" (spelled alike) | "scores" (the model's scores on the train rows) | None
     alignment: Alignment | None  # when the scores were asked
@@ -221,6 +245,7 @@ class Plan:
     oov_rate_extended: dict[str, float] | None  # ... and to the extended one
     freeze_embedding_epochs: int = 0
     freeze_encoder_epochs: int = 0
+    head_rows: list[int] | None = None  # a kept head: the pretrained class each of `labels` starts as
 
     def summary(self) -> dict:
         """What config.json and metrics.json record as "init_from"."""
@@ -229,6 +254,9 @@ class Plan:
         if self.alignment is not None:
             info["alignment_auc"] = round(self.alignment.auc, 4)
             info["alignment_z"] = round(self.alignment.z, 2)
+        if self.keep_head and self.head_rows is not None:  # which pretrained class each label started as
+            info["started_as"] = {name: self.pretrained.labels.names[r]
+                                  for name, r in zip(self.labels.names, self.head_rows, strict=True)}
         info.update({"pretrained_labels": self.pretrained.labels.names,
                      "pretrained_vocab_size": len(self.pretrained.vocab),
                      "new_tokens": len(self.vocab) - len(self.pretrained.vocab), "oov_rate": self.oov_rate})
@@ -271,8 +299,9 @@ def plan(pretrained: Artifact, tokens: dict[str, Tokenized], labels: LabelVocab,
     oov = {name: round(oov_rate(tok, pretrained.vocab), 4) for name, tok in tokens.items()}
     extended = {name: round(oov_rate(tok, vocab), 4) for name, tok in tokens.items()} \
         if len(vocab) > len(pretrained.vocab) else None
-    result = Plan(pretrained, vocab, matched or labels, matched is not None, how if matched else None, alignment,
-                  oov, extended, freeze_embedding_epochs, freeze_encoder_epochs)
+    rows = [matched.names.index(name) for name in labels.names] if matched is not None else None
+    result = Plan(pretrained, vocab, labels, matched is not None, how if matched else None, alignment,
+                  oov, extended, freeze_embedding_epochs, freeze_encoder_epochs, rows)
     log.info("init_from %s: %s head (labels %s → %s), vocab %d + %d new tokens, train OOV %.1f%%%s",
              pretrained.folder, "kept" if result.keep_head else "new", pretrained.labels.names, result.labels.names,
              len(pretrained.vocab), len(vocab) - len(pretrained.vocab), 100 * oov["train"],
@@ -287,7 +316,7 @@ def start_model(plan: Plan, train: TextDataset | None) -> nn.Module:
     """The network a fine-tuning run starts from: the pretrained weights sized for the plan's vocabulary and
     labels; a new head is started by a linear probe of the train rows (`train`; None: not, e.g. on a resume,
     whose checkpoint holds the weights)."""
-    model = transfer_weights(plan.pretrained, plan.vocab, len(plan.labels), plan.keep_head)
+    model = transfer_weights(plan.pretrained, plan.vocab, len(plan.labels), plan.keep_head, plan.head_rows)
     if not plan.keep_head and train is not None:
         linear_probe(model, train)
     return model
