@@ -1,14 +1,16 @@
 """Two training runs at once on one machine, against the same two one after the other.
 
     python benchmarks/side_by_side.py --init-from runs/imdb [--data ../shared/data/airline_tweets] [--rows 2000]
-        [--runs 2] [--repeats 1] [--wait-policy default|passive] [--out runs/side-by-side]
+        [--runs 2] [--repeats 1] [--wait-policy default|passive|spin:N] [--split true|false] [--out runs/side-by-side]
 
 Each run is a default fine-tuning run (`python train.py --config configs/finetune.yaml init_from=...`) on the
 same `--rows` tweets (the airline sentiment labels, neutral dropped). The runs go once one after the other,
 then all at once; the figure is the wall time of the simultaneous runs over the sum of the sequential ones
 (1.0: sharing the cores costs nothing; 0.5: two runs side by side finish in half the time). `--wait-policy`
 is how OpenMP's threads wait: passive (textclf's default for train.py) or the library's default, with
-OMP_WAIT_POLICY empty (spinning a while after every parallel region). Run it alone on the machine.
+OMP_WAIT_POLICY empty (spinning a while after every parallel region); `--split` is train.split_directions (the
+BiLSTM's two directions on two threads at once: textclf's default). For each lone run it also prints its CPU use
+(CPU seconds over wall seconds, of the whole command) and its training tokens/s (log.jsonl). Run it alone.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ def rows(data: Path, n: int, out: Path) -> tuple[Path, Path]:
     return out / "train.csv", out / "test.csv"
 
 
-def command(init_from: str, train: Path, test: Path, run_dir: Path) -> list[str]:
+def command(init_from: str, train: Path, test: Path, run_dir: Path, split: str) -> list[str]:
     return [sys.executable, "train.py", "--config", "configs/finetune.yaml", f"init_from={init_from}",
             f"data.train={train}", f"data.test={test}", "data.label_column=airline_sentiment",
-            f"run_dir={run_dir}", "overwrite=true"]
+            f"run_dir={run_dir}", "overwrite=true", f"train.split_directions={split}"]
 
 
 def launch(cmds: list[list[str]], env: dict, logs: list[Path]) -> list[subprocess.Popen]:
@@ -47,10 +49,23 @@ def launch(cmds: list[list[str]], env: dict, logs: list[Path]) -> list[subproces
             for c, log in zip(cmds, logs, strict=True)]
 
 
-def wait(procs: list[subprocess.Popen]) -> None:
+def wait(procs: list[subprocess.Popen]) -> float:
+    """Wait for every process; the CPU seconds they used (user + system, from the kernel's accounting)."""
+    cpu = 0.0
     for p in procs:
-        if p.wait():
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode:
             raise SystemExit(f"error: a run exited {p.returncode}; see its log in --out")
+        cpu += usage.ru_utime + usage.ru_stime
+    return cpu
+
+
+def tokens_per_second(run_dir: Path) -> float:
+    """The run's training tokens/s over its epochs (log.jsonl)."""
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "tokens_per_s" in r]
+    return sum(r["tokens_per_s"] for r in rows) / max(len(rows), 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait-policy", default="passive",
                     help="passive (default), default (the library's: OMP_WAIT_POLICY empty), or spin:N (libgomp "
                          "spins N times before it sleeps: GOMP_SPINCOUNT=N)")
+    ap.add_argument("--split", default="true", choices=("true", "false"),
+                    help="train.split_directions: the BiLSTM's directions on two threads at once (default: true)")
     ap.add_argument("--out", default="runs/side-by-side")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
@@ -71,16 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait_policy.startswith("spin:"):
         env["GOMP_SPINCOUNT"] = args.wait_policy.split(":", 1)[1]
     env.pop("OMP_NUM_THREADS", None)
-    cmds = [command(args.init_from, train, test, out / f"run{i}") for i in range(args.runs)]
+    cmds = [command(args.init_from, train, test, out / f"run{i}", args.split) for i in range(args.runs)]
     logs = [out / f"run{i}.log" for i in range(args.runs)]
     rounds = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        each = []
-        for c, log in zip(cmds, logs, strict=True):
+        each, lone = [], []
+        for i, (c, log) in enumerate(zip(cmds, logs, strict=True)):
             t = time.perf_counter()
-            wait(launch([c], env, [log]))
+            cpu = wait(launch([c], env, [log]))
             each.append(time.perf_counter() - t)
+            lone.append({"wall_s": round(each[-1], 1), "cpu_s": round(cpu, 1), "cores_busy": round(cpu / each[-1], 2),
+                         "train_tokens_per_s": round(tokens_per_second(out / f"run{i}"))})
         sequential = time.perf_counter() - start
         start = time.perf_counter()
         wait(launch(cmds, env, logs))
@@ -89,11 +108,15 @@ def main(argv: list[str] | None = None) -> int:
                     for i in range(args.runs)]
         rounds.append({"sequential_s": round(sequential, 1), "each_s": [round(s, 1) for s in each],
                        "together_s": round(together, 1), "ratio": round(together / sequential, 3),
-                       "test_accuracy": accuracy})
-        print(f"{args.runs} runs, wait policy {args.wait_policy}: one after the other {sequential:.1f} s "
-              f"({', '.join(f'{s:.1f}' for s in each)}), side by side {together:.1f} s: "
+                       "test_accuracy": accuracy, "lone": lone})
+        for i, r in enumerate(lone):
+            print(f"run {i} alone: {r['wall_s']} s wall, {r['cpu_s']} CPU s ({r['cores_busy']} of the cores busy), "
+                  f"training {r['train_tokens_per_s']:,} tokens/s", flush=True)
+        print(f"{args.runs} runs, wait policy {args.wait_policy}, split {args.split}: one after the other "
+              f"{sequential:.1f} s ({', '.join(f'{s:.1f}' for s in each)}), side by side {together:.1f} s: "
               f"{together / sequential:.2f}x", flush=True)
-    print(json.dumps({"rows": args.rows, "runs": args.runs, "wait_policy": args.wait_policy, "rounds": rounds}))
+    print(json.dumps({"rows": args.rows, "runs": args.runs, "wait_policy": args.wait_policy, "split": args.split,
+                      "rounds": rounds}))
     return 0
 
 

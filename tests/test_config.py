@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from textclf.config import Config, load_config, to_dict, to_yaml
+from textclf.config import RAISED_BY, Config, load_config, to_dict, to_yaml
 from textclf.errors import TextclfError
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
@@ -41,9 +41,11 @@ def test_the_defaults_are_the_imdb_recipe():
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if p.name != "imdb.yaml"], ids=lambda p: p.name)
 def test_other_config_files_only_override(path):
-    """Each key such a file sets differs from the default: the recipe is written in one place."""
-    default = _flat(to_dict(Config()))
-    restated = [k for k, v in _flat(yaml.safe_load(path.read_text())).items() if default[k] == v]
+    """Each key such a file sets differs from the default: the recipe is written in one place. Except a rule
+    (`RAISED_BY`) beside the key it raises: a file's key turns the rule off unless the file sets it too."""
+    default, written = _flat(to_dict(Config())), _flat(yaml.safe_load(path.read_text()))
+    kept = {rule for key, rule in RAISED_BY.items() if key in written}
+    restated = [k for k, v in written.items() if default[k] == v and k not in kept]
     assert not restated, f"{path.name} restates defaults: {restated}"
 
 
@@ -135,3 +137,26 @@ def test_amp_cpu_takes_auto_or_a_yaml_boolean(tmp_path):
     assert load_config(f).train.amp_cpu == "true"
     with pytest.raises(TextclfError, match=r'"train.amp_cpu" is "fast"; choose one of: auto, true, false'):
         load_config(None, ["train.amp_cpu=fast"])
+
+
+def test_an_epochs_the_user_set_is_not_raised_by_min_steps(tmp_path, caplog):
+    """Issue 30 item 9: `train.epochs=1` on small data ran 18 epochs, train.min_steps raising it without a word."""
+    caplog.set_level("INFO", logger="textclf.config")
+    cfg = load_config(None, ["train.epochs=1"])
+    assert cfg.train.epochs == 1 and cfg.train.min_steps == 0
+    assert "train.epochs=1 as set: train.min_steps=1500 (the recipe's rule for small data) is off" in caplog.text
+    yaml_file = tmp_path / "mine.yaml"
+    yaml_file.write_text("train:\n  epochs: 2\npretrain:\n  epochs: 3\n")
+    cfg = load_config(yaml_file)  # the user's own YAML counts too, for word2vec's passes as well
+    assert (cfg.train.min_steps, cfg.pretrain.min_tokens) == (0, 0)
+    assert load_config(CONFIGS[0], ["train.epochs=1"]).train.min_steps == 0  # the command line over the file
+
+
+def test_min_steps_stays_where_the_user_set_it_or_did_not_set_epochs(tmp_path):
+    assert load_config(None).train.min_steps == 1500  # the recipe: small data trains more epochs
+    assert load_config(None, ["train.lr=0.01"]).train.min_steps == 1500
+    assert load_config(None, ["train.epochs=1", "train.min_steps=1500"]).train.min_steps == 1500  # both asked for
+    assert load_config(CONFIGS[0]).train.min_steps == 1500  # imdb.yaml sets both
+    finetune = CONFIGS[0].parent / "finetune.yaml"
+    assert load_config(finetune).train.min_steps == 1500  # restated beside its epochs: 15
+    assert load_config(finetune, ["train.epochs=3"]).train.min_steps == 0

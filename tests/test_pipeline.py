@@ -91,39 +91,92 @@ def test_train_py_makes_openmp_threads_wait_passively_unless_the_user_chose(monk
 def test_train_threads_sets_and_logs_the_threads(tmp_path, tiny_dir, caplog, monkeypatch):
     import torch
 
+    from textclf.models.lstm import directions_split, split_directions
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     seen = []
     real = pipeline.fit_model
-    monkeypatch.setattr(pipeline, "fit_model", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    monkeypatch.setattr(pipeline, "fit_model",
+                        lambda *a, **k: seen.append((torch.get_num_threads(), directions_split())) or real(*a, **k))
+    base = [f"data.path={tiny_dir}", *TINY, "model.bidirectional=true"]
     try:
         with caplog.at_level("INFO"):
-            train(load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY, "train.threads=2"]))
-        assert seen == [2] and "threads: 2 of" in caplog.text and "(train.threads=N to set)" in caplog.text
-        train(load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run2'}", *TINY]))
-        assert seen[-1] == 1  # OMP_NUM_THREADS where set (torchrun sets 1 a process), else the cores
+            train(load_config(None, [*base, f"run_dir={tmp_path / 'run'}", "train.threads=2"]))
+        # two cores: the BiLSTM's directions side by side, one intra-op thread each
+        assert seen == [(1, True)] and "threads: 2 of" in caplog.text and "(train.threads=N to set)" in caplog.text
+        assert "two directions side by side, 1 each" in caplog.text
+        train(load_config(None, [*base, f"run_dir={tmp_path / 'run1'}", "train.threads=2",
+                                 "train.split_directions=false"]))
+        assert seen[-1] == (2, False)  # one direction after the other, over both threads
+        train(load_config(None, [*base, f"run_dir={tmp_path / 'run2'}"]))
+        assert seen[-1] == (1, False)  # OMP_NUM_THREADS where set (torchrun sets 1 a process), else the cores
     finally:
-        torch.set_num_threads(1)
+        split_directions(1, split=False)
 
 
-def test_the_linear_view_learns_from_validation_too_once_validation_has_chosen(monkeypatch):
-    """Validation picks the linear view's kind, the temperatures and the weight; then its rows are data: the
-    saved view is fitted again on train and validation (on 500 Chinese reviews, 30% of the rows: the model went
-    from 0.860 to 0.878 on test)."""
+def _words_only_validation_knows():
+    """Prepared-like data: train says good/bad, validation superb/awful (no train text holds them)."""
     from types import SimpleNamespace
 
-    from textclf.models.linear import LinearModel
     from textclf.text.tokens import Tokenized
     from textclf.text.vocab import LabelVocab
 
     train = [["good", "film"], ["bad", "film"]] * 10
-    validation = [["superb", "film"], ["awful", "film"]] * 5
-    data = SimpleNamespace(tokens={"train": Tokenized.from_token_lists(train),
-                                   "validation": Tokenized.from_token_lists(validation)},
+    validation = [["superb", "film"], ["awful", "film"]] * 10
+    return SimpleNamespace(tokens={"train": Tokenized.from_token_lists(train),
+                                   "validation": Tokenized.from_token_lists(validation),
+                                   "test": Tokenized.from_token_lists([["superb"], ["awful"]])},
                            datasets={"train": SimpleNamespace(labels=np.array([1, 0] * 10)),
-                                     "validation": SimpleNamespace(labels=np.array([1, 0] * 5))},
-                           labels=LabelVocab(["neg", "pos"]))
+                                     "validation": SimpleNamespace(labels=np.array([1, 0] * 10)),
+                                     "test": SimpleNamespace(labels=np.array([1, 0]))},
+                           labels=LabelVocab(["neg", "pos"])), train, validation
+
+
+def test_the_linear_view_learns_from_validation_too_once_validation_has_chosen():
+    """Validation picks the linear view's kind; then its rows are data: the saved view is fitted again on train
+    and validation (on 500 Chinese reviews, 30% of the rows: the model went from 0.860 to 0.878 on test)."""
+    from textclf.models.linear import LinearModel
+
+    data, train, validation = _words_only_validation_knows()
     first = LinearModel.fit(train, data.datasets["train"].labels, 2, "tfidf")
     assert "superb" not in first.ngrams
-    again = pipeline.refit(first, data)
+    again, _ = pipeline.refit(first, data, seed=0)
     assert {"superb", "awful"} <= set(again.ngrams) and (again.kind, again.c) == (first.kind, first.c)
     assert again.predict_proba([["superb"]])[0, 1] > 0.5 > again.predict_proba([["awful"]])[0, 1]
+
+
+def test_the_calibration_is_fitted_to_views_like_the_saved_one_on_rows_they_did_not_see(monkeypatch):
+    """Issue 30: the temperatures, the weight and the shortcut were fitted to the linear view trained on train,
+    and a view refitted on train and validation was saved. Now each validation row's linear probability comes
+    from a view fitted as the saved one is, on train and the other folds of validation, never on that row."""
+    from textclf.models.ensemble import Calibration
+    from textclf.models.linear import LinearModel
+
+    data, train, validation = _words_only_validation_knows()
+    y = data.datasets["validation"].labels
+    lstm = {"validation": np.full((len(y), 2), 0.5), "test": np.full((2, 2), 0.5)}
+    monkeypatch.setattr(pipeline, "predict_loader", lambda model, loader, device, desc: (lstm[desc], 0.0))
+    seen, fit = {}, Calibration.fit.__func__
+
+    def spy(cls, p_lstm, p_linear, labels):  # what the calibration is fitted to
+        seen["p_linear"] = p_linear
+        return fit(cls, p_lstm, p_linear, labels)
+
+    monkeypatch.setattr(Calibration, "fit", classmethod(spy))
+    first = LinearModel.fit(train, data.datasets["train"].labels, 2, "tfidf")
+    cal, parts, saved = pipeline.calibrate(None, first, {"validation": None, "test": None}, data, "cpu", 0)
+    folds = pipeline.stratified_folds(y, pipeline.LINEAR_FOLDS, 0)
+    for k in range(pipeline.LINEAR_FOLDS):
+        rows = [*train, *(validation[i] for i in np.flatnonzero(folds != k))]
+        labels = np.concatenate([data.datasets["train"].labels, y[folds != k]])
+        view = LinearModel.fit(rows, labels, 2, "tfidf", first.c)  # as the saved one, without fold k
+        held = np.flatnonzero(folds == k)
+        np.testing.assert_allclose(seen["p_linear"][held], view.predict_proba([validation[i] for i in held]),
+                                   atol=1e-5)
+    assert (seen["p_linear"].argmax(1) == y).all()  # the views learnt superb / awful from the other folds
+    np.testing.assert_allclose(parts["validation"].linear, seen["p_linear"])
+    every = LinearModel.fit([*train, *validation], np.concatenate([data.datasets["train"].labels, y]), 2, "tfidf")
+    np.testing.assert_allclose(saved.predict_proba(validation), every.predict_proba(validation), atol=1e-5)
+    np.testing.assert_allclose(parts["test"].linear, every.predict_proba([["superb"], ["awful"]]), atol=1e-5)
+    assert sorted(np.bincount(folds).tolist()) == [4] * 5 and all(np.bincount(y[folds == k]).tolist() == [2, 2]
+                                                                  for k in range(5))

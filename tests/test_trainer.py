@@ -201,6 +201,20 @@ def test_import_bounds_onednn_kernel_cache_unless_the_user_set_it():
     assert out.stdout.strip() == "7"
 
 
+def test_the_epochs_the_user_set_are_the_epochs_run_or_the_log_says_why(tmp_path, tiny_dir, caplog):
+    """Issue 30 item 9: `train.py data.path=DIR train.epochs=1` on small data ran 18 epochs, and the log only
+    showed "epoch 1/18": train.min_steps (the recipe's, not set here) raised it without a word."""
+    caplog.set_level("INFO")
+    recipe_rules = [o for o in TINY if not o.startswith("train.min_steps=")]
+    cfg = load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'one'}", *recipe_rules, "train.epochs=1"])
+    assert train(cfg)["epochs_run"] == 1
+    cfg = load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'two'}", *recipe_rules, "train.epochs=1",
+                             "train.min_steps=30"])  # set beside it: both asked for, and the log says which won
+    assert train(cfg)["epochs_run"] == 2  # 18 steps an epoch
+    assert "epochs: 2, not train.epochs=1: 18 optimizer steps an epoch reach train.min_steps=30 only then " \
+           "(train.min_steps=0 keeps train.epochs)" in caplog.text
+
+
 def test_small_data_trains_more_epochs_for_min_steps():
     from textclf.config import TrainConfig
     from textclf.training.trainer import planned_epochs

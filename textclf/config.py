@@ -7,6 +7,7 @@ equal); other config files only override.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -17,6 +18,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from .errors import TextclfError, did_you_mean
 from .inference import PREDICT_BATCH_SIZE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,6 +106,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     threads: int | None = None  # PyTorch's CPU threads; null: OMP_NUM_THREADS if set, else the cores it may use
+    split_directions: bool = True  # CPU: a BiLSTM's two directions on two threads at once (false: one after the other)
     amp: bool = True  # mixed precision, used on CUDA only
     amp_cpu: str = "auto"  # bf16 autocast on CPU: auto (where measured faster than float32) | true | false
     amp_gpu: str = "auto"  # with amp, on CUDA: auto (bf16 on compute capability >= 8.0, else fp16) | bf16 | fp16
@@ -160,6 +164,9 @@ NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_ste
                                   "train.adversarial", "train.min_steps", "train.min_epoch_steps",
                                   "pretrain.min_tokens",
                                   *FINETUNE_KEYS)
+# The recipe's rules that raise a key on small data: the key, and the rule's own key (0 turns it off). A value
+# the user gave the key wins over a rule they did not set as close to the run (`_kept_as_set`).
+RAISED_BY: dict[str, str] = {"train.epochs": "train.min_steps", "pretrain.epochs": "pretrain.min_tokens"}
 
 
 def flat(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -294,6 +301,19 @@ def resume_target(value: str | None) -> str | None:
     return "true" if value.strip().lower() in ("true", "yes", "on") else value
 
 
+def _kept_as_set(cfg: Config, set_by: dict[str, int]) -> None:
+    """A key the user set keeps its value: where it is set closer to the run (the command line over the YAML file
+    over the recipe) than the rule that would raise it (`RAISED_BY`), the rule is off (0), said in one line. Set as
+    close as the key, the rule stays on: `train.epochs=1 train.min_steps=1500` asks for both."""
+    for key, rule in RAISED_BY.items():
+        (section, name), (rule_section, rule_name) = key.split("."), rule.split(".")
+        value, floor = getattr(getattr(cfg, section), name), getattr(getattr(cfg, rule_section), rule_name)
+        if floor and set_by.get(key, 0) > set_by.get(rule, 0):
+            log.info("%s=%s as set: %s=%s (the recipe's rule for small data) is off; set %s too to keep it",
+                     key, value, rule, floor, rule)
+            setattr(getattr(cfg, rule_section), rule_name, 0)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Merge defaults ← YAML file ← `key=value` overrides, type-check, and return a `Config`."""
     schema = OmegaConf.structured(Config)
@@ -310,6 +330,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise _friendly(e, schema) from None
+    set_by = {}  # dotted key → the last layer that set it: 1 the YAML file, 2 the command line (0: the recipe)
+    for level, layer in enumerate(layers[1:], 1):
+        set_by.update(dict.fromkeys(flat(OmegaConf.to_container(layer, resolve=False)), level))
+    _kept_as_set(cfg, set_by)
     return check(cfg)
 
 

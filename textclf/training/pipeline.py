@@ -61,7 +61,7 @@ def use_threads(cfg: Config, device: torch.device) -> None:
     """PyTorch's CPU threads for this run (`threads.intra_op`), said in one line. On the CPU a BiLSTM's two
     directions run side by side, half the threads each (`lstm.split_directions`): no barrier every time step."""
     n = intra_op(cfg.train.threads)
-    split = device.type == "cpu" and cfg.model.bidirectional and n >= 2
+    split = cfg.train.split_directions and device.type == "cpu" and cfg.model.bidirectional and n >= 2
     per = split_directions(n, split)
     how = f"the BiLSTM's two directions side by side, {per} each" if split else f"{n} intra-op"
     log.info("threads: %d of %d cores (train.threads=N to set): %s; OpenMP threads %s", n, cores(), how,
@@ -123,10 +123,14 @@ def _fit_and_report(cfg: Config, device: torch.device, run_dir: Path, model: nn.
     distributed.check_same_weights(model)
     linear = fit_linear(data) if cfg.model.linear else None
     metrics = run_summary(result, data, device, pretrain_seconds, lm_stats)
-    cal, parts, linear = calibrate(model, linear, loaders, data, device)
+    cal, parts, linear = calibrate(model, linear, loaders, data, device, cfg.train.seed)
     metrics.update(score_splits(parts, {name: data.datasets[name].labels for name in parts}, data.labels.names,
                                 run_dir / "plots" if main else None))
+    for name in parts:
+        metrics[name].update(sources(cal, linear)[name])
     metrics["calibration"] = meta["calibration"] = cal.to_dict()
+    if linear is not None and cal.uses_linear():
+        meta["linear_view"] = {"rows": ["train", "validation"], "calibrated_out_of_fold": LINEAR_FOLDS}
     if not main:
         return metrics
     save(run_dir, cfg, data, meta, model, linear if cal.uses_linear() else None)
@@ -241,38 +245,71 @@ def fit_linear(data: Prepared) -> LinearModel:
                            len(data.labels), kinds_for(data.tokenizer.kind, len(data.labels)))
 
 
-def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data: Prepared,
-              device: torch.device) -> tuple[Calibration, dict[str, Outputs], LinearModel | None]:
-    """Fit the LSTM's share of the average with the linear view, the temperatures and the shortcut on
-    validation (`Calibration.fit`), then refit the linear view on train and validation together (`refit`);
-    every split's probabilities, as the report reads them (`Outputs`: validation's from the views the
-    calibration saw, test's from the model as saved). Returns the calibration, those, and the linear view."""
+LINEAR_FOLDS = 5  # validation's folds, for the linear view's out-of-fold probabilities (`refit`)
+
+
+def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data: Prepared, device: torch.device,
+              seed: int) -> tuple[Calibration, dict[str, Outputs], LinearModel | None]:
+    """Refit the linear view on train and validation (`refit`), then fit the LSTM's share of the average with it,
+    the temperatures and the shortcut on validation (`Calibration.fit`) to the out-of-fold probabilities of views
+    fitted as the saved one is: each number describes the saved model on rows its linear view did not see. Every
+    split's probabilities, as the report reads them (`Outputs`): validation's from those views, test's from the
+    model as saved. Returns the calibration, those, and the linear view to save."""
     lstm = {name: predict_loader(model, loaders[name], device, desc=name)[0] for name in ("validation", "test")
             if name in loaders}
-    val_linear = linear.predict_proba(data.tokens["validation"].token_lists()) if linear is not None else None
+    val_linear = None
+    if linear is not None:
+        linear, val_linear = refit(linear, data, seed)
     cal = Calibration.fit(lstm["validation"], val_linear, data.datasets["validation"].labels)
     parts = {"validation": Outputs.of(cal, lstm["validation"], val_linear)}
-    if linear is not None and cal.uses_linear():
-        linear = refit(linear, data)
     if "test" in lstm:
         test_linear = linear.predict_proba(data.tokens["test"].token_lists()) if linear is not None else None
         parts["test"] = Outputs.of(cal, lstm["test"], test_linear)
-    log.info("calibration on validation: temperatures LSTM %.3f%s, LSTM weight %.1f, temperature %.3f%s",
-             cal.lstm_temperature, "" if linear is None else f", linear view {cal.linear_temperature:.3f}",
-             cal.weight, cal.temperature,
+    log.info("calibration on validation%s: temperatures LSTM %.3f%s, LSTM weight %.1f, temperature %.3f%s",
+             "" if linear is None else " (the linear view out of fold)", cal.lstm_temperature,
+             "" if linear is None else f", linear view {cal.linear_temperature:.3f}", cal.weight, cal.temperature,
              f"; shortcut {cal.shortcut:g}: the linear view alone on {parts['validation'].sure.mean():.0%} of "
              "validation" if cal.shortcut else "")
     return cal, parts, linear
 
 
-def refit(linear: LinearModel, data: Prepared) -> LinearModel:
-    """The linear view of the kind and strength chosen on validation, fitted again on train and validation:
-    validation has done its job (the kind, the temperatures, the weight), and its rows are data. On small sets
-    it is 30% of the rows (`prepare.carve_fraction`), and the linear view, which carries the model there, learns
-    from them all; the LSTM keeps the epoch validation chose."""
-    tokens = [*data.tokens["train"].token_lists(), *data.tokens["validation"].token_lists()]
-    labels = np.concatenate([data.datasets["train"].labels, data.datasets["validation"].labels])
-    return LinearModel.fit(tokens, labels, len(data.labels), linear.kind, linear.c)
+def refit(linear: LinearModel, data: Prepared, seed: int) -> tuple[LinearModel, np.ndarray]:
+    """The linear view of the kind and strength chosen on validation, fitted again on train and validation, and
+    validation's out-of-fold probabilities (`LinearModel.cross_fit`): each validation row scored by a view fitted
+    the same way on train and the other folds of validation (LINEAR_FOLDS, stratified, seeded), so what is
+    calibrated on them is a view like the one saved, on rows it did not see. Validation's rows are data: on small
+    sets they are 30% of the rows (`prepare.carve_fraction`), and the linear view, which carries the model there,
+    learns from them all; the LSTM keeps the epoch validation chose."""
+    train, validation = list(data.tokens["train"].token_lists()), list(data.tokens["validation"].token_lists())
+    y_train, y_validation = data.datasets["train"].labels, data.datasets["validation"].labels
+    folds = np.concatenate([np.full(len(train), -1), stratified_folds(y_validation, LINEAR_FOLDS, seed)])
+    view, out = LinearModel.cross_fit([*train, *validation], np.concatenate([y_train, y_validation]), folds,
+                                      len(data.labels), linear.kind, linear.c)
+    return view, out[len(train):]
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """[N] each row's fold, 0..k-1 (k at most N): each class's rows shuffled (seeded) and dealt round the folds,
+    each class going on where the one before stopped, so every fold holds its share of each class, give or take one."""
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)])
+    folds = np.empty(len(labels), dtype=np.int64)
+    folds[order] = np.arange(len(labels)) % max(1, min(k, len(labels)))
+    return folds
+
+
+def sources(cal: Calibration, linear: LinearModel | None) -> dict[str, dict]:
+    """What metrics.json says each split's figures are of: test's the saved model's; validation's the saved LSTM's
+    with the out-of-fold linear views the calibration was fitted to (`refit`), not the saved linear view, which
+    learnt from those rows."""
+    if linear is None or not cal.uses_linear():
+        return {"validation": {"source": "the saved model (its epoch and calibration picked on these rows)"},
+                "test": {"source": "the saved model"}}
+    return {"validation": {"source": f"the saved LSTM with out-of-fold linear views: each row scored by a view fitted "
+                                     f"like the saved one on train and the other {LINEAR_FOLDS - 1} of "
+                                     f"{LINEAR_FOLDS} folds of validation",
+                           "linear_folds": LINEAR_FOLDS},
+            "test": {"source": "the saved model"}}
 
 
 def run_summary(result: FitResult, data: Prepared, device: torch.device, pretrain_seconds: float | None,

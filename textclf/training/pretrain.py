@@ -44,7 +44,11 @@ def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
 def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
     """word2vec vectors for the vocab from `corpora` (cached), and the rows they were found for."""
     epochs = word2vec_epochs(cfg.pretrain.epochs, cfg.pretrain.min_tokens, sum(len(t.ids) for t in corpora))
-    log.info("pretraining word vectors on %s (%d passes)", " + ".join(f"{len(t):,} texts" for t in corpora), epochs)
+    raised = (f", not pretrain.epochs={cfg.pretrain.epochs}: the corpus is small for pretrain.min_tokens="
+              f"{cfg.pretrain.min_tokens:,} (pretrain.min_tokens=0 keeps pretrain.epochs)"
+              if epochs > cfg.pretrain.epochs else "")
+    log.info("pretraining word vectors on %s (%d passes%s)", " + ".join(f"{len(t):,} texts" for t in corpora), epochs,
+             raised)
     return word2vec(corpora, data.vocab, cfg.model.embedding_dim, epochs, cfg.pretrain.window,
                     cfg.train.seed, cfg.data.cache_dir)
 

@@ -29,7 +29,8 @@ OUTPUTS = ("model", "metrics.json", "log.jsonl", "plots", "tb", checkpoint.FOLDE
 RESUME_MAY_CHANGE = frozenset({
     "run_dir", "overwrite", "resume", "data.path", "data.train", "data.validation", "data.test", "data.cache_dir",
     "data.unlabelled", "data.encoding", "data.delimiter", "data.sheet", "data.streaming", "init_from",
-    "train.device", "train.threads", "train.checkpoint_every", "train.checkpoint_steps", "train.keep_last",
+    "train.device", "train.threads", "train.split_directions", "train.checkpoint_every", "train.checkpoint_steps",
+    "train.keep_last",
 })
 
 

@@ -319,6 +319,9 @@ class _Loop:
         self.opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.layer_lr_decay)
         self.n = len(train_loader)
         self.epochs = planned_epochs(cfg, self.n)
+        if self.epochs > cfg.epochs:
+            log.info("epochs: %d, not train.epochs=%d: %d optimizer steps an epoch reach train.min_steps=%d only then "
+                     "(train.min_steps=0 keeps train.epochs)", self.epochs, cfg.epochs, self.n, cfg.min_steps)
         self.sched = make_scheduler(self.opt, cfg.scheduler, self.epochs * self.n, cfg.warmup_ratio)
         self.dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu, cfg.amp_gpu)
         self.precision = f"{str(self.dtype).removeprefix('torch.')} autocast" if self.dtype else "float32"
