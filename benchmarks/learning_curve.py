@@ -122,8 +122,8 @@ def textclf_run(folder: Path, test: Path, seed: int, extra: list[str], config: l
     seconds = run(cmd, folder / f"{run_dir.name}.log")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = metrics["test"]
-    parts = {k: round(test[k], 4) for k in ("lstm_accuracy", "linear_accuracy", "exact_accuracy", "shortcut_share")
-             if k in test}  # the last two: where the linear view's shortcut was fitted
+    parts = {k: round(test[k], 4) for k in ("lstm_accuracy", "linear_accuracy", "exact_accuracy", "shortcut_share",
+                                             "ece", "exact_ece") if k in test}  # exact_*, shortcut_*: where fitted
     return {**scores(test), **parts, "lstm_weight": metrics.get("calibration", {}).get("weight"),
             "validation_accuracy": round(metrics["validation"]["accuracy"], 4), "seconds": round(seconds, 1)}, metrics
 
