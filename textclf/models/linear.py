@@ -147,32 +147,32 @@ def nb_ratio(x: sparse.csr_matrix, y: np.ndarray) -> np.ndarray:
     return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
 
 
+def _weighted(x: sparse.csr_matrix, y: np.ndarray, weighting: str) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Counts [N, F] → what the logistic regression reads, and the per-n-gram scale: sublinear tf x smoothed
+    idf, L2-normalised (scikit-learn's TfidfTransformer: what TfidfVectorizer runs), or binary x log-count ratio
+    (`x` made binary in place)."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    if weighting == "tfidf":
+        tfidf = TfidfTransformer(sublinear_tf=True)
+        x = tfidf.fit_transform(x)
+        return x, tfidf.idf_.astype(np.float32)
+    x.data[:] = 1.0
+    scale = nb_ratio(x, y)
+    return x.multiply(scale).tocsr(), scale
+
+
 def _fit_rows(counts: sparse.csr_matrix, grams: np.ndarray, rows: np.ndarray, y: np.ndarray, num_classes: int,
               kind: str, settings: dict) -> LinearModel | None:
     """The view `LinearModel.fit` makes of `rows`, from every text's n-gram `counts` (columns: `grams`, those in
-    2+ of all the texts): the columns in 2+ of these rows, weighted as scikit-learn's vectorizers weigh them
-    (smoothed idf and sublinear tf, L2-normalised; or binary x log-count ratio). None when no n-gram is in
-    2+ of the rows (`fit` then takes every n-gram)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import normalize
-
+    2+ of all the texts): the columns in 2+ of these rows, weighted as `fit` weighs them (`_weighted`). None when
+    no n-gram is in 2+ of the rows (`fit` then takes every n-gram)."""
     x = counts[rows]
-    df = np.bincount(x.indices, minlength=x.shape[1])
-    keep = np.flatnonzero(df >= 2)
+    keep = np.flatnonzero(np.bincount(x.indices, minlength=x.shape[1]) >= 2)
     if not len(keep):
         return None
-    x, labels = x[:, keep].tocsr(), y[rows]
-    if settings["weighting"] == "tfidf":
-        scale = (np.log(np.float32(len(rows) + 1) / (df[keep].astype(np.float32) + 1)) + 1).astype(np.float32)
-        x.data = np.log(x.data) + np.float32(1.0)
-        x = normalize(sparse.csr_matrix(x.multiply(scale)), norm="l2")
-    else:
-        x.data[:] = 1.0
-        scale = nb_ratio(x, labels)
-        x = sparse.csr_matrix(x.multiply(scale))
-    clf = LogisticRegression(C=settings["c"], max_iter=1000).fit(x, labels)
-    return LinearModel([str(g) for g in grams[keep]], scale, clf.coef_.astype(np.float32),
-                       clf.intercept_.astype(np.float32), num_classes, kind, settings["ngram_max"], settings["c"])
+    x, scale = _weighted(x[:, keep].tocsr(), y[rows], settings["weighting"])
+    return LinearModel.from_features(x, y[rows], [str(g) for g in grams[keep]], scale, num_classes, kind, settings)
 
 
 class LinearModel:
@@ -194,8 +194,6 @@ class LinearModel:
     def fit(cls, token_lists: Iterable[Sequence[str]], y: np.ndarray, num_classes: int, kind: str = "tfidf",
             c: float | None = None) -> LinearModel:
         """`c`: the inverse regularisation strength (default: the kind's, see KINDS)."""
-        from sklearn.linear_model import LogisticRegression
-
         settings = {**KINDS[kind], **({"c": c} if c is not None else {})}
         weighting = settings["weighting"]
         if weighting == "nb" and num_classes != 2:
@@ -210,14 +208,22 @@ class LinearModel:
         scale = vectorizer.idf_.astype(np.float32) if weighting == "tfidf" else nb_ratio(x, y)
         if weighting == "nb":
             x = x.multiply(scale).tocsr()
-        clf = LogisticRegression(C=settings["c"], max_iter=1000).fit(x, y)
         ngrams = [""] * len(vectorizer.vocabulary_)
         for gram, i in vectorizer.vocabulary_.items():
             ngrams[i] = gram
-        model = cls(ngrams, scale, clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), num_classes,
-                    kind, settings["ngram_max"], settings["c"])
+        model = cls.from_features(x, y, ngrams, scale, num_classes, kind, settings)
         model._vectorizer = vectorizer
         return model
+
+    @classmethod
+    def from_features(cls, x: sparse.csr_matrix, y: np.ndarray, ngrams: list[str], scale: np.ndarray,
+                      num_classes: int, kind: str, settings: dict) -> LinearModel:
+        """The view whose logistic regression (C: settings["c"]) is fitted on `x`, the weighted n-grams."""
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=settings["c"], max_iter=1000).fit(x, y)
+        return cls(ngrams, scale, clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), num_classes,
+                   kind, settings["ngram_max"], settings["c"])
 
     @property
     def vectorizer(self):
