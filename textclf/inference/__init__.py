@@ -16,7 +16,9 @@ def binary_threshold(threshold: float | None, num_classes: int, option: str = "-
     picks the most probable class, so a threshold given for it is refused, by every command and the server alike,
     rather than ignored."""
     if threshold is None:
-        return 0.5
+        from ..models.ensemble import DEFAULT_THRESHOLD  # loaded with any model, so free by now
+
+        return DEFAULT_THRESHOLD
     if num_classes != 2:
         raise TextclfError(f"{option} is for binary models; this one has {num_classes} classes and picks the most "
                            "probable (drop it)")

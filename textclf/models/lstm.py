@@ -88,8 +88,9 @@ def split_directions(threads: int, split: bool = True) -> int:
     if _pool is not None:
         _pool.shutdown()
         _pool = None
-    per = max(1, threads // 2) if split and threads >= 2 else max(1, threads)
-    if split and threads >= 2:  # the helper's own OpenMP setting: a new thread starts from the default, all cores
+    split = split and threads >= 2
+    per = max(1, threads // 2) if split else max(1, threads)
+    if split:  # the helper's own OpenMP setting: a new thread starts from the default, all cores
         _pool = ThreadPoolExecutor(1, "textclf-lstm", initializer=torch.set_num_threads, initargs=(per,))
     torch.set_num_threads(per)
     return per
@@ -105,18 +106,18 @@ def _here(fn: Callable) -> Callable:
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
     amp, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
 
-    def run(*args):
+    def run():
         with torch.inference_mode(inference), torch.set_grad_enabled(grad), \
                 torch.autocast("cpu", dtype=dtype, enabled=amp):
-            return fn(*args)
+            return fn()
     return run
 
 
-def _side_by_side(first: Callable, second: Callable, *args) -> tuple:
-    """first(*args) here and second(*args) on the helper thread, at once; the helper's exception is raised."""
-    pending = _pool.submit(_here(second), *args)
+def _side_by_side(first: Callable, second: Callable) -> tuple:
+    """first() here and second() on the helper thread, at once; the helper's exception is raised."""
+    pending = _pool.submit(_here(second))
     try:
-        a = first(*args)
+        a = first()
     finally:
         b = pending.result()
     return a, b

@@ -126,8 +126,9 @@ def _fit_and_report(cfg: Config, device: torch.device, run_dir: Path, model: nn.
     cal, parts, linear = calibrate(model, linear, loaders, data, device, cfg.train.seed)
     metrics.update(score_splits(parts, {name: data.datasets[name].labels for name in parts}, data.labels.names,
                                 run_dir / "plots" if main else None))
-    for name in parts:
-        metrics[name].update(sources(cal, linear)[name])
+    for name, source in sources(cal, linear).items():
+        if name in parts:
+            metrics[name].update(source)
     metrics["calibration"] = meta["calibration"] = cal.to_dict()
     if linear is not None and cal.uses_linear():
         meta["linear_view"] = {"rows": ["train", "validation"], "calibrated_out_of_fold": LINEAR_FOLDS}
