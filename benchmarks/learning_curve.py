@@ -10,16 +10,22 @@ Data sets (real, none written for this benchmark):
   imdb      ../shared/data/imdb: long movie reviews, 2 classes (subsets of train; the full test set)
   zh        ../shared/data/chinese_reviews: Chinese shopping reviews, sentiment (label: 0/1)
   zh-cat    the same reviews, their 9 product categories (cat)
+  imdb-heldout  IMDB rows the IMDB model never saw: train rows drawn from one half of IMDB's test split
+                (stratified, seed 0), scored on the other half; for fine-tuning the IMDB model on its own domain
+  zh-start  Chinese sentiment of 6 product categories (tablets, fruit, clothes, computers, phones, water
+            heaters): what a Chinese start model is trained on (`scratch`)
+  zh-shift  Chinese sentiment of the 3 others (shampoo, books, milk): fine-tuning that start model on
+            products it never saw
 
 For each data set and size, N train rows are drawn (stratified, seeded) and written to a CSV; every method
 then reads exactly those rows and is scored on the same test file:
   scratch    python train.py data.train=... data.test=... (the plain command a user types; key=value added)
-  finetune   python train.py --config configs/finetune.yaml init_from=INIT_FROM ... (sentiment sets, not imdb:
-             the IMDB model has seen every IMDB train row)
+  finetune   python train.py --config configs/finetune.yaml init_from=INIT_FROM ... (the sets marked so in
+             DATASETS; not imdb: the IMDB model has seen every IMDB train row)
   baseline   textclf baseline on the same rows (TF-IDF 1-2-grams + logistic regression)
   vader      the VADER lexicon, no training (compound >= 0.05 positive, <= -0.05 negative, else neutral;
              binary sets: compound >= 0 positive)
-  untouched  INIT_FROM as it is, no training on the rows (binary sentiment sets)
+  untouched  INIT_FROM as it is, no training on the rows (binary sets that fine-tune)
   char       the classic model for Chinese: scikit-learn TF-IDF over character 1-3-grams of the raw text +
              logistic regression (C=8; the data card's reference)
   words      scikit-learn TF-IDF over jieba's word 1-2-grams + logistic regression (C=4)
@@ -45,15 +51,20 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ("scratch", "finetune", "baseline", "vader", "untouched", "char", "words", "nbchar")
 PEERS = ("char", "words", "nbchar")  # scikit-learn models on the raw texts, outside textclf
-DATASETS = {  # name: (folder, text column, label column, labels kept (None: all), sentiment task)
-    "airline": ("airline_tweets", "text", "airline_sentiment", None, True),
-    "airline2": ("airline_tweets", "text", "airline_sentiment", ("negative", "positive"), True),
-    "imdb": ("imdb", "text", "label", None, True),
+DATASETS = {  # name: (folder, text column, label column, labels kept (None: all), English sentiment, fine-tune)
+    "airline": ("airline_tweets", "text", "airline_sentiment", None, True, True),
+    "airline2": ("airline_tweets", "text", "airline_sentiment", ("negative", "positive"), True, True),
+    "imdb": ("imdb", "text", "label", None, True, False),
     # airline2 with its labels spelled unhappy/happy: in sorted order the IMDB model's classes the wrong way round
-    "airline2-renamed": ("airline_tweets", "text", "airline_sentiment", ("negative", "positive"), True),
-    "zh": ("chinese_reviews", "review", "label", None, False),  # sentiment, but no English model fits Chinese
-    "zh-cat": ("chinese_reviews", "review", "cat", None, False),
+    "airline2-renamed": ("airline_tweets", "text", "airline_sentiment", ("negative", "positive"), True, True),
+    "imdb-heldout": ("imdb", "text", "label", None, True, True),
+    "zh": ("chinese_reviews", "review", "label", None, False, False),  # sentiment, but no English model fits Chinese
+    "zh-cat": ("chinese_reviews", "review", "cat", None, False, False),
+    "zh-start": ("chinese_reviews", "review", "label", None, False, False),
+    "zh-shift": ("chinese_reviews", "review", "label", None, False, True),
 }
+CATEGORIES = {"zh-start": ("平板", "水果", "衣服", "计算机", "手机", "热水器"),  # product categories kept (`cat`)
+              "zh-shift": ("洗发水", "书籍", "蒙牛")}
 RENAMED = {"negative": "unhappy", "positive": "happy"}
 IMDB_NAMES = {0: "negative", 1: "positive"}
 
@@ -72,11 +83,16 @@ def prepare(name: str, root: Path, out: Path, sizes: list[str], seeds: list[int]
     """Write OUT/NAME/test.csv and OUT/NAME/SIZE-sSEED/train.csv; return {(size, seed): folder}."""
     from sklearn.model_selection import train_test_split
 
-    sub, text, label, keep, _ = DATASETS[name]
+    sub, text, label, keep, _, _ = DATASETS[name]
     frames = {s: read(root / sub, s) for s in ("train", "test")}
+    if name == "imdb-heldout":  # the IMDB model learnt from every train row: both halves of test are new to it
+        frames["train"], frames["test"] = train_test_split(frames["test"], train_size=0.5, random_state=0,
+                                                           stratify=frames["test"][label])
     for split, df in frames.items():
+        if name in CATEGORIES:
+            df = df[df["cat"].isin(CATEGORIES[name])]
         df = df[[text, label]].rename(columns={text: "text", label: "label"})
-        if name == "imdb":
+        if name.startswith("imdb"):
             df = df.assign(label=df["label"].astype(int).map(IMDB_NAMES))
         if keep:
             df = df[df["label"].isin(keep)]
@@ -156,16 +172,18 @@ def vader(test: pd.DataFrame, binary: bool) -> dict:
             "macro_f1": round(float(f1_score(truth, pred, average="macro")), 4)}
 
 
-def untouched(model_dir: str, test: pd.DataFrame) -> dict:
+def untouched(model_dir: str, test: pd.DataFrame, english: bool) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
     from textclf.inference.classifier import Classifier
 
     clf = Classifier.load(model_dir)
-    pred = [("negative", "positive")[clf.artifact.labels.get(p.label)] for p in clf.predict(list(test["text"]))]
-    truth = sentiment(test["label"])
-    return {"accuracy": round(float(accuracy_score(truth, pred)), 4),
-            "macro_f1": round(float(f1_score(truth, pred, average="macro")), 4)}
+    predicted = [p.label for p in clf.predict(list(test["text"]))]
+    if english:  # the IMDB model's classes as sentiment names (its own labels may be 0/1 or neg/pos)
+        predicted = [("negative", "positive")[clf.artifact.labels.get(label)] for label in predicted]
+    truth = sentiment(test["label"]) if english else test["label"].to_numpy()
+    return {"accuracy": round(float(accuracy_score(truth, predicted)), 4),
+            "macro_f1": round(float(f1_score(truth, predicted, average="macro")), 4)}
 
 
 def peer(method: str, folder: Path, test: pd.DataFrame) -> dict:
@@ -242,14 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         shared = {}
         if "vader" in methods and DATASETS[name][4]:
             shared["vader"] = vader(test, binary)
-        if "untouched" in methods and binary and name != "imdb":
-            shared["untouched"] = untouched(args.init_from, test)
+        if "untouched" in methods and binary and DATASETS[name][5]:
+            shared["untouched"] = untouched(args.init_from, test, DATASETS[name][4])
         results[name] = {}
         for (size, seed), folder in folders.items():
             row = dict(shared)
             if "scratch" in methods:
                 row["scratch"], _ = textclf_run(folder, test_path, seed, args.overrides, [])
-            if "finetune" in methods and name != "imdb" and DATASETS[name][4]:
+            if "finetune" in methods and DATASETS[name][5]:
                 row["finetune"], _ = textclf_run(folder, test_path, seed, [],
                                                  ["--config", args.finetune_config, f"init_from={args.init_from}"])
             if "baseline" in methods:
