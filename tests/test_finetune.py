@@ -301,38 +301,73 @@ def test_an_alignment_must_be_significant_for_the_rows_it_was_measured_on():
     assert kept / 400 < 0.01
 
 
-def test_a_fine_tuned_epoch_must_beat_the_start_significantly():
-    """Fine-tuning ended below the model it started from (issue 23: 0.905 against 0.919 on test, 150 validation
-    rows): an epoch is kept over the start only when its validation gain is significant for the rows."""
-    from textclf.training.trainer import GAIN_Z, paired_gain
+def test_fit_start_gives_the_start_model_the_share_validation_says():
+    """Issue 31: the model it started from, in full, is a candidate; its share is fitted on validation like the
+    views' weight (1: the start unchanged, 0: the fine-tuned model alone), not kept unless significantly beaten."""
+    from textclf.models.ensemble import Calibration, log_loss
 
     rng = np.random.default_rng(1)
-    y = rng.integers(0, 2, 150)
-    margin = rng.normal(1.2, 1.0, 150)
-    start = 1 / (1 + np.exp(-margin * (2 * y - 1)))
-    lucky = 1 / (1 + np.exp(-(margin + rng.normal(0.05, 0.3, 150)) * (2 * y - 1)))  # a little better, by chance
+    y = rng.integers(0, 2, 300)
     two = lambda p: np.stack([1 - p, p], 1)  # noqa: E731
-    assert paired_gain(two(start), two(lucky), y) < GAIN_Z
-    better = 1 / (1 + np.exp(-(margin + 1.0) * (2 * y - 1)))  # right with a wide margin on every row
-    assert paired_gain(two(start), two(better), y) >= GAIN_Z
-    assert paired_gain(two(start), two(start), y) == 0.0
+    sharp = two(np.where(y == 1, 0.9, 0.1))  # right on every row
+    noise = two(rng.uniform(0.2, 0.8, 300))  # knows nothing
+    cal = Calibration(shortcut=0.9, shortcut_rows=150)
+    assert cal.fit_start(noise, None, sharp, y).start_weight == 1.0  # the start knows, the fine-tuned model not
+    alone = cal.fit_start(sharp, None, noise, y)
+    assert alone.start_weight == 0.0 and alone.shortcut == 0.9  # the other way round: the model as fine-tuned
+    a = two(np.where(y == 1, rng.uniform(0.3, 1.0, 300), rng.uniform(0.0, 0.7, 300)))
+    b = two(np.where(y == 1, rng.uniform(0.3, 1.0, 300), rng.uniform(0.0, 0.7, 300)))
+    both = cal.fit_start(a, None, b, y)  # two noisy, independent opinions: their average beats either
+    assert 0 < both.start_weight < 1 and both.shortcut == 0.0  # checked on the model's own decisions: dropped
+    probs = both.apply(a, None, b)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert log_loss(probs, y) < min(log_loss(a, y), log_loss(b, y))
 
 
-def test_fine_tuning_keeps_the_model_it_started_from_unless_training_beat_it(tmp_path, monkeypatch, caplog):
-    from textclf.training import trainer
+def test_a_fine_tuned_model_averages_in_the_model_it_started_from_in_full(base, tmp_path, monkeypatch, caplog):
+    """Issue 31: "kept the model it started from" kept only its LSTM. Where the start has a share, the saved model
+    holds that model whole (START/: its LSTM, linear view and calibration) and predict, evaluate and the report
+    give its weighted average with the fine-tuned model; with share 1, the start's answers exactly."""
+    from dataclasses import replace
 
-    from .conftest import save_random_model
+    from textclf.inference.classifier import Classifier
+    from textclf.models.ensemble import Calibration
 
-    weak = save_random_model(tmp_path / "weak")  # untrained: any training beats its validation loss
-    df = make_reviews(200, seed=9)
-    monkeypatch.setattr(trainer, "paired_gain", lambda start, trained, y: 0.0)  # ... but not significantly
+    def share(weight):
+        return lambda self, p_lstm, p_linear, p_start, y: replace(self, start_weight=weight, shortcut=0.0)
+
+    df = make_reviews(200, seed=9, labels=("neg", "Pos"))  # sorted, "Pos" comes first: the start's other way round
+    texts = list(make_reviews(40, seed=3)["text"])
+    start = Classifier.load(base, bf16=False).predict_proba(texts)[:, ::-1]  # its neg, pos as this run's Pos, neg
+    monkeypatch.setattr(Calibration, "fit_start", share(1.0))
     with caplog.at_level("INFO"):
-        metrics, run = _finetune(tmp_path, weak, df, "train.epochs=2", "vocab.new_tokens=100", name="kept")
-    assert metrics["best_epoch"] == 0 and "kept the model it started from: epoch" in caplog.text
-    assert metrics["epochs_run"] == 2
-    saved = load_model(run).model.state_dict()  # the start: the weak model, its new rows copies of <unk>
-    before = load_model(weak).model.state_dict()
-    assert all(torch.equal(before[k], saved[k]) for k in before if k != "embedding.weight")
-    monkeypatch.setattr(trainer, "paired_gain", lambda start, trained, y: 9.0)
-    metrics, _ = _finetune(tmp_path, weak, df, "train.epochs=2", "vocab.new_tokens=100", name="trained")
-    assert metrics["best_epoch"] > 0
+        metrics, run = _finetune(tmp_path, base, df, "train.epochs=1", name="whole")
+    assert "validation, the start model in full: accuracy" in caplog.text
+    assert "the model: the start model unchanged" in caplog.text
+    assert (run / "model" / "start" / "linear.json").is_file() == (base / "model" / "linear.json").is_file()
+    assert np.allclose(Classifier.load(run, bf16=False).predict_proba(texts), start, atol=1e-6)
+    assert metrics["validation"]["accuracy"] == metrics["validation"]["start_accuracy"]
+    assert metrics["init_from"]["the_model"].startswith("the start model unchanged")
+    clf = Classifier.load(run, bf16=False)
+    predicted = [p.label for p in clf.predict(list(df["text"]))]
+    evaluated = evaluate(str(run), str(tmp_path / "whole.csv"), split="test", bf16=False)
+    assert evaluated["accuracy"] == np.mean(np.array(predicted) == df["label"])
+
+    monkeypatch.setattr(Calibration, "fit_start", share(0.5))
+    metrics, run = _finetune(tmp_path, base, df, "train.epochs=1", name="half")
+    own = Classifier.load(run, bf16=False, views="lstm")  # the fine-tuned model alone, as its calibration has it
+    own.artifact.meta["calibration"]["start_weight"] = 0.0
+    own.artifact.views = "both"
+    alone = own.predict_proba(texts)
+    assert np.allclose(Classifier.load(run, bf16=False).predict_proba(texts), 0.5 * start + 0.5 * alone, atol=1e-5)
+    assert {"start_accuracy", "fine_tuned_accuracy", "start_loss", "fine_tuned_loss"} <= set(metrics["validation"])
+
+    pytest.importorskip("onnxruntime")
+    from textclf.inference.export import export_onnx
+
+    with pytest.raises(TextclfError, match="start/"):  # one graph holds one model: said, not half exported
+        export_onnx(run)
+
+    monkeypatch.setattr(Calibration, "fit_start", share(0.0))
+    _, run = _finetune(tmp_path, base, df, "train.epochs=1", name="alone")
+    assert not (run / "model" / "start").exists()  # no share: a plain model

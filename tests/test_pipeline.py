@@ -129,7 +129,7 @@ def _words_only_validation_knows():
                            datasets={"train": SimpleNamespace(labels=np.array([1, 0] * 10)),
                                      "validation": SimpleNamespace(labels=np.array([1, 0] * 10)),
                                      "test": SimpleNamespace(labels=np.array([1, 0]))},
-                           labels=LabelVocab(["neg", "pos"])), train, validation
+                           labels=LabelVocab(["neg", "pos"]), finetune=None), train, validation
 
 
 def test_the_linear_view_learns_from_validation_too_once_validation_has_chosen():

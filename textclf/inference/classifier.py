@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +57,18 @@ def one_thread_kernels() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def lstm_runner(art: Artifact, token_lists: Sequence[Sequence[str]], device: torch.device,
+                batch_size: int = BATCH_SIZE, desc: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """`run_lstm(rows)` for `art` (see `Artifact.probabilities`): its LSTM's probabilities of those of the texts
+    given as (untruncated) `token_lists`, in one loader on `device`, as training's validation runs it."""
+    def run(rows: np.ndarray) -> np.ndarray:
+        seqs = [truncate_ids(art.vocab.lookup(token_lists[i]), art.max_length, art.truncate) for i in rows]
+        loader = make_loader(TextDataset(seqs), batch_size, shuffle=False, pin_memory=device.type == "cuda")
+        return predict_loader(art.model, loader, device, desc=desc)[0]
+
+    return run
 
 
 class Classifier:
@@ -149,8 +161,12 @@ class Classifier:
         if not len(texts):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         tokens = list(self.artifact.tokenizer.pipe(texts))  # untruncated: the linear view reads them all
-        lstm = lambda rows: self.predict_encoded(self._ids([tokens[i] for i in rows]), batch_size)  # noqa: E731
-        return self.artifact.probabilities(tokens, lstm, threshold)
+        return self.artifact.probabilities(tokens, self._lstm(tokens, batch_size), threshold,
+                                           lambda art: Classifier(art, self.device)._lstm(tokens, batch_size))
+
+    def _lstm(self, tokens: list[list[str]], batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+        """`run_lstm(rows)` of the texts given as `tokens`: this model's LSTM on those rows."""
+        return lambda rows: self.predict_encoded(self._ids([tokens[i] for i in rows]), batch_size)
 
     def decide(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """Class ids: binary models compare P(second class) to `threshold`; others take the argmax."""

@@ -371,6 +371,10 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, opset: 
     _require("onnx")
     _require("onnxruntime")
     art = load_model(model_dir, "cpu", bf16=False, shortcut=shortcut, views=views)
+    if art.start is not None:
+        raise TextclfError(f"{art.folder} averages in the model it was fine-tuned from (start/, share "
+                           f"{art.calibration.start_weight:g}), which one ONNX graph does not hold: export its own "
+                           "views with --views lstm or linear, or the start model from its own folder")
     output = Path(output) if output else art.folder / "model.onnx"
     if output.is_dir():
         raise TextclfError(f"--output {output} is a folder; pass a file name such as {output / 'model.onnx'}")

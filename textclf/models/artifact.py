@@ -53,6 +53,8 @@ class Artifact:
     folder: Path | None = None  # where it was loaded from (an hf: model: the download), for whoever names it
     shortcut: bool = True  # False: the LSTM on every text, even where the calibration's shortcut would skip it
     views: str = "both"  # what answers: the model as trained, or its "lstm" or "linear" view alone
+    start: Artifact | None = None  # a fine-tuned model's start (START/), where its calibration gives it a share
+    start_rows: list[int] | None = None  # which of the start's classes each of this model's labels is
 
     def ensemble(self, threshold: float | None = None) -> Calibration:
         """How the views' probabilities become the model's for a request at `threshold` (None: the default
@@ -73,15 +75,32 @@ class Artifact:
         return self.calibration.weight
 
     def probabilities(self, token_lists: Sequence[Sequence[str]], run_lstm: Callable[[np.ndarray], np.ndarray],
-                      threshold: float | None = None) -> np.ndarray:
+                      threshold: float | None = None, lstm_for: LstmFor | None = None) -> np.ndarray:
         """The model's [N, C] probabilities of texts given as token lists (untruncated); `run_lstm(rows)` runs the
-        LSTM on those rows, for the texts that need it (see `ensemble.probabilities`)."""
-        return probabilities(self.ensemble(threshold), self.linear, token_lists, run_lstm, len(self.labels))
+        LSTM on those rows, for the texts that need it (see `ensemble.probabilities`). `lstm_for(artifact)`: that
+        function for another model, the one a fine-tuned model averages in (`start`)."""
+        def start() -> np.ndarray:
+            return self.start.probabilities(token_lists, self._start_lstm(lstm_for), threshold,
+                                            lstm_for)[:, self.start_rows]
 
-    def outputs(self, token_lists: Sequence[Sequence[str]], run_lstm: Callable[[np.ndarray], np.ndarray]) -> Outputs:
+        return probabilities(self.ensemble(threshold), self.linear, token_lists, run_lstm, len(self.labels), start)
+
+    def outputs(self, token_lists: Sequence[Sequence[str]], run_lstm: Callable[[np.ndarray], np.ndarray],
+                lstm_for: LstmFor | None = None) -> Outputs:
         """The model's probabilities at the default decision and the full model's (no shortcut), the LSTM run on
         every text (see `ensemble.outputs`): what evaluation scores and ranks."""
-        return outputs(self.ensemble(), self.linear, token_lists, run_lstm, len(self.labels))
+        def start() -> Outputs:
+            return self.start.outputs(token_lists, self._start_lstm(lstm_for), lstm_for).columns(self.start_rows)
+
+        return outputs(self.ensemble(), self.linear, token_lists, run_lstm, len(self.labels), start)
+
+    def _start_lstm(self, lstm_for: LstmFor | None) -> Callable[[np.ndarray], np.ndarray]:
+        if self.start is None or lstm_for is None:
+            raise ValueError(f"{self.folder} averages in the model it was fine-tuned from: pass lstm_for")
+        return lstm_for(self.start)
+
+
+LstmFor = Callable[[Artifact], Callable[[np.ndarray], np.ndarray]]  # a model → its LSTM's `run_lstm` for the texts
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -135,10 +154,14 @@ def _swap_in(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+START = "start"  # the folder, inside a fine-tuned model's, of the model it started from (where it has a share)
+
+
 def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: LabelVocab,
                tokenizer: Tokenizer, max_length: int | None, truncate: str, extra: dict | None = None,
-               linear: LinearModel | None = None) -> Path:
-    """Write the folder next to its destination, then swap it in, so a crash never leaves half a model."""
+               linear: LinearModel | None = None, start: Path | None = None) -> Path:
+    """Write the folder next to its destination, then swap it in, so a crash never leaves half a model. `start`:
+    the model folder a fine-tuned model averages in, copied whole into START/."""
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     if not model_dir.exists() and _old(model_dir).is_dir():  # a kill inside _swap_in's fallback: put it back
@@ -164,6 +187,8 @@ def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: La
             os.chmod(f, plain_mode(model_dir / f.name))  # safetensors, like mkstemp, writes 0600
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+        if start is not None:
+            shutil.copytree(start, tmp / START, ignore=shutil.ignore_patterns(".*"))
         _swap_in(tmp, model_dir)
         for stale in model_dir.parent.glob(f".{model_dir.name}.tmp-*"):  # left by saves that a kill cut short
             shutil.rmtree(stale, ignore_errors=True)
@@ -238,5 +263,22 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
     if views == "linear" and linear is None:
         raise TextclfError(f"{model_dir} has no linear view (trained with model.linear=false, or its LSTM took all "
                            "the weight): use views=both or lstm")
+    start, rows = None, None
+    if views == "both" and Calibration.from_dict(meta.get("calibration")).uses_start():
+        start, rows = _load_start(model_dir, meta, device, bf16, shortcut, len(labels))
     return Artifact(model, vocab, labels, tokenizer, meta.get("max_length"), meta.get("truncate", "head"), meta,
-                    linear, model_dir, shortcut, views)
+                    linear, model_dir, shortcut, views, start, rows)
+
+
+def _load_start(model_dir: Path, meta: dict, device: str | torch.device, bf16: bool | str, shortcut: bool,
+                num_classes: int) -> tuple[Artifact, list[int]]:
+    """The model a fine-tuned one averages in (START/), and which of its classes each of this model's labels is."""
+    if not (model_dir / START / CONFIG).is_file():
+        raise TextclfError(f"{model_dir / START} is missing: this model averages in the model it was fine-tuned "
+                           "from; re-copy the whole model folder")
+    start = load_model(model_dir / START, device, bf16, shortcut)
+    rows = (meta.get("start_view") or {}).get("rows")
+    if not isinstance(rows, list) or sorted(rows) != list(range(len(start.labels))) or len(rows) != num_classes:
+        raise TextclfError(f"{model_dir / CONFIG}: start_view.rows does not match {model_dir / START}'s labels; "
+                           "re-copy the model folder")
+    return start, rows

@@ -99,8 +99,21 @@ def _shortcut(cal: dict) -> str:
             "LSTM on every text).")
 
 
+def _start(cal: dict) -> str:
+    share = float(cal.get("start_weight") or 0.0)
+    if not share:
+        return ""
+    return (f" It was fine-tuned from another model, which it holds whole in `start/`: its probabilities are "
+            f"{share:g} of that model's (as it answers alone) and {1 - share:g} of its own, the share with the lowest "
+            f"validation log-loss, then temperature-scaled ({cal.get('start_temperature')}).")
+
+
 def _calibration(cal: dict | None) -> str:
     """A sentence on how the probabilities are made, from config.json's calibration (absent: none fitted)."""
+    return _own_calibration(cal) + _start(cal or {})
+
+
+def _own_calibration(cal: dict | None) -> str:
     if not cal:
         return ""
     if _averaged(cal):

@@ -20,6 +20,12 @@ out-of-fold probabilities there (`pipeline.refit`: the saved view has learnt fro
 - `shortcut_scale`, `shortcut_bias`: where the shortcut answers, the linear view's top probability is mapped
   onto the full model's scale, sigmoid(scale * logit(p) + bias), a monotone fit to what the full model says
   on those validation texts; so probabilities stay comparable across the cut (ranking, thresholds, ECE).
+A fine-tuned model whose labels are those of the model it started from (`init_from`) has one more candidate: that
+model in full, as `Classifier.load(init_from)` answers (both its views, its own calibration and shortcut):
+- `start_weight`: its share in `start_weight * p_start + (1 - start_weight) * p_model`, the one of 0, 0.1, ..., 1
+  with the lowest validation log-loss (`Calibration.fit_start`; 1: the start model unchanged, 0: the fine-tuned
+  model alone), and `start_temperature` of that average. The model's own shortcut is checked on its own
+  decisions, so it is dropped where the start has a share.
 A temperature never changes a decision at the default threshold (argmax, or p >= 0.5 for binary), only how
 sure the model says it is; the weight and the shortcut do change decisions. The shortcut is checked at the
 default decision only, so a binary model asked for another threshold runs the LSTM on every text
@@ -153,12 +159,21 @@ class Calibration:
     shortcut_scale: float = 1.0  # where it does, its top probability p becomes sigmoid(scale * logit(p) + bias)
     shortcut_bias: float = 0.0
     shortcut_rows: int = 0  # the validation texts the shortcut answered, on which it was checked (`fit_shortcut`)
+    start_weight: float = 0.0  # fine-tuned models: the share of the model it started from, in full (`fit_start`)
+    start_temperature: float = 1.0  # of that average
 
     def uses_linear(self) -> bool:
         return self.weight < 1
 
     def uses_lstm(self) -> bool:
         return self.weight > 0
+
+    def uses_own(self) -> bool:
+        """Whether the model's own views answer at all (not where the model it started from has all the weight)."""
+        return self.start_weight < 1
+
+    def uses_start(self) -> bool:
+        return self.start_weight > 0
 
     def sure(self, p_linear: np.ndarray | None) -> np.ndarray:
         """[N] bool: the texts the linear view answers alone, their LSTM probabilities unused."""
@@ -175,14 +190,42 @@ class Calibration:
             return lstm
         return combine(lstm, combine(p_linear, None, 1.0, self.linear_temperature), self.weight)
 
-    def apply(self, p_lstm: np.ndarray | None, p_linear: np.ndarray | None = None) -> np.ndarray:
+    def apply(self, p_lstm: np.ndarray | None, p_linear: np.ndarray | None = None,
+              p_start: np.ndarray | None = None) -> np.ndarray:
         """[N, C] probabilities as the model gives them: where the linear view is sure (`sure`), its own at its
-        temperature, mapped onto the full model's scale; elsewhere the average at the final temperature."""
+        temperature, mapped onto the full model's scale; elsewhere the average at the final temperature. With a
+        start model's share, averaged with `p_start` (`with_start`)."""
+        if not self.uses_own():
+            return self.with_start(None, p_start)
         p = combine(self.average(p_lstm, p_linear), None, 1.0, self.temperature)
         sure = self.sure(p_linear)
         if sure.any():
             p[sure] = self.shortcut_probabilities(p_linear[sure])
-        return p
+        return self.with_start(p, p_start)
+
+    def with_start(self, p_own: np.ndarray | None, p_start: np.ndarray | None) -> np.ndarray:
+        """The model's own probabilities averaged with the start model's (its share: `start_weight`) at
+        `start_temperature`; the own ones as they are where the start has no share."""
+        if not self.uses_start():
+            return p_own
+        if p_start is None:
+            raise ValueError("this model averages in the model it was fine-tuned from: pass its probabilities")
+        return combine(p_start, p_own, self.start_weight, self.start_temperature)
+
+    def fit_start(self, p_lstm: np.ndarray, p_linear: np.ndarray | None, p_start: np.ndarray,
+                  y: np.ndarray) -> Calibration:
+        """This calibration with the start model's share and the temperature of that average fitted on
+        (validation) labels `y`: the share of WEIGHTS with the lowest log-loss, ties to the start (the one model
+        of the two that never saw these rows). Where the start has a share, the model's own shortcut is dropped:
+        it was checked against the model's own decisions, not the average's."""
+        own = self.exact().apply(p_lstm, p_linear)
+        losses = [log_loss(combine(p_start, own, w), y) for w in WEIGHTS]
+        best = min(losses)
+        weight = float(max(w for w, loss in zip(WEIGHTS, losses, strict=True) if loss <= best + 1e-9))
+        if not weight:
+            return replace(self, start_weight=0.0, start_temperature=1.0)
+        return replace(self, shortcut=0.0, shortcut_scale=1.0, shortcut_bias=0.0, shortcut_rows=0,
+                       start_weight=weight, start_temperature=fit_temperature(combine(p_start, own, weight), y))
 
     def shortcut_probabilities(self, p_linear: np.ndarray) -> np.ndarray:
         """What the model says of texts the shortcut answers: the linear view's at its temperature, mapped."""
@@ -300,28 +343,51 @@ class Outputs:
     final: np.ndarray  # the model's: what predict gives (shortcut where fitted)
     exact: np.ndarray  # the full average on every text (no shortcut)
     sure: np.ndarray  # [N] bool: the texts the shortcut gives the linear view
+    start: np.ndarray | None = None  # the model it was fine-tuned from, in full (its calibration), where it has a say
+    own: np.ndarray | None = None  # ... and then the fine-tuned model's own views, calibrated, without it
 
     @classmethod
-    def of(cls, cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | None) -> Outputs:
+    def of(cls, cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | None,
+           start: Outputs | None = None) -> Outputs:
+        """`start`: the outputs of the model it was fine-tuned from, in this model's label order."""
+        own = replace(cal, start_weight=0.0, start_temperature=1.0).apply(p_lstm, p_linear) if start else None
+        final, exact = (None, None) if start is None else (start.final, start.exact)
         return cls(p_lstm, p_linear, Calibration(weight=cal.weight).apply(p_lstm, p_linear),
-                   cal.apply(p_lstm, p_linear), cal.exact().apply(p_lstm, p_linear), cal.sure(p_linear))
+                   cal.apply(p_lstm, p_linear, final), cal.exact().apply(p_lstm, p_linear, exact),
+                   cal.sure(p_linear), final, own)
+
+    def columns(self, rows: Sequence[int]) -> Outputs:
+        """The same with the classes in another order: class j is this one's `rows[j]`."""
+        pick = lambda p: None if p is None else p[:, list(rows)]  # noqa: E731
+        return replace(self, **{f.name: pick(getattr(self, f.name)) for f in fields(self) if f.name != "sure"})
+
+
+StartProbabilities = Callable[[], np.ndarray]  # the start model's [N, C] probabilities of the texts at hand
+StartOutputs = Callable[[], Outputs]  # ... and its outputs, for a report
 
 
 def probabilities(cal: Calibration, linear: LinearModel | None, token_lists: Sequence[Sequence[str]],
-                  run_lstm: Callable[[np.ndarray], np.ndarray], num_classes: int) -> np.ndarray:
+                  run_lstm: Callable[[np.ndarray], np.ndarray], num_classes: int,
+                  start: StartProbabilities | None = None) -> np.ndarray:
     """The model's [N, C] probabilities for texts given as token lists (untruncated): the one path from the two
     views to the model's answer. `run_lstm(rows)` gives the LSTM's probabilities of those rows (indices into
     `token_lists`); it is called once, for the texts the shortcut does not answer (none, when `cal` uses the
-    linear view alone). `cal`: the model's calibration, as `Calibration.for_use` picks it for a request."""
-    return cal.apply(*_views(cal, linear, token_lists, run_lstm, num_classes))
+    linear view alone). `cal`: the model's calibration, as `Calibration.for_use` picks it for a request.
+    `start()`: the probabilities of the model it was fine-tuned from, where `cal` gives that one a share."""
+    p_start = start() if cal.uses_start() else None
+    if not cal.uses_own():
+        return cal.apply(None, None, p_start)
+    return cal.apply(*_views(cal, linear, token_lists, run_lstm, num_classes), p_start)
 
 
 def outputs(cal: Calibration, linear: LinearModel | None, token_lists: Sequence[Sequence[str]],
-            run_lstm: Callable[[np.ndarray], np.ndarray], num_classes: int) -> Outputs:
+            run_lstm: Callable[[np.ndarray], np.ndarray], num_classes: int,
+            start: StartOutputs | None = None) -> Outputs:
     """As `probabilities`, with the LSTM run on every text: the model's probabilities (`Outputs.final`, what
     predict gives at the default decision) and the full model's (`Outputs.exact`), which a ranking (ROC and PR
     curves, ROC-AUC) reads, as decisions at any other threshold do (`Calibration.for_use`)."""
-    return Outputs.of(cal, *_views(cal.exact(), linear, token_lists, run_lstm, num_classes))
+    return Outputs.of(cal, *_views(cal.exact(), linear, token_lists, run_lstm, num_classes),
+                      start() if cal.uses_start() else None)
 
 
 def _views(cal: Calibration, linear: LinearModel | None, token_lists: Sequence[Sequence[str]],

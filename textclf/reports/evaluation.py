@@ -13,6 +13,7 @@ from ..errors import TextclfError
 from ..files import write_json
 from ..hub import HF_PREFIX
 from ..inference import PREDICT_BATCH_SIZE
+from ..inference.classifier import lstm_runner
 from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import load_model
 from ..models.ensemble import Outputs, expected_calibration_error, log_loss
@@ -43,7 +44,8 @@ def score_splits(parts: dict[str, Outputs], labels: dict[str, np.ndarray], label
     pipeline.calibrate; ROC-AUC and curves of the full model's, `Outputs.exact`), with the accuracy of the LSTM
     and of the linear view alone, and the calibration error before temperature scaling; with a shortcut, the
     share of texts the linear view answered alone and the accuracy, log-loss and calibration error of the full
-    average on every text (`Outputs.exact`)."""
+    average on every text (`Outputs.exact`); fine-tuned, the accuracy and log-loss of the model it started from
+    (in full, as it answers) and of the fine-tuned model alone, the two the model averages."""
     scores = {}
     for name, p in parts.items():
         y = labels[name]
@@ -57,6 +59,10 @@ def score_splits(parts: dict[str, Outputs], labels: dict[str, np.ndarray], label
             m["exact_accuracy"] = float((decide(p.exact) == y).mean())
             m["exact_loss"] = log_loss(p.exact, y)  # what the shortcut costs in calibration, if anything
             m["exact_ece"] = round(expected_calibration_error(p.exact, y), 4)
+        if p.start is not None:  # fine-tuned: the model it started from, in full, and the fine-tuned one alone
+            for key, probs in (("start", p.start), ("fine_tuned", p.own)):
+                m[f"{key}_accuracy"] = float((decide(probs) == y).mean())
+                m[f"{key}_loss"] = log_loss(probs, y)
         log.info("%s", format_report(m, title=f"{name}:"))
         scores[name] = m
     return scores
@@ -109,7 +115,8 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
         loader = make_loader(subset, batch_size, shuffle=False, pin_memory=dev.type == "cuda")
         return predict_loader(art.model, loader, dev, desc=split)[0]
 
-    out = art.outputs(list(tok.token_lists()), lstm)
+    token_lists = list(tok.token_lists())
+    out = art.outputs(token_lists, lstm, lambda a: lstm_runner(a, token_lists, dev, batch_size, desc=f"{split}, start"))
     metrics = split_metrics(ds.labels, out.final, art.labels.names, split, Path(plots) if plots else None,
                             ranking=out.exact)
     metrics = {"model": str(art.folder) if not str(model_dir).startswith(HF_PREFIX) else model_dir, "data": str(data),

@@ -25,10 +25,11 @@ from torch.utils.data import DataLoader
 from ..config import Config, ModelConfig, check_finetune, to_dict
 from ..errors import TextclfError
 from ..files import write_json
+from ..inference.classifier import lstm_runner
 from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import Artifact, save_model
 from ..models.card import write_card
-from ..models.ensemble import Calibration, Outputs, fit_linear_view
+from ..models.ensemble import Calibration, Outputs, fit_linear_view, log_loss
 from ..models.linear import LinearModel, kinds_for
 from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
@@ -132,9 +133,15 @@ def _fit_and_report(cfg: Config, device: torch.device, run_dir: Path, model: nn.
     metrics["calibration"] = meta["calibration"] = cal.to_dict()
     if linear is not None and cal.uses_linear():
         meta["linear_view"] = {"rows": ["train", "validation"], "calibrated_out_of_fold": LINEAR_FOLDS}
+    start = None
+    if data.finetune is not None and "start_accuracy" in metrics["validation"]:
+        metrics["init_from"]["the_model"] = start_choice(cal)
+        if cal.uses_start():
+            start = data.finetune.pretrained.folder
+            meta["start_view"] = {"from": str(cfg.init_from), "rows": data.finetune.head_rows}
     if not main:
         return metrics
-    save(run_dir, cfg, data, meta, model, linear if cal.uses_linear() else None)
+    save(run_dir, cfg, data, meta, model, linear if cal.uses_linear() else None, start)
     finish(run_dir, cfg, result, metrics, tb)
     return metrics
 
@@ -213,10 +220,11 @@ def model_meta(cfg: Config, data: Prepared) -> dict:
 
 
 def save(run_dir: Path, cfg: Config, data: Prepared, meta: dict, model: nn.Module,
-         linear: LinearModel | None = None) -> None:
-    """RUN_DIR/model/: the best epoch so far while training, the final model (and its linear view) at the end."""
+         linear: LinearModel | None = None, start: Path | None = None) -> None:
+    """RUN_DIR/model/: the best epoch so far while training, the final model (its linear view, and the model it
+    started from where that has a share) at the end."""
     save_model(run_dir / "model", model, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
-               cfg.data.truncate, extra=meta, linear=linear)
+               cfg.data.truncate, extra=meta, linear=linear, start=start)
 
 
 def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, DataLoader], device: torch.device,
@@ -261,17 +269,64 @@ def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data:
     val_linear = None
     if linear is not None:
         linear, val_linear = refit(linear, data, seed)
-    cal = Calibration.fit(lstm["validation"], val_linear, data.datasets["validation"].labels)
-    parts = {"validation": Outputs.of(cal, lstm["validation"], val_linear)}
+    y = data.datasets["validation"].labels
+    cal = Calibration.fit(lstm["validation"], val_linear, y)
+    start = start_outputs(data, device)
+    if start:
+        cal = cal.fit_start(lstm["validation"], val_linear, start["validation"].final, y)
+    parts = {"validation": Outputs.of(cal, lstm["validation"], val_linear, start.get("validation"))}
     if "test" in lstm:
         test_linear = linear.predict_proba(data.tokens["test"].token_lists()) if linear is not None else None
-        parts["test"] = Outputs.of(cal, lstm["test"], test_linear)
+        parts["test"] = Outputs.of(cal, lstm["test"], test_linear, start.get("test"))
+    if start:
+        log_start(cal, parts["validation"], y)
     log.info("calibration on validation%s: temperatures LSTM %.3f%s, LSTM weight %.1f, temperature %.3f%s",
              "" if linear is None else " (the linear view out of fold)", cal.lstm_temperature,
              "" if linear is None else f", linear view {cal.linear_temperature:.3f}", cal.weight, cal.temperature,
              f"; shortcut {cal.shortcut:g}: the linear view alone on {parts['validation'].sure.mean():.0%} of "
              "validation" if cal.shortcut else "")
     return cal, parts, linear
+
+
+def start_outputs(data: Prepared, device: torch.device) -> dict[str, Outputs]:
+    """Fine-tuning with the labels of the model it started from: that model in full (`Classifier.load(init_from)`:
+    both views, its calibration and shortcut) on validation and test, its classes in this run's label order; the
+    calibration weighs it against the fine-tuned model (`Calibration.fit_start`). {} when there is no such model,
+    or its labels are not this run's (a new head: it cannot answer them)."""
+    plan = data.finetune
+    if plan is None or not plan.keep_head or plan.head_rows is None:
+        if plan is not None:
+            log.info("the start model is no candidate answer: its labels %s are not this run's %s",
+                     plan.pretrained.labels.names, data.labels.names)
+        return {}
+    art = plan.pretrained
+    art.model.to(device)
+    out = {}
+    for name in ("validation", "test"):
+        if name in data.tokens:
+            tokens = list(data.tokens[name].token_lists())
+            run = functools.partial(lstm_runner, token_lists=tokens, device=device, desc=f"{name}, start model")
+            out[name] = art.outputs(tokens, run(art), run).columns(plan.head_rows)
+    return out
+
+
+def log_start(cal: Calibration, val: Outputs, y: np.ndarray) -> None:
+    """One line each: the start model's validation figures, the fine-tuned one's, and which the model is, and why."""
+    for what, probs in (("the start model in full", val.start), ("fine-tuned", val.own), ("the model", val.final)):
+        log.info("validation, %s: accuracy %.4f, log-loss %.4f", what, float((decide(probs) == y).mean()),
+                 log_loss(probs, y))
+    log.info("the model: %s", start_choice(cal))
+
+
+def start_choice(cal: Calibration) -> str:
+    """What a fine-tuned model is, of its start and its fine-tuned views, and why: said in the log and metrics.json."""
+    why = "the lowest validation log-loss of the start model's shares 0, 0.1, ..., 1"
+    if not cal.uses_start():
+        return f"the fine-tuned model alone (start model's share 0: {why})"
+    if not cal.uses_own():
+        return f"the start model unchanged (its share 1: {why})"
+    share = cal.start_weight
+    return f"{share:g} of the start model's probabilities, {1 - share:g} of the fine-tuned one's ({why})"
 
 
 def refit(linear: LinearModel, data: Prepared, seed: int) -> tuple[LinearModel, np.ndarray]:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..config import TrainConfig
 from ..errors import TextclfError, TrainingDiverged, first_line
 from ..inference.runtime import autocast, predict_loader, to_device
-from ..models.ensemble import calibrated_log_loss, combine, fit_temperature
+from ..models.ensemble import calibrated_log_loss
 from ..models.lstm import loss_fn
 from ..reports.metrics import compute
 from . import distributed
@@ -60,7 +60,6 @@ class Progress:
     best_epoch: int = 0
     best_score: float = -math.inf
     best_state: dict | None = None
-    start_state: dict | None = None  # the weights it started from, when they compete (fine-tuning's epoch 0)
     stale: int = 0  # epochs since the best one
     stopped: bool = False  # early-stopped, or all epochs done
     history: list[dict] = field(default_factory=list)
@@ -213,7 +212,6 @@ def _checkpoint_payload(model, opt, sched, scaler, p: Progress, losses: torch.Te
             "epoch_losses": losses.detach().cpu(),
             "epoch_tokens": p.tokens, "epoch_seconds": p.seconds, "train_seconds": p.train_seconds,
             "best_epoch": p.best_epoch, "best_score": p.best_score, "best_state": p.best_state or {},
-            "start_state": p.start_state or {},
             "stale": p.stale, "stopped": p.stopped, "history": json.dumps(p.history),
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "scaler": scaler.state_dict(), "rng": rngs[0], **({"rng_by_rank": rngs} if len(rngs) > 1 else {})}
@@ -230,9 +228,8 @@ def _restore(ckpt: dict, model, opt, sched, scaler, device: torch.device, n_batc
         losses = torch.zeros(n_batches, device=device)
         losses[: ckpt["batch"]] = ckpt["epoch_losses"].to(device)
         best = {k: v.to(device) for k, v in ckpt["best_state"].items()} or None
-        start = {k: v.to(device) for k, v in ckpt.get("start_state", {}).items()} or None
         return Progress(ckpt["epoch"], ckpt["batch"], ckpt["step"], losses, ckpt["epoch_tokens"],
-                        ckpt["epoch_seconds"], ckpt["best_epoch"], ckpt["best_score"], best, start, ckpt["stale"],
+                        ckpt["epoch_seconds"], ckpt["best_epoch"], ckpt["best_score"], best, ckpt["stale"],
                         ckpt["stopped"], json.loads(ckpt["history"]), ckpt["train_seconds"])
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
         raise TextclfError(f"{ckpt.get('path', 'the checkpoint')} does not fit this model ({first_line(e)[:200]}); "
@@ -428,8 +425,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
 
     With `checkpoints`, the whole training state is saved at epoch ends (and every `every_steps`
     steps); `resume`, a loaded checkpoint, continues from it exactly: on CPU, bit for bit.
-    `start_as_best`: the model as it starts is scored on validation as epoch 0 and kept unless an epoch beats
-    it significantly (fine-tuning: never end worse than the model it started from; `better_than_start`).
+    `start_as_best`: the model as it starts is scored on validation as epoch 0, a candidate like the epochs
+    (fine-tuning: the start's network, whose best epoch may be none; the start model in full is weighed against
+    the result later, `Calibration.fit_start`).
 
     In a torchrun process group, every process calls `fit` with its share of the training batches and of the
     validation texts (see `make_loader`); training runs through DistributedDataParallel, validation metrics
@@ -441,7 +439,6 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
     if start_as_best and resume is None:
         val = validate(model, val_loader, device, label_names, run.dtype)
         p.keep_best(0, _score(val, cfg.monitor), model)
-        p.start_state = p.best_state
         log.info("epoch 0 (the model it starts from)  val_loss %.4f  val_acc %.4f  val_f1 %.4f", val["loss"],
                  val["accuracy"], val["f1"])
         if hooks.on_best is not None:
@@ -473,45 +470,4 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg:
             run.sigterm.restore()
     if p.best_state is not None:
         model.load_state_dict(p.best_state)
-    if p.best_epoch > 0 and p.start_state is not None and not better_than_start(model, p.start_state, val_loader,
-                                                                                device, run.dtype, p.best_epoch):
-        model.load_state_dict(p.start_state)
-        p.best_epoch = 0
     return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds, run.precision)
-
-
-GAIN_Z = 2.0  # how sure a paired test must be that training beat the model it started from (one-sided, ~2%)
-
-
-def paired_gain(start: np.ndarray, trained: np.ndarray, y: np.ndarray) -> float:
-    """z of the validation log-loss gained, row by row, each model's probabilities at the temperature that suits
-    them best: mean gain over its standard error (a paired test, so small validation sets count as small)."""
-    losses = []
-    for probs in (start, trained):
-        p = combine(probs, None, 1.0, fit_temperature(probs, y))
-        losses.append(-np.log(np.clip(p[np.arange(len(y)), y].astype(np.float64), 1e-7, 1.0)))
-    gain = losses[0] - losses[1]
-    spread = float(gain.std(ddof=1)) if len(gain) > 1 else 0.0
-    if spread == 0.0:
-        return 0.0 if gain.mean() <= 0 else math.inf
-    return float(gain.mean() / (spread / math.sqrt(len(gain))))
-
-
-def better_than_start(model: nn.Module, start_state: dict, val_loader: DataLoader, device: torch.device,
-                      dtype: torch.dtype | None, best_epoch: int) -> bool:
-    """Whether the trained weights (in `model`) beat those it started from (fine-tuning) significantly on
-    validation (`paired_gain` >= GAIN_Z); validation accuracies move in steps of 1/rows, and on a few hundred
-    rows a best epoch can be luck. Says which it keeps. Every DDP process sees the whole split: the same answer."""
-    y = np.asarray(val_loader.dataset.labels)
-    trained = predict_loader(model, val_loader, device, dtype, "validate")[0]
-    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(start_state)
-    start = predict_loader(model, val_loader, device, dtype, "validate")[0]
-    model.load_state_dict(current)
-    z = paired_gain(start, trained, y)
-    if z >= GAIN_Z:
-        log.info("kept epoch %d: it beats the model it started from on validation (paired z %.1f)", best_epoch, z)
-        return True
-    log.info("kept the model it started from: epoch %d is not significantly better on validation (paired z %.1f "
-             "< %g on %d rows)", best_epoch, z, GAIN_Z, len(y))
-    return False
