@@ -71,6 +71,21 @@ def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], _EPS, 1.0)).mean())
 
 
+def _row_losses(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return -np.log(np.clip(probs[np.arange(len(y)), y].astype(np.float64), _EPS, 1.0))
+
+
+def one_standard_error(losses: Sequence[np.ndarray], values: Sequence[float]) -> float:
+    """Of `values`, each with its row-by-row `losses` on the same rows, the largest whose mean loss is within one
+    standard error of the lowest mean: the error of the mean of the row-by-row differences from the best."""
+    means = [float(loss.mean()) for loss in losses]
+    best = losses[int(np.argmin(means))]
+    n = len(best)
+    ok = [v for v, loss, m in zip(values, losses, means, strict=True)
+          if m - min(means) <= 1e-12 or (n > 1 and m - min(means) <= float((loss - best).std(ddof=1)) / np.sqrt(n))]
+    return float(max(ok))
+
+
 def fit_weight(p_lstm: np.ndarray, p_linear: np.ndarray, y: np.ndarray) -> float:
     """The LSTM's share of the average with the lowest log-loss on (validation) labels `y`; ties go to the LSTM."""
     losses = [log_loss(combine(p_lstm, p_linear, w), y) for w in WEIGHTS]
@@ -212,16 +227,17 @@ class Calibration:
             raise ValueError("this model averages in the model it was fine-tuned from: pass its probabilities")
         return combine(p_start, p_own, self.start_weight, self.start_temperature)
 
-    def fit_start(self, p_lstm: np.ndarray, p_linear: np.ndarray | None, p_start: np.ndarray,
-                  y: np.ndarray) -> Calibration:
+    def fit_start(self, own: np.ndarray, p_start: np.ndarray, y: np.ndarray) -> Calibration:
         """This calibration with the start model's share and the temperature of that average fitted on
-        (validation) labels `y`: the share of WEIGHTS with the lowest log-loss, ties to the start (the one model
-        of the two that never saw these rows). Where the start has a share, the model's own shortcut is dropped:
-        it was checked against the model's own decisions, not the average's."""
-        own = self.exact().apply(p_lstm, p_linear)
-        losses = [log_loss(combine(p_start, own, w), y) for w in WEIGHTS]
-        best = min(losses)
-        weight = float(max(w for w, loss in zip(WEIGHTS, losses, strict=True) if loss <= best + 1e-9))
+        (validation) labels `y`. `own`: the fine-tuned model's probabilities there, calibrated out of fold
+        (`cross_calibrated`), as the start's were calibrated on rows other than these.
+
+        The share: of WEIGHTS, the largest whose log-loss is within one standard error of the lowest (Breiman's
+        one-standard-error rule, on the row-by-row differences): on a few dozen rows a lower loss is often
+        chance, and then the model that never saw the rows keeps its say; on enough rows the best share wins.
+        Where the start has a share, the model's own shortcut is dropped: it was checked against the model's own
+        decisions, not the average's."""
+        weight = one_standard_error([_row_losses(combine(p_start, own, w), y) for w in WEIGHTS], WEIGHTS)
         if not weight:
             return replace(self, start_weight=0.0, start_temperature=1.0)
         return replace(self, shortcut=0.0, shortcut_scale=1.0, shortcut_bias=0.0, shortcut_rows=0,
@@ -279,6 +295,20 @@ class Calibration:
         lacks (1 for the weight and temperatures, no shortcut, an identity mapping, 0 rows checked: unknown)."""
         kinds = {f.name: int if f.type in (int, "int") else float for f in fields(cls)}
         return cls(**{k: kinds[k](v) for k, v in (d or {}).items() if k in kinds})
+
+
+def cross_calibrated(p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndarray,
+                     folds: np.ndarray) -> np.ndarray:
+    """[N, C] each row's probabilities from the views as calibrated (`Calibration.fit`, no shortcut) on the other
+    folds' rows only: a model's probabilities on rows its calibration did not see."""
+    out = np.zeros_like(p_lstm, dtype=np.float32)
+    for k in np.unique(folds):
+        held, rest = folds == k, folds != k
+        if not rest.any():
+            return Calibration.fit(p_lstm, p_linear, y).exact().apply(p_lstm, p_linear)
+        cal = Calibration.fit(p_lstm[rest], None if p_linear is None else p_linear[rest], y[rest]).exact()
+        out[held] = cal.apply(p_lstm[held], None if p_linear is None else p_linear[held])
+    return out
 
 
 def fit_shortcut(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | None) -> float:

@@ -29,7 +29,7 @@ from ..inference.classifier import lstm_runner
 from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import Artifact, save_model
 from ..models.card import write_card
-from ..models.ensemble import Calibration, Outputs, fit_linear_view, log_loss
+from ..models.ensemble import Calibration, Outputs, cross_calibrated, fit_linear_view, log_loss
 from ..models.linear import LinearModel, kinds_for
 from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
@@ -273,7 +273,8 @@ def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data:
     cal = Calibration.fit(lstm["validation"], val_linear, y)
     start = start_outputs(data, device)
     if start:
-        cal = cal.fit_start(lstm["validation"], val_linear, start["validation"].final, y)
+        own = cross_calibrated(lstm["validation"], val_linear, y, stratified_folds(y, LINEAR_FOLDS, seed))
+        cal = cal.fit_start(own, start["validation"].final, y)
     parts = {"validation": Outputs.of(cal, lstm["validation"], val_linear, start.get("validation"))}
     if "test" in lstm:
         test_linear = linear.predict_proba(data.tokens["test"].token_lists()) if linear is not None else None
