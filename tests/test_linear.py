@@ -5,13 +5,18 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from textclf.models.linear import LinearModel
+from textclf.models.linear import KINDS, LinearModel, NgramIndex, units
 
 from .conftest import make_reviews
 
 
 def _tokens(df):
     return [t.lower().replace(".", " .").split() for t in df["text"]]
+
+
+# empty, no known n-gram, one word, unknown words among known ones, n-grams repeated in one text
+ODD_TEXTS = [[], ["unseen", "words", "only"], ["great"], ["zzz", "great", "qqq"],
+             ["a", "great", "great", "film", ".", "a", "great", "great", "film", ".", "awful", ",", "awful"]]
 
 
 def test_same_probabilities_as_scikit_learn_on_joined_tokens(tmp_path):
@@ -56,17 +61,50 @@ def test_naive_bayes_view_is_nbsvm_features_and_saves(tmp_path):
         LinearModel.fit([["a"], ["b"], ["c"]], np.array([0, 1, 2]), 3, kind="nb")
 
 
-@pytest.mark.parametrize("kind", ["tfidf", "nb"])
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_fast_features_equal_scikit_learns(kind):
     train, test = make_reviews(300, seed=1), make_reviews(100, seed=2)
     y = (train["label"] == "pos").to_numpy().astype(int)
     model = LinearModel.fit(_tokens(train), y, 2, kind=kind)
-    docs = _tokens(test) + [[], ["unseen", "words", "only"], ["great"]]  # empty, no known n-gram, one word
+    docs = _tokens(test) + ODD_TEXTS
     fast = model.features(docs)
-    slow = model.vectorizer.transform(docs)
-    slow = slow.multiply(model.scale).tocsr() if kind == "nb" else slow
+    slow = model.vectorizer.transform([units(d, model.unit) for d in docs])
+    slow = slow.multiply(model.scale).tocsr() if model.weighting == "nb" else slow
     assert fast.shape == slow.shape
     np.testing.assert_allclose(fast.toarray(), slow.toarray(), rtol=1e-5, atol=1e-6)
+
+
+def _csr_proba(model, docs):
+    """The probabilities from the sparse features: what `predict_proba` computed before it summed without them."""
+    scores = np.asarray(model.features(docs) @ model.coef.T, dtype=np.float64) + model.intercept
+    if model.num_classes == 2:
+        p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+        return np.stack([1 - p, p], axis=1)
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("tfidf", 3), ("nb", 2), ("char_tfidf", 2),
+                                           ("char_tfidf", 3), ("char_nb", 2)])
+def test_summed_scores_equal_the_sparse_features(kind, classes, monkeypatch):
+    """`predict_proba` sums each text's n-grams without building `features`' sparse matrix: the same
+    probabilities, also for empty texts, texts with no known n-gram and n-grams repeated in a text (counted
+    for tf-idf, once for naive Bayes); and the same through scikit-learn's vectorizer when the index can't hold
+    the n-grams."""
+    train, test = make_reviews(300, seed=1), make_reviews(60, seed=2)
+    y = (train["label"] == "pos").to_numpy().astype(int)
+    if classes == 3:
+        y = np.where(np.arange(len(y)) % 5 == 0, 2, y)
+    model = LinearModel.fit(_tokens(train), y, classes, kind=kind)
+    docs = _tokens(test) + ODD_TEXTS
+    fast = model.predict_proba(docs)
+    assert model._index is not None and fast.shape == (len(docs), classes)
+    np.testing.assert_allclose(fast, _csr_proba(model, docs), rtol=0, atol=1e-6)
+    assert model.predict_proba([]).shape == (0, classes)
+    monkeypatch.setattr(NgramIndex, "fits", staticmethod(lambda ngrams: False))
+    fallback = LinearModel(model.ngrams, model.scale, model.coef, model.intercept, classes, kind, model.ngram_max)
+    np.testing.assert_allclose(fallback.predict_proba(docs), fast, rtol=0, atol=1e-6)
+    assert fallback._index is None
 
 
 @pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("nb", 2), ("tfidf", 3), ("char_tfidf", 2)])
