@@ -102,3 +102,11 @@ def test_the_card_says_on_how_many_validation_texts_the_shortcut_was_checked():
     before = {k: v for k, v in cal.items() if k != "shortcut_rows"}  # saved before textclf recorded it
     older = modelcard.render({"labels": ["a", "b"], "calibration": before})
     assert "at least 0.9 sure" in older and "does not say" in older and "checked on the" not in older
+
+
+def test_the_card_says_where_the_model_it_was_fine_tuned_from_answers_too():
+    """Issue 31: a fine-tuned model that averages in its start holds it whole in start/; the card says both."""
+    cal = {"weight": 1.0, "temperature": 1.0, "start_weight": 0.6, "start_temperature": 0.9}
+    card = modelcard.render({"labels": ["a", "b"], "calibration": cal})
+    assert "0.6 of that model's" in card and "`start/` holds the model it was fine-tuned from" in card
+    assert "start/" not in modelcard.render({"labels": ["a", "b"], "calibration": {**cal, "start_weight": 0.0}})

@@ -166,8 +166,10 @@ def _use(meta: dict) -> list[str]:
             "```", "",
             "The folder holds `model.safetensors` (the weights: loading them runs no code), `config.json` "
             "(architecture, labels, tokenizer, the training config, the calibration) and `vocab.json`"
-            + (", and the linear view in `linear.safetensors` and `linear.json`."
-               if _averaged(meta.get("calibration")) else "."), ""]
+            + (", and the linear view in `linear.safetensors` and `linear.json`"
+               if _averaged(meta.get("calibration")) else "")
+            + ("; `start/` holds the model it was fine-tuned from, whole." if _start(meta.get("calibration") or {})
+               else "."), ""]
 
 
 def _training(meta: dict, metrics: dict | None) -> list[str]:
