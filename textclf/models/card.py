@@ -104,7 +104,7 @@ def _start(cal: dict) -> str:
     if not share:
         return ""
     return (f" It was fine-tuned from another model, which it holds whole in `start/`: its probabilities are "
-            f"{share:g} of that model's (as it answers alone) and {1 - share:g} of its own, the share with the lowest "
+            f"{share:g} of that model's (as it answers alone) and {1 - share:g} of its own, a share chosen by "
             f"validation log-loss, then temperature-scaled ({cal.get('start_temperature')}).")
 
 

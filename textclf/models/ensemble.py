@@ -22,9 +22,10 @@ out-of-fold probabilities there (`pipeline.refit`: the saved view has learnt fro
   on those validation texts; so probabilities stay comparable across the cut (ranking, thresholds, ECE).
 A fine-tuned model whose labels are those of the model it started from (`init_from`) has one more candidate: that
 model in full, as `Classifier.load(init_from)` answers (both its views, its own calibration and shortcut):
-- `start_weight`: its share in `start_weight * p_start + (1 - start_weight) * p_model`, the one of 0, 0.1, ..., 1
-  with the lowest validation log-loss (`Calibration.fit_start`; 1: the start model unchanged, 0: the fine-tuned
-  model alone), and `start_temperature` of that average. The model's own shortcut is checked on its own
+- `start_weight`: its share in `start_weight * p_start + (1 - start_weight) * p_model`, of 0, 0.1, ..., 1 the
+  largest within one standard error of the lowest validation log-loss, the fine-tuned model calibrated out of
+  fold (`Calibration.fit_start`; 1: the start model unchanged, 0: the fine-tuned model alone), and
+  `start_temperature` of that average. The model's own shortcut is checked on its own
   decisions, so it is dropped where the start has a share.
 A temperature never changes a decision at the default threshold (argmax, or p >= 0.5 for binary), only how
 sure the model says it is; the weight and the shortcut do change decisions. The shortcut is checked at the
