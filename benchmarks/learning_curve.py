@@ -16,6 +16,7 @@ Data sets (real, none written for this benchmark):
             heaters): what a Chinese start model is trained on (`scratch`)
   zh-shift  Chinese sentiment of the 3 others (shampoo, books, milk): fine-tuning that start model on
             products it never saw
+  zh-start-b, zh-shift-b  the same the other way round: a start model of the 3, fine-tuned on the 6
 
 For each data set and size, N train rows are drawn (stratified, seeded) and written to a CSV; every method
 then reads exactly those rows and is scored on the same test file:
@@ -62,9 +63,12 @@ DATASETS = {  # name: (folder, text column, label column, labels kept (None: all
     "zh-cat": ("chinese_reviews", "review", "cat", None, False, False),
     "zh-start": ("chinese_reviews", "review", "label", None, False, False),
     "zh-shift": ("chinese_reviews", "review", "label", None, False, True),
+    "zh-start-b": ("chinese_reviews", "review", "label", None, False, False),
+    "zh-shift-b": ("chinese_reviews", "review", "label", None, False, True),
 }
 CATEGORIES = {"zh-start": ("平板", "水果", "衣服", "计算机", "手机", "热水器"),  # product categories kept (`cat`)
               "zh-shift": ("洗发水", "书籍", "蒙牛")}
+CATEGORIES |= {"zh-start-b": CATEGORIES["zh-shift"], "zh-shift-b": CATEGORIES["zh-start"]}
 RENAMED = {"negative": "unhappy", "positive": "happy"}
 IMDB_NAMES = {0: "negative", 1: "positive"}
 
