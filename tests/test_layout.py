@@ -1,5 +1,6 @@
 """The package's shape (issue 25): no import cycle, no function over 60 lines, inference free of training code and
-of the config, and no dated figure in a docstring or comment (figures live in benchmarks/README.md)."""
+of the config, no dated figure in a docstring or comment (figures live in benchmarks/README.md), and the decision
+threshold written in one place (issue 32)."""
 
 import ast
 import json
@@ -76,3 +77,73 @@ def test_inference_and_serving_import_neither_training_code_nor_the_config():
     assert out.returncode == 0, out.stderr
     loaded = json.loads(out.stdout)
     assert not [m for m in loaded if m.startswith("textclf.training") or m == "textclf.config"], loaded
+
+
+DECISION_HOME = PACKAGE / "models" / "decision.py"
+# comparisons with 0.5 that are no decision: name them here, with why
+NOT_A_DECISION = {"auc > 0.5": "finetune.py: ROC-AUC's chance level, which way round the new labels are"}
+
+
+def _threshold_name(node: ast.AST) -> bool:
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return "threshold" in name.lower()
+
+
+def _half(node: ast.AST | None) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) is float and node.value == 0.5
+
+
+def _decision_literals(tree: ast.AST) -> list[tuple[int, str]]:
+    """Where a literal 0.5 stands for the decision threshold: a `threshold` argument's default (`def f(threshold=
+    0.5)`) or value (`f(threshold=0.5)`, `threshold = 0.5`, `threshold: float = Field(0.5)`, `threshold or 0.5`),
+    an option's default (`add_argument("--threshold", default=0.5)`), or a comparison (`p[:, 1] >= 0.5`)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            args = node.args
+            positional = [*args.posonlyargs, *args.args]
+            pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults, strict=True),
+                     *zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+            found += [(node.lineno, f"default of {a.arg}") for a, d in pairs
+                      if "threshold" in a.arg.lower() and _half(d)]
+        elif isinstance(node, ast.Call):
+            named = any(isinstance(a, ast.Constant) and "threshold" in str(a.value).lower() for a in node.args)
+            found += [(node.lineno, f"{k.arg}=0.5") for k in node.keywords
+                      if _half(k.value) and k.arg and ("threshold" in k.arg.lower() or (named and k.arg == "default"))]
+        elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(_threshold_name(t) for t in targets) and any(_half(n) for n in ast.walk(node.value)):
+                found.append((node.lineno, "assigned to a threshold"))
+        elif isinstance(node, ast.BoolOp | ast.IfExp):
+            parts = node.values if isinstance(node, ast.BoolOp) else [node.test, node.body, node.orelse]
+            if any(_half(p) for p in parts) and any(_threshold_name(n) for n in ast.walk(node)):
+                found.append((node.lineno, "a threshold's fallback"))
+        elif (isinstance(node, ast.Compare) and any(_half(n) for n in [node.left, *node.comparators])
+              and ast.unparse(node) not in NOT_A_DECISION):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_the_decision_threshold_is_written_in_one_place():
+    """0.5 as the decision threshold lives in models/decision.py (`DEFAULT_THRESHOLD`, `decide`); everywhere else
+    imports it, so the default cannot drift between the CLI, the Classifier, the server, the plots and the
+    metrics. 0.5s that are no decision (a dropout, a weight, a cosine's half, AUC's chance level) pass."""
+    written = [f"{p.relative_to(REPO)}:{line} {what}" for p in sorted(PACKAGE.rglob("*.py")) if p != DECISION_HOME
+               for line, what in _decision_literals(ast.parse(p.read_text(encoding="utf-8")))]
+    assert not written, "use models.decision.DEFAULT_THRESHOLD (or decide) instead of 0.5: " + "; ".join(written)
+
+
+def test_the_decision_scan_finds_what_it_is_for():
+    code = """
+def predict(texts, threshold: float = 0.5): ...
+def explain(text, *, threshold=0.5): ...
+run(texts, threshold=0.5)
+p.add_argument("--threshold", type=float, default=0.5)
+threshold: float = Field(0.5, ge=0.0)
+self.threshold = threshold if threshold is not None else 0.5
+t = threshold or 0.5
+labels = probs[:, 1] >= 0.5
+"""
+    assert sorted(line for line, _ in _decision_literals(ast.parse(code))) == [2, 3, 4, 5, 6, 7, 7, 8, 9]
+    fine = "dropout = 0.5\nlr = 0.5 * (1 + cos)\nf(weight=0.5, num_cpus=0.5)\nx = auc > 0.5\nh = han >= 0.5 * n\n"
+    assert _decision_literals(ast.parse(fine)) == []

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from .errors import TextclfError
 from .inference import PREDICT_BATCH_SIZE, PREDICT_CHUNK_ROWS, binary_threshold
+from .models.decision import DEFAULT_THRESHOLD
 
 BF16_HELP = "run the model in bfloat16 on any device (default: where bf16 is faster there, else float32)"
 FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is faster on the device)"
@@ -145,7 +146,8 @@ def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "csv", "json"),
                    help="text (default for texts), csv (default for --input to stdout) or json (JSON lines); "
                         "--output FILE: default from its suffix")
-    p.add_argument("--threshold", type=_probability, help="binary models: P(second class) needed for it (default 0.5)")
+    p.add_argument("--threshold", type=_probability,
+                   help=f"binary models: P(second class) needed for it (default {DEFAULT_THRESHOLD})")
     p.add_argument("--chunk-size", type=int,
                    help=f"with --input: rows read at a time (memory bound; default {PREDICT_CHUNK_ROWS:,})")
     p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE,
@@ -185,7 +187,8 @@ def _explain_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("text", help='the text to explain; "-" reads it from stdin')
     p.add_argument("--top", type=int, default=10, help="show the N words that pushed hardest either way (default 10)")
     p.add_argument("--steps", type=int, default=100, help="integrated-gradients steps (default 100)")
-    p.add_argument("--threshold", type=_probability, help="binary models: P(second class) needed (default 0.5)")
+    p.add_argument("--threshold", type=_probability,
+                   help=f"binary models: P(second class) needed (default {DEFAULT_THRESHOLD})")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--device", default="auto")
     _answer_args(p)

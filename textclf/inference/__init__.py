@@ -4,6 +4,7 @@ ONNX export (export.py). None of it imports training code or the config."""
 from __future__ import annotations
 
 from ..errors import TextclfError
+from ..models.decision import DEFAULT_THRESHOLD
 
 # Texts per forward pass when predicting and evaluating (and validating, train.eval_batch_size). On a CPU, small
 # batches run faster: their [batch, length, 2 x hidden] tensors stay in its cache. On a GPU, larger ones (256+) pay.
@@ -16,8 +17,6 @@ def binary_threshold(threshold: float | None, num_classes: int, option: str = "-
     picks the most probable class, so a threshold given for it is refused, by every command and the server alike,
     rather than ignored."""
     if threshold is None:
-        from ..models.ensemble import DEFAULT_THRESHOLD  # loaded with any model, so free by now
-
         return DEFAULT_THRESHOLD
     if num_classes != 2:
         raise TextclfError(f"{option} is for binary models; this one has {num_classes} classes and picks the most "

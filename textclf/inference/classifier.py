@@ -18,7 +18,7 @@ from ..data import iter_table, text_of
 from ..errors import TextclfError
 from ..files import atomic_text
 from ..models.artifact import Artifact, load_model
-from ..reports.metrics import decide
+from ..models.decision import DEFAULT_THRESHOLD, decide
 from ..text.batching import TextDataset, make_loader
 from ..text.tokens import truncate_ids
 from . import PREDICT_BATCH_SIZE as BATCH_SIZE
@@ -168,19 +168,20 @@ class Classifier:
         """`run_lstm(rows)` of the texts given as `tokens`: this model's LSTM on those rows."""
         return lambda rows: self.predict_encoded(self._ids([tokens[i] for i in rows]), batch_size)
 
-    def decide(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    def decide(self, probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
         """Class ids: binary models compare P(second class) to `threshold`; others take the argmax."""
         return decide(probs, threshold)
 
-    def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = BATCH_SIZE) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD,
+                batch_size: int = BATCH_SIZE) -> list[Prediction]:
         probs = self.predict_proba(texts, batch_size, threshold)
         out = []
         for row, k in zip(probs, self.decide(probs, threshold), strict=True):
             out.append(Prediction(self.labels[k], float(row[k]), dict(zip(self.labels, map(float, row), strict=True))))
         return out
 
-    def predict_frame(self, df: pd.DataFrame, text_column: str, threshold: float = 0.5, batch_size: int = BATCH_SIZE,
-                      where: str = "the input") -> pd.DataFrame:
+    def predict_frame(self, df: pd.DataFrame, text_column: str, threshold: float = DEFAULT_THRESHOLD,
+                      batch_size: int = BATCH_SIZE, where: str = "the input") -> pd.DataFrame:
         """`df` with the predicted label and one probability column per class (left empty for empty texts)."""
         text = text_of(df, text_column, where, option="--text-column")
         added = [PREDICTED] + [prob_column(n) for n in self.labels]
@@ -202,7 +203,7 @@ class Classifier:
         return out
 
     def predict_file(self, source: str | Path | BinaryIO, output: str | Path | TextIO, text_column: str | None = None,
-                     fmt: str | None = None, threshold: float = 0.5, chunk_size: int = PREDICT_CHUNK_ROWS,
+                     fmt: str | None = None, threshold: float = DEFAULT_THRESHOLD, chunk_size: int = PREDICT_CHUNK_ROWS,
                      batch_size: int = BATCH_SIZE, encoding_errors: str = "strict", *, encoding: str | None = None,
                      delimiter: str | None = None, sheet: str | None = None) -> FileSummary:
         """Label every row of a csv/tsv/txt/jsonl/parquet/xlsx file (or a CSV stream), `chunk_size` rows at a time.

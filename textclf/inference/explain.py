@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import TextclfError
+from ..models.decision import DEFAULT_THRESHOLD
 from ..models.linear import WITHOUT_SPACES
 from ..text.tokens import truncate_ids
 from ..text.vocab import UNK_ID
@@ -107,7 +108,7 @@ class Explainer:
                                            return_convergence_delta=True)
         return attr.sum(-1)[0].float().cpu().tolist(), float(err.abs().max())
 
-    def explain(self, text: str, threshold: float = 0.5) -> Explanation:
+    def explain(self, text: str, threshold: float = DEFAULT_THRESHOLD) -> Explanation:
         art = self.clf.artifact
         tokens = art.tokenizer(text)
         probs = self.clf.predict_proba([text], threshold=threshold)

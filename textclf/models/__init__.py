@@ -1,1 +1,1 @@
-"""The networks and views a saved model holds, and the model folder."""
+"""The networks and views a saved model holds, the decision made from their probabilities, and the model folder."""

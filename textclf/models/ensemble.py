@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from .decision import DEFAULT_THRESHOLD
 from .linear import LinearModel
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ SHORTCUT_CHANGES = 0.002  # the most decisions the shortcut may change
 SHORTCUT_CONFIDENCE = 0.95  # of the one-sided bound that validation puts on that share
 SHORTCUT_MIN_SURE = 100  # the fewest validation texts above its threshold a shortcut is checked on
 VIEWS = ("both", "lstm", "linear")  # what answers: the model as trained, or one of its views alone
-DEFAULT_THRESHOLD = 0.5  # the decision every fitted number is checked at
 _EPS = 1e-7
 
 

@@ -16,10 +16,11 @@ from ..inference import PREDICT_BATCH_SIZE
 from ..inference.classifier import lstm_runner
 from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import load_model
+from ..models.decision import decide
 from ..models.ensemble import Outputs, expected_calibration_error, log_loss
 from ..text.batching import TextDataset, make_loader, split_dataset
 from ..text.tokens import tokenize_cached
-from .metrics import compute, decide, format_report
+from .metrics import compute, format_report
 
 log = logging.getLogger(__name__)
 

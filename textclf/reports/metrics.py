@@ -7,13 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn import metrics as skm
 
-
-def decide(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Class ids: binary models compare P(second class) to `threshold`; others take the argmax."""
-    return (probs[:, 1] >= threshold).astype(np.int64) if probs.shape[1] == 2 else probs.argmax(1)
+from ..models.decision import DEFAULT_THRESHOLD, decide
 
 
-def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], threshold: float = 0.5,
+def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], threshold: float = DEFAULT_THRESHOLD,
             ranking: np.ndarray | None = None) -> dict:
     """Metrics for class ids `y_true` [N] and probabilities `probs` [N, C].
 

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
 from ..files import atomic_open  # noqa: E402
-from .metrics import decide  # noqa: E402
+from ..models.decision import DEFAULT_THRESHOLD, decide  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def plot_history(history: Sequence[dict], out_dir: str | Path, monitor: str = "a
 
 
 def plot_evaluation(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str], out_dir: str | Path,
-                    prefix: str = "", threshold: float = 0.5, ranking: np.ndarray | None = None) -> list[Path]:
+                    prefix: str = "", threshold: float = DEFAULT_THRESHOLD,
+                    ranking: np.ndarray | None = None) -> list[Path]:
     """{prefix}confusion_matrix.png always (the decisions at `threshold`); {prefix}roc.png and {prefix}pr.png for
     binary models, ranked by `ranking` (default `probs`; a model with a shortcut: the full model's, which every
     threshold but the default decides by, so an operating point read off a curve is the one `--threshold` gives)."""

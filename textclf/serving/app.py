@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import TextclfError, first_line
 from ..inference import binary_threshold
 from ..inference.classifier import Classifier
-from ..models.ensemble import DEFAULT_THRESHOLD
+from ..models.decision import DEFAULT_THRESHOLD
 from . import require_serve_extra
 from .microbatch import MicroBatcher, Unavailable
 

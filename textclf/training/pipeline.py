@@ -29,11 +29,11 @@ from ..inference.classifier import lstm_runner
 from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import Artifact, save_model
 from ..models.card import write_card
+from ..models.decision import decide
 from ..models.ensemble import Calibration, Outputs, cross_calibrated, fit_linear_view, log_loss
 from ..models.linear import LinearModel, kinds_for
 from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
-from ..reports.metrics import decide
 from ..text.batching import TextDataset, make_loader
 from ..text.vocab import LabelVocab, Vocab
 from ..threads import cores, intra_op
