@@ -217,7 +217,7 @@ def test_inference_imports_no_training_module(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     after_predict, after_all = map(set, json.loads(out.stdout))
-    assert "textclf.inference.runtime" in after_predict and not after_predict & TRAINING
+    assert "textclf.device" in after_predict and not after_predict & TRAINING
     assert not after_all & TRAINING, after_all & TRAINING
 
 
@@ -225,9 +225,9 @@ def test_inference_imports_no_training_module(tmp_path):
 def test_prediction_runs_in_bf16_by_default_only_where_the_cpu_computes_it(tiny_run, monkeypatch, native):
     import torch
 
-    from textclf.inference import runtime as inference
+    from textclf import device
 
-    monkeypatch.setattr(inference, "cpu_bf16_faster", lambda: native)
+    monkeypatch.setattr(device, "cpu_bf16_faster", lambda: native)
     dtypes = {p.dtype for p in Classifier.load(tiny_run, "cpu").artifact.model.parameters()}
     assert dtypes == {torch.bfloat16 if native else torch.float32}
     exact = Classifier.load(tiny_run, "cpu", bf16=False)  # what --float32 asks for
@@ -242,18 +242,18 @@ def test_prediction_runs_in_bf16_by_default_only_where_the_cpu_computes_it(tiny_
                          [(False, None, None, False), (True, 1.0, 0.65, True), (True, 0.65, 1.0, False),
                           (True, 1.0, 0.95, False)])  # bf16 only 5% faster: float32, the exact one
 def test_cpu_bf16_is_the_default_only_where_it_is_measured_faster(monkeypatch, native, float32_s, bf16_s, faster):
-    from textclf.inference import runtime as inference
+    from textclf import device
 
     timed = []
-    monkeypatch.setattr(inference, "native_cpu_bf16", lambda: native)
-    monkeypatch.setattr(inference, "_lstm_seconds",
+    monkeypatch.setattr(device, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(device, "_lstm_seconds",
                         lambda lstm, x, bf16: timed.append(bf16) or (bf16_s if bf16 else float32_s))
-    inference.cpu_bf16_faster.cache_clear()
+    device.cpu_bf16_faster.cache_clear()
     try:
-        assert inference.cpu_bf16_faster() is faster
-        assert inference.cpu_bf16_faster() is faster and len(timed) == (2 if native else 0)  # once a process
+        assert device.cpu_bf16_faster() is faster
+        assert device.cpu_bf16_faster() is faster and len(timed) == (2 if native else 0)  # once a process
     finally:
-        inference.cpu_bf16_faster.cache_clear()
+        device.cpu_bf16_faster.cache_clear()
 
 
 def test_the_shortcut_runs_the_lstm_only_where_the_linear_view_is_unsure(tiny_run, monkeypatch):

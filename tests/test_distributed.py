@@ -16,9 +16,9 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from textclf.config import load_config
+from textclf.device import predict_loader
 from textclf.errors import TextclfError, TrainingDiverged
 from textclf.inference.classifier import Classifier
-from textclf.inference.runtime import predict_loader
 from textclf.text.batching import BucketBatchSampler, TextDataset, make_loader
 from textclf.training import checkpoint, distributed
 from textclf.training.pipeline import train
@@ -99,7 +99,7 @@ def _group_worker(rank: int, world: int, tmp: Path) -> None:
         model = lstm(50, 2)
         shared = make_loader(ds, 4, shuffle=False, num_replicas=world, rank=rank)
         assert len(shared.batch_sampler.batches()[0]) == 4 and sum(map(len, shared.batch_sampler.batches())) < 37
-        probs, loss = predict_loader(model, shared, torch.device("cpu"))
+        probs, loss = predict_loader(model, shared, torch.device("cpu"), reduce=distributed.all_sum)
         alone, alone_loss = predict_loader(model, make_loader(ds, 4, shuffle=False), torch.device("cpu"))
         assert probs.shape == (37, 2) and np.allclose(probs, alone, atol=1e-6) and loss == pytest.approx(alone_loss)
         every = distributed.all_gather(probs.tobytes())
@@ -107,7 +107,8 @@ def _group_worker(rank: int, world: int, tmp: Path) -> None:
         metrics = validate(model, shared, torch.device("cpu"), ["a", "b"])
         assert metrics["n"] == 37 and distributed.all_gather(metrics["accuracy"]) == [metrics["accuracy"]] * world
         with pytest.raises(RuntimeError, match="predicted 0 or several times"):  # a loader sharded for 3
-            predict_loader(model, make_loader(ds, 4, shuffle=False, num_replicas=3, rank=rank), torch.device("cpu"))
+            predict_loader(model, make_loader(ds, 4, shuffle=False, num_replicas=3, rank=rank), torch.device("cpu"),
+                           reduce=distributed.all_sum)
 
         # one process's loss turns NaN at its 3rd batch: every process stops, naming the same step
         progress = Progress(epoch=2, batch=4, step=14, losses=torch.ones(6))

@@ -17,8 +17,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from textclf.device import predict_loader
 from textclf.inference.classifier import Classifier
-from textclf.inference.runtime import predict_loader
 from textclf.models.artifact import Artifact
 from textclf.models.lstm import LSTMClassifier
 from textclf.text.batching import TextDataset, make_loader

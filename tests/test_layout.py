@@ -1,6 +1,6 @@
-"""The package's shape (issue 25): no import cycle, no function over 60 lines, inference free of training code and
-of the config, no dated figure in a docstring or comment (figures live in benchmarks/README.md), and the decision
-threshold written in one place (issue 32)."""
+"""The package's shape (issue 25): no import cycle, no import back up the stages (issue 32), no function over 60
+lines, inference free of training code and of the config, no dated figure in a docstring or comment (figures live
+in benchmarks/README.md), and the decision threshold written in one place (issue 32)."""
 
 import ast
 import json
@@ -23,13 +23,21 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """Every textclf module `name` imports, lazily or not (relative imports resolved)."""
+    """Every textclf module `name` imports: at the top, inside a function (lazily) or under `if TYPE_CHECKING`;
+    relative or absolute."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-            target = ".".join(base + ([node.module] if node.module else []))
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in modules}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == "textclf":
+                target = node.module
+            else:
+                continue
             found |= {t for t in [target, *(f"{target}.{a.name}" for a in node.names)] if t in modules}
     return found - {name}
 
@@ -50,6 +58,62 @@ def test_no_import_cycle():
     for name in graph:
         if name not in state:
             visit(name, [name])
+
+
+# The stages, lowest first: a module imports modules of its own stage or a lower one, never of a later stage, lazily
+# or not. The leaves import nothing of textclf but one another; device.py, the ground floor of all that runs a
+# network (devices, precision, the loss, forward passes), stands on the leaves alone.
+STAGES = [
+    {"errors", "files", "threads", "_version", "hub"},
+    {"device"},
+    {"text"},
+    {"data"},
+    {"models"},
+    {"inference"},
+    {"reports", "serving", "ray", "push"},
+    {"training", "config"},
+    {"cli", "__main__", ""},  # "": textclf/__init__.py (its lazy `Classifier`)
+]
+# Arrows still running back up, each with why; the test fails once one is gone, so that it leaves this list too.
+UPWARD_FOR_NOW = {
+    ("textclf.text.batching", "textclf.data"): "split_dataset's type hint (`Split`, under if TYPE_CHECKING)",
+}
+
+
+def _stage(name: str) -> int:
+    room = name.removeprefix("textclf").removeprefix(".").split(".")[0]
+    stages = [i for i, rooms in enumerate(STAGES) if room in rooms]
+    assert stages, f"{name} is in no stage: add it to STAGES"
+    return stages[0]
+
+
+def _upward(modules: dict[str, Path]) -> set[tuple[str, str]]:
+    """(module, what it imports of a later stage); a module's own packages (loaded before it anyway) aside."""
+    return {(name, dep) for name, path in modules.items() for dep in _imports(name, path, modules)
+            if not name.startswith(dep + ".") and _stage(dep) > _stage(name)}
+
+
+def test_no_import_runs_back_up_the_stages():
+    """text → data → models → inference → reports/serving → training → cli, on the leaves and device.py: in
+    particular nothing in text/, data/, models/ or inference/ imports training/, not even inside a function."""
+    upward = _upward(_modules())
+    assert not upward - UPWARD_FOR_NOW.keys(), sorted(upward - UPWARD_FOR_NOW.keys())
+    assert not UPWARD_FOR_NOW.keys() - upward, f"gone, so drop from UPWARD_FOR_NOW: {UPWARD_FOR_NOW.keys() - upward}"
+
+
+def test_the_stage_scan_finds_lazy_and_absolute_imports(tmp_path):
+    root = tmp_path / "textclf"
+    (root / "models").mkdir(parents=True)
+    (root / "training").mkdir()
+    files = {"__init__.py": "", "models/__init__.py": "", "training/__init__.py": "", "training/distributed.py": "",
+             "errors.py": "", "device.py": "from .errors import TextclfError\n\ndef f():\n    from .training import "
+             "distributed\n", "models/lstm.py": "import textclf.training.distributed\nfrom textclf.device import f\n"}
+    for name, text in files.items():
+        (root / name).write_text(text, encoding="utf-8")
+    modules = {".".join(p.relative_to(tmp_path).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in root.rglob("*.py")}
+    lazy = {("textclf.device", "textclf.training"), ("textclf.device", "textclf.training.distributed")}
+    assert _upward(modules) == lazy | {("textclf.models.lstm", "textclf.training.distributed")}
 
 
 def test_no_function_is_longer_than_60_lines():

@@ -32,7 +32,7 @@ def test_counts_every_next_and_previous_token_and_no_padding():
 @pytest.mark.parametrize(("impl", "dtype"), [("padded", None), ("packed", None), ("padded", torch.bfloat16)])
 def test_learns_a_pattern_but_cannot_see_the_token_it_predicts(impl, dtype):
     """Cyclic text is predictable in both directions; i.i.d. random text is not, unless a state leaks its target."""
-    from textclf.inference.runtime import cpu_bf16_lstm_runs
+    from textclf.device import cpu_bf16_lstm_runs
 
     if dtype is not None and not cpu_bf16_lstm_runs():
         pytest.skip("this CPU cannot run an LSTM in bf16 autocast (no AVX-512)")

@@ -155,7 +155,7 @@ def test_the_calibration_is_fitted_to_views_like_the_saved_one_on_rows_they_did_
     data, train, validation = _words_only_validation_knows()
     y = data.datasets["validation"].labels
     lstm = {"validation": np.full((len(y), 2), 0.5), "test": np.full((2, 2), 0.5)}
-    monkeypatch.setattr(pipeline, "predict_loader", lambda model, loader, device, desc: (lstm[desc], 0.0))
+    monkeypatch.setattr(pipeline, "predict_loader", lambda model, loader, device, desc, **_: (lstm[desc], 0.0))
     seen, fit = {}, Calibration.fit.__func__
 
     def spy(cls, p_lstm, p_linear, labels):  # what the calibration is fitted to

@@ -144,7 +144,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(referen
 @pytest.mark.parametrize("when", ["training", "validation"])
 def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(reference, tmp_path, monkeypatch,
                                                                                 capsys, when):
-    from textclf.inference import runtime as inference
+    from textclf import device
     from textclf.training import trainer
 
     step = 5  # mid-epoch 1, in which the signal arrives inside a training step
@@ -159,7 +159,7 @@ def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(
                 os.kill(os.getpid(), signal.SIGTERM)
         return real_loss(*args, **kwargs)
 
-    for module in (trainer, inference):  # training steps, and validation
+    for module in (trainer, device):  # training steps, and validation
         monkeypatch.setattr(module, "loss_fn", loss_fn)
     before = signal.getsignal(signal.SIGTERM)
     run_dir = tmp_path / "run"
@@ -175,7 +175,7 @@ def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(
     else:
         assert (ckpt["epoch"], ckpt["batch"]) == (2, 0)  # the end of epoch 1
     assert not (run_dir / "metrics.json").exists()
-    for module in (trainer, inference):
+    for module in (trainer, device):
         monkeypatch.setattr(module, "loss_fn", real_loss)
     assert train_main([f"resume={run_dir}"]) == 0
     assert_same_run(reference / "ref", run_dir)

@@ -5,10 +5,9 @@ import pytest
 import torch
 
 from textclf.config import load_config
+from textclf.device import loss_fn, resolve_device
 from textclf.errors import TextclfError
 from textclf.inference.classifier import Classifier
-from textclf.inference.runtime import resolve_device
-from textclf.models.lstm import loss_fn
 from textclf.training.optim import make_scheduler
 from textclf.training.pipeline import train
 
@@ -162,7 +161,7 @@ def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, m
     runs = optim.cpu_bf16_lstm_runs()
     monkeypatch.setattr(optim, "cpu_bf16_lstm_runs", lambda: True)  # the choice, whatever this CPU can run
     assert optim.amp_dtype(cpu, True) is None  # train.amp alone is for CUDA
-    for faster in (True, False):  # bf16 measured faster than float32 on this CPU (inference.cpu_bf16_faster)
+    for faster in (True, False):  # bf16 measured faster than float32 on this CPU (device.cpu_bf16_faster)
         monkeypatch.setattr(optim, "cpu_bf16_faster", lambda faster=faster: faster)
         assert optim.amp_dtype(cpu, True, cpu="auto") == (torch.bfloat16 if faster else None)
         if faster:

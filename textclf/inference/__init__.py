@@ -1,5 +1,6 @@
-"""A saved model at work: running it (runtime.py), the Classifier API (classifier.py), explanations (explain.py),
-ONNX export (export.py). None of it imports training code or the config."""
+"""A saved model at work: the Classifier API (classifier.py), explanations (explain.py), ONNX export (export.py);
+running a network (device, precision, forward passes) is textclf/device.py. None of it imports training code or
+the config."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from ..data import iter_table, text_of
+from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
 from ..files import atomic_text
 from ..models.artifact import Artifact, load_model
@@ -24,7 +25,6 @@ from ..text.tokens import truncate_ids
 from . import PREDICT_BATCH_SIZE as BATCH_SIZE
 from . import PREDICT_CHUNK_ROWS
 from .output import output_format, write_parquet, write_text
-from .runtime import predict_loader, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._version import __version__
+from ..device import inference_bf16
 from ..errors import TextclfError, first_line
 from ..files import plain_mode
 from ..hub import HF_PREFIX
-from ..inference.runtime import inference_bf16
 from ..text.tokenizer import Tokenizer, from_settings
 from ..text.vocab import LabelVocab, Vocab
 from .card import CARD

@@ -10,7 +10,7 @@ plus one branch in `build_model`:
                             tokens [B, T] int64, right-padded with 0; lengths [B] int64 on the CPU (0 for an
                             empty text); delta [B, T, E] or None, added to the embedded tokens (adversarial
                             training); logits [B] for two classes (the log-odds of class 1), else [B, C]
-    .probabilities(logits)  → [B, C] (the other half of `loss_fn`, which trains those logits)
+    .probabilities(logits)  → [B, C] (the other half of `device.loss_fn`, which trains those logits)
     .features(tokens, lengths) → [B, F], what `.head` (an nn.Linear) reads (fine-tuning's linear probe)
     .embedding              the nn.Embedding (word2vec rows, adversarial scale, explanations, freezing)
     .num_classes
@@ -238,15 +238,6 @@ def pool(out: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor, how: str)
     pad = torch.arange(out.size(1), device=out.device).unsqueeze(0) >= lengths.unsqueeze(1)
     mx = out.masked_fill(pad.unsqueeze(2), float("-inf")).amax(1)
     return mx if how == "max" else torch.cat([mx, mean], dim=1)
-
-
-def loss_fn(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """The loss of a classifier's logits: one logit (binary) → BCEWithLogits on the positive class; k logits →
-    cross-entropy. `probabilities` is its other half."""
-    if logits.dim() == 1:
-        pos_weight = None if class_weights is None else class_weights[1] / class_weights[0]
-        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight)
-    return F.cross_entropy(logits.float(), labels, weight=class_weights)
 
 
 @dataclass

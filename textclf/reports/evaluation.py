@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data import apply_label_map, load_splits
+from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
 from ..files import write_json
 from ..hub import HF_PREFIX
 from ..inference import PREDICT_BATCH_SIZE
 from ..inference.classifier import lstm_runner
-from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import load_model
 from ..models.decision import decide
 from ..models.ensemble import Outputs, expected_calibration_error, log_loss

@@ -211,7 +211,7 @@ def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence
     arbitrary head would be kept."""
     from sklearn.metrics import roc_auc_score
 
-    from ..inference.runtime import predict_loader
+    from ..device import predict_loader
     from ..text.batching import TextDataset, make_loader
 
     y = new.encode(train_labels)

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..device import autocast, to_device
 from ..errors import TrainingDiverged
 from ..files import atomic_open
-from ..inference.runtime import autocast, to_device
 from ..models.lstm import LSTMClassifier
 from ..text.batching import TextDataset, make_loader
 from ..text.tokens import default_cache_dir

@@ -11,8 +11,8 @@ import math
 import torch
 from torch import nn
 
+from ..device import cpu_bf16_faster, cpu_bf16_lstm_runs, native_gpu_bf16
 from ..errors import TextclfError
-from ..inference.runtime import cpu_bf16_faster, cpu_bf16_lstm_runs, native_gpu_bf16
 
 log = logging.getLogger(__name__)
 

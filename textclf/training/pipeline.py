@@ -23,10 +23,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import Config, ModelConfig, check_finetune, to_dict
+from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
 from ..files import write_json
 from ..inference.classifier import lstm_runner
-from ..inference.runtime import predict_loader, resolve_device
 from ..models.artifact import Artifact, save_model
 from ..models.card import write_card
 from ..models.decision import decide
@@ -264,8 +264,9 @@ def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data:
     fitted as the saved one is: each number describes the saved model on rows its linear view did not see. Every
     split's probabilities, as the report reads them (`Outputs`): validation's from those views, test's from the
     model as saved. Returns the calibration, those, and the linear view to save."""
-    lstm = {name: predict_loader(model, loaders[name], device, desc=name)[0] for name in ("validation", "test")
-            if name in loaders}
+    lstm = {name: predict_loader(model, loaders[name], device, desc=name, reduce=distributed.all_sum,
+                                 quiet=distributed.tqdm_disable())[0]
+            for name in ("validation", "test") if name in loaders}  # under torchrun: each process's share, summed
     val_linear = None
     if linear is not None:
         linear, val_linear = refit(linear, data, seed)

@@ -23,10 +23,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import TrainConfig
+from ..device import autocast, loss_fn, predict_loader, to_device
 from ..errors import TextclfError, TrainingDiverged, first_line
-from ..inference.runtime import autocast, predict_loader, to_device
 from ..models.ensemble import calibrated_log_loss
-from ..models.lstm import loss_fn
 from ..reports.metrics import compute
 from . import distributed
 from .checkpoint import Checkpoints, rng_state, set_rng_state
@@ -178,8 +177,10 @@ def train_epoch(model: nn.Module, loader: DataLoader, opt, sched, device: torch.
 def validate(model: nn.Module, loader: DataLoader, device: torch.device, label_names: list[str],
              dtype: torch.dtype | None = None, desc: str = "validate") -> dict:
     """The metrics that pick the epoch: those of `predict_loader`'s probabilities, its loss, and the loss after
-    temperature scaling."""
-    probs, loss = predict_loader(model, loader, device, dtype, desc)
+    temperature scaling. A loader sharded over the processes (torchrun) is summed over them: every process gets the
+    same numbers."""
+    probs, loss = predict_loader(model, loader, device, dtype, desc, reduce=distributed.all_sum,
+                                 quiet=distributed.tqdm_disable())
     metrics = compute(loader.dataset.labels, probs, label_names)
     metrics["loss"] = loss
     if loss is not None:  # what the saved model will say: its probabilities are temperature-scaled

@@ -1,7 +1,10 @@
-"""Running a model forward: the device to run on, its precision context, probabilities in dataset order.
+"""Running a network: the device to run on, its precision (bf16 probing, autocast), the loss of its logits, and
+probabilities in dataset order.
 
-Shared by inference (predict, evaluate, serve, explain, export) and by training's validation, and so it
-imports nothing of training: loading a model for prediction never loads the loop, checkpoints or process groups.
+The ground floor of everything that runs a network: models (bf16 at load), inference (predict, evaluate, serve,
+explain, export) and training (the steps, validation, optimizers) stand on it, and of textclf it imports only
+a leaf module (errors.py), nothing of theirs. Training's processes are training's business: a loader sharded
+over them comes with the reduction that adds their shares up (`predict_loader(reduce=...)`).
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..errors import TextclfError
-from ..models.lstm import loss_fn
+from .errors import TextclfError
 
 log = logging.getLogger(__name__)
 
@@ -126,24 +130,36 @@ def to_device(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return batch.tokens.to(device, non_blocking=non_blocking), batch.labels.to(device, non_blocking=non_blocking)
 
 
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss of a classifier's logits: one logit (binary) → BCEWithLogits on the positive class; k logits →
+    cross-entropy. A model's `probabilities` is its other half."""
+    if logits.dim() == 1:
+        pos_weight = None if class_weights is None else class_weights[1] / class_weights[0]
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight)
+    return F.cross_entropy(logits.float(), labels, weight=class_weights)
+
+
 @torch.no_grad()
-def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device,
-                   dtype: torch.dtype | None = None, desc: str = "predict") -> tuple[np.ndarray, float | None]:
+def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None,
+                   desc: str = "predict", *, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   quiet: bool | None = None) -> tuple[np.ndarray, float | None]:
     """Class probabilities [N, C] in dataset order, and the mean loss when the data has labels.
 
     A loader sharded over DDP processes (`make_loader(num_replicas=...)`, training's validation) predicts
-    this process's share; the shares are then summed over the processes, so each returns the whole split
-    with every text counted once (checked), and the same numbers: early-stopping decisions agree.
+    this process's share; `reduce`, the element-wise sum over the processes that training passes in
+    (`distributed.all_sum`), then adds the shares up, so each process returns the whole split with every text
+    counted once (checked), and the same numbers: early-stopping decisions agree. An unsharded loader needs no
+    `reduce` (it is not called). `quiet`: tqdm's `disable` (None: tqdm decides; training's other processes pass
+    True and draw no bar).
     """
     sharded = getattr(loader.batch_sampler, "num_replicas", 1) > 1
-    if sharded:  # only training shards; a process group is its business, so imported only then
-        from ..training import distributed
+    if sharded and reduce is None:
+        raise ValueError("a loader sharded over processes needs `reduce`, the sum of a tensor over them")
     model.eval()
     n = len(loader.dataset)
     # gathered on the device and copied to the host once: a copy per batch would stall the GPU's queue
     probs, counts = torch.zeros(n, model.num_classes, device=device), torch.zeros(n, device=device)
     loss_sum, labelled = torch.zeros((), device=device), True
-    quiet = distributed.tqdm_disable() if sharded else None
     for batch in tqdm(loader, desc=desc, unit=" batch", leave=False, disable=quiet):
         x, y = to_device(batch, device)
         index = batch.index.to(device, non_blocking=True)
@@ -155,8 +171,8 @@ def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device,
         if labelled:
             loss_sum += loss_fn(logits, y) * len(batch.index)
     if sharded:
-        probs, counts, loss_sum = (distributed.all_sum(t) for t in (probs, counts, loss_sum))
-        labelled = int(distributed.all_sum(torch.tensor(int(labelled)))) == distributed.world_size()
+        probs, counts, loss_sum = (reduce(t) for t in (probs, counts, loss_sum))
+        labelled = int(reduce(torch.tensor(int(not labelled)))) == 0  # no process has an unlabelled text
     if not bool((counts == 1).all()):
         raise RuntimeError(f"{int((counts != 1).sum())} of {n} texts were predicted 0 or several times, not once: "
                            "is the loader sharded over another number of processes than the group has?")
