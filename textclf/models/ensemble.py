@@ -16,7 +16,8 @@ out-of-fold probabilities there (`pipeline.refit`: the saved view has learnt fro
   the linear view answers alone: the lowest of SHORTCUTS at which validation shows that it changes at most
   SHORTCUT_CHANGES of the decisions, with SHORTCUT_CONFIDENCE, on SHORTCUT_MIN_SURE+ texts it answers
   (`fit_shortcut`; 0: never). `shortcut_rows`: how many validation texts it answered there. The LSTM is most
-  of a prediction's time and a linear view is sure of most long reviews, so prediction runs about twice as fast;
+  of a prediction's time and a linear view is sure of most long reviews, so prediction runs faster (figures:
+  benchmarks/README.md);
 - `shortcut_scale`, `shortcut_bias`: where the shortcut answers, the linear view's top probability is mapped
   onto the full model's scale, sigmoid(scale * logit(p) + bias), a monotone fit to what the full model says
   on those validation texts; so probabilities stay comparable across the cut (ranking, thresholds, ECE).

@@ -60,8 +60,7 @@ class NgramIndex:
     keys found among the features' are the text's columns: looked up in hash tables (pandas Indexes), not by
     a binary search (`np.searchsorted`) over the sorted keys, which misses the cache on nearly every step of a
     large view (figures: benchmarks/README.md). One table per n-gram length: a text's n-grams of each length are
-    looked up in a table of that length's keys alone, smaller, so missing the cache less (half the time of one
-    table for all, on IMDB's 1M 1-3-grams).
+    looked up in a table of that length's keys alone, smaller, so missing the cache less than one table for all.
     """
 
     def __init__(self, ngrams: list[str], ngram_max: int):
@@ -87,8 +86,8 @@ class NgramIndex:
     def tally(self, token_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(text, column, count): each feature n-gram found in a text, in text then column order, and how often
         it occurs there. The occurrences are grouped by sorting their (text, column) pairs, one int64 each:
-        numpy's sort is vectorised (on IMDB 8x faster than hashing them, `pd.factorize`; 3x than scipy's
-        COO → CSR conversion and its sorting)."""
+        numpy's sort is vectorised, faster than hashing them (`pd.factorize`) or scipy's COO → CSR conversion and
+        its sorting (figures: benchmarks/README.md)."""
         lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         ids = np.fromiter(map(self.words.get, chain.from_iterable(token_lists), repeat(-1)), dtype=np.int64,
                           count=int(lengths.sum())) + 1  # 0: a word in no feature n-gram

@@ -197,7 +197,7 @@ IMBALANCED = 2.0  # train.class_weights=auto weighs classes when the largest has
 def class_weights(cfg: Config, data: Prepared, device: torch.device) -> torch.Tensor | None:
     """Each class weighed by its inverse frequency in train: with train.class_weights=balanced, or auto and
     imbalanced labels. The LSTM then learns the rare classes as well as the common ones; the linear view stays
-    unweighted, and their average is more accurate than either (airline tweets, 4:1:1 classes)."""
+    unweighted, and their average is more accurate than either on imbalanced classes (benchmarks/README.md)."""
     counts = np.bincount(data.datasets["train"].labels, minlength=len(data.labels))
     imbalanced = counts.max() >= IMBALANCED * max(counts.min(), 1)
     if cfg.train.class_weights == "none" or (cfg.train.class_weights == "auto" and not imbalanced):

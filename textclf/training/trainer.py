@@ -292,7 +292,7 @@ def deterministic(enabled: bool):
 
 def planned_epochs(cfg: TrainConfig, steps_per_epoch: int) -> int:
     """`cfg.epochs`, or more on data too small for `cfg.min_steps` optimizer steps in that many epochs: a model
-    trained on a few thousand short texts was still learning when 5 epochs (825 steps) were up."""
+    trained on a few thousand short texts was still learning when the recipe's epochs were up (benchmarks/README.md)."""
     return max(cfg.epochs, -(-cfg.min_steps // max(steps_per_epoch, 1)))
 
 
