@@ -6,9 +6,15 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import TextclfError
 from ..text.vocab import label_key
+
+if TYPE_CHECKING:
+    from ..text.batching import TextDataset
+    from ..text.tokens import Tokenized
+    from ..text.vocab import LabelVocab, Vocab
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +65,11 @@ def apply_label_map(split: Split, label_map: Mapping | None,
         raise TextclfError(f"data.label_map leaves no rows in {split.source} (its keys: "
                            f"{', '.join(map(str, label_map))}; labels there: {', '.join(sorted(dropped)[:8])})")
     return Split(texts, labels, split.source)
+
+
+def split_dataset(tokens: Tokenized, split: Split, vocab: Vocab, labels: LabelVocab, max_length: int | None,
+                  truncate: str) -> TextDataset:
+    """A labelled split as token ids (each text cut to `max_length` as `truncate` says) and class ids."""
+    from ..text.batching import TextDataset  # torch, for whoever builds a dataset only
+
+    return TextDataset(tokens.numericalize(vocab, max_length, truncate), labels.encode(split.labels, split.source))

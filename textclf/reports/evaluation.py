@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import apply_label_map, load_splits
+from ..data.split import split_dataset
 from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
 from ..files import write_json
@@ -18,7 +19,7 @@ from ..inference.classifier import lstm_runner
 from ..models.artifact import load_model
 from ..models.decision import decide
 from ..models.ensemble import Outputs, expected_calibration_error, log_loss
-from ..text.batching import TextDataset, make_loader, split_dataset
+from ..text.batching import TextDataset, make_loader
 from ..text.tokens import tokenize_cached
 from .metrics import compute, format_report
 

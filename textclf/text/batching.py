@@ -13,9 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .vocab import PAD_ID
 
 if TYPE_CHECKING:
-    from ..data import Split
-    from .tokens import Tokenized
-    from .vocab import LabelVocab, Vocab
+    pass
 
 
 class Batch(NamedTuple):
@@ -46,12 +44,6 @@ class TextDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int, int]:
         return self.seqs[i], int(self.labels[i]), i
-
-
-def split_dataset(tokens: Tokenized, split: Split, vocab: Vocab, labels: LabelVocab, max_length: int | None,
-                  truncate: str) -> TextDataset:
-    """A labelled split as token ids (each text cut to `max_length` as `truncate` says) and class ids."""
-    return TextDataset(tokens.numericalize(vocab, max_length, truncate), labels.encode(split.labels, split.source))
 
 
 def collate(items: list[tuple[np.ndarray, int, int]], longest_first: bool = False) -> Batch:

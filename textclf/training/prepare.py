@@ -14,9 +14,10 @@ import pandas as pd
 
 from ..config import Config, DataConfig
 from ..data import Split, apply_label_map, check_text_file, is_data_file, load_splits
+from ..data.split import split_dataset
 from ..errors import TextclfError
 from ..models.artifact import Artifact
-from ..text.batching import TextDataset, split_dataset
+from ..text.batching import TextDataset
 from ..text.tokenizer import Tokenizer, detect, for_texts
 from ..text.tokens import Tokenized, tokenize_cached
 from ..text.vocab import UNK_ID, LabelVocab, Vocab
