@@ -303,11 +303,11 @@ def cross_calibrated(p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndar
                      folds: np.ndarray) -> np.ndarray:
     """[N, C] each row's probabilities from the views as calibrated (`Calibration.fit`, no shortcut) on the other
     folds' rows only: a model's probabilities on rows its calibration did not see."""
+    if len(np.unique(folds)) < 2:  # a single row: no other fold to calibrate on
+        return Calibration.fit(p_lstm, p_linear, y).exact().apply(p_lstm, p_linear)
     out = np.zeros_like(p_lstm, dtype=np.float32)
     for k in np.unique(folds):
         held, rest = folds == k, folds != k
-        if not rest.any():
-            return Calibration.fit(p_lstm, p_linear, y).exact().apply(p_lstm, p_linear)
         cal = Calibration.fit(p_lstm[rest], None if p_linear is None else p_linear[rest], y[rest]).exact()
         out[held] = cal.apply(p_lstm[held], None if p_linear is None else p_linear[held])
     return out
