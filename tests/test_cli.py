@@ -272,3 +272,18 @@ def test_no_shortcut_reaches_the_model_for_every_command_that_loads_one(command,
     extra = {"predict": ["some text"], "evaluate": ["--data", "d"], "serve": []}[command]
     assert main([command, "runs/x", *extra]) == 0 and main([command, "runs/x", *extra, "--no-shortcut"]) == 0
     assert seen == [True, False]
+
+
+def test_a_command_that_is_the_whole_process_leaves_its_objects_to_the_exit():
+    """The real scripts (argv read from the command line) freeze what is left, so the interpreter's shutdown does
+    not walk it; a call with argv (tests, a caller's own program) leaves the garbage collector as it was."""
+    import gc
+
+    from textclf.cli import _leaving
+
+    assert gc.get_freeze_count() == 0
+    try:
+        assert _leaving(3, ["train"]) == 3 and gc.get_freeze_count() == 0
+        assert _leaving(2, None) == 2 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

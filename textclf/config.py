@@ -7,6 +7,7 @@ equal); other config files only override.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -210,26 +211,32 @@ def _read_yaml(path: Path) -> DictConfig:
     return layer
 
 
+def value_of(cfg: Config, key: str):
+    """The value of dotted `key` ("train.lr") in `cfg`: read off the dataclasses, where building OmegaConf's view of
+    the whole config once per key cost more than all the rest of loading it."""
+    return functools.reduce(getattr, key.split("."), cfg)
+
+
 def check(cfg: Config) -> Config:
     """Check values a type cannot express (choices, ranges); raise TextclfError naming the key."""
     for key, allowed in CHOICES.items():
-        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        value = value_of(cfg, key)
         if value not in allowed:
             raise TextclfError(f'config key "{key}" is "{value}"; choose one of: {", ".join(allowed)}')
     for key in POSITIVE:
-        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        value = value_of(cfg, key)
         if value <= 0:
             raise TextclfError(f'config key "{key}" must be > 0, got {value}')
     for key in NON_NEGATIVE:
-        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        value = value_of(cfg, key)
         if value < 0:
             raise TextclfError(f'config key "{key}" must be >= 0 (0 turns it off), got {value}')
     for key in FRACTIONS:
-        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        value = value_of(cfg, key)
         if not 0 <= value < 1:
             raise TextclfError(f'config key "{key}" must be in [0, 1), got {value}')
     for key in ("pretrain.lm_sample", "train.adversarial_fraction"):
-        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        value = value_of(cfg, key)
         if not 0 < value <= 1:
             raise TextclfError(f'config key "{key}" must be in (0, 1], got {value}')
     if cfg.data.max_length is not None and cfg.data.max_length <= 0:
@@ -253,7 +260,7 @@ def check(cfg: Config) -> Config:
 def check_finetune(cfg: Config) -> None:
     """Fine-tuning keys need a model to start from (checked when training, so every config file loads)."""
     for key in FINETUNE_KEYS:
-        if OmegaConf.select(OmegaConf.structured(cfg), key) and not cfg.init_from:
+        if value_of(cfg, key) and not cfg.init_from:
             raise TextclfError(f'config key "{key}" is for fine-tuning: set init_from=MODEL_DIR (or {key}=0)')
 
 
