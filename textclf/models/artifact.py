@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import os
 import shutil
@@ -22,7 +20,7 @@ from torch import nn
 from .._version import __version__
 from ..device import inference_bf16
 from ..errors import TextclfError, first_line
-from ..files import plain_mode
+from ..files import displaced, plain_mode, swap_in
 from ..hub import HF_PREFIX
 from ..text.tokenizer import Tokenizer, from_settings
 from ..text.vocab import LabelVocab, Vocab
@@ -112,46 +110,10 @@ def resolve_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
         return path / "model"
-    for folder in (path / "model", path):  # killed between _swap_in's two fallback renames: only .NAME.old is whole
-        if not folder.exists() and (_old(folder) / CONFIG).is_file():
-            return _old(folder)
+    for folder in (path / "model", path):  # killed between swap_in's two fallback renames: only .NAME.old is whole
+        if not folder.exists() and (displaced(folder) / CONFIG).is_file():
+            return displaced(folder)
     return path
-
-
-def _old(model_dir: Path) -> Path:
-    return model_dir.with_name(f".{model_dir.name}.old")
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two existing paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where the libc, kernel
-    or file system cannot, and the caller falls back to two renames."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+, musl
-    except (OSError, AttributeError, TypeError):
-        return False
-    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    at_fdcwd, rename_exchange = -100, 2  # from <fcntl.h> and <linux/fs.h>
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Put folder `tmp` at `target` in one rename: a kill at any instant leaves a whole model under the name,
-    the old one or the new. A non-empty folder cannot be renamed over, so an existing one is exchanged with
-    `tmp` (which then holds the old model). Without exchange, two renames, with a window that
-    `resolve_model_dir` (readers) and `save_model` (the next save) recover from."""
-    if not target.exists():
-        os.rename(tmp, target)
-    elif not _exchange(tmp, target):
-        old = _old(target)
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 START = "start"  # the folder, inside a fine-tuned model's, of the model it started from (where it has a share)
@@ -164,8 +126,8 @@ def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: La
     the model folder a fine-tuned model averages in, copied whole into START/."""
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
-    if not model_dir.exists() and _old(model_dir).is_dir():  # a kill inside _swap_in's fallback: put it back
-        os.replace(_old(model_dir), model_dir)
+    if not model_dir.exists() and displaced(model_dir).is_dir():  # a kill inside swap_in's fallback: put it back
+        os.replace(displaced(model_dir), model_dir)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "textclf_version": __version__, "torch_version": torch.__version__,
@@ -189,7 +151,7 @@ def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: La
                 os.fsync(fh.fileno())
         if start is not None:
             shutil.copytree(start, tmp / START, ignore=shutil.ignore_patterns(".*"))
-        _swap_in(tmp, model_dir)
+        swap_in(tmp, model_dir)
         for stale in model_dir.parent.glob(f".{model_dir.name}.tmp-*"):  # left by saves that a kill cut short
             shutil.rmtree(stale, ignore_errors=True)
     finally:
