@@ -115,7 +115,7 @@ class Explainer:
         k = int(self.clf.decide(probs, threshold)[0])
         binary = probs.shape[1] == 2
         sign = (1.0 if k == 1 else -1.0) if binary else 1.0
-        cal = art.ensemble(threshold)
+        cal = art.calibration_at(threshold)
         p_linear = art.linear.predict_proba([tokens]) if cal.uses_linear() and art.linear is not None else None
         if p_linear is not None and (not cal.uses_lstm() or cal.sure(p_linear)[0]):
             answered_by = "linear"

@@ -54,7 +54,7 @@ class Artifact:
     start: Artifact | None = None  # a fine-tuned model's start (START/), where its calibration gives it a share
     start_rows: list[int] | None = None  # which of the start's classes each of this model's labels is
 
-    def ensemble(self, threshold: float | None = None) -> Calibration:
+    def calibration_at(self, threshold: float | None = None) -> Calibration:
         """How the views' probabilities become the model's for a request at `threshold` (None: the default
         decision), as `views` and `shortcut` say (see `Calibration.for_use`)."""
         cal = Calibration.from_dict(self.meta.get("calibration"))
@@ -65,7 +65,7 @@ class Artifact:
     @property
     def calibration(self) -> Calibration:
         """The calibration at the default decision (1s: the LSTM's probabilities as they are)."""
-        return self.ensemble()
+        return self.calibration_at()
 
     @property
     def weight(self) -> float:
@@ -81,7 +81,8 @@ class Artifact:
             return self.start.probabilities(token_lists, self._start_lstm(lstm_for), threshold,
                                             lstm_for)[:, self.start_rows]
 
-        return probabilities(self.ensemble(threshold), self.linear, token_lists, run_lstm, len(self.labels), start)
+        return probabilities(self.calibration_at(threshold), self.linear, token_lists, run_lstm, len(self.labels),
+                             start)
 
     def outputs(self, token_lists: Sequence[Sequence[str]], run_lstm: Callable[[np.ndarray], np.ndarray],
                 lstm_for: LstmFor | None = None) -> Outputs:
@@ -90,7 +91,7 @@ class Artifact:
         def start() -> Outputs:
             return self.start.outputs(token_lists, self._start_lstm(lstm_for), lstm_for).columns(self.start_rows)
 
-        return outputs(self.ensemble(), self.linear, token_lists, run_lstm, len(self.labels), start)
+        return outputs(self.calibration_at(), self.linear, token_lists, run_lstm, len(self.labels), start)
 
     def _start_lstm(self, lstm_for: LstmFor | None) -> Callable[[np.ndarray], np.ndarray]:
         if self.start is None or lstm_for is None:
