@@ -434,7 +434,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from .push import push_model
+    from .hub.push import push_model
 
     url = push_model(args.model_dir, args.repo_id, private=args.private)
     print(f"pushed {args.model_dir} to {url}")

@@ -21,11 +21,11 @@ from .._version import __version__
 from ..device import inference_bf16
 from ..errors import TextclfError, first_line
 from ..files import displaced, plain_mode, swap_in
-from ..hub import HF_PREFIX
+from ..hub.card import CARD
+from ..hub.card import render as render_card
+from ..hub.download import HF_PREFIX
 from ..text.tokenizer import Tokenizer, from_settings
 from ..text.vocab import LabelVocab, Vocab
-from .card import CARD
-from .card import render as render_card
 from .ensemble import VIEWS, Calibration, Outputs, outputs, probabilities
 from .linear import FILES as LINEAR_FILES
 from .linear import LinearModel
@@ -105,7 +105,7 @@ LstmFor = Callable[[Artifact], Callable[[np.ndarray], np.ndarray]]  # a model â†
 def resolve_model_dir(path: str | Path) -> Path:
     """Accept a model folder, a run folder that holds `model/`, or `hf:USER/NAME[@REVISION]` (downloaded)."""
     if str(path).startswith(HF_PREFIX):
-        from ..hub import download_model  # lazy: huggingface_hub only for Hub models
+        from ..hub.download import download_model  # lazy: huggingface_hub only for Hub models
 
         return download_model(str(path))
     path = Path(path)
