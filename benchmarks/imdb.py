@@ -176,7 +176,7 @@ def stage_tutorial(args: argparse.Namespace) -> None:
 
 
 def stage_baseline(args: argparse.Namespace) -> None:
-    from textclf.reports.baseline import linear_baseline
+    from textclf.baseline import linear_baseline
     from textclf.text.tokenizer import for_texts
 
     cfg, splits = _splits(args)

@@ -72,7 +72,7 @@ STAGES = [
     {"data"},
     {"models", "hub.card"},
     {"inference"},
-    {"reports", "serving", "ray", "hub.push"},
+    {"reports", "serving", "ray", "hub.push", "baseline"},
     {"training", "config"},
     {"cli", "__main__", ""},  # "": textclf/__init__.py (its lazy `Classifier`)
 ]

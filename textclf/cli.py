@@ -272,9 +272,9 @@ def _dry_run(cfg) -> int:
 
 
 def run_baseline(args: argparse.Namespace) -> int:
+    from .baseline import linear_baseline
     from .config import load_config
     from .files import write_json
-    from .reports.baseline import linear_baseline
     from .reports.metrics import format_report
     from .text.tokenizer import for_texts
     from .training.prepare import load_data
