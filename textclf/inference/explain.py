@@ -11,7 +11,7 @@ import torch
 
 from ..errors import TextclfError
 from ..models.decision import DEFAULT_THRESHOLD
-from ..models.linear import WITHOUT_SPACES
+from ..text.tokenizer import without_spaces
 from ..text.tokens import truncate_ids
 from ..text.vocab import UNK_ID
 from .classifier import Classifier
@@ -143,4 +143,4 @@ class Explainer:
             probabilities=dict(zip(art.labels.names, map(float, probs[0]), strict=True)),
             tokens=shown, weights=weights, unknown=unknown, dropped=dropped, cut_at=cut_at,
             delta=delta, lstm_weight=cal.weight if answered_by != "linear" else 0.0, answered_by=answered_by,
-            spaced=art.tokenizer.kind not in WITHOUT_SPACES)
+            spaced=not without_spaces(art.tokenizer.kind))

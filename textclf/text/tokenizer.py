@@ -210,6 +210,12 @@ class Tokenizer:
         return list(tqdm(self.pipe(texts), total=len(texts), desc=desc, unit=" texts", disable=None))
 
 
+def without_spaces(kind: str) -> bool:
+    """Whether tokenizer `kind` splits scripts written without spaces (zh, char): their tokens join with nothing
+    between them, and n-grams of characters suit them (the linear view's, the baseline's)."""
+    return kind in ("zh", "char")
+
+
 def for_texts(kind: str, lowercase: bool, texts: Sequence[str]) -> Tokenizer:
     """The run's tokenizer: `kind`, or for "auto" the one `detect` picks from `texts` (the training texts),
     said in one line."""
