@@ -276,14 +276,14 @@ def run_baseline(args: argparse.Namespace) -> int:
     from .config import load_config
     from .files import write_json
     from .reports.metrics import format_report
-    from .text.tokenizer import for_texts
+    from .text.tokenizer import for_run
     from .training.prepare import load_data
 
     if args.c is not None and args.c <= 0:
         raise TextclfError("--C must be > 0")
     cfg = load_config(args.config, args.overrides)
     splits = load_data(cfg)
-    tokenizer = for_texts(cfg.tokenizer.kind, cfg.tokenizer.lowercase, splits["train"].texts)  # the model's tokens
+    tokenizer = for_run(cfg.tokenizer.kind, cfg.tokenizer.lowercase, splits["train"].texts)  # the model's tokens
     result = linear_baseline(splits, tokenizer, cfg.data.cache_dir, c=args.c)
     for name in ("validation", "test"):
         if name in result:
