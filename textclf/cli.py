@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from .errors import TextclfError
 from .inference import PREDICT_BATCH_SIZE, PREDICT_CHUNK_ROWS, binary_threshold
-from .models.decision import DEFAULT_THRESHOLD
+from .models.decision import DEFAULT_THRESHOLD, VIEWS
 
 BF16_HELP = "run the model in bfloat16 on any device (default: where bf16 is faster there, else float32)"
 FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is faster on the device)"
@@ -89,7 +89,7 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
 def _answer_args(p: argparse.ArgumentParser) -> None:
     """--no-shortcut (args.shortcut False) and --views (args.views): what answers."""
     p.add_argument("--no-shortcut", dest="shortcut", action="store_false", help=SHORTCUT_HELP)
-    p.add_argument("--views", choices=("both", "lstm", "linear"), default="both", help=VIEWS_HELP)
+    p.add_argument("--views", choices=VIEWS, default="both", help=VIEWS_HELP)
 
 
 def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
