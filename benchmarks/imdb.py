@@ -176,12 +176,12 @@ def stage_tutorial(args: argparse.Namespace) -> None:
 
 
 def stage_baseline(args: argparse.Namespace) -> None:
-    from textclf.reports.baseline import linear_baseline
-    from textclf.text.tokenizer import for_texts
+    from textclf.baseline import linear_baseline
+    from textclf.text.tokenizer import for_run
 
     cfg, splits = _splits(args)
     start = time.perf_counter()
-    tokenizer = for_texts(cfg.tokenizer.kind, cfg.tokenizer.lowercase, splits["train"].texts)
+    tokenizer = for_run(cfg.tokenizer.kind, cfg.tokenizer.lowercase, splits["train"].texts)
     result = linear_baseline(splits, tokenizer, cfg.data.cache_dir)
     _emit({"test_accuracy": result["test"]["accuracy"], "train_seconds": round(time.perf_counter() - start, 1)})
 

@@ -107,14 +107,15 @@ def test_a_kill_at_any_instant_of_save_model_leaves_a_loadable_model(saved, monk
     import os
     import shutil
 
+    from textclf import files
     from textclf.models import artifact
 
     path, model = saved
     art = load_model(path)
     if not exchange:  # macOS, Windows, file systems without RENAME_EXCHANGE
-        monkeypatch.setattr(artifact, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(files, "_exchange", lambda a, b: False)
     ops = [(os, "rename"), (os, "replace"), (os, "fsync"), (os, "chmod"), (shutil, "rmtree"),
-           (artifact, "save_file"), (artifact, "_exchange")]
+           (artifact, "save_file"), (files, "_exchange")]
 
     def save(max_length: int) -> None:
         save_model(path, model, art.vocab, art.labels, art.tokenizer, max_length, "both")

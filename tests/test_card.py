@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from textclf.models import card as modelcard
+from textclf.hub import card as modelcard
 
 from .conftest import save_random_model
 

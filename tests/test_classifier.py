@@ -305,8 +305,8 @@ def test_another_threshold_runs_the_lstm_on_every_text(tiny_run, monkeypatch):
         assert [p.label for p in got] == [p.label for p in want]
         np.testing.assert_allclose([p.probability for p in got], [p.probability for p in want], atol=1e-6)
     np.testing.assert_allclose(fast.predict_proba(texts, threshold=0.9), exact.predict_proba(texts), atol=1e-6)
-    multi = fast.artifact.ensemble(threshold=0.9)
-    assert multi.shortcut == 0 and fast.artifact.ensemble(threshold=0.5).shortcut == 0.9
+    multi = fast.artifact.calibration_at(threshold=0.9)
+    assert multi.shortcut == 0 and fast.artifact.calibration_at(threshold=0.5).shortcut == 0.9
 
 
 def test_views_answer_with_one_view_alone(tiny_run, tmp_path, capsys):

@@ -160,3 +160,16 @@ def test_min_steps_stays_where_the_user_set_it_or_did_not_set_epochs(tmp_path):
     finetune = CONFIGS[0].parent / "finetune.yaml"
     assert load_config(finetune).train.min_steps == 1500  # restated beside its epochs: 15
     assert load_config(finetune, ["train.epochs=3"]).train.min_steps == 0
+
+
+def test_allowed_values_have_one_source():
+    """Issue 32: the choices the code below the config acts on are that code's own tuples, not copies of them."""
+    from textclf.config import CHOICES
+    from textclf.data.tables import ENCODING_ERRORS
+    from textclf.models.lstm import LSTM_IMPLS, POOLINGS, TYPES
+    from textclf.text.tokenizer import KINDS
+    from textclf.text.tokens import TRUNCATIONS
+
+    assert CHOICES["tokenizer.kind"] == ("auto", *KINDS) and CHOICES["model.pooling"] is POOLINGS
+    assert CHOICES["model.type"] is TYPES and CHOICES["train.lstm_impl"] is LSTM_IMPLS
+    assert CHOICES["data.truncate"] is TRUNCATIONS and CHOICES["data.encoding_errors"] is ENCODING_ERRORS

@@ -171,13 +171,13 @@ def two_columns(tmp_path):
 def test_hub_and_cluster_models_label_their_own_text_column(fake_ray, two_columns, tmp_path, monkeypatch):
     """Issue 30 item 7: for hf: models and with --address the column defaulted to "text", passed to the actors
     explicitly: a model trained on "review" labelled the "text" column."""
-    import textclf.hub
+    import textclf.hub.download
     from textclf.ray import label_files, read_output
 
     from .conftest import save_random_model
 
     model = save_random_model(tmp_path / "model")
-    monkeypatch.setattr(textclf.hub, "download_model", lambda name: model)
+    monkeypatch.setattr(textclf.hub.download, "download_model", lambda name: model)
     folder, frame = two_columns
     want = Classifier.load(model, "cpu").predict_proba(frame.review.tolist())
     for i, (name, address) in enumerate([("hf:user/reviews", None), (str(model), "ray://head:10001"),
@@ -225,7 +225,7 @@ def test_batch_size_reaches_the_actors_and_a_threshold_is_for_binary_models(fake
     """Issue 30 item 13: --batch-size is honoured (texts per forward pass in every actor); --threshold for a
     multi-class model is refused, as the local command refuses it: up front where the model is here, by each
     actor where it is not (an hf: model)."""
-    import textclf.hub
+    import textclf.hub.download
 
     from .conftest import save_random_model
 
@@ -236,7 +236,7 @@ def test_batch_size_reaches_the_actors_and_a_threshold_is_for_binary_models(fake
     assert fake_ray[-1]["batch_size"] == 3 and fake_ray[-1]["threshold"] == 0.7
     capsys.readouterr()
     three = save_random_model(tmp_path / "three", labels=("a", "b", "c"))
-    monkeypatch.setattr(textclf.hub, "download_model", lambda name: three)
+    monkeypatch.setattr(textclf.hub.download, "download_model", lambda name: three)
     for name in (str(three), "hf:user/three"):
         assert main(["predict", name, "--input", str(folder), "--output", str(tmp_path / "o2"), "--engine", "ray",
                      "--threshold", "0.3"]) == 2

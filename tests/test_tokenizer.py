@@ -5,11 +5,21 @@ import numpy as np
 import pytest
 
 from textclf.errors import TextclfError
-from textclf.text.tokenizer import VERSION, Tokenizer, clean, from_settings
+from textclf.text.tokenizer import KINDS, VERSION, Tokenizer, clean, from_settings, without_spaces
 
 
 def test_clean_strips_html_breaks():
     assert clean("Good.<br /><br />Bad.<BR>x<br/>") == "Good.  Bad. x "
+
+
+def test_one_answer_to_which_kinds_split_scripts_written_without_spaces():
+    """The tokenizer, the linear view (character n-grams) and ONNX export's sample texts (joined with nothing)
+    all ask `without_spaces`."""
+    from textclf.models.linear import kinds_for, tfidf_kind
+
+    assert [k for k in KINDS if without_spaces(k)] == ["zh", "char"]
+    assert tfidf_kind("zh") == "char_tfidf" and tfidf_kind("regex") == "tfidf"
+    assert kinds_for("char", 2) == ["tfidf", "nb", "char_tfidf", "char_nb"] and kinds_for("spacy", 3) == ["tfidf"]
 
 
 @pytest.mark.parametrize("kind", ["spacy", "regex"])

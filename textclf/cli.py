@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from .errors import TextclfError
 from .inference import PREDICT_BATCH_SIZE, PREDICT_CHUNK_ROWS, binary_threshold
-from .models.decision import DEFAULT_THRESHOLD
+from .models.decision import DEFAULT_THRESHOLD, VIEWS
 
 BF16_HELP = "run the model in bfloat16 on any device (default: where bf16 is faster there, else float32)"
 FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is faster on the device)"
@@ -90,7 +90,7 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
 def _answer_args(p: argparse.ArgumentParser) -> None:
     """--no-shortcut (args.shortcut False) and --views (args.views): what answers."""
     p.add_argument("--no-shortcut", dest="shortcut", action="store_false", help=SHORTCUT_HELP)
-    p.add_argument("--views", choices=("both", "lstm", "linear"), default="both", help=VIEWS_HELP)
+    p.add_argument("--views", choices=VIEWS, default="both", help=VIEWS_HELP)
 
 
 def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -273,18 +273,18 @@ def _dry_run(cfg) -> int:
 
 
 def run_baseline(args: argparse.Namespace) -> int:
+    from .baseline import linear_baseline
     from .config import load_config
     from .files import write_json
-    from .reports.baseline import linear_baseline
     from .reports.metrics import format_report
-    from .text.tokenizer import for_texts
+    from .text.tokenizer import for_run
     from .training.prepare import load_data
 
     if args.c is not None and args.c <= 0:
         raise TextclfError("--C must be > 0")
     cfg = load_config(args.config, args.overrides)
     splits = load_data(cfg)
-    tokenizer = for_texts(cfg.tokenizer.kind, cfg.tokenizer.lowercase, splits["train"].texts)  # the model's tokens
+    tokenizer = for_run(cfg.tokenizer.kind, cfg.tokenizer.lowercase, splits["train"].texts)  # the model's tokens
     result = linear_baseline(splits, tokenizer, cfg.data.cache_dir, c=args.c)
     for name in ("validation", "test"):
         if name in result:
@@ -435,7 +435,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from .push import push_model
+    from .hub.push import push_model
 
     url = push_model(args.model_dir, args.repo_id, private=args.private)
     print(f"pushed {args.model_dir} to {url}")

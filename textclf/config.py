@@ -17,8 +17,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from .data.tables import ENCODING_ERRORS
 from .errors import TextclfError, did_you_mean
 from .inference import PREDICT_BATCH_SIZE
+from .models.lstm import LSTM_IMPLS, POOLINGS, TYPES
+from .text.tokenizer import KINDS
+from .text.tokens import TRUNCATIONS
 
 log = logging.getLogger(__name__)
 
@@ -139,17 +143,18 @@ class Config:
     resume: str | None = None  # continue an interrupted run: true (this run_dir) or RUN_DIR
 
 
+# allowed values; those the code below the config acts on come from there, one source each
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.truncate": ("head", "tail", "both"),
-    "tokenizer.kind": ("auto", "regex", "spacy", "zh", "char"),
-    "model.type": ("lstm",),
-    "model.pooling": ("last", "max", "mean", "max_mean"),
+    "data.truncate": TRUNCATIONS,
+    "tokenizer.kind": ("auto", *KINDS),
+    "model.type": TYPES,
+    "model.pooling": POOLINGS,
     "train.scheduler": ("cosine", "linear", "constant"),
     "train.monitor": ("accuracy", "f1", "loss"),
-    "train.lstm_impl": ("auto", "packed", "padded"),
+    "train.lstm_impl": LSTM_IMPLS,
     "train.amp_gpu": ("auto", "bf16", "fp16"),
     "train.class_weights": ("auto", "balanced", "none"),
-    "data.encoding_errors": ("strict", "replace"),
+    "data.encoding_errors": ENCODING_ERRORS,
     "init_head": ("auto", "new"),
 }
 POSITIVE: tuple[str, ...] = (

@@ -1,11 +1,15 @@
-"""Crash-safe file writes: write a temporary file beside the target, fsync, then rename over it."""
+"""Crash-safe file writes: write a temporary file beside the target, fsync, then rename over it; a whole folder
+swapped in the same way (`swap_in`)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import io
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -84,3 +88,41 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, data: object) -> None:
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def displaced(folder: Path) -> Path:
+    """Where `swap_in`'s fallback parks the folder it replaces (.NAME.old), between its two renames: a reader that
+    finds no `folder` but this finds the old one whole, and the next swap puts it back first."""
+    return folder.with_name(f".{folder.name}.old")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where the libc, kernel
+    or file system cannot, and the caller falls back to two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+, musl
+    except (OSError, AttributeError, TypeError):
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    at_fdcwd, rename_exchange = -100, 2  # from <fcntl.h> and <linux/fs.h>
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def swap_in(tmp: Path, target: Path) -> None:
+    """Put folder `tmp` at `target` in one rename: a kill at any instant leaves a whole folder under the name,
+    the old one or the new. A non-empty folder cannot be renamed over, so an existing one is exchanged with
+    `tmp` (which then holds the old folder). Without exchange, two renames, with a window (the old folder at
+    `displaced(target)`, none at `target`) that readers and the next save recover from."""
+    if not target.exists():
+        os.rename(tmp, target)
+    elif not _exchange(tmp, target):
+        old = displaced(target)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import TextclfError, first_line
-from .hub import HF_PREFIX
+from .hub.download import HF_PREFIX
 from .inference import PREDICT_BATCH_SIZE, binary_threshold
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import TextclfError
-from ..hub import HF_PREFIX
+from ..hub.download import HF_PREFIX, IMDB_HUB_NAME
 from .hf import datasets_form, hub_name, read_datasets
-from .imdb import IMDB_HUB_NAME, TARBALLS, acl_root, local_imdb_dir, name_imdb_labels, read_aclimdb, read_imdb_hub
+from .imdb import TARBALLS, acl_root, local_imdb_dir, name_imdb_labels, read_aclimdb, read_imdb_hub
 from .split import SPLITS, UNLABELLED, Split, apply_label_map
 from .tables import (
     SUFFIXES,

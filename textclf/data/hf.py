@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from ..errors import TextclfError, did_you_mean, first_line
-from ..hub import HF_PREFIX
+from ..hub.download import HF_PREFIX
 from .split import SPLIT_ALIASES, Split
 from .tables import frame_to_split, missing_column
 

@@ -9,11 +9,11 @@ import tarfile
 from pathlib import Path
 
 from ..errors import TextclfError
+from ..hub.download import IMDB_HUB_NAME
 from ..text.vocab import label_key
 from .split import Split
 from .tables import split_file
 
-IMDB_HUB_NAME = "stanfordnlp/imdb"
 _IMDB_NAMES = {"0": "negative", "neg": "negative", "negative": "negative",
                "1": "positive", "pos": "positive", "positive": "positive"}
 _ACLIMDB_FILE = re.compile(r"(?:^|/)(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")

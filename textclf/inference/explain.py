@@ -11,7 +11,7 @@ import torch
 
 from ..errors import TextclfError
 from ..models.decision import DEFAULT_THRESHOLD
-from ..models.linear import WITHOUT_SPACES
+from ..text.tokenizer import without_spaces
 from ..text.tokens import truncate_ids
 from ..text.vocab import UNK_ID
 from .classifier import Classifier
@@ -115,7 +115,7 @@ class Explainer:
         k = int(self.clf.decide(probs, threshold)[0])
         binary = probs.shape[1] == 2
         sign = (1.0 if k == 1 else -1.0) if binary else 1.0
-        cal = art.ensemble(threshold)
+        cal = art.calibration_at(threshold)
         p_linear = art.linear.predict_proba([tokens]) if cal.uses_linear() and art.linear is not None else None
         if p_linear is not None and (not cal.uses_lstm() or cal.sure(p_linear)[0]):
             answered_by = "linear"
@@ -143,4 +143,4 @@ class Explainer:
             probabilities=dict(zip(art.labels.names, map(float, probs[0]), strict=True)),
             tokens=shown, weights=weights, unknown=unknown, dropped=dropped, cut_at=cut_at,
             delta=delta, lstm_weight=cal.weight if answered_by != "linear" else 0.0, answered_by=answered_by,
-            spaced=art.tokenizer.kind not in WITHOUT_SPACES)
+            spaced=not without_spaces(art.tokenizer.kind))

@@ -37,7 +37,7 @@ from ..models.artifact import Artifact, load_model
 from ..models.ensemble import _EPS, Calibration
 from ..models.linear import LinearModel, units
 from ..text.batching import collate
-from ..text.tokenizer import from_settings
+from ..text.tokenizer import from_settings, without_spaces
 from ..text.tokens import truncate_ids
 from ..text.vocab import Vocab
 
@@ -339,7 +339,7 @@ def sample_texts(art: Artifact, n: int = 64, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     words = art.vocab.itos[2:] or ["word"]
     grams = art.linear.ngrams if art.linear is not None else words
-    join = "" if art.tokenizer.kind in ("zh", "char") else " "
+    join = "" if without_spaces(art.tokenizer.kind) else " "
     texts = []
     for i in range(n):
         size = int(rng.integers(0, 60)) if i else 0  # the first: an empty text

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import os
 import shutil
@@ -22,12 +20,12 @@ from torch import nn
 from .._version import __version__
 from ..device import inference_bf16
 from ..errors import TextclfError, first_line
-from ..files import plain_mode
-from ..hub import HF_PREFIX
+from ..files import displaced, plain_mode, swap_in
+from ..hub.card import CARD
+from ..hub.card import render as render_card
+from ..hub.download import HF_PREFIX
 from ..text.tokenizer import Tokenizer, from_settings
 from ..text.vocab import LabelVocab, Vocab
-from .card import CARD
-from .card import render as render_card
 from .ensemble import VIEWS, Calibration, Outputs, outputs, probabilities
 from .linear import FILES as LINEAR_FILES
 from .linear import LinearModel
@@ -56,7 +54,7 @@ class Artifact:
     start: Artifact | None = None  # a fine-tuned model's start (START/), where its calibration gives it a share
     start_rows: list[int] | None = None  # which of the start's classes each of this model's labels is
 
-    def ensemble(self, threshold: float | None = None) -> Calibration:
+    def calibration_at(self, threshold: float | None = None) -> Calibration:
         """How the views' probabilities become the model's for a request at `threshold` (None: the default
         decision), as `views` and `shortcut` say (see `Calibration.for_use`)."""
         cal = Calibration.from_dict(self.meta.get("calibration"))
@@ -67,7 +65,7 @@ class Artifact:
     @property
     def calibration(self) -> Calibration:
         """The calibration at the default decision (1s: the LSTM's probabilities as they are)."""
-        return self.ensemble()
+        return self.calibration_at()
 
     @property
     def weight(self) -> float:
@@ -83,7 +81,8 @@ class Artifact:
             return self.start.probabilities(token_lists, self._start_lstm(lstm_for), threshold,
                                             lstm_for)[:, self.start_rows]
 
-        return probabilities(self.ensemble(threshold), self.linear, token_lists, run_lstm, len(self.labels), start)
+        return probabilities(self.calibration_at(threshold), self.linear, token_lists, run_lstm, len(self.labels),
+                             start)
 
     def outputs(self, token_lists: Sequence[Sequence[str]], run_lstm: Callable[[np.ndarray], np.ndarray],
                 lstm_for: LstmFor | None = None) -> Outputs:
@@ -92,7 +91,7 @@ class Artifact:
         def start() -> Outputs:
             return self.start.outputs(token_lists, self._start_lstm(lstm_for), lstm_for).columns(self.start_rows)
 
-        return outputs(self.ensemble(), self.linear, token_lists, run_lstm, len(self.labels), start)
+        return outputs(self.calibration_at(), self.linear, token_lists, run_lstm, len(self.labels), start)
 
     def _start_lstm(self, lstm_for: LstmFor | None) -> Callable[[np.ndarray], np.ndarray]:
         if self.start is None or lstm_for is None:
@@ -106,52 +105,16 @@ LstmFor = Callable[[Artifact], Callable[[np.ndarray], np.ndarray]]  # a model â†
 def resolve_model_dir(path: str | Path) -> Path:
     """Accept a model folder, a run folder that holds `model/`, or `hf:USER/NAME[@REVISION]` (downloaded)."""
     if str(path).startswith(HF_PREFIX):
-        from ..hub import download_model  # lazy: huggingface_hub only for Hub models
+        from ..hub.download import download_model  # lazy: huggingface_hub only for Hub models
 
         return download_model(str(path))
     path = Path(path)
     if (path / "model" / CONFIG).is_file() and not (path / CONFIG).is_file():
         return path / "model"
-    for folder in (path / "model", path):  # killed between _swap_in's two fallback renames: only .NAME.old is whole
-        if not folder.exists() and (_old(folder) / CONFIG).is_file():
-            return _old(folder)
+    for folder in (path / "model", path):  # killed between swap_in's two fallback renames: only .NAME.old is whole
+        if not folder.exists() and (displaced(folder) / CONFIG).is_file():
+            return displaced(folder)
     return path
-
-
-def _old(model_dir: Path) -> Path:
-    return model_dir.with_name(f".{model_dir.name}.old")
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two existing paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where the libc, kernel
-    or file system cannot, and the caller falls back to two renames."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+, musl
-    except (OSError, AttributeError, TypeError):
-        return False
-    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    at_fdcwd, rename_exchange = -100, 2  # from <fcntl.h> and <linux/fs.h>
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Put folder `tmp` at `target` in one rename: a kill at any instant leaves a whole model under the name,
-    the old one or the new. A non-empty folder cannot be renamed over, so an existing one is exchanged with
-    `tmp` (which then holds the old model). Without exchange, two renames, with a window that
-    `resolve_model_dir` (readers) and `save_model` (the next save) recover from."""
-    if not target.exists():
-        os.rename(tmp, target)
-    elif not _exchange(tmp, target):
-        old = _old(target)
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 START = "start"  # the folder, inside a fine-tuned model's, of the model it started from (where it has a share)
@@ -164,8 +127,8 @@ def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: La
     the model folder a fine-tuned model averages in, copied whole into START/."""
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
-    if not model_dir.exists() and _old(model_dir).is_dir():  # a kill inside _swap_in's fallback: put it back
-        os.replace(_old(model_dir), model_dir)
+    if not model_dir.exists() and displaced(model_dir).is_dir():  # a kill inside swap_in's fallback: put it back
+        os.replace(displaced(model_dir), model_dir)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "textclf_version": __version__, "torch_version": torch.__version__,
@@ -189,7 +152,7 @@ def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: La
                 os.fsync(fh.fileno())
         if start is not None:
             shutil.copytree(start, tmp / START, ignore=shutil.ignore_patterns(".*"))
-        _swap_in(tmp, model_dir)
+        swap_in(tmp, model_dir)
         for stale in model_dir.parent.glob(f".{model_dir.name}.tmp-*"):  # left by saves that a kill cut short
             shutil.rmtree(stale, ignore_errors=True)
     finally:

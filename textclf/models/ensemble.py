@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from .decision import DEFAULT_THRESHOLD
+from .decision import DEFAULT_THRESHOLD, VIEWS
 from .linear import LinearModel
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ SHORTCUTS = (0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 SHORTCUT_CHANGES = 0.002  # the most decisions the shortcut may change
 SHORTCUT_CONFIDENCE = 0.95  # of the one-sided bound that validation puts on that share
 SHORTCUT_MIN_SURE = 100  # the fewest validation texts above its threshold a shortcut is checked on
-VIEWS = ("both", "lstm", "linear")  # what answers: the model as trained, or one of its views alone
 _EPS = 1e-7
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import sparse
 
 from ..files import atomic_open, write_text
+from ..text.tokenizer import without_spaces
 
 FILES = ("linear.json", "linear.safetensors")
 # weighting: TF-IDF, or naive-Bayes log-count ratios (two classes); unit: n-grams of tokens, or of the characters
@@ -34,20 +35,19 @@ KINDS = {"tfidf": {"weighting": "tfidf", "unit": "word", "ngram_max": 2, "c": 4.
          "nb": {"weighting": "nb", "unit": "word", "ngram_max": 3, "c": 1.0},
          "char_tfidf": {"weighting": "tfidf", "unit": "char", "ngram_max": 3, "c": 8.0},
          "char_nb": {"weighting": "nb", "unit": "char", "ngram_max": 3, "c": 1.0}}
-WITHOUT_SPACES = ("zh", "char")  # tokenizer kinds of scripts written without spaces: character n-grams fit them
 
 
 def kinds_for(tokenizer_kind: str, num_classes: int) -> list[str]:
     """The linear views worth fitting (`ensemble.fit_linear_view` keeps the best on validation): TF-IDF, and for
     two classes the naive-Bayes weighting; over characters too where the script is written without spaces."""
-    units = ["", "char_"] if tokenizer_kind in WITHOUT_SPACES else [""]
+    units = ["", "char_"] if without_spaces(tokenizer_kind) else [""]
     weightings = ["tfidf", "nb"] if num_classes == 2 else ["tfidf"]
     return [unit + weighting for unit in units for weighting in weightings]
 
 
 def tfidf_kind(tokenizer_kind: str) -> str:
     """The TF-IDF view for a tokenizer (`textclf baseline`): over words, or characters for scripts without spaces."""
-    return "char_tfidf" if tokenizer_kind in WITHOUT_SPACES else "tfidf"
+    return "char_tfidf" if without_spaces(tokenizer_kind) else "tfidf"
 _BITS = 21  # per token id in an n-gram's integer key: up to 2M distinct words, 3 of them in 63 bits
 
 

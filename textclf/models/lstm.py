@@ -33,6 +33,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 POOLINGS = ("last", "max", "mean", "max_mean")
+LSTM_IMPLS = ("auto", "packed", "padded")  # how the LSTM runs (train.lstm_impl; `LSTMClassifier._impl`)
+TYPES = ("lstm",)  # what `build_model` builds (model.type; config.json's "type")
 
 
 def flip_index(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -1,1 +1,1 @@
-"""Metrics, evaluation of a saved model, plots, the baseline."""
+"""Metrics, evaluation of a saved model, plots; `textclf baseline` is textclf/baseline.py."""

@@ -13,7 +13,7 @@ from ..data.split import split_dataset
 from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
 from ..files import write_json
-from ..hub import HF_PREFIX
+from ..hub.download import HF_PREFIX
 from ..inference import PREDICT_BATCH_SIZE
 from ..inference.classifier import lstm_runner
 from ..models.artifact import load_model

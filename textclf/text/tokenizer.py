@@ -210,9 +210,22 @@ class Tokenizer:
         return list(tqdm(self.pipe(texts), total=len(texts), desc=desc, unit=" texts", disable=None))
 
 
-def for_texts(kind: str, lowercase: bool, texts: Sequence[str]) -> Tokenizer:
-    """The run's tokenizer: `kind`, or for "auto" the one `detect` picks from `texts` (the training texts),
-    said in one line."""
+def without_spaces(kind: str) -> bool:
+    """Whether tokenizer `kind` splits scripts written without spaces (zh, char): their tokens join with nothing
+    between them, and n-grams of characters suit them (the linear view's, the baseline's)."""
+    return kind in ("zh", "char")
+
+
+def for_run(kind: str, lowercase: bool, texts: Sequence[str], start: Tokenizer | None = None) -> Tokenizer:
+    """The tokenizer a run (training, fine-tuning, the baseline) splits with, chosen here only: the model it starts
+    from's (`start`, fine-tuning: its weights know those tokens), with a warning where `texts` (the training texts)
+    look like another kind; else `kind`, or for "auto" the one `detect` picks from `texts`, said in one line."""
+    if start is not None:
+        if (fits := detect(texts))[0] != start.kind:
+            log.warning("these texts look like tokenizer.kind=%s (%s), but init_from's model splits them as %s, the "
+                        "way it was trained: its vocabulary will cover little of them (the OOV rate below)",
+                        fits[0], fits[1], start.kind)
+        return start
     if kind != "auto":
         return Tokenizer(kind, lowercase)
     chosen, why = detect(texts)

@@ -71,6 +71,9 @@ class Tokenized:
             return cls(json.loads(z["table"].tobytes().decode("utf-8")), z["ids"], z["offsets"])
 
 
+TRUNCATIONS = ("head", "tail", "both")  # which tokens a long text keeps (data.truncate): see `truncate_ids`
+
+
 def truncate_ids(ids: np.ndarray, max_length: int | None, how: str = "head") -> np.ndarray:
     if max_length is None or len(ids) <= max_length:
         return ids

@@ -26,9 +26,9 @@ from ..config import Config, ModelConfig, check_finetune, to_dict
 from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
 from ..files import write_json
+from ..hub.card import write_card
 from ..inference.classifier import lstm_runner
 from ..models.artifact import Artifact, save_model
-from ..models.card import write_card
 from ..models.decision import decide
 from ..models.ensemble import Calibration, Outputs, cross_calibrated, fit_linear_view, log_loss
 from ..models.linear import LinearModel, kinds_for

@@ -18,7 +18,7 @@ from ..data.split import split_dataset
 from ..errors import TextclfError
 from ..models.artifact import Artifact
 from ..text.batching import TextDataset
-from ..text.tokenizer import Tokenizer, detect, for_texts
+from ..text.tokenizer import Tokenizer, for_run
 from ..text.tokens import Tokenized, tokenize_cached
 from ..text.vocab import UNK_ID, LabelVocab, Vocab
 from . import distributed, finetune
@@ -155,12 +155,8 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
 def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None = None) -> Prepared:
     """Tokenise, build (or, fine-tuning, inherit) the vocab and label set, and numericalise every split."""
     train_texts = splits["train"].texts
-    tokenizer = pretrained.tokenizer if pretrained else for_texts(cfg.tokenizer.kind, cfg.tokenizer.lowercase,
-                                                                 train_texts)
-    if pretrained is not None and (fits := detect(train_texts))[0] != tokenizer.kind:
-        log.warning("these texts look like tokenizer.kind=%s (%s), but init_from's model splits them as %s, the "
-                    "way it was trained: its vocabulary will cover little of them (the OOV rate below)",
-                    fits[0], fits[1], tokenizer.kind)
+    tokenizer = for_run(cfg.tokenizer.kind, cfg.tokenizer.lowercase, train_texts,
+                        pretrained.tokenizer if pretrained else None)
     start = time.perf_counter()
     tokens = {name: tokenize_cached(s.texts, tokenizer, cfg.data.cache_dir, desc=f"tokenising {name}")
               for name, s in splits.items()}

@@ -1,4 +1,5 @@
-"""The model card: README.md in every model folder, in the Hub's format (YAML metadata, then what a person reads)."""
+"""The model card: README.md in every model folder, in the Hub's format (YAML metadata, then what a person reads).
+On the models' stage: every saved model (models/artifact.py) is written with one."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from ..data.imdb import IMDB_HUB_NAME
 from ..files import write_text
-from ..hub import HF_PREFIX
-from .ensemble import SHORTCUT_CHANGES, SHORTCUT_CONFIDENCE
+from ..models.ensemble import SHORTCUT_CHANGES, SHORTCUT_CONFIDENCE
+from .download import HF_PREFIX, IMDB_HUB_NAME
 
 CARD = "README.md"
 PLACEHOLDER = "USER/NAME"  # how the card names its Hub repository until `textclf push` knows it

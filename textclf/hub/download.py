@@ -1,15 +1,16 @@
-"""Models on the Hugging Face Hub: names (`hf:USER/NAME`) and downloads (snapshot_download); `textclf push` is
-push.py."""
+"""Models on the Hugging Face Hub: names (`hf:USER/NAME`) and downloads (snapshot_download); on the ground floor,
+with the leaves: data and model loading read hf: names."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from .errors import TextclfError, first_line
+from ..errors import TextclfError, first_line
 
 HF_PREFIX = "hf:"  # marks a Hub name where a local path could stand: data.path=hf:NAME, Classifier.load("hf:U/N")
 IGNORED = [".*", "*.onnx"]  # hidden temporaries; an ONNX export is not what Classifier.load reads
+IMDB_HUB_NAME = "stanfordnlp/imdb"  # data.path=imdb downloads it; a model card names it as the dataset
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")  # the Hub's own rule, roughly
 
 

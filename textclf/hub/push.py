@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import TextclfError, first_line
-from .hub import HF_PREFIX, check_repo_id
+from ..errors import TextclfError, first_line
+from .download import HF_PREFIX, check_repo_id
 
 
 def push_model(path: str | Path, repo_id: str, private: bool = False) -> str:
@@ -17,9 +17,9 @@ def push_model(path: str | Path, repo_id: str, private: bool = False) -> str:
     """
     import huggingface_hub
 
-    from .files import write_text
-    from .models.artifact import load_model
-    from .models.card import CARD, for_repo, write_card
+    from ..files import write_text
+    from ..models.artifact import load_model
+    from .card import CARD, for_repo, write_card
 
     repo_id = check_repo_id(repo_id.removeprefix(HF_PREFIX))
     if str(path).startswith(HF_PREFIX):
