@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import iter_table, text_of
+from ..data import FileFormat, iter_table, text_of
 from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
 from ..files import atomic_text
@@ -220,7 +220,7 @@ class Classifier:
             raise TextclfError("chunk and batch sizes must be > 0")
         summary = FileSummary(0, 0)
         where = str(source) if isinstance(source, str | Path) else getattr(source, "name", "the input stream")
-        chunks = iter_table(source, chunk_size, encoding_errors, desc="predicting", **read)
+        chunks = iter_table(source, chunk_size, encoding_errors, desc="predicting", file_format=FileFormat(**read))
         frames = self._labelled(chunks, text_column or self.text_column, threshold, batch_size, where, summary)
         if not isinstance(output, str | Path):
             write_text(frames, output, fmt)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import apply_label_map, load_splits
+from ..data import FileFormat, apply_label_map, load_splits
 from ..data.split import split_dataset
 from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
@@ -105,7 +105,7 @@ def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | 
     text_column = text_column or columns.get("text_column", "text")
     label_column = label_column or columns.get("label_column", "label")
     splits = load_splits(data, None, text_column, label_column, splits=(split,), encoding_errors=encoding_errors,
-                         required=(split,), encoding=encoding, delimiter=delimiter, sheet=sheet)
+                         required=(split,), file_format=FileFormat(encoding, delimiter, sheet))
     if split not in splits:
         raise TextclfError(f"{data} has no {split} split (pass --split, or a file)")
     part = apply_label_map(splits[split], columns.get("label_map"), known=lambda v: art.labels.get(v) is not None)
