@@ -94,14 +94,14 @@ def save_random_model(path: Path, labels: tuple[str, ...] = ("neg", "pos")) -> P
     """An untrained model folder: enough to start from, or to predict with, when the numbers do not matter."""
     from collections import Counter
 
-    from textclf.models.artifact import save_model
+    from textclf.models.artifact import Artifact, save_model
     from textclf.text.tokenizer import Tokenizer
     from textclf.text.vocab import LabelVocab, Vocab
 
     vocab = Vocab.build(Counter({"good": 2, "bad": 2, "film": 2}))
     model = lstm(len(vocab), len(labels))
-    return save_model(path, model, vocab, LabelVocab(list(labels)), Tokenizer("regex"), 50, "head",
-                      extra={"data": {"text_column": "review", "label_column": "stars"}})
+    return save_model(path, Artifact(model, vocab, LabelVocab(list(labels)), Tokenizer("regex"), 50, "head",
+                                     {"data": {"text_column": "review", "label_column": "stars"}}))
 
 
 def with_shortcut(clf, shortcut: float = 0.9):
@@ -120,12 +120,12 @@ def with_shortcut(clf, shortcut: float = 0.9):
 
 def save_classifier(clf, path: Path) -> Path:
     """A model folder holding `clf`'s model, linear view and calibration (e.g. one made by `with_shortcut`)."""
-    from textclf.models.artifact import save_model
+    from textclf.models.artifact import Artifact, save_model
 
     a = clf.artifact
     extra = {k: v for k, v in a.meta.items() if k in ("data", "calibration", "train_config")}
-    return save_model(path, a.model, a.vocab, a.labels, a.tokenizer, a.max_length, a.truncate, extra=extra,
-                      linear=a.linear)
+    return save_model(path, Artifact(a.model, a.vocab, a.labels, a.tokenizer, a.max_length, a.truncate, extra,
+                                     a.linear))
 
 
 TINY = [  # a model that trains on the tiny data in a few seconds on CPU

@@ -148,11 +148,12 @@ def test_each_worker_process_builds_the_app_from_the_settings_serve_hands_it(tin
     import torch
     from fastapi.testclient import TestClient
 
+    from textclf.inference import LoadOptions
     from textclf.serving.app import app_from_settings
+    from textclf.serving.settings import AppOptions, ServeSettings
 
     before = torch.get_num_threads()
-    settings = {"model_dir": str(tiny_run), "device": "cpu", "bf16": False, "shortcut": True, "threads": 1,
-                "options": {"max_texts": 3}}
+    settings = ServeSettings(str(tiny_run), LoadOptions("cpu", False, True), AppOptions(max_texts=3), threads=1)
     try:
         with TestClient(app_from_settings(settings)) as client:
             assert torch.get_num_threads() == 1

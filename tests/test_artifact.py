@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from textclf.errors import TextclfError
-from textclf.models.artifact import FORMAT_VERSION, load_model, save_model
+from textclf.models.artifact import FORMAT_VERSION, Artifact, load_model, save_model
 from textclf.text.tokenizer import Tokenizer
 from textclf.text.vocab import LabelVocab, Vocab
 
@@ -18,8 +18,8 @@ def saved(tmp_path):
     torch.manual_seed(0)
     vocab = Vocab.build(Counter({"good": 3, "bad": 3, "film": 2}))
     model = lstm(len(vocab), 2, 8, 6, pooling="max_mean").eval()
-    path = save_model(tmp_path / "run" / "model", model, vocab, LabelVocab(["neg", "pos"]), Tokenizer("regex"),
-                      50, "both")
+    path = save_model(tmp_path / "run" / "model",
+                      Artifact(model, vocab, LabelVocab(["neg", "pos"]), Tokenizer("regex"), 50, "both", {}))
     return path, model
 
 
@@ -38,7 +38,8 @@ def test_round_trip_gives_identical_outputs_and_accepts_the_run_dir(saved):
 
 def test_saving_again_replaces_the_folder(saved, tmp_path):
     path, model = saved
-    save_model(path, model, load_model(path).vocab, LabelVocab(["neg", "pos"]), Tokenizer("spacy"), None, "head")
+    save_model(path, Artifact(model, load_model(path).vocab, LabelVocab(["neg", "pos"]), Tokenizer("spacy"), None,
+                              "head", {}))
     assert load_model(path).tokenizer.kind == "spacy"
 
 
@@ -118,7 +119,7 @@ def test_a_kill_at_any_instant_of_save_model_leaves_a_loadable_model(saved, monk
            (artifact, "save_file"), (files, "_exchange")]
 
     def save(max_length: int) -> None:
-        save_model(path, model, art.vocab, art.labels, art.tokenizer, max_length, "both")
+        save_model(path, Artifact(model, art.vocab, art.labels, art.tokenizer, max_length, "both", {}))
 
     at = 0
     while True:
@@ -163,8 +164,8 @@ def test_a_model_that_averages_a_linear_view_refuses_to_load_without_it(saved):
     tokens = [["good", "film"], ["bad"], ["good"], ["bad", "film"]] * 5
     linear = LinearModel.fit(tokens, [1, 0, 1, 0] * 5, 2)
     art = load_model(path)
-    save_model(path, model, art.vocab, art.labels, art.tokenizer, 50, "both", linear=linear,
-               extra={"calibration": {"weight": 0.5}})
+    save_model(path, Artifact(model, art.vocab, art.labels, art.tokenizer, 50, "both", {"calibration": {"weight": 0.5}},
+                              linear))
     assert load_model(path).linear is not None
     (path / "linear.json").unlink()
     for views in ("both", "lstm"):

@@ -102,7 +102,7 @@ def test_imdb_prefers_a_local_copy(tmp_path, monkeypatch):
     local.mkdir(parents=True)
     pd.DataFrame({"text": ["a", "b"], "label": [0, 1]}).to_parquet(local / "train.parquet")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(data, "read_imdb_hub", lambda splits: pytest.fail("went to the Hub"))
+    monkeypatch.setattr(data.sources, "read_imdb_hub", lambda splits: pytest.fail("went to the Hub"))
     assert load_splits("imdb")["train"].labels == ["negative", "positive"]
     assert load_splits(str(local))["train"].labels == ["negative", "positive"]  # a folder named imdb is IMDB
 

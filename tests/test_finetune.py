@@ -7,7 +7,7 @@ import torch
 
 from textclf.config import load_config
 from textclf.errors import TextclfError
-from textclf.models.artifact import load_model, save_model
+from textclf.models.artifact import Artifact, load_model, save_model
 from textclf.reports.evaluation import evaluate
 from textclf.text.tokenizer import Tokenizer
 from textclf.text.tokens import Tokenized
@@ -37,7 +37,7 @@ def random_artifact(tmp_path):
     torch.manual_seed(0)
     vocab = Vocab.build(Counter({"good": 3, "bad": 3, "film": 2}))
     model = lstm(len(vocab), 2, 8, 6)
-    save_model(tmp_path / "m", model, vocab, LabelVocab(["neg", "pos"]), Tokenizer("regex"), 50, "head")
+    save_model(tmp_path / "m", Artifact(model, vocab, LabelVocab(["neg", "pos"]), Tokenizer("regex"), 50, "head", {}))
     return load_model(tmp_path / "m")
 
 

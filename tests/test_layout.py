@@ -1,6 +1,7 @@
 """The package's shape (issue 25): no import cycle, no import back up the stages (issue 32), no function over 60
-lines, inference free of training code and of the config, no dated figure in a docstring or comment (figures live
-in benchmarks/README.md), and the decision threshold written in one place (issue 32)."""
+lines or over 7 parameters (issue 32), inference free of training code and of the config, no dated figure in a
+docstring or comment (figures live in benchmarks/README.md), and the decision threshold written in one place
+(issue 32)."""
 
 import ast
 import json
@@ -66,7 +67,7 @@ def test_no_import_cycle():
 # names its modules where they stand apart: the Hub's (hub/) has its names and downloads with the leaves (data and
 # model loading read hf: names), its card with the models (every saved model writes one), push with the commands.
 STAGES = [
-    {"errors", "files", "threads", "_version", "hub", "hub.download"},
+    {"errors", "files", "threads", "_version", "hub", "hub.download", "options"},
     {"device"},
     {"text"},
     {"data"},
@@ -123,6 +124,67 @@ def test_no_function_is_longer_than_60_lines():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
                 long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
     assert not long
+
+
+MAX_PARAMETERS = 7
+# functions of training/ still over the limit while its room is rebuilt (issue 32): empty this once it is merged
+TRAINING_PENDING = {"trainer.train_epoch", "pipeline._fit_and_report", "trainer.train_step", "trainer.fit",
+                    "lm.pretrain_lm", "pipeline.fit_model", "finetune.plan"}
+
+
+def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Its parameters, self and cls not counted, *args and **kwargs one each."""
+    args = node.args
+    named = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if a.arg not in ("self", "cls")]
+    return len(named) + (args.vararg is not None) + (args.kwarg is not None)
+
+
+def _too_many_parameters(tree: ast.AST) -> list[tuple[int, str, int]]:
+    """(line, name, parameters) of each function with more than MAX_PARAMETERS; a dataclass's generated
+    constructor is no function here, so its fields are free."""
+    return [(node.lineno, node.name, _parameters(node)) for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _parameters(node) > MAX_PARAMETERS]
+
+
+def test_no_function_takes_more_than_7_parameters():
+    """Options that travel together are one value (a dataclass: `LoadOptions`, `FileFormat`, `AppOptions` ...),
+    not a seventh, eighth and ninth argument passed on down the calls."""
+    many, pending = [], set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, name, count in _too_many_parameters(ast.parse(path.read_text(encoding="utf-8"))):
+            key = f"{path.stem}.{name}"
+            if path.parent.name == "training" and key in TRAINING_PENDING:
+                pending.add(key)
+            else:
+                many.append(f"{path.relative_to(REPO)}:{line} {name} ({count})")
+    assert not many, "gather options that travel together into a dataclass: " + "; ".join(many)
+    assert pending == TRAINING_PENDING, f"within the limit now, drop from TRAINING_PENDING: {TRAINING_PENDING-pending}"
+
+
+def test_the_parameter_scan_finds_what_it_is_for():
+    code = """
+def eight(a, b, c, d, e, f, g, h): ...
+def seven_and_kwargs(a, b, c, d, e, f, g, **kw): ...
+async def keywords(a, *, b, c, d, e, f, g, h): ...
+class A:
+    def method(self, a, b, c, d, e, f, g): ...
+    @classmethod
+    def build(cls, a, b, c, d, e, f, g, *args): ...
+def seven(a, b, c, d, e, f, g): ...
+def five_and_both(a, b, c, d, e, *args, **kw): ...
+@dataclass
+class Fields:
+    a: int
+    b: int
+    c: int
+    d: int
+    e: int
+    f: int
+    g: int
+    h: int
+"""
+    assert [(line, name) for line, name, _ in _too_many_parameters(ast.parse(code))] == [
+        (2, "eight"), (3, "seven_and_kwargs"), (4, "keywords"), (8, "build")]
 
 
 # a measured figure in prose: a date, a speed-up ("8x faster", "twice as fast", "half the time"), steps run, a

@@ -5,7 +5,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from textclf.models.linear import KINDS, LinearModel, NgramIndex, units
+from textclf.models.linear import KINDS, LinearModel, NgramIndex, ViewSettings, units
 
 from .conftest import make_reviews
 
@@ -102,7 +102,8 @@ def test_summed_scores_equal_the_sparse_features(kind, classes, monkeypatch):
     np.testing.assert_allclose(fast, _csr_proba(model, docs), rtol=0, atol=1e-6)
     assert model.predict_proba([]).shape == (0, classes)
     monkeypatch.setattr(NgramIndex, "fits", staticmethod(lambda ngrams: False))
-    fallback = LinearModel(model.ngrams, model.scale, model.coef, model.intercept, classes, kind, model.ngram_max)
+    fallback = LinearModel(model.ngrams, model.scale, model.coef, model.intercept, classes,
+                           ViewSettings(kind, model.ngram_max))
     np.testing.assert_allclose(fallback.predict_proba(docs), fast, rtol=0, atol=1e-6)
     assert fallback._index is None
 

@@ -93,7 +93,7 @@ def _no_downloads(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("read a dataset the user did not name")
 
-    monkeypatch.setattr(data, "read_imdb_hub", refuse)
+    monkeypatch.setattr(data.sources, "read_imdb_hub", refuse)  # where the loaders look it up
     monkeypatch.setattr(datasets, "load_dataset", refuse)
 
 

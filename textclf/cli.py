@@ -10,11 +10,14 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .errors import TextclfError
-from .inference import PREDICT_BATCH_SIZE, PREDICT_CHUNK_ROWS, binary_threshold
+from .inference import PREDICT_BATCH_SIZE, PREDICT_CHUNK_ROWS, LoadOptions, binary_threshold
 from .models.decision import DEFAULT_THRESHOLD, VIEWS
+
+if TYPE_CHECKING:
+    from .data import FileFormat
 
 BF16_HELP = "run the model in bfloat16 on any device (default: where bf16 is faster there, else float32)"
 FLOAT32_HELP = "run the model in exact float32 (default: bfloat16 where it is faster on the device)"
@@ -91,6 +94,19 @@ def _answer_args(p: argparse.ArgumentParser) -> None:
     """--no-shortcut (args.shortcut False) and --views (args.views): what answers."""
     p.add_argument("--no-shortcut", dest="shortcut", action="store_false", help=SHORTCUT_HELP)
     p.add_argument("--views", choices=VIEWS, default="both", help=VIEWS_HELP)
+
+
+def _loading(args: argparse.Namespace) -> LoadOptions:
+    """How the command loads the model: --device, --bf16 / --float32, --no-shortcut, --views (the defaults where
+    a command has no such flag)."""
+    return LoadOptions(getattr(args, "device", "auto"), getattr(args, "bf16", "auto"), args.shortcut, args.views)
+
+
+def _file_format(args: argparse.Namespace) -> FileFormat:
+    """--encoding, --delimiter, --sheet as the data's `FileFormat`."""
+    from .data import FileFormat
+
+    return FileFormat(args.encoding, args.delimiter, args.sheet)
 
 
 def _train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -300,10 +316,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0:
         raise TextclfError("--batch-size must be > 0")
-    m = evaluate(args.model_dir, args.data, args.split, args.text_column, args.label_column, args.output,
-                 args.device, args.batch_size, encoding_errors=args.encoding_errors,
-                 plots=args.plots, bf16=args.bf16, encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet,
-                 shortcut=args.shortcut, views=args.views)
+    m = evaluate(args.model_dir, args.data, args.split, text_column=args.text_column, label_column=args.label_column,
+                 output=args.output, plots=args.plots, batch_size=args.batch_size, encoding_errors=args.encoding_errors,
+                 file_format=_file_format(args), loading=_loading(args))
     print(format_report(m, title=f"{m['model']} on {m['data']} [{m['split']}]"))
     return 0
 
@@ -358,8 +373,7 @@ def _predict_on_ray(args: argparse.Namespace) -> int:
         raise TextclfError("--concurrency must be > 0")
     if args.batch_size <= 0:
         raise TextclfError("--batch-size must be > 0")
-    how = Labelling(args.text_column, args.threshold, args.device, args.bf16, args.shortcut, args.views,
-                    args.batch_size)
+    how = Labelling(args.text_column, args.threshold, _loading(args), args.batch_size)
     rows = label_files(args.model_dir, args.input, args.output, how, args.address, args.concurrency, args.num_gpus)
     print(f"wrote {rows:,} rows to {args.output}/ (Parquet)")
     return 0
@@ -373,16 +387,16 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.address or args.concurrency or args.num_gpus:
         raise TextclfError("--address, --concurrency and --num-gpus go with --engine ray")
     _check_predict_args(args)
-    clf = Classifier.load(args.model_dir, args.device, args.bf16, args.shortcut, args.views)
+    clf = Classifier.load_with(args.model_dir, _loading(args))
     threshold = binary_threshold(args.threshold, len(clf.labels))
     try:
         if args.input is not None:
             to_file = args.output not in (None, "-")
             summary = clf.predict_file(sys.stdin.buffer if args.input == "-" else args.input,
                                        args.output if to_file else sys.stdout, args.text_column, args.format,
-                                       threshold, args.chunk_size or PREDICT_CHUNK_ROWS, args.batch_size,
-                                       args.encoding_errors,
-                                       encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet)
+                                       threshold, chunk_size=args.chunk_size or PREDICT_CHUNK_ROWS,
+                                       batch_size=args.batch_size, encoding_errors=args.encoding_errors,
+                                       file_format=_file_format(args))
             if to_file:
                 print(f"wrote {summary.rows:,} rows to {args.output}")
             return 0
@@ -420,7 +434,7 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.top <= 0:
         raise TextclfError("--top must be > 0")
     text = sys.stdin.read() if args.text == "-" else args.text
-    clf = Classifier.load(args.model_dir, args.device, shortcut=args.shortcut, views=args.views)
+    clf = Classifier.load_with(args.model_dir, _loading(args))
     e = Explainer(clf, args.steps).explain(text, binary_threshold(args.threshold, len(clf.labels)))
     if args.format == "json":
         print(json.dumps(e.to_dict(), ensure_ascii=False))
@@ -444,6 +458,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from .serving.server import serve  # imports neither torch nor the app: serve sets the thread policy first
+    from .serving.settings import AppOptions
 
     for name in ("max_texts", "max_chars", "max_body_bytes", "threads", "max_batch", "max_queue", "forward_batch",
                  "workers"):
@@ -451,10 +466,11 @@ def run_serve(args: argparse.Namespace) -> int:
             raise TextclfError(f"--{name.replace('_', '-')} must be > 0")
     if not 0 <= args.batch_window_ms <= 1000:
         raise TextclfError(f"--batch-window-ms must be in 0..1000, got {args.batch_window_ms}")
-    serve(args.model_dir, args.host, args.port, args.device, args.log_level, args.bf16, args.shortcut,
-          views=args.views, workers=args.workers, threads=args.threads, max_texts=args.max_texts,
-          max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
-          batch_window_ms=args.batch_window_ms, max_queue=args.max_queue, forward_batch=args.forward_batch)
+    app = AppOptions(max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
+                     max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, max_queue=args.max_queue,
+                     forward_batch=args.forward_batch)
+    serve(args.model_dir, args.host, args.port, log_level=args.log_level, workers=args.workers, threads=args.threads,
+          loading=_loading(args), app=app)
     return 0
 
 

@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,8 @@ import pandas as pd
 
 from .errors import TextclfError, first_line
 from .hub.download import HF_PREFIX
-from .inference import PREDICT_BATCH_SIZE, binary_threshold
+from .inference import PREDICT_BATCH_SIZE, LoadOptions, binary_threshold
+from .options import gather, no_more
 
 log = logging.getLogger(__name__)
 BLOCKS_PER_ACTOR = 4  # read blocks an actor, about, so that every actor has work and the pipeline streams
@@ -60,16 +61,18 @@ class Predictor:
     """Labels Ray Data batches with a saved model, loaded once per actor (see the module docstring).
 
     `model`: a run or model folder that every worker can read (a shared file system, the image) or
-    `hf:USER/NAME`; `text_column`: default the model's; `threshold` (binary models only; default 0.5), `device`,
-    `bf16`, `shortcut`, `views`: as for `Classifier.load` and `predict`; `batch_size`: texts per forward pass.
+    `hf:USER/NAME`; `text_column`: default the model's; `threshold` (binary models only; default 0.5): as for
+    `predict`; `batch_size`: texts per forward pass; `loading`: how the model loads (`LoadOptions`: as for
+    `Classifier.load`), its fields also taken loose (`device`, `bf16`, `shortcut`, `views`).
     """
 
-    def __init__(self, model: str, text_column: str | None = None, threshold: float | None = None,
-                 device: str = "auto", bf16: bool | str = "auto", shortcut: bool = True, views: str = "both",
-                 batch_size: int = PREDICT_BATCH_SIZE):
+    def __init__(self, model: str, text_column: str | None = None, threshold: float | None = None, *,
+                 batch_size: int = PREDICT_BATCH_SIZE, **loading):
         from .inference.classifier import Classifier
 
-        self.clf = Classifier.load(model, device, bf16, shortcut, views)
+        options = gather(LoadOptions, loading, "loading")
+        no_more(loading, "Predictor")
+        self.clf = Classifier.load_with(model, options)
         self.text_column = text_column or self.clf.text_column
         self.threshold, self.batch_size = binary_threshold(threshold, len(self.clf.labels)), batch_size
 
@@ -131,11 +134,12 @@ class Labelling:
 
     text_column: str | None = None
     threshold: float | None = None
-    device: str = "auto"
-    bf16: bool | str = "auto"
-    shortcut: bool = True
-    views: str = "both"
+    loading: LoadOptions = LoadOptions()
     batch_size: int = PREDICT_BATCH_SIZE
+
+    def arguments(self) -> dict:
+        """`Predictor`'s keyword arguments but the model (the loading options as one value)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def label_files(model: str, pattern: str, output: str, labelling: Labelling | None = None,
@@ -161,7 +165,7 @@ def label_files(model: str, pattern: str, output: str, labelling: Labelling | No
         workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
         read = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "json": ray.data.read_json}[fmt]
         with blocks_for_every_actor(files, workers):
-            ds = read(files).map_batches(Predictor, fn_constructor_kwargs={"model": model, **asdict(how)},
+            ds = read(files).map_batches(Predictor, fn_constructor_kwargs={"model": model, **how.arguments()},
                                          concurrency=workers, batch_size=RAY_BATCH_ROWS, batch_format="pandas",
                                          num_cpus=ACTOR_CPUS, num_gpus=num_gpus or None)
             ds.write_parquet(str(staging))

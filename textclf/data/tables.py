@@ -9,6 +9,7 @@ import csv
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,6 +34,20 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}  # the ones sniffed, by name
 _HEAD_BYTES = 1 << 16  # what encoding and delimiter detection look at: the header and the first rows
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """How to read a data file, as the user gave it (data.encoding, data.delimiter, data.sheet; --encoding,
+    --delimiter, --sheet): a Python codec, a delimiter (one character or its name), an .xlsx sheet; None: detect
+    (see `iter_table`). Inside `iter_table`, the same three as found: the codec, the delimiter's character."""
+
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+
+
+DETECT = FileFormat()  # every part of the format detected from the file
 
 
 def _first_bad_line(path: Path) -> tuple[int, bytes] | None:
@@ -199,8 +214,11 @@ def _read_xlsx(f: BinaryIO, sheet: str | None, where: str) -> pd.DataFrame:
                          keep_default_na=False, na_values=[""])
 
 
-def _frames(f: BinaryIO, suffix: str, chunk_size: int | None, errors: str, codec: str, sep: str | None,
-            sheet: str | None, where: str) -> Iterator[pd.DataFrame]:
+def _frames(f: BinaryIO, suffix: str, chunk_size: int | None, errors: str, found: FileFormat,
+            where: str) -> Iterator[pd.DataFrame]:
+    """The file's rows, `chunk_size` at a time (None: all at once), read as `found` says: its codec, its
+    delimiter's character, its sheet."""
+    codec, sep = found.encoding, found.delimiter
     if suffix in DELIMITED:
         # object dtype keeps undecodable UTF-8 bytes as surrogates, so _check_utf8 can name the row
         reader = pd.read_csv(f, sep=sep, dtype=object, keep_default_na=False, na_values=[""], encoding=codec,
@@ -212,7 +230,7 @@ def _frames(f: BinaryIO, suffix: str, chunk_size: int | None, errors: str, codec
                               chunksize=chunk_size if lines else None)
         yield from [reader] if chunk_size is None or not lines else reader
     elif suffix == ".xlsx":  # no chunks: a sheet holds at most ~1M rows
-        yield _read_xlsx(f, sheet, where)
+        yield _read_xlsx(f, found.sheet, where)
     else:  # parquet: strings are valid UTF-8 by the format's rules
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -253,13 +271,14 @@ def _read_error(e: Exception, where: str, path: Path | None, head: bytes, codec:
 
 
 def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, encoding_errors: str = "strict",
-               suffix: str | None = None, desc: str | None = None, *, encoding: str | None = None,
-               delimiter: str | None = None, sheet: str | None = None) -> Iterator[pd.DataFrame]:
+               suffix: str | None = None, desc: str | None = None,
+               file_format: FileFormat = DETECT) -> Iterator[pd.DataFrame]:
     """Read a parquet/csv/tsv/txt/jsonl/xlsx file (or a binary stream, e.g. stdin) in chunks of `chunk_size` rows.
 
-    Text is decoded as `encoding` (any Python codec) when given, else as its byte-order mark says (UTF-8,
-    UTF-16, UTF-32), else as UTF-8. Delimited text (csv, tsv, txt) splits on `delimiter` when given, else
-    on the one of , ; tab | that its header line holds. `sheet` picks an .xlsx sheet (default: the first).
+    As `file_format` says: text is decoded as its `encoding` (any Python codec) when given, else as its
+    byte-order mark says (UTF-8, UTF-16, UTF-32), else as UTF-8. Delimited text (csv, tsv, txt) splits on its
+    `delimiter` when given, else on the one of , ; tab | that its header line holds. Its `sheet` picks an .xlsx
+    sheet (default: the first).
 
     Every failure becomes one TextclfError line: a missing file, malformed CSV (with its line and the likely
     delimiter), bytes that are not UTF-8 (with their row and the likely encoding; or read as U+FFFD when
@@ -283,14 +302,16 @@ def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, enc
     try:
         if suffix in (*DELIMITED, ".jsonl", ".json"):
             head = _peek(handle)
-            codec = _codec(head, encoding)
-            if encoding is None and _is_utf8(codec) and b"\x00" in head:  # never in UTF-8 text; between UTF-16's
+            codec = _codec(head, file_format.encoding)
+            # NUL: never in UTF-8 text; between UTF-16's characters
+            if file_format.encoding is None and _is_utf8(codec) and b"\x00" in head:
                 raise TextclfError(f"{where} looks like UTF-16 without a byte-order mark (NUL bytes between "
                                    "characters): pass data.encoding=utf-16-le (--encoding utf-16-le to evaluate)")
         if suffix in DELIMITED:
-            sep, sniffed = _delimiter(head, codec, delimiter, suffix)
+            sep, sniffed = _delimiter(head, codec, file_format.delimiter, suffix)
         f = handle if bar.disable else CallbackIOWrapper(bar.update, handle, "read")
-        for df in _frames(f, suffix, chunk_size, encoding_errors, codec, sep, sheet, where):
+        found = FileFormat(codec, sep, file_format.sheet)
+        for df in _frames(f, suffix, chunk_size, encoding_errors, found, where):
             if suffix in DELIMITED:
                 df = _check_shape(df, where)
                 df = _check_utf8(df, where, encoding_errors, path) if _is_utf8(codec) else df
@@ -305,8 +326,13 @@ def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, enc
 
 def read_table(path: str | Path, encoding_errors: str = "strict", *, encoding: str | None = None,
                delimiter: str | None = None, sheet: str | None = None) -> pd.DataFrame:
-    """Read a whole data file into a DataFrame (see `iter_table` for the formats and the error messages)."""
-    frames = list(iter_table(path, None, encoding_errors, encoding=encoding, delimiter=delimiter, sheet=sheet))
+    """Read a whole data file into a DataFrame (see `iter_table` for the formats and the error messages);
+    `encoding`, `delimiter`, `sheet`: its `FileFormat`, given loose as pandas' readers take them."""
+    return _whole(path, encoding_errors, FileFormat(encoding, delimiter, sheet))
+
+
+def _whole(path: str | Path, encoding_errors: str, file_format: FileFormat) -> pd.DataFrame:
+    frames = list(iter_table(path, None, encoding_errors, file_format=file_format))
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
@@ -349,16 +375,16 @@ def frame_to_split(df: pd.DataFrame, text_column: str, label_column: str | None,
     return Split(text[keep].tolist(), labels[keep].tolist(), where)
 
 
-def read_split(path: str | Path, text_column: str, label_column: str | None, encoding_errors: str = "strict", *,
-               encoding: str | None = None, delimiter: str | None = None, sheet: str | None = None) -> Split:
-    df = read_table(path, encoding_errors, encoding=encoding, delimiter=delimiter, sheet=sheet)
+def read_split(path: str | Path, text_column: str, label_column: str | None, encoding_errors: str = "strict",
+               file_format: FileFormat = DETECT) -> Split:
+    df = _whole(path, encoding_errors, file_format)
     return frame_to_split(df, text_column, label_column, str(path))
 
 
-def check_text_file(path: str | Path, text_column: str, encoding_errors: str = "strict", *,
-                    encoding: str | None = None, delimiter: str | None = None, sheet: str | None = None) -> None:
+def check_text_file(path: str | Path, text_column: str, encoding_errors: str = "strict",
+                    file_format: FileFormat = DETECT) -> None:
     """Fail now, with one line, if `path` is missing, unreadable, or lacks the text column(s): reads its first rows."""
-    chunks = iter_table(path, 100, encoding_errors, encoding=encoding, delimiter=delimiter, sheet=sheet)
+    chunks = iter_table(path, 100, encoding_errors, file_format=file_format)
     try:
         first = next(chunks, None)
         if first is not None:

@@ -4,6 +4,8 @@ the config."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import TextclfError
 from ..models.decision import DEFAULT_THRESHOLD
 
@@ -11,6 +13,19 @@ from ..models.decision import DEFAULT_THRESHOLD
 # batches run faster: their [batch, length, 2 x hidden] tensors stay in its cache. On a GPU, larger ones (256+) pay.
 PREDICT_BATCH_SIZE = 64
 PREDICT_CHUNK_ROWS = 10_000  # rows of a file read, labelled and written at a time: what bounds predict's memory
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a saved model is loaded to answer (see `Classifier.load`): on which `device` ("auto": cuda, then mps,
+    then cpu), in which precision (`bf16`: "auto", True, False), with or without the linear view's `shortcut`, and
+    which `views` answer ("both", "lstm", "linear"). The commands, the server, Ray and `evaluate` take the four
+    together; `load_model` checks them."""
+
+    device: str = "auto"
+    bf16: bool | str = "auto"
+    shortcut: bool = True
+    views: str = "both"
 
 
 def binary_threshold(threshold: float | None, num_classes: int, option: str = "--threshold") -> float:

@@ -14,16 +14,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import iter_table, text_of
+from ..data import DETECT, FileFormat, iter_table, text_of
 from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
 from ..files import atomic_text
 from ..models.artifact import Artifact, load_model
 from ..models.decision import DEFAULT_THRESHOLD, decide
+from ..options import gather
 from ..text.batching import TextDataset, make_loader
 from ..text.tokens import truncate_ids
 from . import PREDICT_BATCH_SIZE as BATCH_SIZE
-from . import PREDICT_CHUNK_ROWS
+from . import PREDICT_CHUNK_ROWS, LoadOptions
 from .output import output_format, write_parquet, write_text
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,18 @@ class Prediction:
     label: str
     probability: float  # of `label`
     probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    """How `Classifier.predict_file` reads and runs a file, beyond what it labels and where it writes: rows read at
+    a time (what bounds memory), texts per forward pass, bytes that are not UTF-8 (an error naming the row, or
+    "replace"), and the file's format (None: detect)."""
+
+    chunk_size: int = PREDICT_CHUNK_ROWS
+    batch_size: int = BATCH_SIZE
+    encoding_errors: str = "strict"
+    file_format: FileFormat = DETECT
 
 
 @dataclass
@@ -103,8 +116,13 @@ class Classifier:
         `views`: "both" (the model as trained), or "lstm" / "linear": one of its views alone, at its own
         temperature. On text unlike its training data, one view may hold up better than the average (a model
         trained on film reviews labelling tweets: benchmarks/README.md)."""
-        dev = resolve_device(device)
-        return cls(load_model(path, dev, bf16, shortcut, views), dev)
+        return cls.load_with(path, LoadOptions(device, bf16, shortcut, views))
+
+    @classmethod
+    def load_with(cls, path: str | Path, options: LoadOptions) -> Classifier:
+        """`load`, the options as one value (what the commands, the server and Ray hand on)."""
+        dev = resolve_device(options.device)
+        return cls(load_model(path, dev, options.bf16, options.shortcut, options.views), dev)
 
     @property
     def text_column(self) -> str:
@@ -203,25 +221,25 @@ class Classifier:
         return out
 
     def predict_file(self, source: str | Path | BinaryIO, output: str | Path | TextIO, text_column: str | None = None,
-                     fmt: str | None = None, threshold: float = DEFAULT_THRESHOLD, chunk_size: int = PREDICT_CHUNK_ROWS,
-                     batch_size: int = BATCH_SIZE, encoding_errors: str = "strict", *, encoding: str | None = None,
-                     delimiter: str | None = None, sheet: str | None = None) -> FileSummary:
+                     fmt: str | None = None, threshold: float = DEFAULT_THRESHOLD, **options) -> FileSummary:
         """Label every row of a csv/tsv/txt/jsonl/parquet/xlsx file (or a CSV stream), `chunk_size` rows at a time.
 
         The output keeps the input columns and adds `predicted_label` and `prob_<class>` columns: a path as its
         suffix says (.csv, .tsv, .jsonl/.json, .parquet; another suffix needs `fmt`), a stream as CSV or JSON
         lines (`fmt`; see `output.output_format`). A path is written atomically: after a failure no half file is
-        left. `text_column` defaults to the column(s) the model was trained on. `encoding`, `delimiter`, `sheet`:
-        how to read the input (see `data.iter_table`; None: detect).
+        left. `text_column` defaults to the column(s) the model was trained on. `options`: the fields of
+        `FileOptions` (chunk_size, batch_size, encoding_errors, file_format), the format's also loose (`encoding`,
+        `delimiter`, `sheet`: how to read the input, see `data.iter_table`; None: detect).
         """
-        read = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
+        file_format = gather(FileFormat, options, "file_format")
+        how = FileOptions(**options, file_format=file_format)
         fmt = output_format(output, fmt)
-        if chunk_size <= 0 or batch_size <= 0:
+        if how.chunk_size <= 0 or how.batch_size <= 0:
             raise TextclfError("chunk and batch sizes must be > 0")
         summary = FileSummary(0, 0)
         where = str(source) if isinstance(source, str | Path) else getattr(source, "name", "the input stream")
-        chunks = iter_table(source, chunk_size, encoding_errors, desc="predicting", **read)
-        frames = self._labelled(chunks, text_column or self.text_column, threshold, batch_size, where, summary)
+        chunks = iter_table(source, how.chunk_size, how.encoding_errors, desc="predicting", file_format=file_format)
+        frames = self._labelled(chunks, text_column or self.text_column, threshold, how.batch_size, where, summary)
         if not isinstance(output, str | Path):
             write_text(frames, output, fmt)
         elif fmt == "parquet":

@@ -120,11 +120,12 @@ def resolve_model_dir(path: str | Path) -> Path:
 START = "start"  # the folder, inside a fine-tuned model's, of the model it started from (where it has a share)
 
 
-def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: LabelVocab,
-               tokenizer: Tokenizer, max_length: int | None, truncate: str, extra: dict | None = None,
-               linear: LinearModel | None = None, start: Path | None = None) -> Path:
-    """Write the folder next to its destination, then swap it in, so a crash never leaves half a model. `start`:
-    the model folder a fine-tuned model averages in, copied whole into START/."""
+def save_model(model_dir: str | Path, art: Artifact, start: Path | None = None) -> Path:
+    """Write `art` (its model, vocab, labels, tokenizer, truncation and linear view; its `meta`: what the run adds
+    to the format's own keys, e.g. data and calibration) as a model folder: written next to its destination, then
+    swapped in, so a crash never leaves half a model. `start`: the model folder a fine-tuned model averages in,
+    copied whole into START/."""
+    model, labels, tokenizer = art.model, art.labels, art.tokenizer
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     if not model_dir.exists() and displaced(model_dir).is_dir():  # a kill inside swap_in's fallback: put it back
@@ -134,7 +135,7 @@ def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: La
         "textclf_version": __version__, "torch_version": torch.__version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "type": model.kind, "model": model.arch, "labels": labels.names, "tokenizer": tokenizer.settings(),
-        "max_length": max_length, "truncate": truncate, **(extra or {}),
+        "max_length": art.max_length, "truncate": art.truncate, **art.meta,
     }
     tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
     try:
@@ -142,10 +143,10 @@ def save_model(model_dir: str | Path, model: nn.Module, vocab: Vocab, labels: La
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / WEIGHTS, metadata={"format": FORMAT})
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        vocab.save(tmp / VOCAB)
+        art.vocab.save(tmp / VOCAB)
         (tmp / CARD).write_text(render_card(meta), encoding="utf-8")  # the run rewrites it with its figures
-        if linear is not None:
-            linear.save(tmp)
+        if art.linear is not None:
+            art.linear.save(tmp)
         for f in tmp.iterdir():
             os.chmod(f, plain_mode(model_dir / f.name))  # safetensors, like mkstemp, writes 0600
             with open(f, "rb") as fh:

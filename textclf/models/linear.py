@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
 
@@ -187,6 +188,16 @@ def _fit_rows(counts: sparse.csr_matrix, grams: np.ndarray, rows: np.ndarray, y:
     return LinearModel.from_features(x, y[rows], [str(g) for g in grams[keep]], scale, num_classes, kind, settings)
 
 
+@dataclass(frozen=True)
+class ViewSettings:
+    """What a view was fitted with, as linear.json keeps it: its kind (`KINDS`), its longest n-gram, and C, the
+    inverse regularisation strength of its logistic regression."""
+
+    kind: str = "tfidf"
+    ngram_max: int = 2
+    c: float = 4.0
+
+
 class LinearModel:
     """`fit` on token lists and class ids; `predict_proba` on token lists → [N, C] (C = 2 for binary).
 
@@ -194,10 +205,11 @@ class LinearModel:
     """
 
     def __init__(self, ngrams: list[str], scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
-                 num_classes: int, kind: str = "tfidf", ngram_max: int = 2, c: float = 4.0):
+                 num_classes: int, settings: ViewSettings | None = None):
         self.ngrams, self.scale, self.coef, self.intercept = ngrams, scale, coef, intercept
-        self.num_classes, self.kind, self.ngram_max, self.c = num_classes, kind, ngram_max, c
-        self.weighting, self.unit = KINDS[kind]["weighting"], KINDS[kind]["unit"]
+        settings = settings or ViewSettings()
+        self.num_classes, self.kind, self.ngram_max, self.c = num_classes, settings.kind, settings.ngram_max, settings.c
+        self.weighting, self.unit = KINDS[self.kind]["weighting"], KINDS[self.kind]["unit"]
         self._vectorizer = None
         self._index = None
         self._columns = None
@@ -235,7 +247,7 @@ class LinearModel:
 
         clf = LogisticRegression(C=settings["c"], max_iter=1000).fit(x, y)
         return cls(ngrams, scale, clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), num_classes,
-                   kind, settings["ngram_max"], settings["c"])
+                   ViewSettings(kind, settings["ngram_max"], settings["c"]))
 
     @property
     def vectorizer(self):
@@ -373,5 +385,5 @@ class LinearModel:
         meta = json.loads((folder / FILES[0]).read_text(encoding="utf-8"))
         t = load_file(folder / FILES[1])
         scale = t["scale"] if "scale" in t else t["idf"]  # "idf" before the naive-Bayes kind existed
-        return cls(meta["ngrams"], scale, t["coef"], t["intercept"], meta["num_classes"], meta.get("kind", "tfidf"),
-                   meta["ngram_max"], meta["c"])
+        return cls(meta["ngrams"], scale, t["coef"], t["intercept"], meta["num_classes"],
+                   ViewSettings(meta.get("kind", "tfidf"), meta["ngram_max"], meta["c"]))

@@ -4,26 +4,45 @@ model on labelled data (`evaluate`, the `textclf evaluate` command). It imports 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..data import apply_label_map, load_splits
+from ..data import DETECT, FileFormat, apply_label_map, load_splits
 from ..data.split import split_dataset
-from ..device import predict_loader, resolve_device
+from ..device import predict_loader
 from ..errors import TextclfError
 from ..files import write_json
 from ..hub.download import HF_PREFIX
-from ..inference import PREDICT_BATCH_SIZE
-from ..inference.classifier import lstm_runner
-from ..models.artifact import load_model
+from ..inference import PREDICT_BATCH_SIZE, LoadOptions
+from ..inference.classifier import Classifier, lstm_runner
 from ..models.decision import decide
 from ..models.ensemble import Outputs, expected_calibration_error, log_loss
+from ..options import gather
 from ..text.batching import TextDataset, make_loader
 from ..text.tokens import tokenize_cached
 from .metrics import compute, format_report
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How `evaluate` reads the data, loads the model and reports, beyond which model, which data and which split:
+    the columns (None: the model's), where the metrics (JSON) and the plots (PNGs) go, texts per forward pass, the
+    token cache, bytes that are not UTF-8, a data file's format, and the model's loading options (as prediction's,
+    so the figures are those of the predictions a user gets)."""
+
+    text_column: str | None = None
+    label_column: str | None = None
+    output: str | None = None
+    plots: str | None = None
+    batch_size: int = PREDICT_BATCH_SIZE
+    cache_dir: str | None = None
+    encoding_errors: str = "strict"
+    file_format: FileFormat = DETECT
+    loading: LoadOptions = LoadOptions()
 
 
 def split_metrics(labels: np.ndarray, probs: np.ndarray, label_names: list[str], desc: str,
@@ -83,46 +102,47 @@ def warn_if_seen(art, split: str) -> None:
                     "textclf recorded it)")
 
 
-def evaluate(model_dir: str, data: str, split: str = "test", text_column: str | None = None,
-             label_column: str | None = None, output: str | None = None, device: str = "auto",
-             batch_size: int = PREDICT_BATCH_SIZE, cache_dir: str | None = None, encoding_errors: str = "strict",
-             plots: str | None = None, bf16: bool | str = "auto", encoding: str | None = None,
-             delimiter: str | None = None, sheet: str | None = None, shortcut: bool = True,
-             views: str = "both") -> dict:
-    """Evaluate a saved model on a split of a dataset folder, a file, "imdb" or "hf:NAME"; `plots`: a folder for PNGs.
+def evaluate(model_dir: str, data: str, split: str = "test", **options) -> dict:
+    """Evaluate a saved model on a split of a dataset folder, a file, "imdb" or "hf:NAME".
 
-    Labels go through the `data.label_map` the model was trained with, so star ratings evaluate as-is.
-    `encoding`, `delimiter`, `sheet`: how to read a file (see `data.iter_table`; None: detect). `bf16`, `shortcut`,
-    `views`: as for prediction (`Classifier.load`), so the figures are those of the predictions a user gets:
-    accuracy, precision, recall, F1, loss and ECE at the default decision, shortcut included; ROC-AUC and the
-    ROC and PR curves from the full model's probabilities (the LSTM runs on every text for them), which decide
-    at any other threshold, so an operating point read off a curve is what `--threshold` then gives.
+    `options`: the fields of `EvalOptions` (text_column, label_column, output, plots: a folder for PNGs,
+    batch_size, cache_dir, encoding_errors, file_format, loading), those of its file format (`encoding`,
+    `delimiter`, `sheet`: how to read a file, see `data.iter_table`; None: detect) and of its loading options
+    (`device`, `bf16`, `shortcut`, `views`) also loose. Labels go through the `data.label_map` the model was
+    trained with, so star ratings evaluate as-is. The model loads as for prediction (`Classifier.load`), so the
+    figures are those of the predictions a user gets: accuracy, precision, recall, F1, loss and ECE at the default
+    decision, shortcut included; ROC-AUC and the ROC and PR curves from the full model's probabilities (the LSTM
+    runs on every text for them), which decide at any other threshold, so an operating point read off a curve is
+    what `--threshold` then gives.
     """
-    dev = resolve_device(device)
-    art = load_model(model_dir, dev, bf16, shortcut, views)  # an hf: model is downloaded here, once
+    file_format, loading = gather(FileFormat, options, "file_format"), gather(LoadOptions, options, "loading")
+    how = EvalOptions(**options, file_format=file_format, loading=loading)
+    clf = Classifier.load_with(model_dir, how.loading)  # an hf: model is downloaded here, once
+    art, dev = clf.artifact, clf.device
     warn_if_seen(art, split)
     columns = art.meta.get("data", {})
-    text_column = text_column or columns.get("text_column", "text")
-    label_column = label_column or columns.get("label_column", "label")
-    splits = load_splits(data, None, text_column, label_column, splits=(split,), encoding_errors=encoding_errors,
-                         required=(split,), encoding=encoding, delimiter=delimiter, sheet=sheet)
+    text_column = how.text_column or columns.get("text_column", "text")
+    label_column = how.label_column or columns.get("label_column", "label")
+    splits = load_splits(data, None, text_column, label_column, splits=(split,), encoding_errors=how.encoding_errors,
+                         required=(split,), file_format=how.file_format)
     if split not in splits:
         raise TextclfError(f"{data} has no {split} split (pass --split, or a file)")
     part = apply_label_map(splits[split], columns.get("label_map"), known=lambda v: art.labels.get(v) is not None)
-    tok = tokenize_cached(part.texts, art.tokenizer, cache_dir, desc=f"tokenising {split}")
+    tok = tokenize_cached(part.texts, art.tokenizer, how.cache_dir, desc=f"tokenising {split}")
     ds = split_dataset(tok, part, art.vocab, art.labels, art.max_length, art.truncate)
 
     def lstm(rows: np.ndarray) -> np.ndarray:
         subset = TextDataset([ds.seqs[i] for i in rows])
-        loader = make_loader(subset, batch_size, shuffle=False, pin_memory=dev.type == "cuda")
+        loader = make_loader(subset, how.batch_size, shuffle=False, pin_memory=dev.type == "cuda")
         return predict_loader(art.model, loader, dev, desc=split)[0]
 
     token_lists = list(tok.token_lists())
-    out = art.outputs(token_lists, lstm, lambda a: lstm_runner(a, token_lists, dev, batch_size, desc=f"{split}, start"))
-    metrics = split_metrics(ds.labels, out.final, art.labels.names, split, Path(plots) if plots else None,
+    out = art.outputs(token_lists, lstm,
+                      lambda a: lstm_runner(a, token_lists, dev, how.batch_size, desc=f"{split}, start"))
+    metrics = split_metrics(ds.labels, out.final, art.labels.names, split, Path(how.plots) if how.plots else None,
                             ranking=out.exact)
     metrics = {"model": str(art.folder) if not str(model_dir).startswith(HF_PREFIX) else model_dir, "data": str(data),
                "split": split, **metrics}
-    if output:
-        write_json(output, metrics)
+    if how.output:
+        write_json(how.output, metrics)
     return metrics

@@ -1,5 +1,5 @@
 """The HTTP service: the app (app.py), running it in one process or several (server.py), batching requests
-(microbatch.py)."""
+(microbatch.py), what a server is built from (settings.py)."""
 
 from ..errors import TextclfError
 

@@ -12,11 +12,13 @@ from importlib import resources
 import numpy as np
 
 from ..errors import TextclfError, first_line
-from ..inference import binary_threshold
+from ..inference import LoadOptions, binary_threshold
 from ..inference.classifier import Classifier
 from ..models.decision import DEFAULT_THRESHOLD
+from ..options import gather, no_more
 from . import require_serve_extra
 from .microbatch import MicroBatcher, Unavailable
+from .settings import AppOptions, ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -207,23 +209,20 @@ def _routes(app: FastAPI, clf: Classifier, batcher: MicroBatcher, explainer, lim
         return explainer.explain(req.text, _threshold(clf, req.threshold)).to_dict()
 
 
-def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_chars: int = 20_000,
-               max_body_bytes: int = 1_000_000, explain_steps: int = 100, max_batch: int = 64,
-               batch_window_ms: float = 5.0, max_queue: int = 256, forward_batch: int | None = None) -> FastAPI:
-    """The app around a loaded `Classifier`. Limits: texts per request, characters per text, body bytes.
-
-    /predict requests are gathered into batches (`MicroBatcher`): up to `max_batch` texts that arrive within
-    `batch_window_ms` of the first, at most `max_queue` texts waiting (more: 503). A batch runs as one
-    `predict_proba` in forwards of `forward_batch` texts (default: 8 on CPU, `max_batch` on a GPU)."""
+def create_app(clf: Classifier, name: str = "model", **options) -> FastAPI:
+    """The app around a loaded `Classifier`, as `options` say: `app` (`AppOptions`: limits, batching, explanation
+    steps), its fields also loose (`max_texts=4`, ...)."""
+    how = gather(AppOptions, options, "app")
+    no_more(options, "create_app")
     require_serve_extra()
     from ..inference.explain import Explainer
 
-    if max_queue < max_texts:
-        raise TextclfError(f"--max-queue ({max_queue}) must be at least --max-texts ({max_texts}), "
+    if how.max_queue < how.max_texts:
+        raise TextclfError(f"--max-queue ({how.max_queue}) must be at least --max-texts ({how.max_texts}), "
                            "or the largest requests could never be queued")
-    explainer = Explainer(clf, explain_steps)
+    explainer = Explainer(clf, how.explain_steps)
     explainer.explain("warm up")  # the first backward pass is slow; pay for it before the first visitor
-    batcher = batcher_for(clf, max_batch, batch_window_ms, max_queue, forward_batch)
+    batcher = batcher_for(clf, how.max_batch, how.batch_window_ms, how.max_queue, how.forward_batch)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -233,21 +232,20 @@ def create_app(clf: Classifier, name: str = "model", max_texts: int = 64, max_ch
 
     app = FastAPI(title="textclf", summary="Review classification with a packed-sequence LSTM", lifespan=lifespan)
     app.state.batcher = batcher
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(BodyLimit, limit=how.max_body_bytes)
     _handle_errors(app)
-    _routes(app, clf, batcher, explainer, Limits(max_texts, max_chars), name)
+    _routes(app, clf, batcher, explainer, Limits(how.max_texts, how.max_chars), name)
     return app
 
 
-def app_from_settings(s: dict) -> FastAPI:
+def app_from_settings(s: ServeSettings) -> FastAPI:
     """The app that `serve` runs (in each worker process, with --workers), from the settings it hands over: the
     model loaded with this process's share of the cores."""
     import torch
 
-    if s.get("threads"):
-        torch.set_num_threads(s["threads"])
-    clf = Classifier.load(s["model_dir"], s["device"], s["bf16"], s["shortcut"], s.get("views", "both"))
-    return create_app(clf, name=s["model_dir"], **s["options"])
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    return create_app(Classifier.load_with(s.model_dir, s.loading), name=s.model_dir, app=s.app)
 
 
 def from_env() -> FastAPI:
@@ -265,6 +263,5 @@ def from_env() -> FastAPI:
     if not model:
         raise TextclfError("set TEXTCLF_MODEL=MODEL_DIR: the model textclf.serving.app:from_env() serves")
     threads = per_worker(int(os.environ.get("WEB_CONCURRENCY") or 1), int(os.environ.get("TEXTCLF_THREADS") or 0))
-    return app_from_settings({"model_dir": model, "device": os.environ.get("TEXTCLF_DEVICE", "auto"), "bf16": "auto",
-                              "shortcut": True, "views": os.environ.get("TEXTCLF_VIEWS", "both"), "options": {},
-                              "threads": threads})
+    loading = LoadOptions(os.environ.get("TEXTCLF_DEVICE", "auto"), views=os.environ.get("TEXTCLF_VIEWS", "both"))
+    return app_from_settings(ServeSettings(model, loading, threads=threads))

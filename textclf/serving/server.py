@@ -18,8 +18,11 @@ import sys
 import threading
 
 from ..errors import ServiceFailed, TextclfError
+from ..inference import LoadOptions
+from ..options import gather, no_more
 from ..threads import per_worker, wait_passively
 from . import require_serve_extra
+from .settings import AppOptions, ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +67,11 @@ def _shown(address: tuple) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          log_level: str = "info", bf16: bool | str = "auto", shortcut: bool = True, views: str = "both",
-          workers: int = 1, threads: int | None = None, **options) -> None:
-    """Load the model, then run the app with uvicorn until interrupted; `options` go to `create_app`.
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", workers: int = 1,
+          threads: int | None = None, **options) -> None:
+    """Load the model, then run the app with uvicorn until interrupted. `options`: `loading` (`LoadOptions`: how
+    the model loads, its fields also loose: `device`, `bf16`, `shortcut`, `views`) and `app` (`AppOptions`: what
+    `create_app` builds, its fields also loose: `max_texts`, ...).
 
     `threads`: PyTorch's intra-op threads per process (default: one per core, shared out among the workers).
     `workers` > 1: that many server processes, each with its own model and batcher, each listening on the port
@@ -76,6 +80,8 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
     linear view hold the GIL beside the event loop); figures: benchmarks/README.md. Memory grows with each
     copy. Linux only.
     """
+    loading, app = gather(LoadOptions, options, "loading"), gather(AppOptions, options, "app")
+    no_more(options, "serve")
     require_serve_extra()
     wait_passively()
     if not 0 < port < 65536:
@@ -93,8 +99,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
         loopback = False
     if not loopback:
         log.warning("listening on %s: reachable from other machines, and the service has no authentication", host)
-    settings = {"model_dir": str(model_dir), "device": device, "bf16": bf16, "shortcut": shortcut, "views": views,
-                "options": options, "threads": per_worker(workers, threads)}
+    settings = ServeSettings(str(model_dir), loading, app, per_worker(workers, threads))
     serving = f"serving {model_dir} on http://{_shown(address)} (page at /, API docs at /docs)"
     if workers == 1:
         _run(settings, family, address, log_level, serving)
@@ -102,7 +107,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
         _supervise(workers, settings, family, address, log_level, f"{serving} with {workers} worker processes")
 
 
-def _run(settings: dict, family: socket.AddressFamily, address: tuple, log_level: str, serving: str) -> None:
+def _run(settings: ServeSettings, family: socket.AddressFamily, address: tuple, log_level: str, serving: str) -> None:
     """One server in this process."""
     import uvicorn
 
@@ -123,7 +128,7 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _worker(settings: dict, family: socket.AddressFamily, address: tuple, log_level: str, ready, errors,
+def _worker(settings: ServeSettings, family: socket.AddressFamily, address: tuple, log_level: str, ready, errors,
             parent: int) -> None:
     """One of `serve`'s worker processes: builds the app, waits for the others to have theirs (`ready`, a
     barrier), then listens (SO_REUSEPORT). Keep-alive clients stay on the process that took their connection,
@@ -143,7 +148,7 @@ def _worker(settings: dict, family: socket.AddressFamily, address: tuple, log_le
         uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
 
 
-def _supervise(workers: int, settings: dict, family: socket.AddressFamily, address: tuple, log_level: str,
+def _supervise(workers: int, settings: ServeSettings, family: socket.AddressFamily, address: tuple, log_level: str,
                serving: str, target=_worker) -> None:
     """Start the worker processes and wait for them, saying `serving` once all have their app. SIGTERM or Ctrl-C
     stops them all. A worker that exits on its own, for whatever reason, stops the others and fails the command:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..options import gather, no_more
 from .vocab import PAD_ID
 
 if TYPE_CHECKING:
@@ -59,6 +61,19 @@ def collate(items: list[tuple[np.ndarray, int, int]], longest_first: bool = Fals
                  torch.tensor([y for _, y, _ in items]), torch.tensor([i for _, _, i in items]))
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the data under DDP: of `num_replicas` processes, the one at `rank` (one process:
+    all of it)."""
+
+    num_replicas: int = 1
+    rank: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank {self.rank} is not in [0, {self.num_replicas})")
+
+
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar length, in a random order that is a pure function of (seed, epoch).
 
@@ -72,19 +87,21 @@ class BucketBatchSampler(Sampler[list[int]]):
     (±1 text). Only a final global batch with fewer texts than processes repeats some (at most
     num_replicas - 1 per epoch). Not shuffled, rank r evaluates texts r, r + num_replicas, ... of the
     longest-first order: each text exactly once, counts may differ by one batch.
+
+    `shard`: a `Shard`, or its fields (`num_replicas=2, rank=1`).
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 pool_batches: int = 50, num_replicas: int = 1, rank: int = 0, passes: int = 1):
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+                 pool_batches: int = 50, passes: int = 1, **shard: int | Shard):
+        mine = gather(Shard, shard, "shard")
+        no_more(shard, "BucketBatchSampler")
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.pool_batches = pool_batches
-        self.num_replicas = num_replicas
-        self.rank = rank
+        self.num_replicas = mine.num_replicas
+        self.rank = mine.rank
         self.passes = passes if shuffle else 1  # shuffled passes over the data per epoch (small data: several)
         self.epoch = 0
         self.start = 0
@@ -127,19 +144,19 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 
 def make_loader(dataset: TextDataset, batch_size: int, shuffle: bool, seed: int = 0,
-                pin_memory: bool = False, num_replicas: int = 1, rank: int = 0, min_steps: int = 0) -> DataLoader:
+                pin_memory: bool = False, min_steps: int = 0, **shard: int | Shard) -> DataLoader:
     """A DataLoader over length buckets. Workers are not worth it: collate is a cheap numpy copy.
 
     The loader gets a generator of its own: otherwise every `iter(loader)` draws a seed from torch's
     global RNG, which dropout uses, and a resumed run could not continue that RNG exactly.
-    `num_replicas` > 1: this process's share (see BucketBatchSampler), for DDP training and sharded evaluation.
+    `shard` (a `Shard`, or `num_replicas=N, rank=R`): with N > 1, this process's share (see BucketBatchSampler),
+    for DDP training and sharded evaluation.
 
     Pinned batches are bound for a GPU: their rows come longest-first, so cuDNN packs them as they are, without
     the sorting whose index copies block the host. CPU batches keep the sampler's order (shortest first when
     shuffled): the same floating-point sums as ever, so CPU runs repeat earlier ones bit for bit.
     """
-    sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed,
-                                 num_replicas=num_replicas, rank=rank)
+    sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed, **shard)
     if shuffle and min_steps > len(sampler):
         sampler.passes = -(-min_steps // len(sampler))
     collate_fn = functools.partial(collate, longest_first=True) if pin_memory else collate

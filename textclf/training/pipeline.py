@@ -223,8 +223,8 @@ def save(run_dir: Path, cfg: Config, data: Prepared, meta: dict, model: nn.Modul
          linear: LinearModel | None = None, start: Path | None = None) -> None:
     """RUN_DIR/model/: the best epoch so far while training, the final model (its linear view, and the model it
     started from where that has a share) at the end."""
-    save_model(run_dir / "model", model, data.vocab, data.labels, data.tokenizer, cfg.data.max_length,
-               cfg.data.truncate, extra=meta, linear=linear, start=start)
+    art = Artifact(model, data.vocab, data.labels, data.tokenizer, cfg.data.max_length, cfg.data.truncate, meta, linear)
+    save_model(run_dir / "model", art, start=start)
 
 
 def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, DataLoader], device: torch.device,

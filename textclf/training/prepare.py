@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config, DataConfig
-from ..data import Split, apply_label_map, check_text_file, is_data_file, load_splits
+from ..data import FileFormat, Split, apply_label_map, check_text_file, is_data_file, load_splits
 from ..data.split import split_dataset
 from ..errors import TextclfError
 from ..models.artifact import Artifact
@@ -43,9 +43,9 @@ class Prepared:
     duplicates: dict[str, int] | None = None  # texts of one split found in another (`duplicates`)
 
 
-def file_format(d: DataConfig) -> dict:
+def file_format(d: DataConfig) -> FileFormat:
     """How to read the user's files (None: detect): data.encoding, data.delimiter, data.sheet."""
-    return {"encoding": d.encoding, "delimiter": d.delimiter, "sheet": d.sheet}
+    return FileFormat(d.encoding, d.delimiter, d.sheet)
 
 
 def uses_files(d: DataConfig) -> bool:
@@ -60,7 +60,7 @@ def load_data(cfg: Config) -> dict[str, Split]:
     if uses_files(d) and d.path:
         log.info("data.train/validation/test are given: data.path (%s) is not read", d.path)
     if d.unlabelled and not cfg.resume:  # checked now, before the run folder is touched; a resume does not read it
-        check_text_file(d.unlabelled, d.text_column, d.encoding_errors, **file_format(d))
+        check_text_file(d.unlabelled, d.text_column, d.encoding_errors, file_format(d))
         if not (cfg.pretrain.unlabelled and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs)) or cfg.init_from:
             log.warning("data.unlabelled is read by pretraining only (pretrain.word2vec or pretrain.lm_epochs, with "
                         "pretrain.unlabelled, from scratch): this run does not read it")
@@ -71,7 +71,7 @@ def load_data(cfg: Config) -> dict[str, Split]:
                  "pass data.test=FILE for test figures")
         path, files = None, {"train": path}
     splits = load_splits(path, files, d.text_column, d.label_column, encoding_errors=d.encoding_errors,
-                         split_names=names, streaming=d.streaming, **file_format(d))
+                         split_names=names, streaming=d.streaming, file_format=file_format(d))
     splits = {name: apply_label_map(split, d.label_map) for name, split in splits.items()}
     if "train" not in splits:
         raise TextclfError("the data has no train split (set data.train=FILE or name a file train.csv/parquet)")
