@@ -173,3 +173,18 @@ def test_allowed_values_have_one_source():
     assert CHOICES["tokenizer.kind"] == ("auto", *KINDS) and CHOICES["model.pooling"] is POOLINGS
     assert CHOICES["model.type"] is TYPES and CHOICES["train.lstm_impl"] is LSTM_IMPLS
     assert CHOICES["data.truncate"] is TRUNCATIONS and CHOICES["data.encoding_errors"] is ENCODING_ERRORS
+
+
+def test_each_sections_rules_name_its_own_fields_and_every_rule_is_checked():
+    """The range and choice rules live beside the fields they govern (a section's RULES): each names a field of its
+    section, and `load_config` refuses a value against any of them."""
+    from dataclasses import fields
+
+    from textclf.config import POSITIVE, Config, TrainConfig, rules
+
+    assert set(TrainConfig.RULES) <= {f.name for f in fields(TrainConfig)}
+    assert rules()["train.lr"] == POSITIVE and "RULES" not in {f.name for f in fields(Config)}
+    for key, rule in rules().items():
+        bad = "nonsense" if isinstance(rule, tuple) else -1
+        with pytest.raises(TextclfError, match=f'config key "{key}"'):
+            load_config(None, [f"{key}={bad}"])

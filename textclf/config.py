@@ -11,7 +11,7 @@ import functools
 import logging
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +25,11 @@ from .text.tokenizer import KINDS
 from .text.tokens import TRUNCATIONS
 
 log = logging.getLogger(__name__)
+
+# The rules a type cannot express, kept with each section's fields as its RULES (scikit-learn keeps
+# `_parameter_constraints` with the estimator): a tuple of allowed values, or one of these ranges.
+POSITIVE, NON_NEGATIVE, FRACTION, SHARE = "> 0", ">= 0", "[0, 1)", "(0, 1]"
+Rule = str | tuple[str, ...]
 
 
 @dataclass
@@ -51,6 +56,8 @@ class DataConfig:
     cache_dir: str | None = None  # tokenised-text cache; default $TEXTCLF_CACHE or ~/.cache/textclf
     label_map: dict[Any, Any] | None = None  # raw label → class name, e.g. {1: negative, 5: positive}; null drops
     encoding_errors: str = "strict"  # strict (bytes that are not UTF-8 are an error naming the row) | replace
+    RULES: ClassVar[dict[str, Rule]] = {"truncate": TRUNCATIONS, "encoding_errors": ENCODING_ERRORS,
+                                       "validation_fraction": FRACTION}
 
 
 @dataclass
@@ -60,6 +67,7 @@ class TokenizerConfig:
     # words, jieba) | char (one token per character of scripts without spaces)
     kind: str = "auto"
     lowercase: bool = True
+    RULES: ClassVar[dict[str, Rule]] = {"kind": ("auto", *KINDS)}
 
 
 @dataclass
@@ -67,6 +75,7 @@ class VocabConfig:
     min_freq: int = 2
     max_size: int | None = None  # not counting <pad> and <unk>; null: every token seen min_freq times
     new_tokens: int = 0  # init_from: add up to N tokens of the new train split seen >= min_freq times
+    RULES: ClassVar[dict[str, Rule]] = {"min_freq": POSITIVE, "new_tokens": NON_NEGATIVE}
 
 
 @dataclass
@@ -80,6 +89,9 @@ class ModelConfig:
     embedding_dropout: float = 0.1
     pooling: str = "max"  # last | max | mean | max_mean
     linear: bool = True  # average the LSTM with a TF-IDF + logistic-regression view (its share fitted on validation)
+    RULES: ClassVar[dict[str, Rule]] = {"type": TYPES, "pooling": POOLINGS, "embedding_dim": POSITIVE,
+                                       "hidden_size": POSITIVE, "num_layers": POSITIVE, "dropout": FRACTION,
+                                       "embedding_dropout": FRACTION}
 
 
 @dataclass
@@ -92,6 +104,8 @@ class PretrainConfig:
     lm_epochs: int = 0  # >0: first train the embedding + LSTM as a bidirectional language model on those texts
     lm_lr: float = 2e-3
     lm_sample: float = 0.25  # fraction of positions predicted per step: the softmax, not the LSTM, is the LM's cost
+    RULES: ClassVar[dict[str, Rule]] = {"epochs": POSITIVE, "window": POSITIVE, "lm_lr": POSITIVE,
+                                       "min_tokens": NON_NEGATIVE, "lm_epochs": NON_NEGATIVE, "lm_sample": SHARE}
 
 @dataclass
 class TrainConfig:
@@ -126,6 +140,15 @@ class TrainConfig:
     freeze_embedding_epochs: int = 0  # init_from: keep the pretrained embedding rows fixed for the first N epochs
     freeze_encoder_epochs: int = 0  # init_from: keep the LSTM fixed for the first N epochs
     tensorboard: bool = False  # log scalars to RUN_DIR/tb/ (needs the tensorboard extra)
+    RULES: ClassVar[dict[str, Rule]] = {
+        "scheduler": ("cosine", "linear", "constant"), "monitor": ("accuracy", "f1", "loss"),
+        "lstm_impl": LSTM_IMPLS, "amp_gpu": ("auto", "bf16", "fp16"), "class_weights": ("auto", "balanced", "none"),
+        "epochs": POSITIVE, "batch_size": POSITIVE, "eval_batch_size": POSITIVE, "lr": POSITIVE, "keep_last": POSITIVE,
+        "layer_lr_decay": POSITIVE, "checkpoint_every": NON_NEGATIVE, "checkpoint_steps": NON_NEGATIVE,
+        "adversarial": NON_NEGATIVE, "min_steps": NON_NEGATIVE, "min_epoch_steps": NON_NEGATIVE,
+        "freeze_embedding_epochs": NON_NEGATIVE, "freeze_encoder_epochs": NON_NEGATIVE, "warmup_ratio": FRACTION,
+        "adversarial_fraction": SHARE,
+    }
 
 
 @dataclass
@@ -141,35 +164,25 @@ class Config:
     run_dir: str = "runs/imdb"
     overwrite: bool = False  # allow replacing a run directory that holds a finished run
     resume: str | None = None  # continue an interrupted run: true (this run_dir) or RUN_DIR
+    RULES: ClassVar[dict[str, Rule]] = {"init_head": ("auto", "new")}
+
+
+
+
+def rules(cls: type = None, prefix: str = "") -> dict[str, Rule]:
+    """Every section's RULES by dotted key ("train.lr": POSITIVE), in the order the sections are declared."""
+    cls = cls or Config
+    out = {prefix + k: v for k, v in vars(cls).get("RULES", {}).items()}
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            out.update(rules(hints[f.name], f"{prefix}{f.name}."))
+    return out
 
 
 # allowed values; those the code below the config acts on come from there, one source each
-CHOICES: dict[str, tuple[str, ...]] = {
-    "data.truncate": TRUNCATIONS,
-    "tokenizer.kind": ("auto", *KINDS),
-    "model.type": TYPES,
-    "model.pooling": POOLINGS,
-    "train.scheduler": ("cosine", "linear", "constant"),
-    "train.monitor": ("accuracy", "f1", "loss"),
-    "train.lstm_impl": LSTM_IMPLS,
-    "train.amp_gpu": ("auto", "bf16", "fp16"),
-    "train.class_weights": ("auto", "balanced", "none"),
-    "data.encoding_errors": ENCODING_ERRORS,
-    "init_head": ("auto", "new"),
-}
-POSITIVE: tuple[str, ...] = (
-    "model.embedding_dim", "model.hidden_size", "model.num_layers", "train.epochs",
-    "train.batch_size", "train.eval_batch_size", "train.lr", "vocab.min_freq", "train.keep_last",
-    "pretrain.epochs", "pretrain.window", "pretrain.lm_lr", "train.layer_lr_decay",
-)
+CHOICES: dict[str, tuple[str, ...]] = {k: v for k, v in rules().items() if isinstance(v, tuple)}
 FINETUNE_KEYS: tuple[str, ...] = ("vocab.new_tokens", "train.freeze_embedding_epochs", "train.freeze_encoder_epochs")
-FRACTIONS: tuple[str, ...] = (
-    "data.validation_fraction", "model.dropout", "model.embedding_dropout", "train.warmup_ratio",
-)
-NON_NEGATIVE: tuple[str, ...] = ("train.checkpoint_every", "train.checkpoint_steps", "pretrain.lm_epochs",
-                                  "train.adversarial", "train.min_steps", "train.min_epoch_steps",
-                                  "pretrain.min_tokens",
-                                  *FINETUNE_KEYS)
 # The recipe's rules that raise a key on small data: the key, and the rule's own key (0 turns it off). A value
 # the user gave the key wins over a rule they did not set as close to the run (`_kept_as_set`).
 RAISED_BY: dict[str, str] = {"train.epochs": "train.min_steps", "pretrain.epochs": "pretrain.min_tokens"}
@@ -222,28 +235,19 @@ def value_of(cfg: Config, key: str):
     return functools.reduce(getattr, key.split("."), cfg)
 
 
+def _check_rule(key: str, value, rule: Rule) -> None:
+    if isinstance(rule, tuple):
+        if value not in rule:
+            raise TextclfError(f'config key "{key}" is "{value}"; choose one of: {", ".join(rule)}')
+    elif not {POSITIVE: value > 0, NON_NEGATIVE: value >= 0, FRACTION: 0 <= value < 1, SHARE: 0 < value <= 1}[rule]:
+        hint = " (0 turns it off)" if rule == NON_NEGATIVE else ""
+        raise TextclfError(f'config key "{key}" must be {"in " if "," in rule else ""}{rule}{hint}, got {value}')
+
+
 def check(cfg: Config) -> Config:
     """Check values a type cannot express (choices, ranges); raise TextclfError naming the key."""
-    for key, allowed in CHOICES.items():
-        value = value_of(cfg, key)
-        if value not in allowed:
-            raise TextclfError(f'config key "{key}" is "{value}"; choose one of: {", ".join(allowed)}')
-    for key in POSITIVE:
-        value = value_of(cfg, key)
-        if value <= 0:
-            raise TextclfError(f'config key "{key}" must be > 0, got {value}')
-    for key in NON_NEGATIVE:
-        value = value_of(cfg, key)
-        if value < 0:
-            raise TextclfError(f'config key "{key}" must be >= 0 (0 turns it off), got {value}')
-    for key in FRACTIONS:
-        value = value_of(cfg, key)
-        if not 0 <= value < 1:
-            raise TextclfError(f'config key "{key}" must be in [0, 1), got {value}')
-    for key in ("pretrain.lm_sample", "train.adversarial_fraction"):
-        value = value_of(cfg, key)
-        if not 0 < value <= 1:
-            raise TextclfError(f'config key "{key}" must be in (0, 1], got {value}')
+    for key, rule in rules().items():
+        _check_rule(key, value_of(cfg, key), rule)
     if cfg.data.max_length is not None and cfg.data.max_length <= 0:
         raise TextclfError(f'config key "data.max_length" must be > 0 or null, got {cfg.data.max_length}')
     if cfg.data.label_map and all(v is None for v in cfg.data.label_map.values()):
