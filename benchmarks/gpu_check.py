@@ -61,11 +61,12 @@ class SyncCounter:
         import torch
 
         from textclf.training import trainer
+        from textclf.training.checkpoint import Progress
 
         real = trainer.train_epoch
 
         def train_epoch(*args, **kwargs):
-            progress = kwargs.get("progress", args[8] if len(args) > 8 else None)
+            progress = kwargs.get("progress") or next(a for a in args if isinstance(a, Progress))
             start = progress.batch
             self._training = True
             try:
@@ -74,7 +75,7 @@ class SyncCounter:
                 self._training = False
                 self.steps += progress.batch - start
 
-        trainer.train_epoch = train_epoch  # fit looks it up at each call
+        trainer.train_epoch = train_epoch  # Loop.train looks it up at each call
         with warnings.catch_warnings():
             warnings.filterwarnings("always", message=f".*{SYNC}")
             warnings.showwarning = self._showwarning

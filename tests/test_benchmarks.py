@@ -117,12 +117,12 @@ def test_gpu_check_counts_the_syncs_of_training_steps_only(monkeypatch):
     def fake_epoch(*args, **kwargs):  # a training epoch of 4 steps with 2 host syncs
         for _ in range(2):
             warnings.warn(check.SYNC, stacklevel=1)
-        args[8].batch += 4
+        args[3].batch += 4
 
     monkeypatch.setattr(trainer, "train_epoch", fake_epoch)
     progress = trainer.Progress()
     with check.SyncCounter().watching(cuda=False) as counter:
-        trainer.train_epoch(*[None] * 8, progress)
+        trainer.train_epoch(*[None] * 3, progress)
         warnings.warn(check.SYNC, stacklevel=1)  # validation's: counted in the run, not per step
     assert (counter.steps, counter.in_training, counter.total) == (4, 2, 3)
     assert trainer.train_epoch is fake_epoch  # put back

@@ -21,8 +21,10 @@ from textclf.errors import TextclfError, TrainingDiverged
 from textclf.inference.classifier import Classifier
 from textclf.text.batching import BucketBatchSampler, TextDataset, make_loader
 from textclf.training import checkpoint, distributed
+from textclf.training.checkpoint import Progress
 from textclf.training.pipeline import train
-from textclf.training.trainer import Progress, check_finite, validate
+from textclf.training.steps import check_finite
+from textclf.training.trainer import validate
 
 from .conftest import REPO, TINY, lstm, write_tiny_data
 from .test_resume import assert_same_run
@@ -105,7 +107,7 @@ def _group_worker(rank: int, world: int, tmp: Path) -> None:
         every = distributed.all_gather(probs.tobytes())
         assert all(b == every[0] for b in every)  # bit for bit the same on every rank: decisions agree
         metrics = validate(model, shared, torch.device("cpu"), ["a", "b"])
-        assert metrics["n"] == 37 and distributed.all_gather(metrics["accuracy"]) == [metrics["accuracy"]] * world
+        assert metrics.n == 37 and distributed.all_gather(metrics.accuracy) == [metrics.accuracy] * world
         with pytest.raises(RuntimeError, match="predicted 0 or several times"):  # a loader sharded for 3
             predict_loader(model, make_loader(ds, 4, shuffle=False, num_replicas=3, rank=rank), torch.device("cpu"),
                            reduce=distributed.all_sum)

@@ -20,8 +20,7 @@ from textclf.training.finetune import (
     oov_rate,
 )
 from textclf.training.finetune import transfer_weights as init_model
-from textclf.training.pipeline import train
-from textclf.training.trainer import balanced_class_weights
+from textclf.training.pipeline import balanced_class_weights, train
 
 from .conftest import TINY, lstm, make_reviews
 

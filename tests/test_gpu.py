@@ -25,9 +25,10 @@ from textclf.text.batching import TextDataset, make_loader
 from textclf.text.tokenizer import Tokenizer
 from textclf.text.vocab import LabelVocab, Vocab
 from textclf.training import distributed
-from textclf.training.lm import BiLM, pretrain_lm
+from textclf.training.checkpoint import Progress
+from textclf.training.lm import BiLM, LMSettings, pretrain_lm
 from textclf.training.optim import amp_dtype, make_optimizer, make_scheduler
-from textclf.training.trainer import Progress, check_finite, train_epoch
+from textclf.training.steps import StepSetup, check_finite, train_epoch
 
 from .conftest import lstm
 
@@ -57,8 +58,8 @@ def _epoch(model, loader, scaler, device=None, dtype=None, adversarial=0.05, on_
     sched = make_scheduler(opt, "constant", len(loader), 0.0)
     loader.batch_sampler.set_epoch(1)
     progress = Progress(losses=torch.zeros(len(loader), device=device))
-    train_epoch(model, loader, opt, sched, device, 1.0, dtype, scaler, progress, adversarial=adversarial,
-                on_step=on_step)
+    setup = StepSetup(opt, sched, scaler, device, dtype, clip=1.0, adversarial=adversarial)
+    train_epoch(model, loader, setup, progress, on_step=on_step)
     return progress
 
 
@@ -297,7 +298,8 @@ def test_lm_pretraining_learns_with_clipping_off():
         torch.manual_seed(0)
         models.append(lstm(12, 2, 8, 16, embedding_dropout=0.0))
         before = {k: v.clone() for k, v in models[-1].lstm.state_dict().items()}
-        pretrain_lm(models[-1], seqs, epochs=2, batch_size=8, lr=0.01, device=torch.device("cpu"), seed=0, clip=clip)
+        pretrain_lm(models[-1], seqs, LMSettings(epochs=2, batch_size=8, lr=0.01, seed=0, clip=clip),
+                    torch.device("cpu"))
         assert not any(torch.equal(v, models[-1].lstm.state_dict()[k]) for k, v in before.items())
     for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values(), strict=True):
         assert torch.equal(a, b)

@@ -8,7 +8,7 @@ import torch
 from textclf.config import load_config
 from textclf.models.artifact import load_model
 from textclf.models.lstm import LSTMClassifier
-from textclf.training.lm import BiLM, pretrain_lm
+from textclf.training.lm import BiLM, LMSettings, pretrain_lm
 from textclf.training.pipeline import train
 
 from .conftest import TINY, lstm, make_reviews
@@ -43,7 +43,7 @@ def test_learns_a_pattern_but_cannot_see_the_token_it_predicts(impl, dtype):
     for seqs, check in ((cyclic, lambda loss: loss < 0.2 * chance), (noise, lambda loss: loss > 0.9 * chance)):
         model = _model()
         model.lstm_impl = impl
-        stats = pretrain_lm(model, seqs, epochs=40, batch_size=16, lr=0.01, device=torch.device("cpu"), seed=0,
+        stats = pretrain_lm(model, seqs, LMSettings(epochs=40, batch_size=16, lr=0.01, seed=0), torch.device("cpu"),
                             dtype=dtype)
         assert check(stats["loss"]), stats
         assert {p.dtype for p in model.parameters()} == {torch.float32}
@@ -65,7 +65,7 @@ def test_a_diverging_language_model_stops_at_the_classifiers_sync_cadence(monkey
     monkeypatch.setattr(optim, "SYNC_EVERY", 4)
     seqs = [np.arange(2, 12) for _ in range(40)]  # 40 steps of one text
     with pytest.raises(TrainingDiverged, match=r"language-model loss became nan by step 4 of epoch 1"):
-        pretrain_lm(_model(), seqs, epochs=1, batch_size=1, lr=0.01, device=torch.device("cpu"), seed=0)
+        pretrain_lm(_model(), seqs, LMSettings(epochs=1, batch_size=1, lr=0.01, seed=0), torch.device("cpu"))
     assert len(steps) == 4
 
 
@@ -75,14 +75,14 @@ def test_changes_the_encoder_only_and_is_cached(tmp_path):
     head = {k: v.clone() for k, v in model.head.state_dict().items()}
     lstm = {k: v.clone() for k, v in model.lstm.state_dict().items()}
     cache = tmp_path / "lm.pt"
-    stats = pretrain_lm(model, seqs, epochs=2, batch_size=8, lr=0.01, device=torch.device("cpu"), seed=0, sample=0.5,
-                        cache=cache)
+    stats = pretrain_lm(model, seqs, LMSettings(epochs=2, batch_size=8, lr=0.01, seed=0, sample=0.5),
+                        torch.device("cpu"), cache=cache)
     assert stats["tokens"] == 2 * 32 * 20 and stats["perplexity"] > 1
     assert all(torch.equal(v, model.head.state_dict()[k]) for k, v in head.items())
     assert not any(torch.equal(v, model.lstm.state_dict()[k]) for k, v in lstm.items())
     again = _model()
-    assert pretrain_lm(again, seqs, epochs=2, batch_size=8, lr=0.01, device=torch.device("cpu"), seed=0, sample=0.5,
-                       cache=cache) == stats
+    assert pretrain_lm(again, seqs, LMSettings(epochs=2, batch_size=8, lr=0.01, seed=0, sample=0.5),
+                       torch.device("cpu"), cache=cache) == stats
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 

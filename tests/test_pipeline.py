@@ -43,7 +43,7 @@ def test_duplicates_across_splits_are_counted_and_reported(tmp_path, caplog):
 def test_the_tensorboard_writer_closes_when_training_stops_on_sigterm(tmp_path, tiny_dir, monkeypatch):
     """The writer was closed only at a run's normal end (issue 23): a SIGTERM (Preempted) or an error left it
     open, its last events unflushed."""
-    from textclf.training import trainer
+    from textclf.training import preemption
 
     closed = []
 
@@ -61,11 +61,11 @@ def test_the_tensorboard_writer_closes_when_training_stops_on_sigterm(tmp_path, 
             closed.append(True)
 
     def preempted(*args, **kwargs):
-        raise trainer.Preempted(tmp_path / "ckpt.pt", 3)
+        raise preemption.Preempted(tmp_path / "ckpt.pt", 3)
 
     monkeypatch.setattr(pipeline, "writer_class", lambda: Writer)
     monkeypatch.setattr(pipeline, "fit_model", preempted)
-    with pytest.raises(trainer.Preempted):
+    with pytest.raises(preemption.Preempted):
         train(load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY,
                                  "train.tensorboard=true"]))
     assert closed == [True]

@@ -113,9 +113,9 @@ def test_resume_true_uses_run_dir_and_a_finished_run_is_left_alone(reference, tm
 @pytest.mark.parametrize("adversarial", [0.0, 0.02])
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch, capsys,
                                                                          adversarial):
-    from textclf.training import trainer
+    from textclf.training import steps
 
-    calls, real_loss = [], trainer.loss_fn
+    calls, real_loss = [], steps.loss_fn
     per_step = 2 if adversarial else 1  # adversarial training: the clean pass, then the pushed one (made NaN here)
 
     def loss_fn(*args, **kwargs):
@@ -126,7 +126,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(referen
                 loss = loss * float("nan")
         return loss
 
-    monkeypatch.setattr(trainer, "loss_fn", loss_fn)
+    monkeypatch.setattr(steps, "loss_fn", loss_fn)
     run_dir = tmp_path / "run"
     code = train_main(_args(reference / "data", run_dir, f"train.adversarial={adversarial}"))
     err = capsys.readouterr().err.strip().splitlines()
@@ -145,11 +145,11 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(referen
 def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(reference, tmp_path, monkeypatch,
                                                                                 capsys, when):
     from textclf import device
-    from textclf.training import trainer
+    from textclf.training import steps
 
     step = 5  # mid-epoch 1, in which the signal arrives inside a training step
     per_step = 2 if load_config(None, _args(reference / "data", tmp_path)).train.adversarial else 1
-    calls, real_loss = [], trainer.loss_fn
+    calls, real_loss = [], steps.loss_fn
 
     def loss_fn(*args, **kwargs):  # a scheduler's SIGTERM, inside training step 5 or epoch 1's validation
         training = torch.is_grad_enabled()
@@ -159,7 +159,7 @@ def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(
                 os.kill(os.getpid(), signal.SIGTERM)
         return real_loss(*args, **kwargs)
 
-    for module in (trainer, device):  # training steps, and validation
+    for module in (steps, device):  # training steps, and validation
         monkeypatch.setattr(module, "loss_fn", loss_fn)
     before = signal.getsignal(signal.SIGTERM)
     run_dir = tmp_path / "run"
@@ -175,7 +175,7 @@ def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(
     else:
         assert (ckpt["epoch"], ckpt["batch"]) == (2, 0)  # the end of epoch 1
     assert not (run_dir / "metrics.json").exists()
-    for module in (trainer, device):
+    for module in (steps, device):
         monkeypatch.setattr(module, "loss_fn", real_loss)
     assert train_main([f"resume={run_dir}"]) == 0
     assert_same_run(reference / "ref", run_dir)
@@ -184,10 +184,10 @@ def test_sigterm_checkpoints_at_the_next_step_exits_0_and_resumes_bit_identical(
 def test_sigterm_handler_only_in_the_main_thread():
     import threading
 
-    from textclf.training.trainer import _Sigterm
+    from textclf.training.preemption import Sigterm
 
     seen = []
-    thread = threading.Thread(target=lambda: seen.append(_Sigterm().installed))
+    thread = threading.Thread(target=lambda: seen.append(Sigterm().installed))
     thread.start()
     thread.join()
     assert seen == [False]

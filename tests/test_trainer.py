@@ -85,7 +85,7 @@ def test_multiclass_training(tmp_path):
 
 
 def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
-    from textclf.training.trainer import adversarial_delta
+    from textclf.training.adversarial import adversarial_delta
 
     torch.manual_seed(0)
     model = lstm(50, 2, embedding_dim=8, hidden_size=8, dropout=0.0, embedding_dropout=0.0).eval()
@@ -108,11 +108,11 @@ def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
 def test_adversarial_fraction_pushes_a_random_share_of_the_rows_cut_to_their_longest(monkeypatch):
     from types import SimpleNamespace
 
-    from textclf.training import trainer
+    from textclf.training import steps
 
-    assert trainer.adversarial_rows(torch.full((8,), 5), 1.0) is None  # every row: the batch as it is
-    assert len(trainer.adversarial_rows(torch.full((8,), 5), 0.01)) == 1  # at least one
-    rows = trainer.adversarial_rows(torch.arange(64, 0, -1), 0.25)
+    assert steps.adversarial_rows(torch.full((8,), 5), 1.0) is None  # every row: the batch as it is
+    assert len(steps.adversarial_rows(torch.full((8,), 5), 0.01)) == 1  # at least one
+    rows = steps.adversarial_rows(torch.arange(64, 0, -1), 0.25)
     assert len(rows) == 16 and rows.unique().numel() == 16 and torch.equal(rows, rows.sort().values)
 
     class Recorder(torch.nn.Module):  # the classifier, noting what each pass is given
@@ -125,16 +125,16 @@ def test_adversarial_fraction_pushes_a_random_share_of_the_rows_cut_to_their_lon
             self.calls.append((tuple(x.shape), lengths.tolist(), delta is None or tuple(delta.shape)))
             return self.inner(x, lengths, delta)
 
-    drawn, real = [], trainer.adversarial_rows
-    monkeypatch.setattr(trainer, "adversarial_rows", lambda *a: drawn.append(real(*a)) or drawn[-1])
+    drawn, real = [], steps.adversarial_rows
+    monkeypatch.setattr(steps, "adversarial_rows", lambda *a: drawn.append(real(*a)) or drawn[-1])
     model = Recorder()
     lengths = torch.tensor([9, 8, 6, 5, 3, 2, 2, 1])  # longest first, as the loaders make them
     tokens = torch.randint(1, 50, (8, 9)) * (torch.arange(9) < lengths[:, None])
     batch = SimpleNamespace(tokens=tokens, labels=torch.tensor([0, 1] * 4).float(), lengths=lengths)
     opt = torch.optim.AdamW(model.parameters())
-    trainer.train_step(model, batch, opt, make_scheduler(opt, "constant", 1, 0.0),
-                       torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), 1.0, None,
-                       adversarial=0.05, adversarial_fraction=0.5)
+    steps.train_step(model, batch, steps.StepSetup(opt, make_scheduler(opt, "constant", 1, 0.0),
+                                                   torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"),
+                                                   None, 1.0, adversarial=0.05, adversarial_fraction=0.5))
     (chosen,) = drawn
     clean, pushed = model.calls
     assert clean == ((8, 9), lengths.tolist(), (8, 9, 8))
@@ -155,7 +155,7 @@ def test_adversarial_training_trains_on_both_passes(tmp_path, tiny_dir):
 def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, monkeypatch, caplog):
     import torch
 
-    from textclf.training import optim, trainer
+    from textclf.training import optim, steps
 
     cpu = torch.device("cpu")
     runs = optim.cpu_bf16_lstm_runs()
@@ -176,8 +176,8 @@ def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, m
             optim.amp_dtype(cpu, False, cpu="true")
         pytest.skip("this CPU cannot run an LSTM in bf16 autocast (no AVX-512): refused in one line, checked above")
     seen = []
-    real = trainer.autocast
-    monkeypatch.setattr(trainer, "autocast", lambda device, dtype: seen.append(dtype) or real(device, dtype))
+    real = steps.autocast
+    monkeypatch.setattr(steps, "autocast", lambda device, dtype: seen.append(dtype) or real(device, dtype))
     metrics, run = _train(tmp_path, tiny_dir, "bf16", "train.amp_cpu=true", "train.adversarial=0.05")
     assert torch.bfloat16 in seen and metrics["test"]["accuracy"] >= 0.9
     assert metrics["precision"] == "bfloat16 autocast"

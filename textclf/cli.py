@@ -246,7 +246,7 @@ def run_train(args: argparse.Namespace) -> int:
     wait_passively()  # before torch loads: runs beside another (a sweep, a server) share the cores
     from .training.distributed import is_main
     from .training.pipeline import train
-    from .training.trainer import Preempted
+    from .training.preemption import Preempted
 
     config = args.config or _resumed_config(args.overrides)
     cfg = load_config(config, args.overrides)
@@ -276,15 +276,15 @@ def _dry_run(cfg) -> int:
 
     s = dry_run(cfg)
     print(f"dry run: each step once, small ({cfg.run_dir}: nothing trained for real, no model saved)")
-    print("data:  " + ", ".join(f"{k} {v:,}" for k, v in s["rows"].items()) + f" rows; vocab {s['vocab']:,}; "
-          f"labels {', '.join(s['labels'])}")
-    print(f"model: {s['model']}, {s['parameters']:,} parameters on {s['device']}")
-    print(f"one training step ({s['train_texts']} texts): loss {s['train_loss']:.4f}")
-    print(f"one validation batch ({s['validation_texts']} texts): loss {s['validation_loss']:.4f}, "
-          f"accuracy {s['validation_accuracy']:.4f}")
-    if s["skipped"]:
-        print(f"not run: {', '.join(s['skipped'])}")
-    print(f"wrote {s['config']}")
+    print("data:  " + ", ".join(f"{k} {v:,}" for k, v in s.rows.items()) + f" rows; vocab {s.vocab:,}; "
+          f"labels {', '.join(s.labels)}")
+    print(f"model: {s.model}, {s.parameters:,} parameters on {s.device}")
+    print(f"one training step ({s.train_texts} texts): loss {s.train_loss:.4f}")
+    print(f"one validation batch ({s.validation_texts} texts): loss {s.validation_loss:.4f}, "
+          f"accuracy {s.validation_accuracy:.4f}")
+    if s.skipped:
+        print(f"not run: {', '.join(s.skipped)}")
+    print(f"wrote {s.config}")
     return 0
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .._version import __version__
-from ..errors import TextclfError
+from ..errors import TextclfError, first_line
 from ..files import atomic_open
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,71 @@ _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 REQUIRED = ("epoch", "batch", "step", "model", "optimizer", "scheduler", "scaler", "rng", "config", "fingerprint")
 # torch < 2.6 could run code from a crafted file even with weights_only=True (CVE-2025-32434)
 SAFE_TORCH = (2, 6)
+
+
+# The checkpoint key of each `Progress` field saved under another name; the others keep their own
+_SAVED_AS = {"losses": "epoch_losses", "tokens": "epoch_tokens", "seconds": "epoch_seconds"}
+
+
+@dataclass
+class Progress:
+    """Where training stands: with the model, optimizer, schedule and RNG states, all a resume needs. It saves
+    (`to_dict`) and restores (`from_dict`) itself, in tensors and primitives only."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    batch: int = 0  # batches of it already trained
+    step: int = 0  # optimizer steps since the start of the run
+    losses: torch.Tensor | None = None  # this epoch's per-batch losses, kept on the device
+    tokens: int = 0  # seen this epoch
+    seconds: float = 0.0  # training time of this epoch so far
+    train_seconds: float = 0.0  # over the whole run, restarts included
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    best_state: dict | None = None
+    stale: int = 0  # epochs since the best one
+    stopped: bool = False  # early-stopped, or all epochs done
+    history: list[dict] = field(default_factory=list)  # log.jsonl's rows
+
+    def keep_best(self, epoch: int, score: float, model: nn.Module) -> None:
+        """`model`'s weights (a copy) as the best so far: epoch `epoch`, validation score `score`."""
+        self.best_epoch, self.best_score, self.stale = epoch, score, 0
+        self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def to_dict(self, losses: torch.Tensor) -> dict:
+        """What a checkpoint holds of it, so that torch.load(weights_only=True) reads it: the history as JSON text,
+        no best state as {}. `losses`: the epoch's so far, averaged over the processes (`trainer.check_finite`)."""
+        saved = {"losses": losses.detach().cpu(), "best_state": self.best_state or {},
+                 "history": json.dumps(self.history)}
+        return {_SAVED_AS.get(f.name, f.name): saved.get(f.name, getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, state: dict, n_batches: int, device: torch.device) -> Progress:
+        """Undo `to_dict`, on `device`, for an epoch of `n_batches` batches."""
+        losses = torch.zeros(n_batches, device=device)
+        losses[: state["batch"]] = state["epoch_losses"].to(device)
+        loaded = {"losses": losses, "best_state": {k: v.to(device) for k, v in state["best_state"].items()} or None,
+                  "history": json.loads(state["history"])}
+        return cls(**{f.name: loaded.get(f.name, state[_SAVED_AS.get(f.name, f.name)]) for f in fields(cls)})
+
+
+def pack(progress: Progress, losses: torch.Tensor, states: dict, rngs: list[dict]) -> dict:
+    """A checkpoint's training state: `progress` (see `Progress.to_dict`), the state dicts of `states` (model,
+    optimizer, scheduler, scaler, by checkpoint key) and `rngs`, every process's RNG states by rank."""
+    return {**progress.to_dict(losses), **{key: obj.state_dict() for key, obj in states.items()},
+            "rng": rngs[0], **({"rng_by_rank": rngs} if len(rngs) > 1 else {})}
+
+
+def restore(ckpt: dict, states: dict, device: torch.device, n_batches: int) -> Progress:
+    """Undo `pack` into the objects of `states`, and say where training stood. Not the RNG: it comes last (see
+    `trainer.Loop`). Tensors were read on the CPU."""
+    try:
+        for key, obj in states.items():
+            if key != "scaler" or ckpt[key]:  # a scaler's is empty when saved without fp16 loss scaling (CPU, bf16)
+                obj.load_state_dict(ckpt[key])  # an optimizer's moments move to its parameters' device
+        return Progress.from_dict(ckpt, n_batches, device)
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise TextclfError(f"{ckpt.get('path', 'the checkpoint')} does not fit this model ({first_line(e)[:200]}); "
+                           "resume with the run's own config, or start a new run_dir") from None
 
 
 def rng_state() -> dict:

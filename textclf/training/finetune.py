@@ -265,22 +265,33 @@ class Plan:
         return info
 
     def freezer(self, model: nn.Module) -> Callable[[int], None] | None:
-        """`on_epoch_start` for `trainer.fit`: the layers to hold fixed while training, or None."""
+        """`on_epoch_start` for `trainer.Loop.fit`: the layers to hold fixed while training, or None."""
         if not (self.freeze_embedding_epochs or self.freeze_encoder_epochs):
             return None
         return freezer(model, len(self.pretrained.vocab), self.freeze_embedding_epochs, self.freeze_encoder_epochs)
 
 
-def plan(pretrained: Artifact, tokens: dict[str, Tokenized], labels: LabelVocab, train_labels: Sequence[object],
-         new_tokens: int = 0, min_freq: int = 2, head: str = "auto", freeze_embedding_epochs: int = 0,
-         freeze_encoder_epochs: int = 0) -> Plan:
-    """Decide what a fine-tuning run starts from, log it, and warn where the model does not fit the data.
+@dataclass
+class PlanOptions:
+    """What the config asks of fine-tuning: vocab.new_tokens and vocab.min_freq, init_head, and
+    train.freeze_embedding_epochs / train.freeze_encoder_epochs."""
 
-    `head`: "auto" keeps the pretrained head when the labels are spelled alike, or (two labels) when the
-    pretrained model's scores on the train rows tell which is which, clearly and significantly (`align_labels`;
-    a 0/1 file matched to negative/positive only by the alias is checked so too); "new" never keeps it.
-    """
-    vocab = extend_vocab(pretrained.vocab, tokens["train"].counts(), new_tokens, min_freq)
+    new_tokens: int = 0  # tokens the pretrained vocabulary may gain (`extend_vocab`)
+    min_freq: int = 2
+    # "auto" keeps the pretrained head when the labels are spelled alike, or (two labels) when the pretrained
+    # model's scores on the train rows tell which is which, clearly and significantly (`align_labels`; a 0/1
+    # file matched to negative/positive only by the alias is checked so too); "new" never keeps it
+    head: str = "auto"
+    freeze_embedding_epochs: int = 0
+    freeze_encoder_epochs: int = 0
+
+
+def plan(pretrained: Artifact, tokens: dict[str, Tokenized], labels: LabelVocab, train_labels: Sequence[object],
+         options: PlanOptions | None = None) -> Plan:
+    """Decide what a fine-tuning run starts from, log it, and warn where the model does not fit the data."""
+    o = options or PlanOptions()
+    head, new_tokens = o.head, o.new_tokens
+    vocab = extend_vocab(pretrained.vocab, tokens["train"].counts(), new_tokens, o.min_freq)
     matched = match_labels(pretrained.labels, labels) if head == "auto" else None
     if matched is not None and not spelled_alike(pretrained.labels, labels):
         matched = None  # 0/1 against negative/positive: the model's own scores say which is which
@@ -301,7 +312,7 @@ def plan(pretrained: Artifact, tokens: dict[str, Tokenized], labels: LabelVocab,
         if len(vocab) > len(pretrained.vocab) else None
     rows = [matched.names.index(name) for name in labels.names] if matched is not None else None
     result = Plan(pretrained, vocab, labels, matched is not None, how if matched else None, alignment,
-                  oov, extended, freeze_embedding_epochs, freeze_encoder_epochs, rows)
+                  oov, extended, o.freeze_embedding_epochs, o.freeze_encoder_epochs, rows)
     log.info("init_from %s: %s head (labels %s → %s), vocab %d + %d new tokens, train OOV %.1f%%%s",
              pretrained.folder, "kept" if result.keep_head else "new", pretrained.labels.names, result.labels.names,
              len(pretrained.vocab), len(vocab) - len(pretrained.vocab), 100 * oov["train"],

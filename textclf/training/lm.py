@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +88,20 @@ def cache_path(corpus_keys: list[str], vocab_itos: list[str], arch: dict, settin
     return Path(cache_dir or default_cache_dir()) / f"lm-{key}.pt"
 
 
-def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, batch_size: int, lr: float,
-                device: torch.device, seed: int, sample: float = 1.0, clip: float = 1.0,
+@dataclass
+class LMSettings:
+    """How the language model trains: pretrain.lm_epochs, lm_lr and lm_sample, with the classifier's batch size,
+    seed and gradient clipping."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    sample: float = 1.0  # the share of positions predicted (`BiLM.sample`)
+    clip: float = 1.0  # the gradients' norm, 0: not clipped
+
+
+def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], settings: LMSettings, device: torch.device,
                 cache: Path | None = None, dtype: torch.dtype | None = None) -> dict:
     """Train `model`'s embedding and LSTM as a bidirectional LM on `seqs` (token-id arrays), in place.
 
@@ -101,11 +114,12 @@ def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, b
         model.lstm.load_state_dict(saved["lstm"])
         log.info("language model: loaded from the cache (%s)", cache.name)
         return saved["stats"]
+    epochs, seed = settings.epochs, settings.seed
     torch.manual_seed(seed)
-    lm = BiLM(model, sample=sample).to(device)
+    lm = BiLM(model, sample=settings.sample).to(device)
     dataset = TextDataset(seqs, np.zeros(len(seqs), dtype=np.int64))
-    loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, pin_memory=device.type == "cuda")
-    opt = make_optimizer(lm, lr, weight_decay=0.0)
+    loader = make_loader(dataset, settings.batch_size, shuffle=True, seed=seed, pin_memory=device.type == "cuda")
+    opt = make_optimizer(lm, settings.lr, weight_decay=0.0)
     sched = make_scheduler(opt, "cosine", epochs * len(loader), 0.02)
     scaler = grad_scaler(device, dtype)
     start, tokens = time.perf_counter(), 0
@@ -120,7 +134,7 @@ def pretrain_lm(model: LSTMClassifier, seqs: list[np.ndarray], *, epochs: int, b
             with autocast(device, dtype):
                 loss, n = lm(x, batch.lengths)
             opt.zero_grad(set_to_none=True)
-            optimizer_step(loss, opt, sched, scaler, lm, clip)
+            optimizer_step(loss, opt, sched, scaler, lm, settings.clip)
             total += loss.detach().float() * n  # summed on the device: a host sync only every optim.SYNC_EVERY steps
             count += n
             tokens += int(batch.lengths.sum())

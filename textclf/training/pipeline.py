@@ -14,8 +14,9 @@ import gc
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,12 +39,16 @@ from ..text.batching import TextDataset, make_loader
 from ..text.vocab import LabelVocab, Vocab
 from ..threads import cores, intra_op
 from . import distributed, finetune
+from .checkpoint import Checkpoints
 from .optim import release_memory
 from .prepare import Prepared, load_data, prepare
 from .pretrain import pretrain_corpora, pretrain_language_model, pretrain_vectors
+from .record import DryRun, ModelMeta, RunSummary
 from .rundir import check_run_dir, data_fingerprint, load_resume, run_checkpoints, start_run_dir, write_config
+from .seeding import deterministic, seed_everything
+from .steps import train_step
 from .tblog import epoch_logger, log_final, writer_class
-from .trainer import FitResult, Hooks, _Loop, balanced_class_weights, deterministic, fit, seed_everything, train_step
+from .trainer import FitResult, Hooks, Loop
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,23 @@ def set_up(cfg: Config) -> tuple[Config, Artifact | None, Prepared, Path | None]
     return cfg, pretrained, prepare(cfg, load_data(cfg), pretrained), resume_from
 
 
+@dataclass
+class Run:
+    """A run as `_train` sets it up for `fit_model` and `report`: the config as the run records it, the device, the
+    data, the network and its loaders, config.json's meta beside the model, what pretraining took, and the
+    TensorBoard writer (rank 0, with train.tensorboard)."""
+
+    cfg: Config
+    device: torch.device
+    data: Prepared
+    model: nn.Module
+    loaders: dict[str, DataLoader]
+    meta: ModelMeta
+    pretrain_seconds: float | None = None  # word2vec and the language model, when either ran
+    language_model: dict | None = None  # the language model's stats, when it ran
+    tb: Any = None  # a SummaryWriter
+
+
 def _train(cfg: Config, device: torch.device) -> dict:
     cfg, pretrained, data, resume_from = set_up(cfg)
     run_dir = Path(cfg.run_dir)
@@ -107,42 +129,40 @@ def _train(cfg: Config, device: torch.device) -> dict:
     del corpora  # the unlabelled texts' tokens: not needed from here on
     gc.collect()
     release_memory()
-    loaders = make_loaders(cfg, data, device)
-    meta = model_meta(cfg, data)
-    tb = writer_class()(log_dir=str(run_dir / "tb")) if cfg.train.tensorboard and main else None
-    with contextlib.closing(tb) if tb is not None else contextlib.nullcontext():  # SIGTERM and errors too
-        return _fit_and_report(cfg, device, run_dir, model, data, loaders, meta, resume, fingerprint,
-                               pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats, tb)
+    run = Run(cfg, device, data, model, make_loaders(cfg, data, device), model_meta(cfg, data),
+              pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats)
+    run.tb = writer_class()(log_dir=str(run_dir / "tb")) if cfg.train.tensorboard and main else None
+    with contextlib.closing(run.tb) if run.tb is not None else contextlib.nullcontext():  # SIGTERM and errors too
+        return report(run, fit_model(run, run_checkpoints(cfg, fingerprint), resume))
 
 
-def _fit_and_report(cfg: Config, device: torch.device, run_dir: Path, model: nn.Module, data: Prepared,
-                    loaders: dict[str, DataLoader], meta: dict, resume: dict | None,
-                    fingerprint: str, pretrain_seconds: float | None, lm_stats: dict | None, tb) -> dict:
-    main = distributed.is_main()
-    result = fit_model(cfg, model, data, loaders, device, resume, fingerprint,
-                       on_best=functools.partial(save, run_dir, cfg, data, meta) if main else None, tb=tb)
-    distributed.check_same_weights(model)
+def report(run: Run, result: FitResult) -> dict:
+    """After `fit_model`: the linear view, the calibration, every split's figures (metrics.json's contents,
+    returned), and on rank 0 the final model folder, the plots, the card and metrics.json."""
+    cfg, data, main = run.cfg, run.data, distributed.is_main()
+    run_dir = Path(cfg.run_dir)
+    distributed.check_same_weights(run.model)
     linear = fit_linear(data) if cfg.model.linear else None
-    metrics = run_summary(result, data, device, pretrain_seconds, lm_stats)
-    cal, parts, linear = calibrate(model, linear, loaders, data, device, cfg.train.seed)
-    metrics.update(score_splits(parts, {name: data.datasets[name].labels for name in parts}, data.labels.names,
-                                run_dir / "plots" if main else None))
+    cal, parts, linear = calibrate(run.model, linear, run.loaders, data, run.device, cfg.train.seed)
+    scores = score_splits(parts, {name: data.datasets[name].labels for name in parts}, data.labels.names,
+                          run_dir / "plots" if main else None)
     for name, source in sources(cal, linear).items():
         if name in parts:
-            metrics[name].update(source)
-    metrics["calibration"] = meta["calibration"] = cal.to_dict()
+            scores[name].update(source)
+    started = data.finetune is not None and "start_accuracy" in scores["validation"]  # a candidate answer
+    metrics = {**run_summary(run, result, start_choice(cal) if started else None).to_dict(), **scores,
+               "calibration": cal.to_dict()}
+    run.meta.calibration = metrics["calibration"]
     if linear is not None and cal.uses_linear():
-        meta["linear_view"] = {"rows": ["train", "validation"], "calibrated_out_of_fold": LINEAR_FOLDS}
+        run.meta.linear_view = {"rows": ["train", "validation"], "calibrated_out_of_fold": LINEAR_FOLDS}
     start = None
-    if data.finetune is not None and "start_accuracy" in metrics["validation"]:
-        metrics["init_from"]["the_model"] = start_choice(cal)
-        if cal.uses_start():
-            start = data.finetune.pretrained.folder
-            meta["start_view"] = {"from": str(cfg.init_from), "rows": data.finetune.head_rows}
+    if started and cal.uses_start():
+        start = data.finetune.pretrained.folder
+        run.meta.start_view = {"from": str(cfg.init_from), "rows": data.finetune.head_rows}
     if not main:
         return metrics
-    save(run_dir, cfg, data, meta, model, linear if cal.uses_linear() else None, start)
-    finish(run_dir, cfg, result, metrics, tb)
+    save(run, linear if cal.uses_linear() else None, start)
+    finish(run_dir, cfg, result, metrics, run.tb)
     return metrics
 
 
@@ -191,6 +211,12 @@ def make_loaders(cfg: Config, data: Prepared, device: torch.device) -> dict[str,
             for name, ds in data.datasets.items()}
 
 
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse class frequency (`train.class_weights=balanced`), 1.0 everywhere for balanced data."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
 IMBALANCED = 2.0  # train.class_weights=auto weighs classes when the largest has this many times the smallest's rows
 
 
@@ -208,28 +234,27 @@ def class_weights(cfg: Config, data: Prepared, device: torch.device) -> torch.Te
     return weights.to(device)
 
 
-def model_meta(cfg: Config, data: Prepared) -> dict:
-    """What config.json records beside the model: the data's columns and label map, the run's config, and what
-    fine-tuning kept; calibration joins it at the end."""
-    meta = {"data": {"text_column": cfg.data.text_column, "label_column": cfg.data.label_column,
-                     "label_map": cfg.data.label_map},
-            "train_config": to_dict(cfg)}
-    if data.finetune:
-        meta["init_from"] = data.finetune.summary()
-    return meta
+def model_meta(cfg: Config, data: Prepared) -> ModelMeta:
+    """What config.json records beside the model from the start: the data's columns and label map, the run's
+    config, and what fine-tuning kept; `report` adds the calibration."""
+    return ModelMeta({"text_column": cfg.data.text_column, "label_column": cfg.data.label_column,
+                      "label_map": cfg.data.label_map}, to_dict(cfg),
+                     data.finetune.summary() if data.finetune else None)
 
 
-def save(run_dir: Path, cfg: Config, data: Prepared, meta: dict, model: nn.Module,
-         linear: LinearModel | None = None, start: Path | None = None) -> None:
+def save(run: Run, linear: LinearModel | None = None, start: Path | None = None) -> None:
     """RUN_DIR/model/: the best epoch so far while training, the final model (its linear view, and the model it
     started from where that has a share) at the end."""
-    art = Artifact(model, data.vocab, data.labels, data.tokenizer, cfg.data.max_length, cfg.data.truncate, meta, linear)
-    save_model(run_dir / "model", art, start=start)
+    cfg, data = run.cfg, run.data
+    art = Artifact(run.model, data.vocab, data.labels, data.tokenizer, cfg.data.max_length, cfg.data.truncate,
+                   run.meta.to_dict(), linear)
+    save_model(Path(cfg.run_dir) / "model", art, start=start)
 
 
-def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, DataLoader], device: torch.device,
-              resume: dict | None, fingerprint: str, on_best=None, tb=None) -> FitResult:
-    """`trainer.fit` with this run's class weights, freezing (fine-tuning), checkpoints and TensorBoard log."""
+def fit_model(run: Run, checkpoints: Checkpoints, resume: dict | None) -> FitResult:
+    """`Loop.fit` with this run's class weights, freezing (fine-tuning), checkpoints (and `resume`, the loaded one
+    to continue from), log.jsonl and TensorBoard log, and the model folder saved at each best epoch."""
+    cfg, model, data, device = run.cfg, run.model, run.data, run.device
     world = distributed.world_size()
     log.info("model: %s parameters on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
     if world > 1:
@@ -237,13 +262,13 @@ def fit_model(cfg: Config, model: nn.Module, data: Prepared, loaders: dict[str, 
                  "(train.lr %g is not scaled)", world, "nccl" if device.type == "cuda" else "gloo",
                  cfg.train.batch_size * world, cfg.train.batch_size, world, cfg.train.lr)
     weights = class_weights(cfg, data, device)
-    freeze = data.finetune.freezer(model) if data.finetune else None
-    run_dir, main = Path(cfg.run_dir), distributed.is_main()
-    checkpoints = run_checkpoints(cfg, fingerprint)
-    hooks = Hooks(log_path=run_dir / "log.jsonl" if main else None, on_epoch=epoch_logger(tb) if tb else None,
-                  on_best=on_best, on_epoch_start=freeze)
-    return fit(model, loaders["train"], loaders["validation"], cfg.train, device, data.labels.names, hooks,
-               class_weights=weights, checkpoints=checkpoints, resume=resume, start_as_best=data.finetune is not None)
+    main = distributed.is_main()
+    hooks = Hooks(log_path=Path(cfg.run_dir) / "log.jsonl" if main else None,
+                  on_epoch=epoch_logger(run.tb) if run.tb else None,
+                  on_best=(lambda _model: save(run)) if main else None,
+                  on_epoch_start=data.finetune.freezer(model) if data.finetune else None)
+    loop = Loop(model, cfg.train, device, run.loaders["train"], weights, checkpoints, resume)
+    return loop.fit(run.loaders["validation"], data.labels.names, hooks, start_as_best=data.finetune is not None)
 
 
 def fit_linear(data: Prepared) -> LinearModel:
@@ -371,23 +396,17 @@ def sources(cal: Calibration, linear: LinearModel | None) -> dict[str, dict]:
             "test": {"source": "the saved model"}}
 
 
-def run_summary(result: FitResult, data: Prepared, device: torch.device, pretrain_seconds: float | None,
-                lm_stats: dict | None) -> dict:
-    """metrics.json's account of the run itself: the epochs, times, device and precision."""
-    metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-               "train_seconds": round(result.seconds, 1), "tokenize_seconds": round(data.tokenize_seconds, 1),
-               "device": str(device), "precision": result.precision}
-    if distributed.world_size() > 1:
-        metrics["processes"] = distributed.world_size()
-    if pretrain_seconds is not None:  # word2vec / LM time: part of the recipe's cost, not of fit
-        metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
-    if lm_stats is not None:
-        metrics["language_model"] = lm_stats
-    if data.finetune:
-        metrics["init_from"] = data.finetune.summary()
-    if data.duplicates:
-        metrics["duplicates"] = data.duplicates
-    return metrics
+def run_summary(run: Run, result: FitResult, the_model: str | None) -> RunSummary:
+    """metrics.json's account of the run itself; `the_model`: what a fine-tuned model is of its start and its
+    fine-tuned views (`start_choice`), when its start was a candidate answer."""
+    world, data = distributed.world_size(), run.data
+    init_from = None if run.meta.init_from is None else {
+        **run.meta.init_from, **({"the_model": the_model} if the_model is not None else {})}
+    return RunSummary(result.best_epoch, len(result.history), round(result.seconds, 1),
+                      round(data.tokenize_seconds, 1), str(run.device), result.precision,
+                      processes=world if world > 1 else None,
+                      pretrain_seconds=None if run.pretrain_seconds is None else round(run.pretrain_seconds, 1),
+                      language_model=run.language_model, init_from=init_from, duplicates=data.duplicates or None)
 
 
 def finish(run_dir: Path, cfg: Config, result: FitResult, metrics: dict, tb) -> None:
@@ -404,7 +423,7 @@ def finish(run_dir: Path, cfg: Config, result: FitResult, metrics: dict, tb) -> 
     write_json(run_dir / "metrics.json", metrics)
 
 
-def dry_run(cfg: Config) -> dict:
+def dry_run(cfg: Config) -> DryRun:
     """Each step of `train` once, small: the config checked, the data loaded and tokenised, the model built, one
     training step and one validation batch. RUN_DIR/config.yaml is the only file written: no pretraining (word2vec,
     language model, linear probe), no linear view or calibration, no model folder, checkpoints or metrics."""
@@ -417,26 +436,22 @@ def dry_run(cfg: Config) -> dict:
         cfg, pretrained, data, _ = set_up(cfg)
         model = starting_model(cfg, data, None, probe=False).to(device)
         loaders = make_loaders(cfg, data, device)
-        t = cfg.train
-        loop = _Loop(model, loaders["train"], t, device, None, None)  # the optimizer, schedule and precision of fit
+        loop = Loop(model, cfg.train, device, loaders["train"], class_weights(cfg, data, device))  # as a run has it
         batch = next(iter(loaders["train"]))
         model.train()
-        loss = train_step(model, batch, loop.opt, loop.sched, loop.scaler, device, t.clip_grad_norm, loop.dtype,
-                          class_weights(cfg, data, device), t.adversarial, t.adversarial_fraction)
+        loss = train_step(model, batch, loop.setup)
         rows = next(iter(loaders["validation"].batch_sampler))  # the longest texts: the largest batch
         val = data.datasets["validation"]
         first = TextDataset([val.seqs[i] for i in rows], val.labels[rows])
         loader = make_loader(first, len(rows), shuffle=False, pin_memory=device.type == "cuda")
-        probs, val_loss = predict_loader(model, loader, device, loop.dtype, "validate")
+        probs, val_loss = predict_loader(model, loader, device, loop.setup.dtype, "validate")
         config = write_config(Path(cfg.run_dir), cfg)
     skipped = [name for name, asked in (
         ("word2vec pretraining", cfg.pretrain.word2vec and pretrained is None),
         ("language-model pretraining", cfg.pretrain.lm_epochs and pretrained is None),
         ("the new head's linear probe", data.finetune is not None and not data.finetune.keep_head),
         ("the linear view", cfg.model.linear), ("calibration", True)) if asked]
-    return {"rows": {name: len(ds) for name, ds in data.datasets.items()}, "vocab": len(data.vocab),
-            "labels": data.labels.names, "model": cfg.model.type, "device": str(device),
-            "parameters": sum(p.numel() for p in model.parameters()), "train_texts": len(batch.index),
-            "train_loss": float(loss), "validation_texts": len(rows), "validation_loss": val_loss,
-            "validation_accuracy": float((decide(probs) == first.labels).mean()), "skipped": skipped,
-            "config": str(config)}
+    return DryRun({name: len(ds) for name, ds in data.datasets.items()}, len(data.vocab), data.labels.names,
+                  cfg.model.type, str(device), sum(p.numel() for p in model.parameters()), len(batch.index),
+                  float(loss), len(rows), val_loss, float((decide(probs) == first.labels).mean()), skipped,
+                  str(config))

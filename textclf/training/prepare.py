@@ -169,9 +169,9 @@ def prepare(cfg: Config, splits: dict[str, Split], pretrained: Artifact | None =
     if pretrained is None:
         vocab = Vocab.build(tokens["train"].counts(), cfg.vocab.min_freq, cfg.vocab.max_size)
     else:
-        plan = finetune.plan(pretrained, tokens, labels, splits["train"].labels, cfg.vocab.new_tokens,
-                             cfg.vocab.min_freq, cfg.init_head, cfg.train.freeze_embedding_epochs,
-                             cfg.train.freeze_encoder_epochs)
+        options = finetune.PlanOptions(cfg.vocab.new_tokens, cfg.vocab.min_freq, cfg.init_head,
+                                       cfg.train.freeze_embedding_epochs, cfg.train.freeze_encoder_epochs)
+        plan = finetune.plan(pretrained, tokens, labels, splits["train"].labels, options)
         vocab, labels = plan.vocab, plan.labels
     check_vocabulary(tokens, vocab, tokenizer)
     datasets = {name: split_dataset(tok, splits[name], vocab, labels, cfg.data.max_length, cfg.data.truncate)

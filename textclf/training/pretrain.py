@@ -74,6 +74,6 @@ def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized
     if dtype is not None:  # float32 LMs keep the cache keys they had before mixed precision was an option
         settings["precision"] = str(dtype)
     cache = lm.cache_path([t.key for t in corpora], data.vocab.itos, model.arch, settings, cfg.data.cache_dir)
-    return lm.pretrain_lm(model, seqs, epochs=cfg.pretrain.lm_epochs, batch_size=cfg.train.batch_size,
-                          lr=cfg.pretrain.lm_lr, device=device, seed=cfg.train.seed, sample=cfg.pretrain.lm_sample,
-                          clip=cfg.train.clip_grad_norm, cache=cache, dtype=dtype)
+    how = lm.LMSettings(cfg.pretrain.lm_epochs, cfg.train.batch_size, cfg.pretrain.lm_lr, cfg.train.seed,
+                        cfg.pretrain.lm_sample, cfg.train.clip_grad_norm)
+    return lm.pretrain_lm(model, seqs, how, device, cache=cache, dtype=dtype)

@@ -23,7 +23,7 @@ def writer_class():
 
 
 def epoch_logger(writer) -> Callable[[dict], None]:
-    """An `on_epoch` callback for `trainer.fit` that logs one epoch's row and flushes it."""
+    """An `on_epoch` callback for `trainer.Loop.fit` that logs one epoch's row and flushes it."""
 
     def log_epoch(row: dict) -> None:
         for key, tag in EPOCH_TAGS.items():
