@@ -14,6 +14,6 @@ fi
 # install it there (84 s here, download included); anywhere else the test is skipped with the reason.
 if [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
-    || echo "setup.sh: could not install chromium; tests/test_browser.py will be skipped"
+    || echo "setup.sh: could not install chromium; tests/serving/test_browser.py will be skipped"
 fi
 .venv/bin/python -c "import textclf, torch; print(f'textclf {textclf.__version__} with torch {torch.__version__} ready in .venv')"

@@ -17,7 +17,7 @@ from textclf.training import checkpoint
 from textclf.training.pipeline import train
 
 from .conftest import REPO, TINY, make_reviews
-from .test_data import write_datasets_folders
+from .data.test_data import write_datasets_folders
 
 
 @dataclass

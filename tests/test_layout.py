@@ -276,3 +276,15 @@ labels = probs[:, 1] >= 0.5
     assert sorted(line for line, _ in _decision_literals(ast.parse(code))) == [2, 3, 4, 5, 6, 7, 7, 8, 9]
     fine = "dropout = 0.5\nlr = 0.5 * (1 + cos)\nf(weight=0.5, num_cpus=0.5)\nx = auc > 0.5\nh = han >= 0.5 * n\n"
     assert _decision_literals(ast.parse(fine)) == []
+
+
+def test_the_tests_are_laid_out_like_the_package():
+    """tests/ has a folder per room of textclf/ that has tests (text/, data/, ... training/, hub/), and none that
+    textclf/ lacks: a test of textclf/models/lstm.py is tests/models/test_lstm.py."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    rooms = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert folders and folders <= rooms, f"test folders without a room of textclf/: {sorted(folders - rooms)}"
+    for folder in folders:
+        modules = {p.stem for p in (PACKAGE / folder).glob("*.py")}
+        assert any(f"test_{m}.py" in {t.name for t in (tests / folder).glob("test_*.py")} for m in modules)

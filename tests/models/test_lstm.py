@@ -1,0 +1,182 @@
+import pytest
+import torch
+
+from textclf.models.lstm import LSTMClassifier, ModelArgs, flip_index, split_directions
+
+from ..conftest import lstm
+
+ARCHS = [  # (num_layers, bidirectional, pooling, num_classes)
+    (1, True, "max", 2), (2, True, "last", 3), (2, False, "max_mean", 2), (1, False, "mean", 4), (3, True, "mean", 2),
+]
+
+
+def _batch(vocab=50, lengths=(9, 3, 0, 6, 1, 9)):
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor(lengths)
+    tokens = torch.randint(2, vocab, (len(lengths), int(lengths.max())), generator=g)
+    tokens[torch.arange(tokens.size(1)) >= lengths.unsqueeze(1)] = 0
+    return tokens, lengths
+
+
+def _model(layers, bi, pooling, classes, dropout=0.2):
+    torch.manual_seed(0)
+    return LSTMClassifier(ModelArgs(50, classes, 12, 10, layers, bi, dropout, 0.1, pooling))
+
+
+def test_flip_index_reverses_within_length():
+    assert flip_index(torch.tensor([3, 1]), 4).tolist() == [[2, 1, 0, 3], [0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padded_path_equals_packed_path(arch):
+    """The CPU fast path must compute exactly what the packed LSTM computes: outputs and gradients."""
+    model = _model(*arch).eval()
+    tokens, lengths = _batch()
+    model.lstm_impl = "packed"
+    packed = model(tokens, lengths)
+    model.lstm_impl = "padded"
+    padded = model(tokens, lengths)
+    torch.testing.assert_close(padded, packed, atol=1e-5, rtol=0)
+    with torch.inference_mode():  # the pooled path masks in place when no gradient is kept
+        torch.testing.assert_close(model(tokens, lengths), packed, atol=1e-5, rtol=0)
+
+    model = _model(*arch, dropout=0.0).train()  # dropout off so both passes see the same masks
+    model.embedding_dropout.p = 0.0
+    grads = {}
+    for impl in ("packed", "padded"):
+        model.zero_grad()
+        model.lstm_impl = impl
+        model(tokens, lengths).float().pow(2).sum().backward()
+        grads[impl] = [p.grad.clone() for p in model.parameters()]
+    for a, b in zip(grads["packed"], grads["padded"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padded_path_equals_packed_path_with_delta(arch):
+    """An embedding perturbation (adversarial training) reaches both paths alike, and so does its gradient."""
+    model = _model(*arch, dropout=0.0).train()
+    model.embedding_dropout.p = 0.0
+    tokens, lengths = _batch()
+    delta = torch.randn(*tokens.shape, 12, generator=torch.Generator().manual_seed(1))
+    out, grads = {}, {}
+    for impl in ("packed", "padded"):
+        model.lstm_impl = impl
+        d = delta.clone().requires_grad_()
+        out[impl] = model(tokens, lengths, d)
+        grads[impl] = torch.autograd.grad(out[impl].float().pow(2).sum(), d)[0]
+    torch.testing.assert_close(out["padded"], out["packed"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(grads["padded"], grads["packed"], atol=1e-5, rtol=0)
+    assert not torch.equal(out["padded"], model(tokens, lengths))  # the delta did something
+
+
+@pytest.mark.parametrize("impl", ["packed", "padded"])
+@pytest.mark.parametrize("arch", ARCHS[:3])
+def test_batch_consistency(arch, impl):
+    """A review's output alone equals its output inside a padded batch (the bug packing invites)."""
+    model = _model(*arch).eval()
+    model.lstm_impl = impl
+    tokens, lengths = _batch()
+    together = model(tokens, lengths)
+    for i in range(len(lengths)):
+        n = max(int(lengths[i]), 1)
+        alone = model(tokens[i : i + 1, :n], lengths[i : i + 1])
+        torch.testing.assert_close(alone[0], together[i], atol=1e-5, rtol=0)
+
+
+def test_output_shapes_and_probabilities():
+    tokens, lengths = _batch()
+    binary, multi = _model(1, True, "max", 2).eval(), _model(1, True, "max", 3).eval()
+    assert binary(tokens, lengths).shape == (6,) and multi(tokens, lengths).shape == (6, 3)
+    for m in (binary, multi):
+        p = m.probabilities(m(tokens, lengths))
+        assert p.shape[1] == m.num_classes and torch.allclose(p.sum(1), torch.ones(6))
+
+
+def test_empty_batch_rows_do_not_crash_either_path():
+    tokens, lengths = torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, dtype=torch.long)
+    model = _model(2, True, "max", 2).eval()
+    for impl in ("packed", "padded"):
+        model.lstm_impl = impl
+        assert torch.isfinite(model(tokens, lengths)).all()
+
+
+def test_pad_embedding_gets_no_gradient():
+    model = _model(1, True, "max", 2).train()
+    tokens, lengths = _batch()
+    model(tokens, lengths).sum().backward()
+    assert model.embedding.weight.grad[0].abs().sum() == 0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        lstm(10, 2, pooling="sum")
+    with pytest.raises(ValueError):
+        lstm(10, 1)
+
+
+def test_build_model_makes_the_type_from_its_args_and_arch_records_them():
+    from dataclasses import asdict
+
+    from textclf.models.lstm import build_model
+
+    args = ModelArgs(30, 3, 8, 6, 2, True, 0.3, 0.1, "mean")
+    model = build_model("lstm", {**asdict(args), "linear": True, "type": "lstm"})  # config keys it does not take
+    assert isinstance(model, LSTMClassifier) and model.kind == "lstm" and model.args == args
+    assert model.arch == asdict(args) and model.num_classes == 3
+    with pytest.raises(ValueError, match='unknown model type "cnn"'):
+        build_model("cnn", asdict(args))
+
+
+@pytest.fixture
+def split():
+    """The BiLSTM's directions on two threads (as training on a multi-core CPU runs it), undone after."""
+    threads = torch.get_num_threads()
+    split_directions(2)
+    yield
+    split_directions(threads, split=False)
+
+
+@pytest.mark.parametrize("arch", [(1, True, "max", 2), (2, True, "last", 3), (2, True, "max_mean", 2)])
+def test_directions_side_by_side_compute_the_same(arch, split):
+    """Training on a multi-core CPU runs the two directions on two threads: the same outputs and gradients
+    (delta's too) as one after the other, in float32 and in bf16 autocast (per thread: the helper must see it)."""
+    tokens, lengths = _batch()
+
+    def run(model, bf16):
+        model.zero_grad()
+        delta = torch.zeros(*tokens.shape, 12, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(tokens, lengths, delta)
+        out.float().pow(2).sum().backward()
+        return [out.detach(), delta.grad, *(p.grad for p in model.parameters())]
+
+    model = _model(*arch, dropout=0.0).train()
+    model.embedding_dropout.p = 0.0
+    for bf16 in (False, True):
+        both = run(model, bf16)
+        with torch.no_grad():
+            inference = model(tokens, lengths)
+        split_directions(1, split=False)
+        one = run(model, bf16)
+        split_directions(2)
+        for a, b in zip(both, one, strict=True):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+        if not bf16:
+            torch.testing.assert_close(inference, one[0], atol=1e-6, rtol=0)
+
+
+def test_directions_side_by_side_run_on_two_threads(split, monkeypatch):
+    """Not a no-op: the reverse direction runs on the helper thread, forward and backward, and PyTorch's
+    intra-op threads are halved (one per direction on two cores)."""
+    import threading
+
+    from textclf.models import lstm as lstm_module
+
+    seen, original = [], lstm_module._direction
+    monkeypatch.setattr(lstm_module, "_direction",
+                        lambda *a: seen.append(threading.current_thread().name) or original(*a))
+    tokens, lengths = _batch()
+    _model(1, True, "max", 2)(tokens, lengths).sum().backward()
+    assert torch.get_num_threads() == 1
+    assert len(seen) == 2 and seen[0] != seen[1] and any(name.startswith("textclf-lstm") for name in seen)

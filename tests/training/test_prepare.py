@@ -1,0 +1,41 @@
+"""The run's data ready for the model (training/prepare.py): splits, validation carved, tokens, vocabulary."""
+
+import numpy as np
+import pytest
+
+from textclf.config import load_config
+from textclf.data import Split
+from textclf.errors import TextclfError
+from textclf.training.prepare import carve_fraction, carve_validation, duplicates, load_data, prepare
+
+from ..conftest import TINY, make_reviews
+
+
+def test_small_data_carves_enough_validation_but_at_most_30_percent():
+    assert carve_fraction(25_000, 0.1) == 0.1
+    assert carve_fraction(1000, 0.1) == pytest.approx(0.2)  # 200 rows
+    assert carve_fraction(300, 0.1) == 0.3  # 200 would be 67%: capped
+    train = Split([f"text {i}" for i in range(100)], ["a", "b"] * 50, "x.csv")
+    tr, va = carve_validation(train, 0.1, 0)
+    assert len(va) == 30 and len(tr) == 70 and sorted(va.labels).count("a") == 15  # stratified
+    assert not set(tr.texts) & set(va.texts)
+    with pytest.raises(TextclfError, match="too few rows"):
+        carve_validation(Split(["one"], ["a"], "tiny.csv"), 0.1, 0)
+
+
+def test_duplicates_count_texts_found_in_an_earlier_split():
+    splits = {"train": Split(["a", "b ", "c"], [0, 1, 0], "t"), "validation": Split(["b", "d"], [1, 0], "v"),
+              "test": Split(["a", "d", "e"], [0, 0, 1], "s")}
+    assert duplicates(splits) == {"validation_in_train": 1, "test_in_train": 1, "test_in_validation": 1}
+
+
+def test_prepare_builds_the_vocabulary_from_train_only(tmp_path):
+    make_reviews(200, seed=1).to_csv(tmp_path / "train.csv", index=False)
+    test = make_reviews(50, seed=2)
+    test.loc[0, "text"] = "zzunseen wordzz"
+    test.to_csv(tmp_path / "test.csv", index=False)
+    cfg = load_config(None, [f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}", *TINY])
+    data = prepare(cfg, load_data(cfg))
+    assert "zzunseen" not in data.vocab.stoi and set(data.datasets) == {"train", "validation", "test"}
+    assert data.labels.names == ["neg", "pos"] and data.tokenizer.kind == "regex"
+    assert all(np.all(s < len(data.vocab)) for s in data.datasets["test"].seqs)

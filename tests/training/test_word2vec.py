@@ -1,0 +1,51 @@
+import logging
+
+import numpy as np
+import pandas as pd
+
+from textclf.config import load_config
+from textclf.text.tokenizer import Tokenizer
+from textclf.text.tokens import tokenize_cached
+from textclf.text.vocab import Vocab
+from textclf.training.pipeline import train
+from textclf.training.word2vec import word2vec
+
+from ..conftest import TINY, make_reviews
+
+
+def _corpus(tmp_path):
+    texts = make_reviews(200, seed=3).text.tolist()
+    return tokenize_cached(texts, Tokenizer("regex"), tmp_path)
+
+
+def test_word2vec_covers_the_vocab_is_seeded_and_cached(tmp_path):
+    tok = _corpus(tmp_path)
+    vocab = Vocab(["<pad>", "<unk>", "great", "awful", "film", "never-seen-token"])
+    vectors, found = word2vec([tok], vocab, dim=8, epochs=2, seed=1, cache_dir=tmp_path)
+    assert vectors.shape == (6, 8) and vectors.dtype == np.float32
+    assert found.tolist() == [False, False, True, True, True, False]
+    assert not vectors[~found].any() and abs(vectors[found].std() - 1) < 1e-5
+    assert len(list(tmp_path.glob("word2vec-*.npz"))) == 1
+    again, _ = word2vec([tok], vocab, dim=8, epochs=2, seed=1, cache_dir=tmp_path)  # from the cache
+    np.testing.assert_array_equal(again, vectors)
+    fresh, _ = word2vec([tok], vocab, dim=8, epochs=2, seed=1, cache_dir=tmp_path / "other")  # recomputed
+    np.testing.assert_array_equal(fresh, vectors)
+
+
+def test_training_with_word2vec_uses_the_unlabelled_split(tmp_path, tiny_dir, caplog):
+    pd.DataFrame({"text": make_reviews(300, seed=4).text}).to_csv(tiny_dir / "unsup.csv", index=False)
+    caplog.set_level(logging.INFO)
+    cfg = load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY,
+                             "pretrain.word2vec=true", "pretrain.epochs=2"])
+    metrics = train(cfg)
+    assert "pretraining word vectors on 280 texts + 300 texts" in caplog.text
+    assert metrics["test"]["accuracy"] >= 0.9
+
+
+def test_small_corpora_get_more_word2vec_passes():
+    from textclf.training.pretrain import word2vec_epochs
+
+    assert word2vec_epochs(5, 5_000_000, 19_600_000) == 5  # IMDB's train + unlabelled reviews: as written
+    assert word2vec_epochs(5, 5_000_000, 240_000) == 21  # 11.7k airline tweets
+    assert word2vec_epochs(5, 0, 10) == 5
+
