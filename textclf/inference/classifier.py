@@ -15,13 +15,13 @@ import pandas as pd
 import torch
 
 from ..data import DETECT, FileFormat, iter_table, text_of
-from ..device import predict_loader, resolve_device
+from ..device import resolve_device
 from ..errors import TextclfError
 from ..files import atomic_text
 from ..models.artifact import Artifact, load_model
 from ..models.decision import DEFAULT_THRESHOLD, decide
 from ..options import gather
-from ..text.batching import TextDataset, make_loader
+from ..text.batching import predict_seqs
 from ..text.tokens import truncate_ids
 from . import PREDICT_BATCH_SIZE as BATCH_SIZE
 from . import PREDICT_CHUNK_ROWS, LoadOptions
@@ -78,8 +78,7 @@ def lstm_runner(art: Artifact, token_lists: Sequence[Sequence[str]], device: tor
     given as (untruncated) `token_lists`, in one loader on `device`, as training's validation runs it."""
     def run(rows: np.ndarray) -> np.ndarray:
         seqs = [truncate_ids(art.vocab.lookup(token_lists[i]), art.max_length, art.truncate) for i in rows]
-        loader = make_loader(TextDataset(seqs), batch_size, shuffle=False, pin_memory=device.type == "cuda")
-        return predict_loader(art.model, loader, device, desc=desc)[0]
+        return predict_seqs(art.model, seqs, device, batch_size, desc=desc)[0]
 
     return run
 
@@ -163,8 +162,7 @@ class Classifier:
         return out
 
     def _predict(self, seqs: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
-        loader = make_loader(TextDataset(seqs), batch_size, shuffle=False, pin_memory=self.device.type == "cuda")
-        return predict_loader(self.artifact.model, loader, self.device)[0]
+        return predict_seqs(self.artifact.model, seqs, self.device, batch_size)[0]
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = BATCH_SIZE,
                       threshold: float | None = None) -> np.ndarray:

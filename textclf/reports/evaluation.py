@@ -11,7 +11,6 @@ import numpy as np
 
 from ..data import DETECT, FileFormat, apply_label_map, load_splits
 from ..data.split import split_dataset
-from ..device import predict_loader
 from ..errors import TextclfError
 from ..files import write_json
 from ..hub.download import HF_PREFIX
@@ -20,7 +19,7 @@ from ..inference.classifier import Classifier, lstm_runner
 from ..models.decision import decide
 from ..models.ensemble import Outputs, expected_calibration_error, log_loss
 from ..options import gather
-from ..text.batching import TextDataset, make_loader
+from ..text.batching import predict_seqs
 from ..text.tokens import tokenize_cached
 from .metrics import compute, format_report
 
@@ -132,9 +131,7 @@ def evaluate(model_dir: str, data: str, split: str = "test", **options) -> dict:
     ds = split_dataset(tok, part, art.vocab, art.labels, art.max_length, art.truncate)
 
     def lstm(rows: np.ndarray) -> np.ndarray:
-        subset = TextDataset([ds.seqs[i] for i in rows])
-        loader = make_loader(subset, how.batch_size, shuffle=False, pin_memory=dev.type == "cuda")
-        return predict_loader(art.model, loader, dev, desc=split)[0]
+        return predict_seqs(art.model, [ds.seqs[i] for i in rows], dev, how.batch_size, desc=split)[0]
 
     token_lists = list(tok.token_lists())
     out = art.outputs(token_lists, lstm,

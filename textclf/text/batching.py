@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..device import predict_loader
 from ..options import gather, no_more
 from .vocab import PAD_ID
 
@@ -162,3 +163,11 @@ def make_loader(dataset: TextDataset, batch_size: int, shuffle: bool, seed: int 
     collate_fn = functools.partial(collate, longest_first=True) if pin_memory else collate
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, pin_memory=pin_memory,
                       generator=torch.Generator().manual_seed(seed))
+
+
+def predict_seqs(model: torch.nn.Module, seqs: Sequence[np.ndarray], device: torch.device, batch_size: int,
+                 labels: np.ndarray | None = None, **how) -> tuple[np.ndarray, float | None]:
+    """`predict_loader` (its `dtype`, `desc` in `how`) over token-id sequences, in their order: the probabilities,
+    and the mean loss where `labels` are given. The one path from ids to a model's answers outside training."""
+    loader = make_loader(TextDataset(seqs, labels), batch_size, shuffle=False, pin_memory=device.type == "cuda")
+    return predict_loader(model, loader, device, **how)

@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from ..errors import TextclfError
+from ..inference import PREDICT_BATCH_SIZE
 from ..models.artifact import Artifact, load_model
 from ..models.lstm import build_model
-from ..text.batching import TextDataset
+from ..text.batching import TextDataset, predict_seqs
 from ..text.tokens import Tokenized
 from ..text.vocab import PAD, UNK, UNK_ID, LabelVocab, Vocab, canonical_label
 
@@ -211,8 +212,6 @@ def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence
     arbitrary head would be kept."""
     from sklearn.metrics import roc_auc_score
 
-    from ..device import predict_loader
-    from ..text.batching import TextDataset, make_loader
 
     y = new.encode(train_labels)
     rows = np.arange(len(y))
@@ -222,8 +221,7 @@ def align_labels(pretrained: Artifact, tokens: Tokenized, train_labels: Sequence
     if positives in (0, len(rows)):  # one label in the sample: nothing to tell apart, no need to score
         return None, Alignment(0.5, 0.0, len(rows))
     seqs = tokens.numericalize(pretrained.vocab, pretrained.max_length, pretrained.truncate)
-    loader = make_loader(TextDataset([seqs[i] for i in rows]), 64, shuffle=False)
-    scores = predict_loader(pretrained.model, loader, torch.device("cpu"))[0][:, 1]
+    scores = predict_seqs(pretrained.model, [seqs[i] for i in rows], torch.device("cpu"), PREDICT_BATCH_SIZE)[0][:, 1]
     auc = float(roc_auc_score(y[rows], scores))
     alignment = Alignment(auc, auc_z(auc, positives, len(rows) - positives), len(rows))
     if not alignment.separates():

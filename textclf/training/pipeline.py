@@ -35,7 +35,7 @@ from ..models.ensemble import Calibration, Outputs, cross_calibrated, fit_linear
 from ..models.linear import LinearModel, kinds_for
 from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
-from ..text.batching import TextDataset, make_loader
+from ..text.batching import make_loader, predict_seqs
 from ..text.vocab import LabelVocab, Vocab
 from ..threads import cores, intra_op
 from . import distributed, finetune
@@ -442,9 +442,8 @@ def dry_run(cfg: Config) -> DryRun:
         loss = train_step(model, batch, loop.setup)
         rows = next(iter(loaders["validation"].batch_sampler))  # the longest texts: the largest batch
         val = data.datasets["validation"]
-        first = TextDataset([val.seqs[i] for i in rows], val.labels[rows])
-        loader = make_loader(first, len(rows), shuffle=False, pin_memory=device.type == "cuda")
-        probs, val_loss = predict_loader(model, loader, device, loop.setup.dtype, "validate")
+        probs, val_loss = predict_seqs(model, [val.seqs[i] for i in rows], device, len(rows), val.labels[rows],
+                                       dtype=loop.setup.dtype, desc="validate")
         config = write_config(Path(cfg.run_dir), cfg)
     skipped = [name for name, asked in (
         ("word2vec pretraining", cfg.pretrain.word2vec and pretrained is None),
@@ -453,5 +452,5 @@ def dry_run(cfg: Config) -> DryRun:
         ("the linear view", cfg.model.linear), ("calibration", True)) if asked]
     return DryRun({name: len(ds) for name, ds in data.datasets.items()}, len(data.vocab), data.labels.names,
                   cfg.model.type, str(device), sum(p.numel() for p in model.parameters()), len(batch.index),
-                  float(loss), len(rows), val_loss, float((decide(probs) == first.labels).mean()), skipped,
+                  float(loss), len(rows), val_loss, float((decide(probs) == val.labels[rows]).mean()), skipped,
                   str(config))
