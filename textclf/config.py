@@ -100,12 +100,14 @@ class PretrainConfig:
     unlabelled: bool = True  # pretrain on the data's unlabelled split too, when it has one (IMDB: 50k reviews)
     epochs: int = 5
     min_tokens: int = 5_000_000  # a small corpus gets more word2vec passes, until it has read this many tokens
+    max_epochs: int = 30  # ... but at most this many passes (0: no limit)
     window: int = 5
     lm_epochs: int = 0  # >0: first train the embedding + LSTM as a bidirectional language model on those texts
     lm_lr: float = 2e-3
     lm_sample: float = 0.25  # fraction of positions predicted per step: the softmax, not the LSTM, is the LM's cost
     RULES: ClassVar[dict[str, Rule]] = {"epochs": POSITIVE, "window": POSITIVE, "lm_lr": POSITIVE,
-                                       "min_tokens": NON_NEGATIVE, "lm_epochs": NON_NEGATIVE, "lm_sample": SHARE}
+                                       "min_tokens": NON_NEGATIVE, "max_epochs": NON_NEGATIVE,
+                                       "lm_epochs": NON_NEGATIVE, "lm_sample": SHARE}
 
 @dataclass
 class TrainConfig:

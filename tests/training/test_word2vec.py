@@ -49,3 +49,17 @@ def test_small_corpora_get_more_word2vec_passes():
     assert word2vec_epochs(5, 5_000_000, 240_000) == 21  # 11.7k airline tweets
     assert word2vec_epochs(5, 0, 10) == 5
 
+
+
+def test_the_recipe_caps_the_passes_a_small_corpus_gets():
+    """pretrain.max_epochs bounds the min_tokens rule: 2,000 tweets (41k tokens) get 30 passes, not 123; all 11.7k
+    airline tweets keep their 21; 0 lifts the cap; a cap below pretrain.epochs never lowers it."""
+    from textclf.config import Config
+    from textclf.training.pretrain import word2vec_epochs
+
+    p = Config().pretrain
+    assert p.max_epochs == 30
+    assert word2vec_epochs(p.epochs, p.min_tokens, 41_000, p.max_epochs) == 30
+    assert word2vec_epochs(p.epochs, p.min_tokens, 240_000, p.max_epochs) == 21
+    assert word2vec_epochs(p.epochs, p.min_tokens, 41_000, 0) == 122
+    assert word2vec_epochs(5, p.min_tokens, 41_000, 3) == 5

@@ -43,20 +43,24 @@ def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
 @distributed.main_first()
 def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
     """word2vec vectors for the vocab from `corpora` (cached), and the rows they were found for."""
-    epochs = word2vec_epochs(cfg.pretrain.epochs, cfg.pretrain.min_tokens, sum(len(t.ids) for t in corpora))
-    raised = (f", not pretrain.epochs={cfg.pretrain.epochs}: the corpus is small for pretrain.min_tokens="
-              f"{cfg.pretrain.min_tokens:,} (pretrain.min_tokens=0 keeps pretrain.epochs)"
-              if epochs > cfg.pretrain.epochs else "")
+    p = cfg.pretrain
+    epochs = word2vec_epochs(p.epochs, p.min_tokens, sum(len(t.ids) for t in corpora), p.max_epochs)
+    raised = (f", not pretrain.epochs={p.epochs}: the corpus is small for pretrain.min_tokens={p.min_tokens:,}"
+              + (f", at most pretrain.max_epochs={p.max_epochs}" if epochs == p.max_epochs else "")
+              + " (pretrain.min_tokens=0 keeps pretrain.epochs)" if epochs > p.epochs else "")
     log.info("pretraining word vectors on %s (%d passes%s)", " + ".join(f"{len(t):,} texts" for t in corpora), epochs,
              raised)
     return word2vec(corpora, data.vocab, cfg.model.embedding_dim, epochs, cfg.pretrain.window,
                     cfg.train.seed, cfg.data.cache_dir)
 
 
-def word2vec_epochs(epochs: int, min_tokens: int, corpus_tokens: int) -> int:
-    """`epochs` passes, or on a small corpus as many more as it takes to read `min_tokens` tokens: 5 passes over
-    240k tweet tokens leave word2vec's vectors close to their random start, 30 give words neighbours."""
-    return max(epochs, -(-min_tokens // max(corpus_tokens, 1)))
+def word2vec_epochs(epochs: int, min_tokens: int, corpus_tokens: int, max_epochs: int = 0) -> int:
+    """`epochs` passes, or on a small corpus as many more as it takes to read `min_tokens` tokens, up to
+    `max_epochs` (0: no limit): 5 passes over 240k tweet tokens leave word2vec's vectors close to their random
+    start, 30 give words neighbours; on a few thousand texts, passes beyond that cost time and buy no accuracy
+    (benchmarks/README.md, issue 29)."""
+    wanted = -(-min_tokens // max(corpus_tokens, 1))
+    return max(epochs, min(wanted, max_epochs) if max_epochs else wanted)
 
 
 @distributed.main_first()
