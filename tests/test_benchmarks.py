@@ -141,3 +141,28 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path, tiny_dir, capsys
     assert 0.5 <= results["default"]["test_accuracy"] <= 1 and results["default"]["tokens_per_s"] > 0
     assert results["inference"]["reviews"] == 200 and results["inference"]["reviews_per_s"] > 0
     assert results["cuda_tests"]["ok"] and "skipped" in results["cuda_tests"]["summary"]
+
+
+@pytest.mark.slow
+def test_small_data_times_the_plain_command_in_each_checkout_in_turn(tmp_path, capsys, restore_logging):
+    from .conftest import TINY, make_reviews
+
+    folder = tmp_path / "data" / "airline_tweets"  # the layout of ../shared/data, with made-up tweets
+    folder.mkdir(parents=True)
+    make_reviews(150, seed=0, labels=("negative", "positive")).rename(
+        columns={"label": "airline_sentiment"}).to_csv(folder / "train.csv", index=False)
+    argv = ["--data-root", str(tmp_path / "data"), "--datasets", "airline", "--rows", "120", "--rounds", "1",
+            "--checkout", f"again={REPO}", *TINY, "train.epochs=2", "pretrain.min_tokens=50000"]
+    assert _script("small_data").main(argv) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed.strip().splitlines()[-1])
+    assert result["rows"] == 120 and set(result["results"]["airline"]) == {"this", "again"}
+    for (run,) in result["results"]["airline"].values():
+        assert run["seconds"] > 0 and run["epochs"] == 2 and 0 <= run["validation_accuracy"] <= 1
+        assert run["word2vec_passes"] > 5  # the corpus is small for min_tokens: more passes, read off the log
+    assert "| airline | again | " in printed
+
+
+def test_small_data_refuses_a_data_root_without_the_data(tmp_path):
+    with pytest.raises(SystemExit, match="error: no train.csv in"):
+        _script("small_data").main(["--data-root", str(tmp_path), "--datasets", "airline"])

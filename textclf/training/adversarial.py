@@ -1,5 +1,5 @@
 """Adversarial training's two choices (Miyato et al. 2017): how far to push a text's embedded tokens, and which
-rows of a batch take the pushed pass. `trainer.train_step` runs the passes."""
+rows of a batch take the pushed pass. `steps.train_step` runs the passes."""
 
 from __future__ import annotations
 

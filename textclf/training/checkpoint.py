@@ -59,7 +59,7 @@ class Progress:
 
     def to_dict(self, losses: torch.Tensor) -> dict:
         """What a checkpoint holds of it, so that torch.load(weights_only=True) reads it: the history as JSON text,
-        no best state as {}. `losses`: the epoch's so far, averaged over the processes (`trainer.check_finite`)."""
+        no best state as {}. `losses`: the epoch's so far, averaged over the processes (`steps.check_finite`)."""
         saved = {"losses": losses.detach().cpu(), "best_state": self.best_state or {},
                  "history": json.dumps(self.history)}
         return {_SAVED_AS.get(f.name, f.name): saved.get(f.name, getattr(self, f.name)) for f in fields(self)}
