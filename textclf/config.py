@@ -98,7 +98,7 @@ class ModelConfig:
 class PretrainConfig:
     word2vec: bool = True  # start the embedding from skip-gram vectors of the training (+ unlabelled) texts
     unlabelled: bool = True  # pretrain on the data's unlabelled split too, when it has one (IMDB: 50k reviews)
-    epochs: int = 5
+    epochs: int = 3  # passes over a large corpus (IMDB's 72.5k reviews); a small one gets more (min_tokens)
     min_tokens: int = 5_000_000  # a small corpus gets more word2vec passes, until it has read this many tokens
     max_epochs: int = 30  # ... but at most this many passes (0: no limit)
     window: int = 5

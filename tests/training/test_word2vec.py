@@ -63,3 +63,18 @@ def test_the_recipe_caps_the_passes_a_small_corpus_gets():
     assert word2vec_epochs(p.epochs, p.min_tokens, 240_000, p.max_epochs) == 21
     assert word2vec_epochs(p.epochs, p.min_tokens, 41_000, 0) == 122
     assert word2vec_epochs(5, p.min_tokens, 41_000, 3) == 5
+
+
+def test_a_large_corpus_reads_three_passes_and_the_rule_keeps_smaller_ones_where_they_were():
+    """pretrain.epochs=3 (IMDB's 19.6M tokens: 3 passes, not 5); every corpus under 1.25M tokens is raised by
+    min_tokens to at least what it read when the recipe said 5: all 37,958 Chinese training reviews (1.19M
+    tokens) still 5, all airline tweets still 21."""
+    from textclf.config import Config
+    from textclf.training.pretrain import word2vec_epochs
+
+    p = Config().pretrain
+    passes = lambda tokens: word2vec_epochs(p.epochs, p.min_tokens, tokens, p.max_epochs)  # noqa: E731
+    assert p.epochs == 3 and passes(19_600_000) == 3
+    assert passes(1_185_724) == 5 and passes(240_217) == 21
+    for tokens in range(100_000, 1_250_000, 997):  # as under the 5-pass recipe, at every size below 5M / 4
+        assert passes(tokens) == word2vec_epochs(5, p.min_tokens, tokens, p.max_epochs)
