@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, get_type_hints
@@ -169,21 +170,26 @@ class Config:
     RULES: ClassVar[dict[str, Rule]] = {"init_head": ("auto", "new")}
 
 
-
-
-def rules(cls: type = None, prefix: str = "") -> dict[str, Rule]:
-    """Every section's RULES by dotted key ("train.lr": POSITIVE), in the order the sections are declared."""
-    cls = cls or Config
-    out = {prefix + k: v for k, v in vars(cls).get("RULES", {}).items()}
+def _keys(cls: type = Config, prefix: str = "") -> Iterator[tuple[str, type, type]]:
+    """Every key that holds a value, depth first in the order the fields are declared: its dotted name
+    ("train.lr"), its type, and the section that declares it (whose RULES name it)."""
     hints = get_type_hints(cls)
     for f in fields(cls):
         if is_dataclass(hints[f.name]):
-            out.update(rules(hints[f.name], f"{prefix}{f.name}."))
-    return out
+            yield from _keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, hints[f.name], cls
 
 
+def rules() -> dict[str, Rule]:
+    """Every rule of the sections' RULES by dotted key ("train.lr": POSITIVE), in the order the keys are declared."""
+    return {key: section.RULES[name] for key, _, section in _keys()
+            if (name := key.rsplit(".", 1)[-1]) in vars(section).get("RULES", {})}
+
+
+RULES_BY_KEY = rules()
 # allowed values; those the code below the config acts on come from there, one source each
-CHOICES: dict[str, tuple[str, ...]] = {k: v for k, v in rules().items() if isinstance(v, tuple)}
+CHOICES: dict[str, tuple[str, ...]] = {k: v for k, v in RULES_BY_KEY.items() if isinstance(v, tuple)}
 FINETUNE_KEYS: tuple[str, ...] = ("vocab.new_tokens", "train.freeze_embedding_epochs", "train.freeze_encoder_epochs")
 # The recipe's rules that raise a key on small data: the key, and the rule's own key (0 turns it off). A value
 # the user gave the key wins over a rule they did not set as close to the run (`_kept_as_set`).
@@ -248,7 +254,7 @@ def _check_rule(key: str, value, rule: Rule) -> None:
 
 def check(cfg: Config) -> Config:
     """Check values a type cannot express (choices, ranges); raise TextclfError naming the key."""
-    for key, rule in rules().items():
+    for key, rule in RULES_BY_KEY.items():
         _check_rule(key, value_of(cfg, key), rule)
     if cfg.data.max_length is not None and cfg.data.max_length <= 0:
         raise TextclfError(f'config key "data.max_length" must be > 0 or null, got {cfg.data.max_length}')
@@ -275,16 +281,9 @@ def check_finetune(cfg: Config) -> None:
             raise TextclfError(f'config key "{key}" is for fine-tuning: set init_from=MODEL_DIR (or {key}=0)')
 
 
-def bool_keys(cls: type = Config, prefix: str = "") -> list[str]:
+def bool_keys() -> list[str]:
     """The dotted names of the keys typed `bool`."""
-    hints, keys = get_type_hints(cls), []
-    for f in fields(cls):
-        kind = hints[f.name]
-        if is_dataclass(kind):
-            keys += bool_keys(kind, f"{prefix}{f.name}.")
-        elif kind is bool:
-            keys.append(prefix + f.name)
-    return keys
+    return [key for key, kind, _ in _keys() if kind is bool]
 
 
 BOOL_WORDS = ("true", "false", "yes", "no", "on", "off")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -14,9 +14,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..device import predict_loader
 from ..options import gather, no_more
 from .vocab import PAD_ID
-
-if TYPE_CHECKING:
-    pass
 
 
 class Batch(NamedTuple):

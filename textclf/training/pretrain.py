@@ -45,9 +45,11 @@ def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> t
     """word2vec vectors for the vocab from `corpora` (cached), and the rows they were found for."""
     p = cfg.pretrain
     epochs = word2vec_epochs(p.epochs, p.min_tokens, sum(len(t.ids) for t in corpora), p.max_epochs)
-    raised = (f", not pretrain.epochs={p.epochs}: the corpus is small for pretrain.min_tokens={p.min_tokens:,}"
-              + (f", at most pretrain.max_epochs={p.max_epochs}" if epochs == p.max_epochs else "")
-              + " (pretrain.min_tokens=0 keeps pretrain.epochs)" if epochs > p.epochs else "")
+    raised = ""
+    if epochs > p.epochs:
+        capped = f", at most pretrain.max_epochs={p.max_epochs}" if epochs == p.max_epochs else ""
+        raised = (f", not pretrain.epochs={p.epochs}: the corpus is small for pretrain.min_tokens={p.min_tokens:,}"
+                  f"{capped} (pretrain.min_tokens=0 keeps pretrain.epochs)")
     log.info("pretraining word vectors on %s (%d passes%s)", " + ".join(f"{len(t):,} texts" for t in corpora), epochs,
              raised)
     return word2vec(corpora, data.vocab, cfg.model.embedding_dim, epochs, cfg.pretrain.window,
