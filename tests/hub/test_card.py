@@ -78,7 +78,8 @@ def test_the_card_says_which_model_and_rows_its_figures_come_from():
     come from out-of-fold linear views, and the card and metrics.json say so (`pipeline.sources`)."""
     from textclf.models.ensemble import Calibration
     from textclf.models.linear import LinearModel
-    from textclf.training.pipeline import LINEAR_FOLDS, sources
+    from textclf.training.linear_view import LINEAR_FOLDS
+    from textclf.training.pipeline import sources
 
     view = LinearModel.fit([["good"], ["bad"]] * 2, np.array([1, 0, 1, 0]), 2)
     said = sources(Calibration(weight=0.5), view)

@@ -3,7 +3,7 @@ the shortcut that lets the linear view answer alone where it is sure. Fitting al
 applying it (training's report, `Artifact`, `Classifier`, evaluation, export) live here, and only here.
 
 Every number is fitted on the validation split, never on test (`Calibration.fit`), to the linear view's
-out-of-fold probabilities there (`pipeline.refit`: the saved view has learnt from validation's rows too):
+out-of-fold probabilities there (`linear_view.refit`: the saved view has learnt from validation's rows too):
 - which linear view (`fit_linear_view`): the kinds of `linear.KINDS` that suit the data, the one with the lowest
   validation log-loss at its own temperature;
 - each view's own temperature first (Guo et al. 2017): an LSTM trained to a train loss near 0 is nearly

@@ -90,7 +90,7 @@ def score_splits(parts: dict[str, Outputs], labels: dict[str, np.ndarray], label
 
 def warn_if_seen(art, split: str) -> None:
     """One line when a validation split is scored by a model whose linear view learnt from its training run's
-    validation rows (`pipeline.refit`): on those rows its figures overstate it."""
+    validation rows (`linear_view.refit`): on those rows its figures overstate it."""
     if split != "validation" or art.linear is None or not art.calibration.uses_linear():
         return
     rows = (art.meta.get("linear_view") or {}).get("rows")

@@ -3,6 +3,8 @@ of them once, small, so a config and its data can be checked (and CI can run the
 
     checks → data (prepare.py) → resume check (rundir.py) → word vectors → run folder → model → language model
            → loaders → fit (trainer.py) → linear view → calibration and report → model folder, plots, card, metrics
+
+    The linear view needs only the data: beside a long word2vec it is fitted in a second process (linear_view.py).
 """
 
 from __future__ import annotations
@@ -31,18 +33,19 @@ from ..hub.card import write_card
 from ..inference.classifier import lstm_runner
 from ..models.artifact import Artifact, save_model
 from ..models.decision import decide
-from ..models.ensemble import Calibration, Outputs, cross_calibrated, fit_linear_view, log_loss
-from ..models.linear import LinearModel, kinds_for
+from ..models.ensemble import Calibration, Outputs, cross_calibrated, log_loss
+from ..models.linear import LinearModel
 from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
 from ..text.batching import make_loader, predict_seqs
 from ..text.vocab import LabelVocab, Vocab
 from ..threads import cores, intra_op
-from . import distributed, finetune
+from . import distributed, finetune, linear_view
 from .checkpoint import Checkpoints
+from .linear_view import LINEAR_FOLDS, Beside, Here, ViewData, stratified_folds
 from .optim import release_memory
 from .prepare import Prepared, load_data, prepare
-from .pretrain import pretrain_corpora, pretrain_language_model, pretrain_vectors
+from .pretrain import pretrain_corpora, pretrain_language_model, pretrain_vectors, word2vec_reads
 from .record import DryRun, ModelMeta, RunSummary
 from .rundir import check_run_dir, data_fingerprint, load_resume, run_checkpoints, start_run_dir, write_config
 from .seeding import deterministic, seed_everything
@@ -104,6 +107,7 @@ class Run:
     pretrain_seconds: float | None = None  # word2vec and the language model, when either ran
     language_model: dict | None = None  # the language model's stats, when it ran
     tb: Any = None  # a SummaryWriter
+    views: Here | Beside | None = None  # the linear view's fitting (`linear_view.start`), with model.linear
 
 
 def _train(cfg: Config, device: torch.device) -> dict:
@@ -113,27 +117,38 @@ def _train(cfg: Config, device: torch.device) -> dict:
     resume = load_resume(resume_from, cfg, fingerprint)
     from_scratch = resume is None and pretrained is None
     corpora = pretrain_corpora(cfg, data) if from_scratch and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs) else []
-    clock = time.perf_counter()
-    vectors = pretrain_vectors(cfg, data, corpora) if cfg.pretrain.word2vec and from_scratch else None
-    pretrain_seconds = time.perf_counter() - clock
-    main = distributed.is_main()
-    if main:  # every input error is raised by here, before run_dir is touched
-        start_run_dir(run_dir, cfg, resume)
-    model = starting_model(cfg, data, vectors, probe=resume is None)
-    lm_stats = None
-    if cfg.pretrain.lm_epochs and from_scratch:
+    with contextlib.ExitStack() as closing:  # on SIGTERM and errors too: the linear view's process, TensorBoard's log
+        views = closing.enter_context(contextlib.closing(start_views(cfg, data, corpora, from_scratch))) \
+            if cfg.model.linear else None
         clock = time.perf_counter()
-        lm_stats = pretrain_language_model(cfg, data, corpora, model.to(device), device)
-        pretrain_seconds += time.perf_counter() - clock
-        seed_everything(cfg.train.seed)  # the classifier's own training starts from the same RNG state either way
-    del corpora  # the unlabelled texts' tokens: not needed from here on
-    gc.collect()
-    release_memory()
-    run = Run(cfg, device, data, model, make_loaders(cfg, data, device), model_meta(cfg, data),
-              pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats)
-    run.tb = writer_class()(log_dir=str(run_dir / "tb")) if cfg.train.tensorboard and main else None
-    with contextlib.closing(run.tb) if run.tb is not None else contextlib.nullcontext():  # SIGTERM and errors too
+        vectors = pretrain_vectors(cfg, data, corpora) if cfg.pretrain.word2vec and from_scratch else None
+        pretrain_seconds = time.perf_counter() - clock
+        main = distributed.is_main()
+        if main:  # every input error is raised by here, before run_dir is touched
+            start_run_dir(run_dir, cfg, resume)
+        model = starting_model(cfg, data, vectors, probe=resume is None)
+        lm_stats = None
+        if cfg.pretrain.lm_epochs and from_scratch:
+            clock = time.perf_counter()
+            lm_stats = pretrain_language_model(cfg, data, corpora, model.to(device), device)
+            pretrain_seconds += time.perf_counter() - clock
+            seed_everything(cfg.train.seed)  # the classifier's own training starts from the same RNG state either way
+        del corpora  # the unlabelled texts' tokens: not needed from here on
+        gc.collect()
+        release_memory()
+        run = Run(cfg, device, data, model, make_loaders(cfg, data, device), model_meta(cfg, data),
+                  pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats, views=views)
+        if cfg.train.tensorboard and main:
+            run.tb = closing.enter_context(contextlib.closing(writer_class()(log_dir=str(run_dir / "tb"))))
         return report(run, fit_model(run, run_checkpoints(cfg, fingerprint), resume))
+
+
+def start_views(cfg: Config, data: Prepared, corpora: list, from_scratch: bool) -> Here | Beside:
+    """The linear view's fitting (`linear_view.start`): in a second process beside a word2vec about to read long
+    enough, when the run is one process; else in this one, when the report asks for it."""
+    alone = distributed.world_size() == 1
+    reads = word2vec_reads(cfg, data, corpora) if cfg.pretrain.word2vec and from_scratch and alone else 0
+    return linear_view.start(ViewData.of(data), cfg.train.seed, reads)
 
 
 def report(run: Run, result: FitResult) -> dict:
@@ -142,8 +157,8 @@ def report(run: Run, result: FitResult) -> dict:
     cfg, data, main = run.cfg, run.data, distributed.is_main()
     run_dir = Path(cfg.run_dir)
     distributed.check_same_weights(run.model)
-    linear = fit_linear(data) if cfg.model.linear else None
-    cal, parts, linear = calibrate(run.model, linear, run.loaders, data, run.device, cfg.train.seed)
+    views = run.views.result() if run.views is not None else None
+    cal, parts, linear = calibrate(run.model, views, run.loaders, data, run.device, cfg.train.seed)
     scores = score_splits(parts, {name: data.datasets[name].labels for name in parts}, data.labels.names,
                           run_dir / "plots" if main else None)
     for name, source in sources(cal, linear).items():
@@ -271,30 +286,18 @@ def fit_model(run: Run, checkpoints: Checkpoints, resume: dict | None) -> FitRes
     return loop.fit(run.loaders["validation"], data.labels.names, hooks, start_as_best=data.finetune is not None)
 
 
-def fit_linear(data: Prepared) -> LinearModel:
-    """The linear view (`ensemble.fit_linear_view`): of the kinds that suit the tokenizer and the labels
-    (`linear.kinds_for`), the one with the lowest validation loss."""
-    return fit_linear_view(list(data.tokens["train"].token_lists()), data.datasets["train"].labels,
-                           list(data.tokens["validation"].token_lists()), data.datasets["validation"].labels,
-                           len(data.labels), kinds_for(data.tokenizer.kind, len(data.labels)))
-
-
-LINEAR_FOLDS = 5  # validation's folds, for the linear view's out-of-fold probabilities (`refit`)
-
-
-def calibrate(model: nn.Module, linear: LinearModel | None, loaders: dict, data: Prepared, device: torch.device,
-              seed: int) -> tuple[Calibration, dict[str, Outputs], LinearModel | None]:
-    """Refit the linear view on train and validation (`refit`), then fit the LSTM's share of the average with it,
-    the temperatures and the shortcut on validation (`Calibration.fit`) to the out-of-fold probabilities of views
-    fitted as the saved one is: each number describes the saved model on rows its linear view did not see. Every
-    split's probabilities, as the report reads them (`Outputs`): validation's from those views, test's from the
-    model as saved. Returns the calibration, those, and the linear view to save."""
+def calibrate(model: nn.Module, views: tuple[LinearModel, np.ndarray] | None, loaders: dict, data: Prepared,
+              device: torch.device, seed: int) -> tuple[Calibration, dict[str, Outputs], LinearModel | None]:
+    """Fit the LSTM's share of the average with the linear view, the temperatures and the shortcut on validation
+    (`Calibration.fit`) to `views`: the linear view refitted on train and validation and validation's out-of-fold
+    probabilities of views fitted as the saved one is (`linear_view.refit`), so each number describes the saved
+    model on rows its linear view did not see. Every split's probabilities, as the report reads them (`Outputs`):
+    validation's from those views, test's from the model as saved. Returns the calibration, those, and the linear
+    view to save."""
     lstm = {name: predict_loader(model, loaders[name], device, desc=name, reduce=distributed.all_sum,
                                  quiet=distributed.tqdm_disable())[0]
             for name in ("validation", "test") if name in loaders}  # under torchrun: each process's share, summed
-    val_linear = None
-    if linear is not None:
-        linear, val_linear = refit(linear, data, seed)
+    linear, val_linear = views if views is not None else (None, None)
     y = data.datasets["validation"].labels
     cal = Calibration.fit(lstm["validation"], val_linear, y)
     start = start_outputs(data, device)
@@ -357,35 +360,10 @@ def start_choice(cal: Calibration) -> str:
     return f"{share:g} of the start model's probabilities, {1 - share:g} of the fine-tuned one's ({why})"
 
 
-def refit(linear: LinearModel, data: Prepared, seed: int) -> tuple[LinearModel, np.ndarray]:
-    """The linear view of the kind and strength chosen on validation, fitted again on train and validation, and
-    validation's out-of-fold probabilities (`LinearModel.cross_fit`): each validation row scored by a view fitted
-    the same way on train and the other folds of validation (LINEAR_FOLDS, stratified, seeded), so what is
-    calibrated on them is a view like the one saved, on rows it did not see. Validation's rows are data: on small
-    sets they are 30% of the rows (`prepare.carve_fraction`), and the linear view, which carries the model there,
-    learns from them all; the LSTM keeps the epoch validation chose."""
-    train, validation = list(data.tokens["train"].token_lists()), list(data.tokens["validation"].token_lists())
-    y_train, y_validation = data.datasets["train"].labels, data.datasets["validation"].labels
-    folds = np.concatenate([np.full(len(train), -1), stratified_folds(y_validation, LINEAR_FOLDS, seed)])
-    view, out = LinearModel.cross_fit([*train, *validation], np.concatenate([y_train, y_validation]), folds,
-                                      len(data.labels), linear.kind, linear.c)
-    return view, out[len(train):]
-
-
-def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """[N] each row's fold, 0..k-1 (k at most N): each class's rows shuffled (seeded) and dealt round the folds,
-    each class going on where the one before stopped, so every fold holds its share of each class, give or take one."""
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)])
-    folds = np.empty(len(labels), dtype=np.int64)
-    folds[order] = np.arange(len(labels)) % max(1, min(k, len(labels)))
-    return folds
-
-
 def sources(cal: Calibration, linear: LinearModel | None) -> dict[str, dict]:
     """What metrics.json says each split's figures are of: test's the saved model's; validation's the saved LSTM's
-    with the out-of-fold linear views the calibration was fitted to (`refit`), not the saved linear view, which
-    learnt from those rows."""
+    with the out-of-fold linear views the calibration was fitted to (`linear_view.refit`), not the saved linear
+    view, which learnt from those rows."""
     if linear is None or not cal.uses_linear():
         return {"validation": {"source": "the saved model (its epoch and calibration picked on these rows)"},
                 "test": {"source": "the saved model"}}

@@ -15,7 +15,7 @@ from ..text.tokens import Tokenized, tokenize_cached
 from . import distributed, lm
 from .optim import amp_dtype
 from .prepare import Prepared, file_format, uses_files
-from .word2vec import word2vec
+from .word2vec import cache_path, word2vec
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> t
              raised)
     return word2vec(corpora, data.vocab, cfg.model.embedding_dim, epochs, cfg.pretrain.window,
                     cfg.train.seed, cfg.data.cache_dir)
+
+
+def word2vec_reads(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> int:
+    """How many tokens `pretrain_vectors` will have word2vec read (its passes x the corpus): 0 when the vectors
+    are cached."""
+    p, tokens = cfg.pretrain, sum(len(t.ids) for t in corpora)
+    epochs = word2vec_epochs(p.epochs, p.min_tokens, tokens, p.max_epochs)
+    path = cache_path(corpora, data.vocab, cfg.model.embedding_dim, epochs, p.window, cfg.train.seed,
+                      cfg.data.cache_dir)
+    return 0 if path is not None and path.is_file() else epochs * tokens
 
 
 def word2vec_epochs(epochs: int, min_tokens: int, corpus_tokens: int, max_epochs: int = 0) -> int:

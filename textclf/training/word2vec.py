@@ -35,10 +35,8 @@ def word2vec(corpora: list[Tokenized], vocab: Vocab, dim: int, epochs: int = 5, 
     Vectors are scaled to unit standard deviation, like `nn.Embedding`'s N(0, 1) start, so the learning
     rate means the same with or without them. Cached by corpus, vocabulary and settings.
     """
-    key = hashlib.sha256(repr((CACHE_VERSION, [t.key for t in corpora], vocab.itos, dim, epochs, window, seed))
-                         .encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
-    path = Path(cache_dir or default_cache_dir()) / f"word2vec-{key}.npz"
-    if path.is_file() and all(t.key for t in corpora):
+    path = cache_path(corpora, vocab, dim, epochs, window, seed, cache_dir)
+    if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return centred(z["vectors"], z["found"]), z["found"]
     from gensim.models import Word2Vec  # heavy import, only when pretraining
@@ -55,10 +53,21 @@ def word2vec(corpora: list[Tokenized], vocab: Vocab, dim: int, epochs: int = 5, 
     vectors[found] /= vectors[found].std()
     log.info("word2vec: %d of %d vocabulary tokens, %d texts, %d epochs, %.0fs", found.sum(), len(vocab),
              sum(len(t) for t in corpora), epochs, time.perf_counter() - start)
-    if all(t.key for t in corpora):
+    if path is not None:
         with atomic_open(path) as f:
             np.savez(f, vectors=vectors, found=found)
     return centred(vectors, found), found
+
+
+def cache_path(corpora: list[Tokenized], vocab: Vocab, dim: int, epochs: int, window: int, seed: int,
+               cache_dir: str | Path | None) -> Path | None:
+    """Where `word2vec` keeps these vectors: keyed by the corpus, the vocabulary and the settings (None: a corpus
+    without a content key cannot be cached)."""
+    if not all(t.key for t in corpora):
+        return None
+    key = hashlib.sha256(repr((CACHE_VERSION, [t.key for t in corpora], vocab.itos, dim, epochs, window, seed))
+                         .encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
+    return Path(cache_dir or default_cache_dir()) / f"word2vec-{key}.npz"
 
 
 def centred(vectors: np.ndarray, found: np.ndarray) -> np.ndarray:

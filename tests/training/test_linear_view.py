@@ -1,0 +1,81 @@
+"""The linear view fitted in a second process beside word2vec (`linear_view.Beside`) is the one fitted here."""
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from textclf.config import load_config
+from textclf.text.tokens import Tokenized
+from textclf.training import linear_view
+from textclf.training.pipeline import train
+
+from ..conftest import TINY, make_reviews
+
+
+def _data(kinds=("tfidf", "nb")) -> linear_view.ViewData:
+    train, validation = make_reviews(200, seed=1), make_reviews(60, seed=2)
+    tokens = [Tokenized.from_token_lists([t.lower().split() for t in df.text]) for df in (train, validation)]
+    labels = [(df.label == "pos").to_numpy().astype(np.int64) for df in (train, validation)]
+    return linear_view.ViewData(tokens[0], labels[0], tokens[1], labels[1], 2, list(kinds))
+
+
+def test_start_fits_beside_a_long_word2vec_only():
+    d = _data()
+    assert isinstance(linear_view.start(d, 0, linear_view.BESIDE_READS - 1), linear_view.Here)
+    assert isinstance(linear_view.start(d, 0, 0), linear_view.Here)  # word2vec's vectors cached, or none
+    beside = linear_view.start(d, 0, linear_view.BESIDE_READS)
+    try:
+        assert isinstance(beside, linear_view.Beside) and beside.process.is_alive()
+    finally:
+        beside.close()  # a run stopped before its report: the process ended, its file gone
+    assert not beside.process.is_alive() and not beside.path.exists()
+
+
+def test_the_second_process_answers_what_this_one_would_and_says_its_log_lines_here(caplog):
+    d = _data()
+    here_view, here_out = linear_view.Here(d, 3).result()
+    with caplog.at_level(logging.INFO, logger="textclf"):
+        beside = linear_view.Beside(d, 3)
+        view, out = beside.result()
+    assert view.ngrams == here_view.ngrams and (view.kind, view.c) == (here_view.kind, here_view.c)
+    np.testing.assert_array_equal(view.coef, here_view.coef)
+    np.testing.assert_array_equal(view.scale, here_view.scale)
+    np.testing.assert_array_equal(out, here_out)
+    said = [r.getMessage() for r in caplog.records if r.name == "textclf.models.ensemble"]
+    assert len(said) == 2 and all(line.startswith("linear view ") for line in said)  # one line per kind fitted
+    assert not beside.path.exists()
+
+
+def test_a_failure_in_the_second_process_is_raised_with_its_traceback():
+    beside = linear_view.Beside(_data(kinds=("no_such_kind",)), 0)
+    with pytest.raises(RuntimeError, match="failed in its process(.|\n)*KeyError: 'no_such_kind'"):
+        beside.result()
+    assert not beside.path.exists()
+
+
+def _files(run: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((run / "model").iterdir())
+            if p.name not in ("README.md", "config.json")}
+
+
+def test_a_run_whose_linear_view_is_fitted_beside_word2vec_saves_the_same_model(tmp_path, monkeypatch, caplog):
+    from ..conftest import write_tiny_data
+
+    folder = write_tiny_data(tmp_path / "data")
+    runs = {}
+    for how, reads in (("here", linear_view.BESIDE_READS), ("beside", 0)):
+        monkeypatch.setattr(linear_view, "BESIDE_READS", reads)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="textclf"):
+            metrics = train(load_config(None, [f"data.path={folder}", f"run_dir={tmp_path / how}",
+                                               f"data.cache_dir={tmp_path / how / 'cache'}", *TINY]))
+        assert ("fitted in a second process while word2vec reads" in caplog.text) == (how == "beside")
+        assert "linear view " in caplog.text  # the second process's lines, said by the run
+        runs[how] = metrics
+    assert _files(tmp_path / "here") == _files(tmp_path / "beside")
+    for split in ("validation", "test", "calibration"):
+        assert json.dumps(runs["here"][split], sort_keys=True) == json.dumps(runs["beside"][split], sort_keys=True)
