@@ -359,6 +359,17 @@ def test_an_unlabelled_split_asked_for_is_an_error_left_out_otherwise(hf_folders
     assert data.load_unlabelled(str(tmp_path / "g")).texts == ["more", "text"]
 
 
+def test_a_folders_unlabelled_workbook_is_read_at_the_sheet_its_other_files_are(tmp_path):
+    """data.sheet names the sheet of every workbook in a folder, unsup.xlsx's too (it read the first sheet)."""
+    for name, frame in (("train", EXPORT), ("unsup", EXPORT[["text"]].assign(text=["more", "text", "here"]))):
+        with pd.ExcelWriter(tmp_path / f"{name}.xlsx") as xl:
+            pd.DataFrame({"note": ["exported from the shop"]}).to_excel(xl, sheet_name="About", index=False)
+            frame.to_excel(xl, sheet_name="Reviews", index=False)
+    fmt = data.FileFormat(sheet="Reviews")
+    assert load_splits(str(tmp_path), file_format=fmt)["train"].labels == EXPORT.label.tolist()
+    assert data.load_unlabelled(str(tmp_path), file_format=fmt).texts == ["more", "text", "here"]
+
+
 def test_a_plain_folder_with_a_readme_is_still_a_folder_of_files(tmp_path):
     make_reviews(10).to_csv(tmp_path / "train.csv", index=False)
     (tmp_path / "README.md").write_text("# my reviews\n")

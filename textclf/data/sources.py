@@ -101,12 +101,13 @@ def load_splits(path: str | None = None, files: dict[str, str | None] | None = N
     return name_imdb_labels(out) if p.resolve().name.lower() == "imdb" else out
 
 
-def load_unlabelled(path: str | None, text_column: str = "text", encoding_errors: str = "strict", *,
-                    encoding: str | None = None, delimiter: str | None = None) -> Split | None:
+def load_unlabelled(path: str | None, text_column: str = "text", encoding_errors: str = "strict",
+                    file_format: FileFormat = DETECT) -> Split | None:
     """The data's unlabelled texts for pretraining (IMDB's 50k `unsup` reviews), or None when it has none.
 
-    Found as `unsup.*` / `unlabelled.*` beside train in a dataset folder, `train/unsup/` in aclImdb, or
-    an "unsupervised" / "unsup" split of the Hub's IMDB, another Hub dataset or a `datasets` folder.
+    Found as `unsup.*` / `unlabelled.*` beside train in a dataset folder (read with `file_format`, as the
+    folder's other files: data.encoding, data.delimiter, data.sheet), `train/unsup/` in aclImdb, or an
+    "unsupervised" / "unsup" split of the Hub's IMDB, another Hub dataset or a `datasets` folder.
     """
     if not path or not (path == "imdb" or datasets_form(path) or Path(path).exists()):
         return None
@@ -115,13 +116,12 @@ def load_unlabelled(path: str | None, text_column: str = "text", encoding_errors
         local = local_imdb_dir()
         if local is None:
             return read_imdb_hub(("unsup",)).get("unsup")
-        return load_unlabelled(str(local), text_column, encoding_errors, encoding=encoding, delimiter=delimiter)
+        return load_unlabelled(str(local), text_column, encoding_errors, file_format)
     if kind == "datasets":
         return read_datasets(path, ("unsup",), None, text_column, None, required=()).get("unsup")
     if kind == "aclimdb":
         return read_aclimdb(Path(path), ("unsup",)).get("unsup")
     if kind == "folder":
         found = next((f for name in UNLABELLED if (f := split_file(Path(path), name))), None)
-        return read_split(found, text_column, None, encoding_errors, FileFormat(encoding, delimiter)) \
-            if found else None
+        return read_split(found, text_column, None, encoding_errors, file_format) if found else None
     return None

@@ -33,8 +33,7 @@ def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
     if cfg.pretrain.unlabelled and d.unlabelled:
         unlabelled = read_split(d.unlabelled, d.text_column, None, d.encoding_errors, file_format(d))
     elif cfg.pretrain.unlabelled and not uses_files(d):
-        unlabelled = load_unlabelled(d.path, d.text_column, d.encoding_errors, encoding=d.encoding,
-                                     delimiter=d.delimiter)
+        unlabelled = load_unlabelled(d.path, d.text_column, d.encoding_errors, file_format(d))
     if unlabelled is not None:
         corpora.append(tokenize_cached(unlabelled.texts, data.tokenizer, cfg.data.cache_dir, desc="tokenising unsup"))
     return corpora
