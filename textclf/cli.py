@@ -125,6 +125,15 @@ def _baseline_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _reading_args(p: argparse.ArgumentParser) -> None:
+    """evaluate's and predict's: texts per forward pass, bytes that are not UTF-8, and the file's format."""
+    p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE,
+                   help=f"texts per forward pass (default {PREDICT_BATCH_SIZE}, fastest on CPU; GPUs like 256+)")
+    p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
+                   help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
+    _file_format_args(p)
+
+
 def _file_format_args(p: argparse.ArgumentParser) -> None:
     """How to read a data file: the same choices as data.encoding, data.delimiter, data.sheet (default: detect)."""
     p.add_argument("--encoding", help="a Python codec, e.g. cp1252 or utf-16 (default: the file's BOM, else UTF-8)")
@@ -144,11 +153,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--plots", metavar="DIR", help="write PNG plots here (confusion matrix; ROC and PR for binary)")
     p.add_argument("--device", default="auto")
     _precision_args(p)
-    p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE,
-                   help=f"texts per forward pass (default {PREDICT_BATCH_SIZE}, fastest on CPU; GPUs like 256+)")
-    p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
-                   help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
-    _file_format_args(p)
+    _reading_args(p)
     return p
 
 
@@ -167,11 +172,7 @@ def _predict_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help=f"binary models: P(second class) needed for it (default {DEFAULT_THRESHOLD})")
     p.add_argument("--chunk-size", type=int,
                    help=f"with --input: rows read at a time (memory bound; default {PREDICT_CHUNK_ROWS:,})")
-    p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE,
-                   help=f"texts per forward pass (default {PREDICT_BATCH_SIZE}, fastest on CPU; GPUs like 256+)")
-    p.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
-                   help="bytes that are not UTF-8: an error naming the row (strict), or U+FFFD (replace)")
-    _file_format_args(p)
+    _reading_args(p)
     p.add_argument("--device", default="auto")
     _precision_args(p)
     p.add_argument("--engine", choices=("local", "ray"), default="local",
