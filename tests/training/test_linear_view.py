@@ -29,10 +29,10 @@ def test_start_fits_beside_a_long_word2vec_only():
     assert isinstance(linear_view.start(d, 0, 0), linear_view.Here)  # word2vec's vectors cached, or none
     beside = linear_view.start(d, 0, linear_view.BESIDE_READS)
     try:
-        assert isinstance(beside, linear_view.Beside) and beside.process.is_alive()
+        assert isinstance(beside, linear_view.Beside) and beside.process.poll() is None
     finally:
         beside.close()  # a run stopped before its report: the process ended, its file gone
-    assert not beside.process.is_alive() and not beside.path.exists()
+    assert beside.process.poll() is not None and not beside.folder.exists()
 
 
 def test_the_second_process_answers_what_this_one_would_and_says_its_log_lines_here(caplog):
@@ -47,14 +47,14 @@ def test_the_second_process_answers_what_this_one_would_and_says_its_log_lines_h
     np.testing.assert_array_equal(out, here_out)
     said = [r.getMessage() for r in caplog.records if r.name == "textclf.models.ensemble"]
     assert len(said) == 2 and all(line.startswith("linear view ") for line in said)  # one line per kind fitted
-    assert not beside.path.exists()
+    assert not beside.folder.exists()
 
 
 def test_a_failure_in_the_second_process_is_raised_with_its_traceback():
     beside = linear_view.Beside(_data(kinds=("no_such_kind",)), 0)
     with pytest.raises(RuntimeError, match="failed in its process(.|\n)*KeyError: 'no_such_kind'"):
         beside.result()
-    assert not beside.path.exists()
+    assert not beside.folder.exists()
 
 
 def _files(run: Path) -> dict[str, str]:
@@ -79,3 +79,27 @@ def test_a_run_whose_linear_view_is_fitted_beside_word2vec_saves_the_same_model(
     assert _files(tmp_path / "here") == _files(tmp_path / "beside")
     for split in ("validation", "test", "calibration"):
         assert json.dumps(runs["here"][split], sort_keys=True) == json.dumps(runs["beside"][split], sort_keys=True)
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_second_process(tmp_path):
+    """multiprocessing's spawn runs the caller's script again in its child: an unguarded script that trains would
+    train there too (it hung, writing the job to a child that had died). The second process runs this module only."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "mine.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        from textclf.text.tokens import Tokenized
+        from textclf.training import linear_view
+        print("the script ran", flush=True)
+        texts = [["good", "film"], ["bad", "film"], ["good", "plot"], ["bad", "plot"]] * 10
+        tok, y = Tokenized.from_token_lists(texts), np.array([1, 0] * 20)
+        view, out = linear_view.Beside(linear_view.ViewData(tok, y, tok, y, 2, ["tfidf"]), 0).result()
+        print("answered", view.kind, out.shape, flush=True)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("the script ran") == 1 and "answered tfidf (40, 2)" in done.stdout

@@ -11,9 +11,11 @@ its log lines in the same place, and the numbers are the same (tests/training/te
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import pickle
+import shutil
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,28 +102,31 @@ class Here:
 
 
 class Beside:
-    """The linear view fitted in a second process (spawned: nothing of this one's threads is inherited), started
-    now; `result` waits for it and says its log lines here, where a run fitted in this process says them. The
-    process writes its answer to a private temporary file and ends, so its memory is given back at once; `close`
-    ends it early (an error or a stop before the report) and removes the file."""
+    """The linear view fitted in a second process, started now; `result` waits for it and says its log lines here,
+    where a run fitted in this process says them. The process is a fresh interpreter running this module
+    (`python -m textclf.training.linear_view FOLDER`): it inherits none of this one's threads, and, unlike
+    multiprocessing's spawn, never runs the caller's script again (a script without an `if __name__ ==
+    "__main__"` guard would train a second time there). The job and the answer go through files in a private
+    temporary folder, so the process ends and gives its memory back as soon as it is done; `close` ends it early
+    (an error or a stop before the report) and removes the folder."""
 
     def __init__(self, d: ViewData, seed: int):
-        fd, name = tempfile.mkstemp(prefix="textclf-linear-", suffix=".pkl")
-        os.close(fd)
-        self.path = Path(name)
-        self.process = multiprocessing.get_context("spawn").Process(
-            target=_fit_to_file, args=(d, seed, str(self.path)), name="textclf linear view", daemon=True)
-        self.process.start()
+        self.folder = Path(tempfile.mkdtemp(prefix="textclf-linear-"))
+        with open(self.folder / JOB, "wb") as f:
+            pickle.dump((d, seed), f, protocol=pickle.HIGHEST_PROTOCOL)
+        package_root = str(Path(__file__).resolve().parents[2])  # textclf importable from a checkout too
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        self.process = subprocess.Popen([sys.executable, "-m", __name__, str(self.folder)], stdin=subprocess.DEVNULL,
+                                        env={**os.environ, "PYTHONPATH": path})
 
     def result(self) -> tuple[LinearModel, np.ndarray]:
         try:
-            self.process.join()
+            code = self.process.wait()
             try:
-                with open(self.path, "rb") as f:
-                    ok, payload, records = pickle.load(f)  # written by `_fit_to_file`, our own child, just now
+                with open(self.folder / ANSWER, "rb") as f:
+                    ok, payload, records = pickle.load(f)  # written by `_answer`, our own child, just now
             except (OSError, EOFError, pickle.UnpicklingError) as e:
-                raise RuntimeError(f"the linear view's process ended with code {self.process.exitcode} and no "
-                                   f"answer ({e})") from None
+                raise RuntimeError(f"the linear view's process ended with code {code} and no answer ({e})") from None
         finally:
             self.close()
         for name, level, message in records:
@@ -131,10 +136,13 @@ class Beside:
         return payload
 
     def close(self) -> None:
-        if self.process.is_alive():
+        if self.process.poll() is None:
             self.process.terminate()
-            self.process.join()
-        self.path.unlink(missing_ok=True)
+            self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+JOB, ANSWER = "job.pkl", "answer.pkl"  # Beside's files: (ViewData, seed) in; (ok, answer, log lines) out
 
 
 def start(d: ViewData, seed: int, word2vec_reads: int) -> Here | Beside:
@@ -157,9 +165,9 @@ class _Records(logging.Handler):
         self.records.append((record.name, record.levelno, record.getMessage()))
 
 
-def _fit_to_file(d: ViewData, seed: int, path: str) -> None:
-    """The second process's whole work: `fit`, then (ok, the view and its probabilities or the error's traceback,
-    the log lines) pickled to `path`."""
+def _answer(folder: Path) -> None:
+    """The second process's whole work: the job read from `folder`, `fit`, then (ok, the view and its
+    probabilities or the error's traceback, the log lines) written there."""
     import traceback
 
     records = _Records()
@@ -167,8 +175,14 @@ def _fit_to_file(d: ViewData, seed: int, path: str) -> None:
     root.setLevel(logging.INFO)
     root.addHandler(records)
     try:
+        with open(folder / JOB, "rb") as f:
+            d, seed = pickle.load(f)  # written by `Beside`, our parent, just now
         answer = (True, fit(d, seed), records.records)
     except Exception:  # noqa: BLE001 - any failure goes back to the run, which raises it
         answer = (False, traceback.format_exc(), records.records)
-    with open(path, "wb") as f:
+    with open(folder / ANSWER, "wb") as f:
         pickle.dump(answer, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+if __name__ == "__main__":
+    _answer(Path(sys.argv[1]))
