@@ -166,3 +166,15 @@ def test_small_data_times_the_plain_command_in_each_checkout_in_turn(tmp_path, c
 def test_small_data_refuses_a_data_root_without_the_data(tmp_path):
     with pytest.raises(SystemExit, match="error: no train.csv in"):
         _script("small_data").main(["--data-root", str(tmp_path), "--datasets", "airline"])
+
+
+def test_linear_beside_times_word2vec_alone_and_beside_the_linear_views_process(tmp_path, capsys, restore_logging):
+    from .conftest import write_tiny_data
+
+    folder = write_tiny_data(tmp_path / "tiny")
+    assert _script("linear_beside").main(["--data", str(folder), "--passes", "2"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed.strip().splitlines()[-1])
+    assert result["passes"] == 2 and len(result) == 6 and all(v >= 0 for v in result.values())
+    assert result["the linear view's process, done after"] > 0  # a process started: a second at least
+    assert "| word2vec beside the linear view's process | " in printed
