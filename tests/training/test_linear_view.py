@@ -39,6 +39,7 @@ def test_the_second_process_answers_what_this_one_would_and_says_its_log_lines_h
     d = _data()
     here_view, here_out = linear_view.Here(d, 3).result()
     with caplog.at_level(logging.INFO, logger="textclf"):
+        caplog.clear()  # Here's own lines, where an earlier test left textclf's logger at INFO
         beside = linear_view.Beside(d, 3)
         view, out = beside.result()
     assert view.ngrams == here_view.ngrams and (view.kind, view.c) == (here_view.kind, here_view.c)
