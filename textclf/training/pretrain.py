@@ -43,7 +43,7 @@ def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
 def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
     """word2vec vectors for the vocab from `corpora` (cached), and the rows they were found for."""
     p = cfg.pretrain
-    epochs = word2vec_epochs(p.epochs, p.min_tokens, sum(len(t.ids) for t in corpora), p.max_epochs)
+    epochs, args = _word2vec_job(cfg, data, corpora)
     raised = ""
     if epochs > p.epochs:
         capped = f", at most pretrain.max_epochs={p.max_epochs}" if epochs == p.max_epochs else ""
@@ -51,18 +51,24 @@ def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> t
                   f"{capped} (pretrain.min_tokens=0 keeps pretrain.epochs)")
     log.info("pretraining word vectors on %s (%d passes%s)", " + ".join(f"{len(t):,} texts" for t in corpora), epochs,
              raised)
-    return word2vec(corpora, data.vocab, cfg.model.embedding_dim, epochs, cfg.pretrain.window,
-                    cfg.train.seed, cfg.data.cache_dir)
+    return word2vec(*args)
 
 
 def word2vec_reads(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> int:
     """How many tokens `pretrain_vectors` will have word2vec read (its passes x the corpus): 0 when the vectors
     are cached."""
-    p, tokens = cfg.pretrain, sum(len(t.ids) for t in corpora)
-    epochs = word2vec_epochs(p.epochs, p.min_tokens, tokens, p.max_epochs)
-    path = cache_path(corpora, data.vocab, cfg.model.embedding_dim, epochs, p.window, cfg.train.seed,
-                      cfg.data.cache_dir)
-    return 0 if path is not None and path.is_file() else epochs * tokens
+    epochs, args = _word2vec_job(cfg, data, corpora)
+    path = cache_path(*args)
+    return 0 if path is not None and path.is_file() else epochs * sum(len(t.ids) for t in corpora)
+
+
+def _word2vec_job(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[int, tuple]:
+    """This run's word2vec passes over `corpora` (`word2vec_epochs`), and `word2vec`'s arguments, which key its
+    cache too (`word2vec.cache_path`)."""
+    p = cfg.pretrain
+    epochs = word2vec_epochs(p.epochs, p.min_tokens, sum(len(t.ids) for t in corpora), p.max_epochs)
+    return epochs, (corpora, data.vocab, cfg.model.embedding_dim, epochs, p.window, cfg.train.seed,
+                    cfg.data.cache_dir)
 
 
 def word2vec_epochs(epochs: int, min_tokens: int, corpus_tokens: int, max_epochs: int = 0) -> int:
