@@ -104,3 +104,19 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_the_second_process(tm
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("the script ran") == 1 and "answered tfidf (40, 2)" in done.stdout
+
+
+@pytest.mark.parametrize(("threads", "env", "beside"), [(None, "", True), (1, "", False), (None, "1", False)])
+def test_a_run_held_to_one_thread_starts_no_second_process(monkeypatch, threads, env, beside):
+    """Two runs side by side with OMP_NUM_THREADS=1 (or train.threads=1) each keep to their one core."""
+    from types import SimpleNamespace
+
+    from textclf.training import pipeline
+
+    monkeypatch.setattr("textclf.threads.cores", lambda: 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", env)
+    monkeypatch.setattr(pipeline, "word2vec_reads", lambda *_: 10 * linear_view.BESIDE_READS)
+    monkeypatch.setattr(pipeline, "ViewData", SimpleNamespace(of=lambda data: None))
+    monkeypatch.setattr(linear_view, "start", lambda d, seed, reads: reads)
+    cfg = load_config(None, [f"train.threads={threads}" if threads else "train.threads=null"])
+    assert (pipeline.start_views(cfg, None, [], from_scratch=True) >= linear_view.BESIDE_READS) == beside

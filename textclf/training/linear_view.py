@@ -116,8 +116,12 @@ class Beside:
             pickle.dump((d, seed), f, protocol=pickle.HIGHEST_PROTOCOL)
         package_root = str(Path(__file__).resolve().parents[2])  # textclf importable from a checkout too
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-        self.process = subprocess.Popen([sys.executable, "-m", __name__, str(self.folder)], stdin=subprocess.DEVNULL,
-                                        env={**os.environ, "PYTHONPATH": path})
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", __name__, str(self.folder)],
+                                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path})
+        except OSError:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
 
     def result(self) -> tuple[LinearModel, np.ndarray]:
         try:
@@ -148,7 +152,7 @@ JOB, ANSWER = "job.pkl", "answer.pkl"  # Beside's files: (ViewData, seed) in; (o
 def start(d: ViewData, seed: int, word2vec_reads: int) -> Here | Beside:
     """The linear view's fitting: `Beside` a word2vec that reads BESIDE_READS tokens or more (its one thread leaves
     a core idle for that long), else `Here`, when the run asks for it."""
-    if word2vec_reads < BESIDE_READS or (os.cpu_count() or 1) < 2:
+    if word2vec_reads < BESIDE_READS:
         return Here(d, seed)
     log.info("linear view: fitted in a second process while word2vec reads (one core each)")
     return Beside(d, seed)

@@ -145,9 +145,11 @@ def _train(cfg: Config, device: torch.device) -> dict:
 
 def start_views(cfg: Config, data: Prepared, corpora: list, from_scratch: bool) -> Here | Beside:
     """The linear view's fitting (`linear_view.start`): in a second process beside a word2vec about to read long
-    enough, when the run is one process; else in this one, when the report asks for it."""
-    alone = distributed.world_size() == 1
-    reads = word2vec_reads(cfg, data, corpora) if cfg.pretrain.word2vec and from_scratch and alone else 0
+    enough, when the run is one process that may use 2 threads or more (train.threads, OMP_NUM_THREADS, its
+    cores: `threads.intra_op`); else in this one, when the report asks for it. A run held to one thread (two
+    runs side by side with OMP_NUM_THREADS=1) starts no second busy process."""
+    room = distributed.world_size() == 1 and intra_op(cfg.train.threads) >= 2
+    reads = word2vec_reads(cfg, data, corpora) if cfg.pretrain.word2vec and from_scratch and room else 0
     return linear_view.start(ViewData.of(data), cfg.train.seed, reads)
 
 
