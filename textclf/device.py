@@ -3,7 +3,7 @@ probabilities in dataset order.
 
 The ground floor of everything that runs a network: models (bf16 at load), inference (predict, evaluate, serve,
 explain, export) and training (the steps, validation, optimizers) stand on it, and of textclf it imports only
-a leaf module (errors.py), nothing of theirs. Training's processes are training's business: a loader sharded
+leaf modules (errors.py, files.py), nothing of theirs. Training's processes are training's business: a loader sharded
 over them comes with the reduction that adds their shares up (`predict_loader(reduce=...)`).
 """
 
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
+import platform
 import time
 from collections.abc import Callable
 
@@ -23,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .errors import TextclfError
+from .files import default_cache_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +53,73 @@ def cpu_bf16_lstm_runs() -> bool:
 BF16_MIN_SPEEDUP = 1.15  # bf16 by default only where it is clearly faster: float32 is exact, and the safe choice
 
 
-def _lstm_seconds(lstm: nn.LSTM, x: torch.Tensor, bf16: bool) -> float:
-    """The best of 5 timed forwards (after one that builds oneDNN's kernels), in bf16 autocast or float32."""
+BF16_TIMINGS = 7  # timed forwards of each precision, taken in turn: float32, bf16, float32, ...
+
+
+def _forward_seconds(lstm: nn.LSTM, x: torch.Tensor, bf16: bool) -> float:
+    """One forward of `lstm` on `x`, in bf16 autocast or float32, timed."""
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        start = time.perf_counter()
         lstm(x)
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            lstm(x)
-            times.append(time.perf_counter() - start)
-    return min(times)
+        return time.perf_counter() - start
+
+
+def bf16_speedup() -> float:
+    """float32's time over bf16's for the recipe's BiLSTM-128 on a batch of 64 (~0.2 s): the best of
+    BF16_TIMINGS forwards of each, after one of each that builds oneDNN's kernels. The two precisions take turns,
+    so that a burst of load from another process falls on both: timed one after the other (as before 2026-12-03),
+    two runs of one command side by side measured 2.86x and 0.68x, and trained different models."""
+    lstm = nn.LSTM(128, 128, batch_first=True, bidirectional=True)
+    x = torch.randn(64, 48, 128)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(BF16_TIMINGS + 1):
+        for bf16 in (False, True):
+            seconds = _forward_seconds(lstm, x, bf16)
+            if i:
+                times[bf16].append(seconds)
+    return min(times[False]) / min(times[True])
+
+
+BF16_ANSWERS = "cpu-bf16.json"  # in the cache folder: the measured speedup by `_machine`
+
+
+def _machine() -> str:
+    """What the answer depends on: the CPU's model, torch's version (its oneDNN) and the intra-op threads."""
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    return f"{name}; torch {torch.__version__}; {torch.get_num_threads()} threads"
 
 
 @functools.cache
 def cpu_bf16_faster() -> bool:
-    """Whether bf16 runs an LSTM faster than float32 on this CPU: timed once per process (~0.1 s), on the
-    recipe's BiLSTM-128 and batch of 64. Having the instructions is not enough: a CPU with AVX-512 BF16 but no
-    AMX runs oneDNN's bf16 LSTM slower than float32 (its bf16 matrix multiplies are slower), where one with AMX
-    runs it clearly faster (figures, with their dates: benchmarks/README.md). The margins are wide on both sides
-    of `BF16_MIN_SPEEDUP`, so the answer does not flip between runs on one machine."""
+    """Whether bf16 runs an LSTM faster than float32 on this CPU (`bf16_speedup` >= BF16_MIN_SPEEDUP). Having
+    the instructions is not enough: a CPU with AVX-512 BF16 but no AMX runs oneDNN's bf16 LSTM slower than
+    float32 (its bf16 matrix multiplies are slower), where one with AMX runs it clearly faster (figures, with
+    their dates: benchmarks/README.md).
+
+    Measured once per machine (CPU model, torch version, threads) and kept in the cache folder
+    ($TEXTCLF_CACHE/cpu-bf16.json), so that every later run on the machine makes the same choice and one command
+    trains the same model each time, busy machine or not; delete the file to measure again. The log says which."""
     if not native_cpu_bf16():
         return False
-    lstm = nn.LSTM(128, 128, batch_first=True, bidirectional=True)
-    x = torch.randn(64, 48, 128)
-    speedup = _lstm_seconds(lstm, x, False) / _lstm_seconds(lstm, x, True)
+    path, machine = default_cache_dir() / BF16_ANSWERS, _machine()
+    try:
+        answers = json.loads(path.read_text(encoding="utf-8"))
+        known = answers.get(machine) if isinstance(answers, dict) else None
+        speedup = float(known["speedup"]) if isinstance(known, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        answers, speedup = {}, None
+    how = f"as measured on this machine before ({path})"
+    if speedup is None:
+        speedup, how = bf16_speedup(), f"measured now, kept in {path}"
+        with contextlib.suppress(OSError):  # a cache folder that cannot be written: measured again next time
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, {**(answers if isinstance(answers, dict) else {}),
+                              machine: {"speedup": round(speedup, 3), "measured": time.strftime("%Y-%m-%d")}})
     faster = speedup >= BF16_MIN_SPEEDUP
-    log.info("bf16 on this CPU: %.2fx float32's LSTM speed, so %s by default", speedup,
-             "bf16" if faster else "float32")
+    log.info("bf16 on this CPU: %.2fx float32's LSTM speed, so %s by default (%s)", speedup,
+             "bf16" if faster else "float32", how)
     return faster
 
 

@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 
+def default_cache_dir() -> Path:
+    """Where textclf keeps what it can compute again (tokens, word vectors, the CPU's bf16 answer):
+    $TEXTCLF_CACHE, else ~/.cache/textclf."""
+    return Path(os.environ.get("TEXTCLF_CACHE") or Path.home() / ".cache" / "textclf")
+
+
 def _proc_umask() -> int | None:
     """The umask as Linux (4.7+) shows it, read without setting it; None where /proc does not say."""
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_open
+from ..files import atomic_open, default_cache_dir
 from .tokenizer import Tokenizer
 from .vocab import Vocab
 
@@ -83,10 +82,6 @@ def truncate_ids(ids: np.ndarray, max_length: int | None, how: str = "head") -> 
         return ids[-max_length:]
     head = (max_length + 1) // 2  # "both": the opening and the verdict at the end
     return np.concatenate([ids[:head], ids[len(ids) - (max_length - head):]])
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TEXTCLF_CACHE") or Path.home() / ".cache" / "textclf")
 
 
 def cache_key(texts: list[str], tokenizer: Tokenizer) -> str:

@@ -21,10 +21,9 @@ from tqdm import tqdm
 
 from ..device import autocast, to_device
 from ..errors import TrainingDiverged
-from ..files import atomic_open
+from ..files import atomic_open, default_cache_dir
 from ..models.lstm import LSTMClassifier
 from ..text.batching import TextDataset, make_loader
-from ..text.tokens import default_cache_dir
 from .optim import grad_scaler, make_optimizer, make_scheduler, optimizer_step, sync_due
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_open
-from ..text.tokens import Tokenized, default_cache_dir
+from ..files import atomic_open, default_cache_dir
+from ..text.tokens import Tokenized
 from ..text.vocab import Vocab
 
 log = logging.getLogger(__name__)
