@@ -69,12 +69,12 @@ def test_the_saved_models_loss_is_the_linear_views_until_the_lstm_earns_a_share(
     y = rng.integers(0, 2, 1000)
     half = np.arange(1000) < 500
     good = np.where((np.arange(2)[None, :] == y[:, None]), 0.9, 0.1)
-    unsure = np.full((1000, 2), 0.5)
-    linear = np.where(half[:, None], good, unsure)  # knows the first half only
+    noise = rng.dirichlet(np.ones(2), 1000)
+    linear = np.where(half[:, None], good, noise)  # right on the first half only
     watch = SavedModelWatch(linear, y)
-    loss, share = watch(unsure)  # an LSTM that knows nothing
+    loss, share = watch(rng.dirichlet(np.ones(2), 1000))  # an LSTM that knows nothing
     assert share == 0.0 and loss == pytest.approx(watch.start(), abs=1e-6)
-    loss, share = watch(np.where(half[:, None], unsure, good))  # knows what the linear view does not
+    loss, share = watch(np.where(half[:, None], noise, good))  # right where the linear view is not
     assert share > 0 and loss < watch.start() - 0.1
 
 

@@ -75,9 +75,8 @@ class Progress:
         loaded = {"losses": losses, "best_state": {k: v.to(device) for k, v in state["best_state"].items()} or None,
                   "history": json.loads(state["history"])}
         for name in _SINCE_LATER:  # a checkpoint written before them: the defaults
-            loaded[name] = state.get(name, getattr(cls, name))
-        return cls(**{f.name: loaded[f.name] if f.name in loaded else state[_SAVED_AS.get(f.name, f.name)]
-                      for f in fields(cls)})
+            loaded.setdefault(name, state.get(name, getattr(cls, name)))
+        return cls(**{f.name: loaded.get(f.name, state[_SAVED_AS.get(f.name, f.name)]) for f in fields(cls)})
 
 
 def pack(progress: Progress, losses: torch.Tensor, states: dict, rngs: list[dict]) -> dict:
