@@ -121,7 +121,6 @@ class TrainConfig:
     scheduler: str = "cosine"  # cosine | linear | constant, each after a linear warmup
     warmup_ratio: float = 0.05
     patience: int = 3  # epochs without a better validation score before stopping
-    stop_on_saved: bool = True  # ... or without a better model as saved (the LSTM averaged with the linear view)
     min_steps: int = 1500  # small data: more epochs, so that training makes at least this many optimizer steps
     min_epoch_steps: int = 50  # an epoch of fewer optimizer steps makes several passes over the train rows
     layer_lr_decay: float = 1.0  # > 1: the LSTM learns at lr / this, the embedding at lr / this**2 (fine-tuning)

@@ -8,7 +8,6 @@ import pytest
 from textclf.models.ensemble import (
     SHORTCUTS,
     Calibration,
-    SavedModelWatch,
     combine,
     expected_calibration_error,
     fit_shortcut,
@@ -59,23 +58,6 @@ def test_weight_picks_the_better_view_and_mixes_complementary_ones():
     w = fit_weight(a, b, y)
     assert 0 < w < 1
     assert log_loss(combine(a, b, w), y) < min(log_loss(a, y), log_loss(b, y))
-
-
-def test_the_saved_models_loss_is_the_linear_views_until_the_lstm_earns_a_share():
-    """What early stopping watches (train.stop_on_saved): the average as `Calibration.fit_average` weighs it. An
-    LSTM that adds nothing gets no share and leaves the linear view's loss; one right where the view is not
-    gets a share and lowers it."""
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 2, 1000)
-    half = np.arange(1000) < 500
-    good = np.where((np.arange(2)[None, :] == y[:, None]), 0.9, 0.1)
-    noise = rng.dirichlet(np.ones(2), 1000)
-    linear = np.where(half[:, None], good, noise)  # right on the first half only
-    watch = SavedModelWatch(linear, y)
-    loss, share = watch(rng.dirichlet(np.ones(2), 1000))  # an LSTM that knows nothing
-    assert share == 0.0 and loss == pytest.approx(watch.start(), abs=1e-6)
-    loss, share = watch(np.where(half[:, None], noise, good))  # right where the linear view is not
-    assert share > 0 and loss < watch.start() - 0.1
 
 
 def test_combine_rows_are_distributions():

@@ -103,15 +103,3 @@ def test_nothing_in_a_checkpoint_needs_pickle_globals(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", lambda *a, **k: real(*a, **k) if k.get("weights_only") else pytest.fail())
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("pickle.loads"))
     assert checkpoint.load(tmp_path / "c.pt")["model"]["w"].tolist() == [0.0, 1.0, 2.0]
-
-
-def test_a_checkpoint_from_before_the_saved_models_watch_resumes_with_its_defaults():
-    """Checkpoints written before `Progress.saved_best` / `saved_stale` lack them: they resume, the model as saved
-    not yet scored (infinite loss, no epoch without progress); newer ones round-trip them."""
-    p = checkpoint.Progress(epoch=3, batch=0, best_epoch=2, best_score=-0.3, saved_best=0.25, saved_stale=1)
-    state = p.to_dict(torch.zeros(0))
-    again = checkpoint.Progress.from_dict(state, 4, torch.device("cpu"))
-    assert (again.saved_best, again.saved_stale, again.epoch) == (0.25, 1, 3)
-    old = {k: v for k, v in state.items() if k not in ("saved_best", "saved_stale")}
-    before = checkpoint.Progress.from_dict(old, 4, torch.device("cpu"))
-    assert (before.saved_best, before.saved_stale, before.best_epoch) == (float("inf"), 0, 2)

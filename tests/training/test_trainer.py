@@ -221,35 +221,3 @@ def test_small_data_trains_more_epochs_for_min_steps():
     assert planned_epochs(TrainConfig(epochs=5, min_steps=1500), 352) == 5  # IMDB's 22.5k reviews: as written
     assert planned_epochs(TrainConfig(epochs=5, min_steps=1500), 165) == 10  # 10.5k tweets
     assert planned_epochs(TrainConfig(epochs=5, min_steps=0), 3) == 5
-
-
-def test_training_stops_once_the_model_as_saved_stops_improving(tmp_path, tiny_dir, caplog):
-    """The saved model is the LSTM averaged with the linear view. On the tiny reviews the linear view alone is
-    perfect on validation, so no epoch of the LSTM can improve what is saved: with train.patience=2, training
-    stops after 2 epochs where the LSTM's own loss (still falling) would have gone on. Before, the LSTM alone was
-    watched: on 2,000 Chinese reviews 8 epochs (24 s) ran for an LSTM that then got a share of 0."""
-    caplog.set_level("INFO")
-    watched, run = _train(tmp_path, tiny_dir, "watched", "train.epochs=6", "train.patience=2")
-    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert watched["epochs_run"] == 2 and [r["lstm_share"] for r in rows] == [0.0, 0.0]
-    assert all(r["saved_loss"] < 0.01 for r in rows)
-    assert "early stop: the model as saved (the LSTM averaged with the linear view) no better on validation for 2 " \
-           "epochs" in caplog.text
-    lstm_alone, _ = _train(tmp_path, tiny_dir, "lstm", "train.epochs=6", "train.patience=2",
-                           "train.stop_on_saved=false")
-    assert lstm_alone["epochs_run"] > 2
-    assert watched["calibration"]["weight"] == 0.0 and watched["test"]["accuracy"] == 1.0  # the linear view's answer
-
-
-def test_an_epoch_that_improves_the_saved_model_keeps_training_going(tmp_path, tiny_dir, monkeypatch):
-    """The count restarts only where the LSTM has a share and the average's loss is the lowest yet; the LSTM's
-    own rule still picks the epoch kept."""
-    from textclf.models.ensemble import SavedModelWatch
-
-    losses = iter([0.5, 0.4, 0.45, 0.3, 0.35, 0.36, 0.37, 0.2])
-    monkeypatch.setattr(SavedModelWatch, "start", lambda self: 0.6)
-    monkeypatch.setattr(SavedModelWatch, "__call__", lambda self, p: (next(losses), 0.5))
-    metrics, run = _train(tmp_path, tiny_dir, "run", "train.epochs=8", "train.patience=3")
-    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert metrics["epochs_run"] == 7  # best at epoch 4, then 5, 6 and 7 without progress
-    assert [r["saved_loss"] for r in rows] == [0.5, 0.4, 0.45, 0.3, 0.35, 0.36, 0.37]

@@ -275,22 +275,16 @@ class Calibration:
     def fit(cls, p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndarray) -> Calibration:
         """Each view's temperature, then the weight, then the average's temperature, then the shortcut and its
         mapping, on validation labels `y`."""
-        cal = cls.fit_average(p_lstm, p_linear, y)
-        cal.shortcut = fit_shortcut(cal, p_lstm, p_linear)
-        if cal.shortcut:
-            cal.shortcut_rows = int(cal.sure(p_linear).sum())
-            cal.shortcut_scale, cal.shortcut_bias = fit_shortcut_map(cal, p_lstm, p_linear)
-        return cal
-
-    @classmethod
-    def fit_average(cls, p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndarray) -> Calibration:
-        """`fit` without the shortcut: each view's temperature, the weight, the average's temperature."""
         cal = cls(lstm_temperature=fit_temperature(p_lstm, y))
         if p_linear is not None:
             cal.linear_temperature = fit_temperature(p_linear, y)
             cal.weight = fit_weight(combine(p_lstm, None, 1.0, cal.lstm_temperature),
                                     combine(p_linear, None, 1.0, cal.linear_temperature), y)
         cal.temperature = fit_temperature(cal.average(p_lstm, p_linear), y)
+        cal.shortcut = fit_shortcut(cal, p_lstm, p_linear)
+        if cal.shortcut:
+            cal.shortcut_rows = int(cal.sure(p_linear).sum())
+            cal.shortcut_scale, cal.shortcut_bias = fit_shortcut_map(cal, p_lstm, p_linear)
         return cal
 
     def to_dict(self) -> dict:
@@ -316,30 +310,6 @@ def cross_calibrated(p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndar
         cal = Calibration.fit(p_lstm[rest], None if p_linear is None else p_linear[rest], y[rest]).exact()
         out[held] = cal.apply(p_lstm[held], None if p_linear is None else p_linear[held])
     return out
-
-
-@dataclass
-class SavedModelWatch:
-    """Early stopping's eye on the model a run saves: the LSTM averaged with the linear view at the share validation
-    picks (`Calibration.fit_average`), not the LSTM alone. Where the linear view carries the model (small data:
-    2,000 Chinese reviews gave the LSTM a share of 0 after eight epochs), the LSTM's own validation loss still
-    falls for a few epochs that change nothing the run saves; `trainer.Loop` stops once this loss has not improved
-    for `train.patience` epochs, the linear view alone counting as epoch 0.
-
-    `p_linear`: validation's out-of-fold probabilities of the linear view as saved (`linear_view.refit`); `y`: the
-    validation labels."""
-
-    p_linear: np.ndarray
-    y: np.ndarray
-
-    def start(self) -> float:
-        """The linear view alone, at its temperature: the loss to beat."""
-        return calibrated_log_loss(self.p_linear, self.y)
-
-    def __call__(self, p_lstm: np.ndarray) -> tuple[float, float]:
-        """The average's validation log-loss with the LSTM's probabilities `p_lstm`, and the LSTM's share in it."""
-        cal = Calibration.fit_average(p_lstm, self.p_linear, self.y)
-        return log_loss(cal.apply(p_lstm, self.p_linear), self.y), cal.weight
 
 
 def fit_shortcut(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | None) -> float:

@@ -31,7 +31,6 @@ SAFE_TORCH = (2, 6)
 
 # The checkpoint key of each `Progress` field saved under another name; the others keep their own
 _SAVED_AS = {"losses": "epoch_losses", "tokens": "epoch_tokens", "seconds": "epoch_seconds"}
-_SINCE_LATER = ("saved_best", "saved_stale")  # fields that older checkpoints lack
 
 
 @dataclass
@@ -50,8 +49,6 @@ class Progress:
     best_score: float = -math.inf
     best_state: dict | None = None
     stale: int = 0  # epochs since the best one
-    saved_best: float = math.inf  # the model as saved: its best validation loss (`ensemble.SavedModelWatch`)
-    saved_stale: int = 0  # ... epochs since it improved
     stopped: bool = False  # early-stopped, or all epochs done
     history: list[dict] = field(default_factory=list)  # log.jsonl's rows
 
@@ -74,8 +71,6 @@ class Progress:
         losses[: state["batch"]] = state["epoch_losses"].to(device)
         loaded = {"losses": losses, "best_state": {k: v.to(device) for k, v in state["best_state"].items()} or None,
                   "history": json.loads(state["history"])}
-        for name in _SINCE_LATER:  # a checkpoint written before them: the defaults
-            loaded.setdefault(name, state.get(name, getattr(cls, name)))
         return cls(**{f.name: loaded.get(f.name, state[_SAVED_AS.get(f.name, f.name)]) for f in fields(cls)})
 
 

@@ -4,9 +4,8 @@ validation's out-of-fold probabilities (`refit`), here or in a second process be
 The linear view needs the tokens and labels only, never the LSTM, so it can be fitted as soon as the data is
 ready. word2vec reads on one thread (workers=1 keeps its vectors a function of the seed) and leaves the other
 core idle; a large run fits its linear view there meanwhile (`Beside`): IMDB's ~100 s of n-gram counting and
-logistic regressions then cost no time of their own. Either way the run takes the view when it first needs it
-(before the first epoch, for early stopping's `SavedModelWatch`; else when it reports), with its log lines in the
-same place, and the numbers are the same (tests/training/test_linear_view.py).
+logistic regressions then cost no time of their own. Either way the run takes the view when it reports, with
+its log lines in the same place, and the numbers are the same (tests/training/test_linear_view.py).
 """
 
 from __future__ import annotations
@@ -90,16 +89,13 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 class Here:
-    """The linear view fitted in this process, when the run first asks for it (`result`)."""
+    """The linear view fitted in this process, when the run asks for it (`result`)."""
 
     def __init__(self, d: ViewData, seed: int):
         self.d, self.seed = d, seed
-        self.fitted: tuple[LinearModel, np.ndarray] | None = None
 
     def result(self) -> tuple[LinearModel, np.ndarray]:
-        if self.fitted is None:
-            self.fitted = fit(self.d, self.seed)
-        return self.fitted
+        return fit(self.d, self.seed)
 
     def close(self) -> None:
         pass
@@ -116,7 +112,6 @@ class Beside:
 
     def __init__(self, d: ViewData, seed: int):
         self.folder = Path(tempfile.mkdtemp(prefix="textclf-linear-"))
-        self.fitted: tuple[LinearModel, np.ndarray] | None = None
         with open(self.folder / JOB, "wb") as f:
             pickle.dump((d, seed), f, protocol=pickle.HIGHEST_PROTOCOL)
         package_root = str(Path(__file__).resolve().parents[2])  # textclf importable from a checkout too
@@ -129,12 +124,6 @@ class Beside:
             raise
 
     def result(self) -> tuple[LinearModel, np.ndarray]:
-        """The process's answer (waited for the first time, kept after)."""
-        if self.fitted is None:
-            self.fitted = self._wait()
-        return self.fitted
-
-    def _wait(self) -> tuple[LinearModel, np.ndarray]:
         try:
             code = self.process.wait()
             try:

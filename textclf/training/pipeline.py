@@ -33,7 +33,7 @@ from ..hub.card import write_card
 from ..inference.classifier import lstm_runner
 from ..models.artifact import Artifact, save_model
 from ..models.decision import decide
-from ..models.ensemble import Calibration, Outputs, SavedModelWatch, cross_calibrated, log_loss
+from ..models.ensemble import Calibration, Outputs, cross_calibrated, log_loss
 from ..models.linear import LinearModel
 from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
@@ -283,21 +283,9 @@ def fit_model(run: Run, checkpoints: Checkpoints, resume: dict | None) -> FitRes
     hooks = Hooks(log_path=Path(cfg.run_dir) / "log.jsonl" if main else None,
                   on_epoch=epoch_logger(run.tb) if run.tb else None,
                   on_best=(lambda _model: save(run)) if main else None,
-                  on_epoch_start=data.finetune.freezer(model) if data.finetune else None,
-                  watch=saved_model_watch(run))
+                  on_epoch_start=data.finetune.freezer(model) if data.finetune else None)
     loop = Loop(model, cfg.train, device, run.loaders["train"], weights, checkpoints, resume)
     return loop.fit(run.loaders["validation"], data.labels.names, hooks, start_as_best=data.finetune is not None)
-
-
-def saved_model_watch(run: Run) -> SavedModelWatch | None:
-    """Early stopping's eye on the model as saved (`ensemble.SavedModelWatch`), with train.stop_on_saved, in a run
-    of one process from scratch with a linear view. The view is needed now: fitted here before the first epoch,
-    or taken from its process beside word2vec (done by then on IMDB: 90 s beside 190 s of word2vec). Fine-tuning
-    weighs a start model in too (`Calibration.fit_start`) and keeps the LSTM's own rule."""
-    if not run.cfg.train.stop_on_saved or run.views is None or run.data.finetune is not None \
-            or distributed.world_size() > 1:
-        return None
-    return SavedModelWatch(run.views.result()[1], run.data.datasets["validation"].labels)
 
 
 def calibrate(model: nn.Module, views: tuple[LinearModel, np.ndarray] | None, loaders: dict, data: Prepared,

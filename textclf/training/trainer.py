@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -18,7 +17,7 @@ from torch.utils.data import DataLoader
 from ..config import TrainConfig
 from ..device import predict_loader
 from ..errors import TrainingDiverged
-from ..models.ensemble import SavedModelWatch, calibrated_log_loss
+from ..models.ensemble import calibrated_log_loss
 from ..reports.metrics import compute
 from . import distributed
 from .checkpoint import Checkpoints, Progress, pack, restore, rng_state, set_rng_state
@@ -40,7 +39,6 @@ class Validation:
     roc_auc: float | None
     loss: float | None
     calibrated_loss: float | None = None
-    probs: np.ndarray | None = field(default=None, repr=False)  # [N, C], what the figures are of
 
     def score(self, monitor: str) -> float:
         """Higher is better. `loss` is the validation log-loss after temperature scaling: the loss of the
@@ -57,7 +55,7 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, label_n
                                  quiet=distributed.tqdm_disable())
     m, y = compute(loader.dataset.labels, probs, label_names), loader.dataset.labels
     return Validation(m["n"], m["accuracy"], m["f1"], m["roc_auc"], loss,
-                      None if loss is None else calibrated_log_loss(probs, y), probs)
+                      None if loss is None else calibrated_log_loss(probs, y))
 
 
 @dataclass
@@ -74,16 +72,12 @@ class EpochRow:
     train_seconds: float  # of the epoch's training steps
     tokens_per_s: int
     seconds: float  # of the epoch, its validation included
-    saved_loss: float | None = None  # the model as saved would have this validation loss (`SavedModelWatch`)
-    lstm_share: float | None = None  # ... with the LSTM's share of it
 
     def log(self, epochs: int, improved: bool, path: Path | None) -> None:
         """One line of the log; a line of log.jsonl at `path` (None: not written, as in DDP's other processes)."""
-        saved = "" if self.saved_loss is None else \
-            f"  saved model's val_loss {self.saved_loss:.4f} (LSTM share {self.lstm_share:.1f})"
-        log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s%s",
+        log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s",
                  self.epoch, epochs, self.train_loss, self.val_loss, self.val_accuracy, self.val_f1, self.seconds,
-                 f"{self.tokens_per_s:,}", saved, "  *best" if improved else "")
+                 f"{self.tokens_per_s:,}", "  *best" if improved else "")
         if path is not None:
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(asdict(self)) + "\n")
@@ -112,7 +106,6 @@ class Hooks:
     on_epoch: Callable[[dict], None] | None = None  # each epoch's row, as log.jsonl has it (TensorBoard)
     on_best: Callable[[nn.Module], None] | None = None  # the model, each time it is the best so far (saved)
     on_epoch_start: Callable[[int], None] | None = None  # before each epoch, a resumed one too (freezing)
-    watch: SavedModelWatch | None = None  # also stop when the model as saved stops improving on validation
 
 
 class Loop:
@@ -173,8 +166,6 @@ class Loop:
         the whole split, and so every process makes the same early-stopping decisions.
         """
         hooks, p = hooks or Hooks(), self.p
-        if hooks.watch is not None and not self.resumed:
-            p.saved_best = hooks.watch.start()
         if start_as_best and not self.resumed:
             val = validate(self.model, val_loader, self.setup.device, label_names, self.setup.dtype)
             p.keep_best(0, val.score(self.cfg.monitor), self.model)
@@ -207,7 +198,7 @@ class Loop:
         self.train(epoch)
         clock, train_loss = time.perf_counter(), check_finite(self.p, self.n).sum().item() / self.n
         val = validate(self.model, val_loader, self.setup.device, label_names, self.setup.dtype)
-        row = self.row(epoch, train_loss, val, clock, hooks.watch)
+        row = self.row(epoch, train_loss, val, clock)
         improved = self.judge(epoch, val)
         row.log(self.epochs, improved, hooks.log_path)
         if improved and hooks.on_best is not None:
@@ -234,22 +225,15 @@ class Loop:
             self.save_checkpoint()
         self.stop_if_preempted(progress.batch % SYNC_EVERY == 0 or progress.batch == self.n)  # where it syncs anyway
 
-    def row(self, epoch: int, train_loss: float, val: Validation, clock: float,
-            watch: SavedModelWatch | None = None) -> EpochRow:
-        """The epoch's row, kept in the history; `clock`: when the epoch's training ended. With a `watch`, the
-        saved model's validation loss too, and whether it improved (`Progress.saved_stale`)."""
+    def row(self, epoch: int, train_loss: float, val: Validation, clock: float) -> EpochRow:
+        """The epoch's row, kept in the history; `clock`: when the epoch's training ended."""
         p = self.p
-        saved_loss, share = watch(val.probs) if watch is not None else (None, None)
-        if saved_loss is not None:
-            improved = share > 0 and saved_loss < p.saved_best  # without the LSTM it is the linear view, epoch 0
-            p.saved_best, p.saved_stale = (saved_loss, 0) if improved else (p.saved_best, p.saved_stale + 1)
         seconds = p.seconds + time.perf_counter() - clock
         p.train_seconds += seconds
         tokens = int(distributed.all_sum(torch.tensor(p.tokens)))  # of all processes
         row = EpochRow(epoch, round(train_loss, 6), val.loss, val.accuracy, val.f1, val.roc_auc,
                        self.setup.opt.param_groups[0]["lr"], round(p.seconds, 2),
-                       round(tokens / max(p.seconds, 1e-9)), round(seconds, 2),
-                       None if saved_loss is None else round(saved_loss, 6) + 0.0, share)  # + 0.0: no -0.0
+                       round(tokens / max(p.seconds, 1e-9)), round(seconds, 2))
         p.history.append(asdict(row))
         return row
 
@@ -265,15 +249,12 @@ class Loop:
     def end_epoch(self, epoch: int) -> None:
         """Whether to stop, the epoch-end checkpoint, and a SIGTERM that came during validation."""
         p, cfg, checkpoints = self.p, self.cfg, self.checkpoints
-        p.stopped = p.stale >= cfg.patience or p.saved_stale >= cfg.patience or epoch == self.epochs
+        p.stopped = p.stale >= cfg.patience or epoch == self.epochs
         p.epoch, p.batch = epoch + 1, 0
         if checkpoints and checkpoints.every_epochs and (epoch % checkpoints.every_epochs == 0 or p.stopped):
             self.save_checkpoint()
         if p.stale >= cfg.patience:
             log.info("early stop: no better validation %s for %d epochs", cfg.monitor, p.stale)
-        elif p.saved_stale >= cfg.patience:
-            log.info("early stop: the model as saved (the LSTM averaged with the linear view) no better on validation "
-                     "for %d epochs (train.stop_on_saved=false watches the LSTM alone)", p.saved_stale)
         self.stop_if_preempted(True)
 
     def save_checkpoint(self) -> None:
