@@ -18,12 +18,31 @@ pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def ray_cache(tmp_path_factory):
+    """The Ray workers' cache folder (not the developer's ~/.cache): where they keep the CPU's bf16 answer."""
+    return tmp_path_factory.mktemp("ray-cache")
+
+
+@pytest.fixture(scope="module")
+def local_ray(ray_cache):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=200 * 1024 * 1024,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}})
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path),
+                                       "TEXTCLF_CACHE": str(ray_cache)}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def same_cache(ray_cache, monkeypatch):
+    """This process reads the workers' cache folder, and asks it afresh: the precision both choose by default
+    (`device.cpu_bf16_faster`, kept per machine) is one answer, even on a busy machine."""
+    from textclf import device
+
+    monkeypatch.setenv("TEXTCLF_CACHE", str(ray_cache))
+    device.cpu_bf16_faster.cache_clear()
+    yield
+    device.cpu_bf16_faster.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +67,11 @@ def _check(out: pd.DataFrame, frame: pd.DataFrame, clf: Classifier) -> None:
 
 
 def test_map_batches_and_the_command_label_every_row_as_the_classifier_does(local_ray, reviews, tiny_run, tmp_path,
-                                                                          capsys):
+                                                                          capsys, same_cache):
     from textclf.ray import Predictor, read_output
 
     folder, frame = reviews
-    clf = Classifier.load(tiny_run, "cpu")
+    clf = Classifier.load(tiny_run, "cpu")  # measures bf16's speed first (the workers then read the answer)
     ds = local_ray.data.read_parquet(str(folder))
     labelled = ds.map_batches(Predictor, fn_constructor_kwargs={"model": str(tiny_run), "text_column": "text",
                                                                  "device": "cpu"},

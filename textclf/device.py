@@ -84,11 +84,12 @@ BF16_ANSWERS = "cpu-bf16.json"  # in the cache folder: the measured speedup by `
 
 
 def _machine() -> str:
-    """What the answer depends on: the CPU's model, torch's version (its oneDNN) and the intra-op threads."""
+    """What the answer depends on: the CPU's model and torch's version (its oneDNN). Not the threads: training
+    (one a direction) and prediction (all cores, or one in each Ray worker) choose alike, and so agree."""
     name = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
         name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    return f"{name}; torch {torch.__version__}; {torch.get_num_threads()} threads"
+    return f"{name}; torch {torch.__version__}"
 
 
 @functools.cache
@@ -98,9 +99,11 @@ def cpu_bf16_faster() -> bool:
     float32 (its bf16 matrix multiplies are slower), where one with AMX runs it clearly faster (figures, with
     their dates: benchmarks/README.md).
 
-    Measured once per machine (CPU model, torch version, threads) and kept in the cache folder
+    Measured once per machine (CPU model, torch version) and kept in the cache folder
     ($TEXTCLF_CACHE/cpu-bf16.json), so that every later run on the machine makes the same choice and one command
-    trains the same model each time, busy machine or not; delete the file to measure again. The log says which."""
+    trains the same model each time, busy machine or not, and every process predicts in the same precision (the
+    Ray workers of `textclf predict --engine ray` as the Python API); delete the file to measure again. The log
+    says which."""
     if not native_cpu_bf16():
         return False
     path, machine = default_cache_dir() / BF16_ANSWERS, _machine()
