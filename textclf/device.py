@@ -67,8 +67,8 @@ def _forward_seconds(lstm: nn.LSTM, x: torch.Tensor, bf16: bool) -> float:
 def bf16_speedup() -> float:
     """float32's time over bf16's for the recipe's BiLSTM-128 on a batch of 64 (~0.2 s): the best of
     BF16_TIMINGS forwards of each, after one of each that builds oneDNN's kernels. The two precisions take turns,
-    so that a burst of load from another process falls on both: timed one after the other (as before 2026-12-03),
-    two runs of one command side by side measured 2.86x and 0.68x, and trained different models."""
+    so that a burst of load from another process falls on both: timed one after the other, two runs of one
+    command side by side chose different precisions and trained different models (benchmarks/README.md)."""
     lstm = nn.LSTM(128, 128, batch_first=True, bidirectional=True)
     x = torch.randn(64, 48, 128)
     times: dict[bool, list[float]] = {False: [], True: []}
