@@ -15,7 +15,8 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -92,6 +93,43 @@ def _machine() -> str:
     return f"{name}; torch {torch.__version__}"
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file `path` (created) for the block, between processes: a second waits. Where no
+    lock can be taken (no fcntl, an unwritable folder), the block runs unlocked."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")  # noqa: SIM115 (held for the block)
+    except (ImportError, OSError):
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _kept_speedup() -> tuple[float, str]:
+    """This machine's kept `bf16_speedup` (BF16_ANSWERS), measured and kept first where there is none; and how it
+    was had, for the log. Under a lock: processes that start at once (`textclf serve --workers 2` on a new
+    machine) measure once, side by side they would each time the other's load and could disagree."""
+    path, machine = default_cache_dir() / BF16_ANSWERS, _machine()
+    with _locked(path.with_name(BF16_ANSWERS + ".lock")):
+        try:
+            answers = json.loads(path.read_text(encoding="utf-8"))
+            known = answers.get(machine) if isinstance(answers, dict) else None
+            if isinstance(known, dict):
+                return float(known["speedup"]), f"as measured on this machine before ({path})"
+        except (OSError, ValueError, KeyError, TypeError):
+            answers = {}
+        speedup = bf16_speedup()
+        with contextlib.suppress(OSError):  # a cache folder that cannot be written: measured again next time
+            write_json(path, {**(answers if isinstance(answers, dict) else {}),
+                              machine: {"speedup": round(speedup, 3), "measured": time.strftime("%Y-%m-%d")}})
+    return speedup, f"measured now, kept in {path}"
+
+
 @functools.cache
 def cpu_bf16_faster() -> bool:
     """Whether bf16 runs an LSTM faster than float32 on this CPU (`bf16_speedup` >= BF16_MIN_SPEEDUP). Having
@@ -106,20 +144,7 @@ def cpu_bf16_faster() -> bool:
     says which."""
     if not native_cpu_bf16():
         return False
-    path, machine = default_cache_dir() / BF16_ANSWERS, _machine()
-    try:
-        answers = json.loads(path.read_text(encoding="utf-8"))
-        known = answers.get(machine) if isinstance(answers, dict) else None
-        speedup = float(known["speedup"]) if isinstance(known, dict) else None
-    except (OSError, ValueError, KeyError, TypeError):
-        answers, speedup = {}, None
-    how = f"as measured on this machine before ({path})"
-    if speedup is None:
-        speedup, how = bf16_speedup(), f"measured now, kept in {path}"
-        with contextlib.suppress(OSError):  # a cache folder that cannot be written: measured again next time
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, {**(answers if isinstance(answers, dict) else {}),
-                              machine: {"speedup": round(speedup, 3), "measured": time.strftime("%Y-%m-%d")}})
+    speedup, how = _kept_speedup()
     faster = speedup >= BF16_MIN_SPEEDUP
     log.info("bf16 on this CPU: %.2fx float32's LSTM speed, so %s by default (%s)", speedup,
              "bf16" if faster else "float32", how)

@@ -1,4 +1,5 @@
 import json
+import time
 
 import numpy as np
 import pytest
@@ -291,6 +292,36 @@ def test_the_bf16_answer_is_measured_once_per_machine_so_runs_repeat(monkeypatch
         device.cpu_bf16_faster.cache_clear()
     answers = json.loads((tmp_path / device.BF16_ANSWERS).read_text())
     assert [a["speedup"] for a in answers.values()] == [0.1]
+
+
+def test_processes_that_start_at_once_measure_bf16_once(monkeypatch, tmp_path):
+    """`textclf serve --workers 2` on a machine with no kept answer: both workers would time bf16 at once, each
+    under the other's load, and could choose differently. The first measures under a lock; the second waits and
+    reads its answer. (Two threads here: the lock is per open file, as between processes.)"""
+    import threading
+
+    from textclf import device
+
+    monkeypatch.setenv("TEXTCLF_CACHE", str(tmp_path))
+    timed, started = [], threading.Event()
+
+    def seconds(lstm, x, bf16):
+        started.set()
+        timed.append(bf16)
+        time.sleep(0.01)
+        return 0.5 if bf16 else 1.0
+
+    monkeypatch.setattr(device, "_forward_seconds", seconds)
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(device._kept_speedup()))
+    first.start()
+    started.wait(5)
+    second = threading.Thread(target=lambda: answers.append(device._kept_speedup()))
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert [a[0] for a in answers] == [2.0, 2.0] and len(timed) == 2 * (device.BF16_TIMINGS + 1)
+    assert "measured now" in answers[0][1] and "as measured on this machine before" in answers[1][1]
 
 
 def test_a_burst_of_load_during_the_bf16_timings_falls_on_both_precisions(monkeypatch):
