@@ -124,9 +124,11 @@ def _kept_speedup() -> tuple[float, str]:
         except (OSError, ValueError, KeyError, TypeError):
             answers = {}
         speedup = bf16_speedup()
-        with contextlib.suppress(OSError):  # a cache folder that cannot be written: measured again next time
+        try:
             write_json(path, {**(answers if isinstance(answers, dict) else {}),
                               machine: {"speedup": round(speedup, 3), "measured": time.strftime("%Y-%m-%d")}})
+        except OSError:  # a cache folder that cannot be written: measured again next time
+            return speedup, f"measured now; {path} cannot be written, so each process measures again"
     return speedup, f"measured now, kept in {path}"
 
 

@@ -324,6 +324,18 @@ def test_processes_that_start_at_once_measure_bf16_once(monkeypatch, tmp_path):
     assert "measured now" in answers[0][1] and "as measured on this machine before" in answers[1][1]
 
 
+def test_a_cache_folder_that_cannot_be_written_still_gets_an_answer(monkeypatch, tmp_path):
+    """TEXTCLF_CACHE naming a file (or a read-only home): no lock, no file; measured, and said so."""
+    from textclf import device
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("TEXTCLF_CACHE", str(blocked))
+    monkeypatch.setattr(device, "_forward_seconds", lambda lstm, x, bf16: 0.5 if bf16 else 1.0)
+    speedup, how = device._kept_speedup()
+    assert speedup == 2.0 and "cannot be written, so each process measures again" in how and blocked.read_text() == ""
+
+
 def test_a_burst_of_load_during_the_bf16_timings_falls_on_both_precisions(monkeypatch):
     """bf16 twice as fast; another process takes the CPU for 6 forwards in a row, 10x slower. Timed one precision
     after the other, the burst fell on bf16's 5 (and float32 won); in turns, each keeps fast timings."""
