@@ -100,7 +100,6 @@ def _locked(path: Path) -> Iterator[None]:
     try:
         import fcntl
 
-        path.parent.mkdir(parents=True, exist_ok=True)
         f = open(path, "a")  # noqa: SIM115 (held for the block)
     except (ImportError, OSError):
         yield
@@ -110,23 +109,31 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
+def _kept_answers(path: Path) -> dict:
+    """BF16_ANSWERS' entries by machine; {} where the file is missing, unreadable or not a JSON object."""
+    try:
+        answers = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return answers if isinstance(answers, dict) else {}
+
+
 def _kept_speedup() -> tuple[float, str]:
     """This machine's kept `bf16_speedup` (BF16_ANSWERS), measured and kept first where there is none; and how it
     was had, for the log. Under a lock: processes that start at once (`textclf serve --workers 2` on a new
     machine) measure once, side by side they would each time the other's load and could disagree."""
     path, machine = default_cache_dir() / BF16_ANSWERS, _machine()
+    with contextlib.suppress(OSError):  # where it cannot be made, nothing is kept (said below)
+        path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path.with_name(BF16_ANSWERS + ".lock")):
-        try:
-            answers = json.loads(path.read_text(encoding="utf-8"))
-            known = answers.get(machine) if isinstance(answers, dict) else None
-            if isinstance(known, dict):
-                return float(known["speedup"]), f"as measured on this machine before ({path})"
-        except (OSError, ValueError, KeyError, TypeError):
-            answers = {}
+        answers = _kept_answers(path)
+        known = answers.get(machine)
+        if isinstance(known, dict) and isinstance(known.get("speedup"), (int, float)):
+            return float(known["speedup"]), f"as measured on this machine before ({path})"
         speedup = bf16_speedup()
-        try:
-            write_json(path, {**(answers if isinstance(answers, dict) else {}),
-                              machine: {"speedup": round(speedup, 3), "measured": time.strftime("%Y-%m-%d")}})
+        try:  # the other machines' entries kept
+            entry = {"speedup": round(speedup, 3), "measured": time.strftime("%Y-%m-%d")}
+            write_json(path, {**answers, machine: entry})
         except OSError:  # a cache folder that cannot be written: measured again next time
             return speedup, f"measured now; {path} cannot be written, so each process measures again"
     return speedup, f"measured now, kept in {path}"

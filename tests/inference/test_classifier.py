@@ -336,6 +336,20 @@ def test_a_cache_folder_that_cannot_be_written_still_gets_an_answer(monkeypatch,
     assert speedup == 2.0 and "cannot be written, so each process measures again" in how and blocked.read_text() == ""
 
 
+def test_a_damaged_entry_is_measured_again_and_the_other_machines_are_kept(monkeypatch, tmp_path):
+    """A cache folder shared by machines (a home on NFS): this machine's entry unreadable, another's intact."""
+    from textclf import device
+
+    monkeypatch.setenv("TEXTCLF_CACHE", str(tmp_path))
+    monkeypatch.setattr(device, "_forward_seconds", lambda lstm, x, bf16: 0.5 if bf16 else 1.0)
+    (tmp_path / device.BF16_ANSWERS).write_text(json.dumps({"another CPU": {"speedup": 0.65},
+                                                            device._machine(): {"speed": "?"}}))
+    speedup, how = device._kept_speedup()
+    assert speedup == 2.0 and how.startswith("measured now, kept in")
+    answers = json.loads((tmp_path / device.BF16_ANSWERS).read_text())
+    assert answers["another CPU"] == {"speedup": 0.65} and answers[device._machine()]["speedup"] == 2.0
+
+
 def test_a_burst_of_load_during_the_bf16_timings_falls_on_both_precisions(monkeypatch):
     """bf16 twice as fast; another process takes the CPU for 6 forwards in a row, 10x slower. Timed one precision
     after the other, the burst fell on bf16's 5 (and float32 won); in turns, each keeps fast timings."""
