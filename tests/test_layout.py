@@ -67,7 +67,7 @@ def test_no_import_cycle():
 # names its modules where they stand apart: the Hub's (hub/) has its names and downloads with the leaves (data and
 # model loading read hf: names), its card with the models (every saved model writes one), push with the commands.
 STAGES = [
-    {"errors", "files", "threads", "_version", "hub", "hub.download", "options"},
+    {"errors", "files", "threads", "allocator", "_version", "hub", "hub.download", "options"},
     {"device"},
     {"text"},
     {"data"},

@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 
+from ..allocator import keep_freed_memory
 from ..errors import ServiceFailed, TextclfError
 from ..inference import LoadOptions
 from ..options import gather, no_more
@@ -134,6 +135,7 @@ def _worker(settings: ServeSettings, family: socket.AddressFamily, address: tupl
     barrier), then listens (SO_REUSEPORT). Keep-alive clients stay on the process that took their connection,
     so a worker that listened first would keep every client that came before the others were up."""
     _die_with(parent)
+    keep_freed_memory()  # a fresh interpreter (spawn): before torch starts its threads
     import uvicorn
 
     from .app import app_from_settings
