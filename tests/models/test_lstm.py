@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from textclf.models.lstm import LSTMClassifier, ModelArgs, flip_index, split_directions
+from textclf.models.lstm import LSTMClassifier, ModelArgs, _flip_time, flip_index, flip_rows, split_directions
 
 from ..conftest import lstm
 
@@ -25,6 +25,21 @@ def _model(layers, bi, pooling, classes, dropout=0.2):
 
 def test_flip_index_reverses_within_length():
     assert flip_index(torch.tensor([3, 1]), 4).tolist() == [[2, 1, 0, 3], [0, 1, 2, 3]]
+
+
+def test_the_flip_and_its_gradient_are_what_a_gather_along_time_gives():
+    """`_flip_time` (row gathers both ways) replaced `x.gather(1, ...)`, whose backward is a scatter-add: the same
+    values, forward and backward, bit for bit."""
+    lengths = torch.tensor([5, 2, 0, 4])
+    index = flip_index(lengths, 5)
+    x = torch.randn(4, 5, 3, requires_grad=True)
+    grad = torch.randn(4, 5, 3)
+    gathered = x.gather(1, index.unsqueeze(2).expand(-1, -1, 3))
+    flipped = _flip_time(x, flip_rows(index))
+    assert torch.equal(flipped, gathered)
+    assert torch.equal(torch.autograd.grad(flipped, x, grad)[0], torch.autograd.grad(gathered, x, grad)[0])
+    with torch.no_grad():
+        assert torch.equal(_flip_time(x, flip_rows(index)), gathered)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
