@@ -86,7 +86,11 @@ def stage_inference(args: argparse.Namespace) -> None:
     """Raw test reviews → probabilities through the Python API (tokenising included) as `Classifier.load` gives
     them by default (bfloat16 where it is measured faster than float32; the linear view's shortcut where the model
     has one) and exactly (float32, the LSTM on every review); where a review's time goes (tokenising, the linear
-    view, the LSTM); then one-review latency."""
+    view, the LSTM); then one-review latency. The process keeps the memory torch frees, as `textclf predict`
+    and `textclf serve` do (`textclf.allocator`; a Python program calls `keep_freed_memory()` first)."""
+    from textclf.allocator import keep_freed_memory
+
+    keep_freed_memory()
     import numpy as np
     import torch
 
