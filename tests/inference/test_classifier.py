@@ -294,6 +294,33 @@ def test_the_bf16_answer_is_measured_once_per_machine_so_runs_repeat(monkeypatch
     assert [a["speedup"] for a in answers.values()] == [0.1]
 
 
+def test_measuring_bf16_leaves_torchs_rng_as_reading_the_kept_answer_does(monkeypatch, tmp_path):
+    """The first run on a machine measured bf16 (a random LSTM and batch from torch's global RNG), later runs read
+    the kept answer: the same command then drew other dropout masks and trained another model (IMDB test 0.9332
+    first, 0.9312 after). Measuring now leaves the RNG as it found it, so both runs draw alike."""
+    import torch
+
+    from textclf import device
+
+    monkeypatch.setenv("TEXTCLF_CACHE", str(tmp_path))
+    monkeypatch.setattr(device, "native_cpu_bf16", lambda: True)
+    draws = []
+    for _ in ("measured", "read"):
+        device.cpu_bf16_faster.cache_clear()
+        device.cpu_bf16_lstm_runs.cache_clear()
+        torch.manual_seed(0)
+        try:
+            device.cpu_bf16_faster()
+            device.cpu_bf16_lstm_runs()
+        finally:
+            device.cpu_bf16_faster.cache_clear()
+            device.cpu_bf16_lstm_runs.cache_clear()
+        draws.append(torch.rand(3))
+    assert (tmp_path / device.BF16_ANSWERS).is_file()
+    torch.manual_seed(0)
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], torch.rand(3))
+
+
 def test_processes_that_start_at_once_measure_bf16_once(monkeypatch, tmp_path):
     """`textclf serve --workers 2` on a machine with no kept answer: both workers would time bf16 at once, each
     under the other's load, and could choose differently. The first measures under a lock; the second waits and
