@@ -72,7 +72,7 @@ def bf16_speedup() -> float:
     so that a burst of load from another process falls on both: timed one after the other, two runs of one
     command side by side chose different precisions and trained different models (benchmarks/README.md).
     torch's global RNG is left as it was: a run that measured here and one that read the kept answer trained
-    different models (their dropout masks drawn from different states: IMDB test 0.9332 and 0.9312)."""
+    different models (their dropout masks drawn from different states; benchmarks/README.md)."""
     with torch.random.fork_rng(devices=[]):
         lstm = nn.LSTM(128, 128, batch_first=True, bidirectional=True)
         x = torch.randn(64, 48, 128)
