@@ -49,7 +49,8 @@ def test_freed_memory_is_reused_not_faulted_in_again():
     kept, with_keep = _faults("keep")
     _, default = _faults("default")
     assert kept == "True"
-    assert default > 10 * 10_000  # glibc's default: fresh pages every step (the test's premise)
+    if default < 10 * 10_000:  # glibc's default faults fresh pages in every step: the test's premise
+        pytest.skip(f"the default allocator faulted only {default} pages in 10 steps here (huge pages?)")
     assert with_keep < 10 * 1_000, (with_keep, default)
 
 

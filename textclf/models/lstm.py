@@ -52,9 +52,8 @@ def flip_rows(flip: torch.Tensor) -> torch.Tensor:
 
 class _Flip(torch.autograd.Function):
     """x [B, T, F] with each row's first `lengths[b]` steps reversed (`rows`: `flip_rows`). The flip is its own
-    inverse, so its backward flips the gradient the same way: one row gather each way. A `gather` along time
-    took 8x as long on the CPU, and its backward (a scatter-add into zeros) as long again: the reverse
-    direction of a BiLSTM ran a third longer than the forward one, which waited for it."""
+    inverse, so its backward flips the gradient the same way: one row gather each way, the same numbers as a
+    `gather` along time, whose forward took ~8x as long on the CPU and whose backward is a scatter-add."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -198,7 +197,7 @@ def _both_directions(lstm: nn.LSTM, layer: int, x: torch.Tensor, flip: torch.Ten
 
 def _layers(lstm: nn.LSTM, x: torch.Tensor, flip: torch.Tensor, ordered: bool) -> list[torch.Tensor]:
     """All layers on padded batch-first input; the last layer's states per direction. The reverse direction
-    reads its input reversed within each length (`flip`); `ordered=False` leaves the last layer's reverse
+    reads its input reversed within each length (`flip`: `flip_rows`); `ordered=False` leaves the last layer's reverse
     states in that order (enough for order-free pooling)."""
     for layer in range(lstm.num_layers):
         last = layer == lstm.num_layers - 1
