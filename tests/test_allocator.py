@@ -36,10 +36,14 @@ STEPS = textwrap.dedent("""
 """)
 
 
-def _faults(how: str) -> tuple[str, int]:
+def _run(*args: str) -> str:
+    """A Python process's output, with none of the user's allocator settings in its environment."""
     env = {k: v for k, v in os.environ.items() if k not in allocator.USER_SETTINGS and k != "GLIBC_TUNABLES"}
-    done = subprocess.run([sys.executable, "-c", STEPS, how], capture_output=True, text=True, env=env, check=True)
-    kept, faults = done.stdout.split()
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, check=True).stdout
+
+
+def _faults(how: str) -> tuple[str, int]:
+    kept, faults = _run("-c", STEPS, how).split()
     return kept, int(faults)
 
 
@@ -95,6 +99,4 @@ def test_the_commands_keep_freed_memory_in_their_own_process_only(call, expected
             pass
         print(allocator._done)
     """)
-    env = {k: v for k, v in os.environ.items() if k not in allocator.USER_SETTINGS and k != "GLIBC_TUNABLES"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
-    assert done.stdout.split()[-1] == expected
+    assert _run("-c", script).split()[-1] == expected

@@ -50,6 +50,11 @@ def flip_rows(flip: torch.Tensor) -> torch.Tensor:
     return (flip + torch.arange(B, device=flip.device).unsqueeze(1) * T).reshape(-1)
 
 
+def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """x [B, T, F] with its B * T time steps in the order `rows` gives (`flip_rows`)."""
+    return x.reshape(-1, x.size(2)).index_select(0, rows).view(x.shape)
+
+
 class _Flip(torch.autograd.Function):
     """x [B, T, F] with each row's first `lengths[b]` steps reversed (`rows`: `flip_rows`). The flip is its own
     inverse, so its backward flips the gradient the same way: one row gather each way, the same numbers as a
@@ -58,18 +63,18 @@ class _Flip(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(rows)
-        return x.reshape(-1, x.size(2)).index_select(0, rows).view(x.shape)
+        return _gather_rows(x, rows)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (rows,) = ctx.saved_tensors
-        return grad.reshape(-1, grad.size(2)).index_select(0, rows).view(grad.shape), None
+        return _gather_rows(grad, rows), None
 
 
 def _flip_time(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     if torch.is_grad_enabled() and x.requires_grad:
         return _Flip.apply(x, rows)
-    return x.reshape(-1, x.size(2)).index_select(0, rows).view(x.shape)  # no graph (inference, export): no Function
+    return _gather_rows(x, rows)  # no graph (inference, export): no Function
 
 
 def lstm_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

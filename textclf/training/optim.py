@@ -3,14 +3,13 @@ the precision, AdamW and its schedule, the mixed-precision step, and how often a
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import math
 
 import torch
 from torch import nn
 
+from ..allocator import release_memory
 from ..device import cpu_bf16_faster, cpu_bf16_lstm_runs, native_gpu_bf16
 from ..errors import TextclfError
 
@@ -20,17 +19,6 @@ log = logging.getLogger(__name__)
 # progress bar's figure, and handing freed heap pages back on the CPU. Each sync drains CUDA's queue, so
 # not every step; a run that diverges stops at most this many steps later.
 SYNC_EVERY = 50
-
-
-def release_memory() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere). Cheap enough
-    for the step loop: it collects no Python garbage (tensors are freed by reference counting).
-
-    Batches of ever-changing shapes fragment glibc's heap, whose resident size then only grows; trimmed,
-    it stays flat, and epochs are no slower (figures: benchmarks/README.md, "Memory while training").
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, Windows, musl)
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def sync_due(step: int, device: torch.device) -> bool:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..allocator import release_memory
 from ..config import Config, ModelConfig, check_finetune, to_dict
 from ..device import predict_loader, resolve_device
 from ..errors import TextclfError
@@ -43,7 +44,6 @@ from ..threads import cores, intra_op
 from . import distributed, finetune, linear_view
 from .checkpoint import Checkpoints
 from .linear_view import LINEAR_FOLDS, Beside, Here, ViewData, stratified_folds
-from .optim import release_memory
 from .prepare import Prepared, load_data, prepare
 from .pretrain import pretrain_corpora, pretrain_language_model, pretrain_vectors, word2vec_reads
 from .record import DryRun, ModelMeta, RunSummary
