@@ -5,6 +5,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from textclf.models import linear
 from textclf.models.linear import KINDS, LinearModel, NgramIndex, ViewSettings, units
 
 from ..conftest import make_reviews
@@ -106,6 +107,27 @@ def test_summed_scores_equal_the_sparse_features(kind, classes, monkeypatch):
                            ViewSettings(kind, model.ngram_max))
     np.testing.assert_allclose(fallback.predict_proba(docs), fast, rtol=0, atol=1e-6)
     assert fallback._index is None
+
+
+@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("tfidf", 3), ("nb", 2), ("char_tfidf", 2)])
+def test_many_texts_are_scored_a_bounded_batch_at_a_time_with_the_same_numbers(kind, classes, monkeypatch):
+    """A long list's n-grams are never all in memory at once (`SCORE_CHUNK` texts a tally), and each text
+    scores as it does alone: what a bigger batch would hold only costs memory and, on a first call, time."""
+    train, test = make_reviews(300, seed=1), make_reviews(60, seed=2)
+    y = (train["label"] == "pos").to_numpy().astype(int)
+    if classes == 3:
+        y = np.where(np.arange(len(y)) % 5 == 0, 2, y)
+    model = LinearModel.fit(_tokens(train), y, classes, kind=kind)
+    docs = _tokens(test) + ODD_TEXTS
+    whole = model.scores(docs)
+    sizes = []
+    tally = NgramIndex.tally
+    monkeypatch.setattr(NgramIndex, "tally", lambda self, token_lists: sizes.append(len(token_lists))
+                        or tally(self, token_lists))
+    monkeypatch.setattr(linear, "SCORE_CHUNK", 7)
+    np.testing.assert_array_equal(model.scores(docs), whole)
+    assert max(sizes) == 7 and sum(sizes) == len(docs)
+    np.testing.assert_array_equal(model.scores(iter(docs)), whole)  # any iterable, as before
 
 
 @pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("nb", 2), ("tfidf", 3), ("char_tfidf", 2)])

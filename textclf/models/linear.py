@@ -50,6 +50,10 @@ def tfidf_kind(tokenizer_kind: str) -> str:
     """The TF-IDF view for a tokenizer (`textclf baseline`): over words, or characters for scripts without spaces."""
     return "char_tfidf" if without_spaces(tokenizer_kind) else "tfidf"
 _BITS = 21  # per token id in an n-gram's integer key: up to 2M distinct words, 3 of them in 63 bits
+# Texts scored at a time (`LinearModel.scores`): a text's scores do not depend on the others, and the n-gram arrays
+# of a longer list (several int64 arrays of all its n-grams) only cost memory and, on a first call, time: all of
+# IMDB's test reviews at once scored several times slower than in batches (figures: benchmarks/README.md)
+SCORE_CHUNK = 4096
 
 
 class NgramIndex:
@@ -291,6 +295,12 @@ class LinearModel:
         docs, index = self._docs(token_lists)
         if index is None:  # `docs` are units already: made units again, they stay the same
             return np.asarray(self.features(docs) @ self.coef.T, dtype=np.float64) + self.intercept
+        if len(docs) > SCORE_CHUNK:
+            return np.concatenate([self._scores(index, docs[i : i + SCORE_CHUNK])
+                                   for i in range(0, len(docs), SCORE_CHUNK)])
+        return self._scores(index, docs)
+
+    def _scores(self, index: NgramIndex, docs: Sequence[Sequence[str]]) -> np.ndarray:
         doc, col, count = index.tally(docs)
         value = self.scale[col].astype(np.float64)  # "nb": present once or more, x log-count ratio
         if self.weighting == "tfidf":
