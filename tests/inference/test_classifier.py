@@ -21,6 +21,23 @@ def test_results_come_back_in_input_order(clf):
     assert [p.label for p in clf.predict(texts)] == ["pos"] * 3 + ["neg"] * 2
 
 
+def test_a_long_list_is_tokenised_and_scored_a_chunk_at_a_time(clf, monkeypatch):
+    """`predict_proba` holds the tokens of `PREDICT_CHUNK_ROWS` texts at most, as `predict_file` does: a list of
+    millions would otherwise hold all of theirs at once. The answers are those of one call per text."""
+    from textclf.inference import classifier
+
+    texts = ["superb " * n + "film" for n in range(1, 8)] + ["awful " * n + "film" for n in range(1, 7)]
+    seen = []
+    pipe = type(clf.artifact.tokenizer).pipe
+    monkeypatch.setattr(type(clf.artifact.tokenizer), "pipe", lambda self, t, **k: seen.append(len(t))
+                        or pipe(self, t, **k))
+    monkeypatch.setattr(classifier, "PREDICT_CHUNK_ROWS", 5)
+    chunked = clf.predict_proba(tuple(texts))
+    assert seen == [5, 5, 3]
+    np.testing.assert_allclose(chunked, np.concatenate([clf.predict_proba([t]) for t in texts]), atol=1e-5)
+    assert chunked.shape == (len(texts), 2) and clf.predict_proba(texts[:5]).shape == (5, 2)
+
+
 def test_cpu_threads_split_big_inputs_and_give_the_same_numbers(clf, monkeypatch):
     import torch
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -176,6 +177,10 @@ class Classifier:
             raise TypeError("pass a list of texts, not one string")
         if not len(texts):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if len(texts) > PREDICT_CHUNK_ROWS:  # a long list's tokens are never all in memory, as `predict_file`'s
+            pieces = iter(texts)
+            return np.concatenate([self.predict_proba(chunk, batch_size, threshold)
+                                   for chunk in iter(lambda: list(islice(pieces, PREDICT_CHUNK_ROWS)), [])])
         tokens = list(self.artifact.tokenizer.pipe(texts))  # untruncated: the linear view reads them all
         return self.artifact.probabilities(tokens, self._lstm(tokens, batch_size), threshold,
                                            lambda art: Classifier(art, self.device)._lstm(tokens, batch_size))
