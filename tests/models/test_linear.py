@@ -85,6 +85,15 @@ def _csr_proba(model, docs):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _fitted_and_odd_texts(kind: str, classes: int) -> tuple[LinearModel, list[list[str]]]:
+    """A view of `kind` fitted on 300 reviews (a third class: every fifth row), and 60 others + `ODD_TEXTS`."""
+    train, test = make_reviews(300, seed=1), make_reviews(60, seed=2)
+    y = (train["label"] == "pos").to_numpy().astype(int)
+    if classes == 3:
+        y = np.where(np.arange(len(y)) % 5 == 0, 2, y)
+    return LinearModel.fit(_tokens(train), y, classes, kind=kind), _tokens(test) + ODD_TEXTS
+
+
 @pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("tfidf", 3), ("nb", 2), ("char_tfidf", 2),
                                            ("char_tfidf", 3), ("char_nb", 2)])
 def test_summed_scores_equal_the_sparse_features(kind, classes, monkeypatch):
@@ -92,12 +101,7 @@ def test_summed_scores_equal_the_sparse_features(kind, classes, monkeypatch):
     probabilities, also for empty texts, texts with no known n-gram and n-grams repeated in a text (counted
     for tf-idf, once for naive Bayes); and the same through scikit-learn's vectorizer when the index can't hold
     the n-grams."""
-    train, test = make_reviews(300, seed=1), make_reviews(60, seed=2)
-    y = (train["label"] == "pos").to_numpy().astype(int)
-    if classes == 3:
-        y = np.where(np.arange(len(y)) % 5 == 0, 2, y)
-    model = LinearModel.fit(_tokens(train), y, classes, kind=kind)
-    docs = _tokens(test) + ODD_TEXTS
+    model, docs = _fitted_and_odd_texts(kind, classes)
     fast = model.predict_proba(docs)
     assert model._index is not None and fast.shape == (len(docs), classes)
     np.testing.assert_allclose(fast, _csr_proba(model, docs), rtol=0, atol=1e-6)
@@ -113,12 +117,7 @@ def test_summed_scores_equal_the_sparse_features(kind, classes, monkeypatch):
 def test_many_texts_are_scored_a_bounded_batch_at_a_time_with_the_same_numbers(kind, classes, monkeypatch):
     """A long list's n-grams are never all in memory at once (`SCORE_CHUNK` texts a tally), and each text
     scores as it does alone: what a bigger batch would hold only costs memory and, on a first call, time."""
-    train, test = make_reviews(300, seed=1), make_reviews(60, seed=2)
-    y = (train["label"] == "pos").to_numpy().astype(int)
-    if classes == 3:
-        y = np.where(np.arange(len(y)) % 5 == 0, 2, y)
-    model = LinearModel.fit(_tokens(train), y, classes, kind=kind)
-    docs = _tokens(test) + ODD_TEXTS
+    model, docs = _fitted_and_odd_texts(kind, classes)
     whole = model.scores(docs)
     sizes = []
     tally = NgramIndex.tally

@@ -167,7 +167,8 @@ class Classifier:
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = BATCH_SIZE,
                       threshold: float | None = None) -> np.ndarray:
-        """[N, C] probabilities in input order (batched internally by length), those a decision at `threshold`
+        """[N, C] probabilities in input order (batched internally by length; a long list is read
+        `PREDICT_CHUNK_ROWS` texts at a time, so its tokens are never all in memory), those a decision at `threshold`
         is made from. None (the default) or 0.5: the model's at its default decision, where the linear view's
         shortcut answers the texts it is sure of (`Classifier.load`), which are meant for the argmax or 0.5 only;
         another threshold (binary models): the full model's on every text, as `predict(texts, threshold)` and
@@ -177,10 +178,11 @@ class Classifier:
             raise TypeError("pass a list of texts, not one string")
         if not len(texts):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        if len(texts) > PREDICT_CHUNK_ROWS:  # a long list's tokens are never all in memory, as `predict_file`'s
-            pieces = iter(texts)
-            return np.concatenate([self.predict_proba(chunk, batch_size, threshold)
-                                   for chunk in iter(lambda: list(islice(pieces, PREDICT_CHUNK_ROWS)), [])])
+        if len(texts) > PREDICT_CHUNK_ROWS:  # as `predict_file` reads a file
+            rest, chunks = iter(texts), []
+            while chunk := list(islice(rest, PREDICT_CHUNK_ROWS)):
+                chunks.append(self.predict_proba(chunk, batch_size, threshold))
+            return np.concatenate(chunks)
         tokens = list(self.artifact.tokenizer.pipe(texts))  # untruncated: the linear view reads them all
         return self.artifact.probabilities(tokens, self._lstm(tokens, batch_size), threshold,
                                            lambda art: Classifier(art, self.device)._lstm(tokens, batch_size))

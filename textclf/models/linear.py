@@ -52,7 +52,7 @@ def tfidf_kind(tokenizer_kind: str) -> str:
 _BITS = 21  # per token id in an n-gram's integer key: up to 2M distinct words, 3 of them in 63 bits
 # Texts scored at a time (`LinearModel.scores`): a text's scores do not depend on the others, and the n-gram arrays
 # of a longer list (several int64 arrays of all its n-grams) only cost memory and, on a first call, time: all of
-# IMDB's test reviews at once scored several times slower than in batches (figures: benchmarks/README.md)
+# IMDB's test reviews at once scored far slower than in batches (figures: benchmarks/README.md)
 SCORE_CHUNK = 4096
 
 
