@@ -133,6 +133,7 @@ TINY = [  # a model that trains on the tiny data in a few seconds on CPU
     "train.epochs=4", "train.batch_size=16", "train.lr=0.01", "train.patience=10", "train.warmup_ratio=0.0",
     "train.amp_cpu=false",  # float32 whatever the CPU (the default, auto, is bf16 where native): same models everywhere
     "train.min_steps=0", "train.min_epoch_steps=0", "pretrain.min_tokens=0",  # as written, not lengthened
+    "train.adversarial_min_tokens=0",  # nor shortened: the recipe's adversarial pass, as the tiny models had it
     "pretrain.epochs=5",  # word2vec's passes as the tiny models were made with: the recipe's 3 are for large corpora
 ]
 

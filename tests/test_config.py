@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from textclf.config import RAISED_BY, Config, load_config, to_dict, to_yaml
+from textclf.config import SMALL_DATA_RULES, Config, load_config, to_dict, to_yaml
 from textclf.errors import TextclfError
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
@@ -42,9 +42,9 @@ def test_the_defaults_are_the_imdb_recipe():
 @pytest.mark.parametrize("path", [p for p in CONFIGS if p.name != "imdb.yaml"], ids=lambda p: p.name)
 def test_other_config_files_only_override(path):
     """Each key such a file sets differs from the default: the recipe is written in one place. Except a rule
-    (`RAISED_BY`) beside the key it raises: a file's key turns the rule off unless the file sets it too."""
+    (`SMALL_DATA_RULES`) beside the key it changes: a file's key turns the rule off unless the file sets it too."""
     default, written = _flat(to_dict(Config())), _flat(yaml.safe_load(path.read_text()))
-    kept = {rule for key, rule in RAISED_BY.items() if key in written}
+    kept = {rule for key, rule in SMALL_DATA_RULES.items() if key in written}
     restated = [k for k, v in written.items() if default[k] == v and k not in kept]
     assert not restated, f"{path.name} restates defaults: {restated}"
 
@@ -150,6 +150,20 @@ def test_an_epochs_the_user_set_is_not_raised_by_min_steps(tmp_path, caplog):
     cfg = load_config(yaml_file)  # the user's own YAML counts too, for word2vec's passes as well
     assert (cfg.train.min_steps, cfg.pretrain.min_tokens) == (0, 0)
     assert load_config(CONFIGS[0], ["train.epochs=1"]).train.min_steps == 0  # the command line over the file
+
+
+def test_an_adversarial_pass_the_user_set_runs_on_small_data_too(caplog):
+    caplog.set_level("INFO", logger="textclf.config")
+    assert load_config(None).train.adversarial_min_tokens == 100_000  # the recipe: none on small data
+    cfg = load_config(None, ["train.adversarial=0.05"])
+    assert (cfg.train.adversarial, cfg.train.adversarial_min_tokens) == (0.05, 0)
+    assert "train.adversarial=0.05 as set: train.adversarial_min_tokens=100000 (the recipe's rule for small data) " \
+           "is off" in caplog.text
+    imdb = CONFIGS[0].parent / "imdb.yaml"
+    assert load_config(imdb).train.adversarial_min_tokens == 100_000  # imdb.yaml sets both
+    caplog.clear()
+    assert load_config(CONFIGS[0].parent / "finetune.yaml").train.adversarial == 0.0
+    assert "train.adversarial" not in caplog.text  # off as written: the rule has nothing to change, nothing said
 
 
 def test_min_steps_stays_where_the_user_set_it_or_did_not_set_epochs(tmp_path):

@@ -139,6 +139,7 @@ class TrainConfig:
     keep_last: int = 2  # checkpoints kept on disk (the oldest are deleted)
     class_weights: str = "auto"  # auto (balanced when a class has 2x the rows of another) | balanced | none
     adversarial: float = 0.02  # >0: also train on embedded tokens pushed by this fraction of their norm (2x cost)
+    adversarial_min_tokens: int = 100_000  # small data: no adversarial pass on fewer train tokens (0: on any data)
     adversarial_fraction: float = 1.0  # the share of each batch's rows (random) that take that second pass
     freeze_embedding_epochs: int = 0  # init_from: keep the pretrained embedding rows fixed for the first N epochs
     freeze_encoder_epochs: int = 0  # init_from: keep the LSTM fixed for the first N epochs
@@ -148,7 +149,8 @@ class TrainConfig:
         "lstm_impl": LSTM_IMPLS, "amp_gpu": ("auto", "bf16", "fp16"), "class_weights": ("auto", "balanced", "none"),
         "epochs": POSITIVE, "batch_size": POSITIVE, "eval_batch_size": POSITIVE, "lr": POSITIVE, "keep_last": POSITIVE,
         "layer_lr_decay": POSITIVE, "checkpoint_every": NON_NEGATIVE, "checkpoint_steps": NON_NEGATIVE,
-        "adversarial": NON_NEGATIVE, "min_steps": NON_NEGATIVE, "min_epoch_steps": NON_NEGATIVE,
+        "adversarial": NON_NEGATIVE, "adversarial_min_tokens": NON_NEGATIVE, "min_steps": NON_NEGATIVE,
+        "min_epoch_steps": NON_NEGATIVE,
         "freeze_embedding_epochs": NON_NEGATIVE, "freeze_encoder_epochs": NON_NEGATIVE, "warmup_ratio": FRACTION,
         "adversarial_fraction": SHARE,
     }
@@ -191,9 +193,12 @@ RULES_BY_KEY = rules()
 # allowed values; those the code below the config acts on come from there, one source each
 CHOICES: dict[str, tuple[str, ...]] = {k: v for k, v in RULES_BY_KEY.items() if isinstance(v, tuple)}
 FINETUNE_KEYS: tuple[str, ...] = ("vocab.new_tokens", "train.freeze_embedding_epochs", "train.freeze_encoder_epochs")
-# The recipe's rules that raise a key on small data: the key, and the rule's own key (0 turns it off). A value
-# the user gave the key wins over a rule they did not set as close to the run (`_kept_as_set`).
-RAISED_BY: dict[str, str] = {"train.epochs": "train.min_steps", "pretrain.epochs": "pretrain.min_tokens"}
+# The recipe's rules that change a key on small data: the key, and the rule's own key (0 turns it off). A value
+# the user gave the key wins over a rule they did not set as close to the run (`_kept_as_set`). The first two raise
+# their key; the last turns its key off (0), so a key set to 0 leaves it nothing to change.
+SMALL_DATA_RULES: dict[str, str] = {"train.epochs": "train.min_steps", "pretrain.epochs": "pretrain.min_tokens",
+                                    "train.adversarial": "train.adversarial_min_tokens"}
+TURNED_OFF_ON_SMALL_DATA = ("train.adversarial",)
 
 
 def flat(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -320,14 +325,15 @@ def resume_target(value: str | None) -> str | None:
 
 def _kept_as_set(cfg: Config, set_by: dict[str, int]) -> None:
     """A key the user set keeps its value: where it is set closer to the run (the command line over the YAML file
-    over the recipe) than the rule that would raise it (`RAISED_BY`), the rule is off (0), said in one line. Set as
-    close as the key, the rule stays on: `train.epochs=1 train.min_steps=1500` asks for both."""
-    for key, rule in RAISED_BY.items():
+    over the recipe) than the rule that would change it (`SMALL_DATA_RULES`), the rule is off (0), said in one
+    line. Set as close as the key, the rule stays on: `train.epochs=1 train.min_steps=1500` asks for both."""
+    for key, rule in SMALL_DATA_RULES.items():
         (section, name), (rule_section, rule_name) = key.split("."), rule.split(".")
         value, floor = getattr(getattr(cfg, section), name), getattr(getattr(cfg, rule_section), rule_name)
         if floor and set_by.get(key, 0) > set_by.get(rule, 0):
-            log.info("%s=%s as set: %s=%s (the recipe's rule for small data) is off; set %s too to keep it",
-                     key, value, rule, floor, rule)
+            if value or key not in TURNED_OFF_ON_SMALL_DATA:  # configs/finetune.yaml's adversarial 0: nothing to say
+                log.info("%s=%s as set: %s=%s (the recipe's rule for small data) is off; set %s too to keep it",
+                         key, value, rule, floor, rule)
             setattr(getattr(cfg, rule_section), rule_name, 0)
 
 

@@ -383,7 +383,7 @@ def run_summary(run: Run, result: FitResult, the_model: str | None) -> RunSummar
     init_from = None if run.meta.init_from is None else {
         **run.meta.init_from, **({"the_model": the_model} if the_model is not None else {})}
     return RunSummary(result.best_epoch, len(result.history), round(result.seconds, 1),
-                      round(data.tokenize_seconds, 1), str(run.device), result.precision,
+                      round(data.tokenize_seconds, 1), str(run.device), result.precision, result.adversarial,
                       processes=world if world > 1 else None,
                       pretrain_seconds=None if run.pretrain_seconds is None else round(run.pretrain_seconds, 1),
                       language_model=run.language_model, init_from=init_from, duplicates=data.duplicates or None)

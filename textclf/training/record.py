@@ -39,6 +39,7 @@ class RunSummary:
     tokenize_seconds: float
     device: str
     precision: str
+    adversarial: float = 0.0  # the adversarial pass as trained: train.adversarial, or 0 on small data
     processes: int | None = None  # under torchrun
     pretrain_seconds: float | None = None  # word2vec / LM time: part of the recipe's cost, not of fit
     language_model: dict | None = None  # the language model's loss, perplexity, time and tokens

@@ -90,12 +90,20 @@ class FitResult:
     history: list[dict] = field(default_factory=list)  # log.jsonl's rows
     seconds: float = 0.0
     precision: str = "float32"  # or "bfloat16 autocast" / "float16 autocast"
+    adversarial: float = 0.0  # the adversarial pass's push as trained (`planned_adversarial`)
 
 
 def planned_epochs(cfg: TrainConfig, steps_per_epoch: int) -> int:
     """`cfg.epochs`, or more on data too small for `cfg.min_steps` optimizer steps in that many epochs: a model
     trained on a few thousand short texts was still learning when the recipe's epochs were up (benchmarks/README.md)."""
     return max(cfg.epochs, -(-cfg.min_steps // max(steps_per_epoch, 1)))
+
+
+def planned_adversarial(cfg: TrainConfig, train_tokens: int) -> float:
+    """`cfg.adversarial`, or 0 on data of fewer than `cfg.adversarial_min_tokens` train tokens: there the second,
+    perturbed pass bought no accuracy measurable on tweets, Chinese reviews or IMDB subsets, and it is half of
+    every step's time (benchmarks/README.md)."""
+    return cfg.adversarial if train_tokens >= cfg.adversarial_min_tokens else 0.0
 
 
 @dataclass
@@ -123,12 +131,18 @@ class Loop:
         if self.epochs > cfg.epochs:
             log.info("epochs: %d, not train.epochs=%d: %d optimizer steps an epoch reach train.min_steps=%d only then "
                      "(train.min_steps=0 keeps train.epochs)", self.epochs, cfg.epochs, self.n, cfg.min_steps)
+        tokens = int(loader.dataset.lengths.sum())
+        self.adversarial = planned_adversarial(cfg, tokens)
+        if self.adversarial != cfg.adversarial:
+            log.info("adversarial pass: off, not train.adversarial=%g: %s train tokens are fewer than "
+                     "train.adversarial_min_tokens=%s (train.adversarial_min_tokens=0 keeps it)", cfg.adversarial,
+                     f"{tokens:,}", f"{cfg.adversarial_min_tokens:,}")
         sched = make_scheduler(opt, cfg.scheduler, self.epochs * self.n, cfg.warmup_ratio)
         dtype = amp_dtype(device, cfg.amp, cfg.amp_cpu, cfg.amp_gpu)
         self.precision = f"{str(dtype).removeprefix('torch.')} autocast" if dtype else "float32"
         log.info("precision: %s", f"{self.precision}, float32 weights" if dtype else self.precision)
         self.setup = StepSetup(opt, sched, grad_scaler(device, dtype), device, dtype, cfg.clip_grad_norm,
-                               class_weights, cfg.adversarial, cfg.adversarial_fraction)
+                               class_weights, self.adversarial, cfg.adversarial_fraction)
         self.resumed = resume is not None
         self.p = self._resume(resume) if resume else self._start()
         self.ddp, self.trainable, self.sigterm = model, None, None
@@ -189,7 +203,7 @@ class Loop:
                 self.sigterm.restore()
         if p.best_state is not None:
             self.model.load_state_dict(p.best_state)
-        return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds, self.precision)
+        return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds, self.precision, self.adversarial)
 
     def epoch(self, epoch: int, val_loader: DataLoader, label_names: list[str], hooks: Hooks) -> None:
         """One epoch (or the rest of a resumed one): train, validate, log, keep the best, checkpoint, stop or not."""
