@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,9 @@ def textclf_run(folder: Path, test: Path, seed: int, extra: list[str], config: l
     cmd = [sys.executable, "train.py", *config, f"data.train={folder / 'train.csv'}", f"data.test={test}",
            f"train.seed={seed}", f"run_dir={run_dir}", "overwrite=true", *extra]
     seconds = run(cmd, folder / f"{run_dir.name}.log")
+    # the finished run's resumable state is of no use here, and the runs of two seeds over a few data sets left
+    # gigabytes of it: enough to fill the disk a later setup needed. The model folder stays (a start model).
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = metrics["test"]
     parts = {k: round(test[k], 4) for k in ("lstm_accuracy", "linear_accuracy", "exact_accuracy", "shortcut_share",

@@ -54,6 +54,9 @@ def test_learning_curve_scores_every_method_on_the_same_rows(tmp_path, capsys, r
     for run in ("scratch", "finetune"):
         metrics = json.loads((out / "airline2" / "all-s1" / run / "metrics.json").read_text())
         assert metrics["test"]["n"] == 120
+        # the model stays, the finished run's checkpoints go (gigabytes over a curve of many runs)
+        assert (out / "airline2" / "all-s1" / run / "model").is_dir()
+        assert not (out / "airline2" / "all-s1" / run / "checkpoints").exists()
     printed = capsys.readouterr().out
     assert "| train rows | scratch | finetune | baseline | vader | untouched |" in printed
     assert f"| all | {results['all'][0]['scratch']['accuracy']:.3f} / " in printed
