@@ -243,3 +243,24 @@ def test_small_data_trains_more_epochs_for_min_steps():
     assert planned_epochs(TrainConfig(epochs=5, min_steps=1500), 352) == 5  # IMDB's 22.5k reviews: as written
     assert planned_epochs(TrainConfig(epochs=5, min_steps=1500), 165) == 10  # 10.5k tweets
     assert planned_epochs(TrainConfig(epochs=5, min_steps=0), 3) == 5
+
+
+@pytest.mark.parametrize("warm_up, epochs_run, best", [(0, 4, 0), (1, 6, 5)])
+def test_the_epochs_that_hold_the_encoder_do_not_count_toward_the_patience(monkeypatch, warm_up, epochs_run, best):
+    """Issue 31: fine-tuning with a new head starts from a linear probe (epoch 0); in epoch 1, the LSTM held, the
+    head fell behind the probe, and 3 more epochs without beating it stopped a run on 11,712 tweets at epoch 4 with
+    the probe kept (0.8176 on test; the run that went on scored 0.8340). The held epochs are the probe's phase: the
+    patience counts from the epoch the LSTM is released."""
+    from textclf.config import TrainConfig
+    from textclf.text.batching import TextDataset, make_loader
+    from textclf.training import trainer
+
+    rng = np.random.default_rng(0)
+    data = TextDataset([rng.integers(2, 20, 5) for _ in range(8)], np.array([0, 1] * 4))
+    scores = iter([0.77, 0.72, 0.75, 0.76, 0.76, 0.79, 0.78])  # epoch 0 (the start), 1, 2, ...
+    monkeypatch.setattr(trainer, "validate", lambda *a, **k: trainer.Validation(8, next(scores), 0.5, None, 0.5, 0.5))
+    loop = trainer.Loop(lstm(20), TrainConfig(epochs=6, min_steps=0, patience=4, monitor="accuracy", amp_cpu="false",
+                                              adversarial=0.0), torch.device("cpu"), make_loader(data, 4, shuffle=True))
+    fit = loop.fit(make_loader(data, 4, shuffle=False), ["0", "1"], trainer.Hooks(warm_up=warm_up), start_as_best=True)
+    assert len(fit.history) == epochs_run  # 4: stopped with the start kept; 6: all, epoch 5 beat the start
+    assert fit.best_epoch == best

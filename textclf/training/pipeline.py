@@ -283,7 +283,8 @@ def fit_model(run: Run, checkpoints: Checkpoints, resume: dict | None) -> FitRes
     hooks = Hooks(log_path=Path(cfg.run_dir) / "log.jsonl" if main else None,
                   on_epoch=epoch_logger(run.tb) if run.tb else None,
                   on_best=(lambda _model: save(run)) if main else None,
-                  on_epoch_start=data.finetune.freezer(model) if data.finetune else None)
+                  on_epoch_start=data.finetune.freezer(model) if data.finetune else None,
+                  warm_up=data.finetune.freeze_encoder_epochs if data.finetune else 0)
     loop = Loop(model, cfg.train, device, run.loaders["train"], weights, checkpoints, resume)
     return loop.fit(run.loaders["validation"], data.labels.names, hooks, start_as_best=data.finetune is not None)
 

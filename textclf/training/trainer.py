@@ -114,6 +114,9 @@ class Hooks:
     on_epoch: Callable[[dict], None] | None = None  # each epoch's row, as log.jsonl has it (TensorBoard)
     on_best: Callable[[nn.Module], None] | None = None  # the model, each time it is the best so far (saved)
     on_epoch_start: Callable[[int], None] | None = None  # before each epoch, a resumed one too (freezing)
+    # The first epochs, which do not count toward the patience: fine-tuning's that hold the encoder (the linear
+    # probe's phase), in which a new head may well fall behind the probe it started from before the LSTM can move
+    warm_up: int = 0
 
 
 class Loop:
@@ -213,7 +216,7 @@ class Loop:
         clock, train_loss = time.perf_counter(), check_finite(self.p, self.n).sum().item() / self.n
         val = validate(self.model, val_loader, self.setup.device, label_names, self.setup.dtype)
         row = self.row(epoch, train_loss, val, clock)
-        improved = self.judge(epoch, val)
+        improved = self.judge(epoch, val, counts=epoch > hooks.warm_up)
         row.log(self.epochs, improved, hooks.log_path)
         if improved and hooks.on_best is not None:
             hooks.on_best(self.model)
@@ -251,13 +254,14 @@ class Loop:
         p.history.append(asdict(row))
         return row
 
-    def judge(self, epoch: int, val: Validation) -> bool:
-        """Whether this epoch is the best so far (kept), else one more without progress."""
+    def judge(self, epoch: int, val: Validation, counts: bool = True) -> bool:
+        """Whether this epoch is the best so far (kept), else one more without progress (when it `counts`)."""
         score = val.score(self.cfg.monitor)
         if score > self.p.best_score:
             self.p.keep_best(epoch, score, self.model)
             return True
-        self.p.stale += 1
+        if counts:
+            self.p.stale += 1
         return False
 
     def end_epoch(self, epoch: int) -> None:
