@@ -174,11 +174,13 @@ def tiny_overrides(tmp_path: Path, tiny_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """One tiny trained run shared by the tests that only read it (export, explain, serve): trained once."""
+    """One tiny trained run shared by the tests that only read it (export, explain, serve): trained once. Its
+    model is the LSTM alone (`model.linear=false`): on data this easy both views are perfect on validation, and
+    which share the calibration then picks is chance; the tests that need a linear view add one (`with_shortcut`)."""
     from textclf.config import load_config
     from textclf.training.pipeline import train
 
     folder = write_tiny_data(tmp_path_factory.mktemp("tiny_run"))
     train(load_config(None, [f"data.path={folder}", f"run_dir={folder / 'run'}",
-                             f"data.cache_dir={folder / 'cache'}", *TINY]))
+                             f"data.cache_dir={folder / 'cache'}", "model.linear=false", *TINY]))
     return folder / "run"

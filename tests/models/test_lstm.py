@@ -1,7 +1,17 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
-from textclf.models.lstm import LSTMClassifier, ModelArgs, _flip_time, flip_index, flip_rows, split_directions
+from textclf.models.lstm import (
+    Dropout,
+    LSTMClassifier,
+    ModelArgs,
+    _flip_time,
+    dropout,
+    flip_index,
+    flip_rows,
+    split_directions,
+)
 
 from ..conftest import lstm
 
@@ -21,6 +31,47 @@ def _batch(vocab=50, lengths=(9, 3, 0, 6, 1, 9)):
 def _model(layers, bi, pooling, classes, dropout=0.2):
     torch.manual_seed(0)
     return LSTMClassifier(ModelArgs(50, classes, 12, 10, layers, bi, dropout, 0.1, pooling))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_cpu_dropout_drops_at_its_rate_and_keeps_the_expectation(p):
+    """The mask from 16-bit draws: each element dropped with probability p (to 1/65536), independently of its
+    neighbours (four share a 64-bit draw), the kept ones scaled so the mean is unchanged; the gradient is the mask."""
+    torch.manual_seed(0)
+    x = torch.ones(400_001, requires_grad=True)  # not a multiple of 4: the last draw is cut
+    y = dropout(x, p)
+    dropped = (y == 0).float()
+    sd = (p * (1 - p) / x.numel()) ** 0.5
+    assert abs(dropped.mean().item() - p) < 5 * sd
+    assert abs(y.mean().item() - 1) < 5 * sd / (1 - p)
+    pairs = dropped[:400_000].view(-1, 4)  # neighbours within one draw: no more often dropped together than apart
+    assert abs((pairs[:, 0] * pairs[:, 1]).mean().item() - p * p) < 5 * (p * p / 100_000) ** 0.5
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+
+
+def test_cpu_dropout_follows_the_seed_and_is_off_outside_training():
+    x = torch.randn(3, 7, 5)
+    torch.manual_seed(1)
+    a = dropout(x, 0.2)
+    torch.manual_seed(1)
+    assert torch.equal(a, dropout(x, 0.2)) and not torch.equal(a, dropout(x, 0.2))
+    assert dropout(x, 0.2, training=False) is x and dropout(x, 0.0) is x
+    module = Dropout(0.2).eval()
+    assert module(x) is x and torch.equal(dropout(x, 1.0), torch.zeros_like(x))
+
+
+def test_dropout_elsewhere_than_the_cpu_is_pytorchs(monkeypatch):
+    """On CUDA (here: a tensor on the meta device) the mask is F.dropout's fused kernel, not the CPU's draws."""
+    calls = []
+    monkeypatch.setattr(F, "dropout", lambda x, p, training: calls.append((x.device.type, p)) or x)
+    dropout(torch.empty(4, 3, device="meta"), 0.3)
+    assert calls == [("meta", 0.3)]
+
+
+def test_the_classifier_uses_the_cpu_dropout():
+    model = _model(2, True, "max", 2)
+    assert type(model.embedding_dropout) is Dropout and type(model.dropout) is Dropout
 
 
 def test_flip_index_reverses_within_length():

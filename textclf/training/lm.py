@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..device import autocast, to_device
 from ..errors import TrainingDiverged
 from ..files import atomic_open, default_cache_dir
-from ..models.lstm import LSTMClassifier
+from ..models.lstm import Dropout, LSTMClassifier
 from ..text.batching import TextDataset, make_loader
 from .optim import grad_scaler, make_optimizer, make_scheduler, optimizer_step, sync_due
 
@@ -47,7 +47,7 @@ class BiLM(nn.Module):
         lstm = encoder.lstm
         self.hidden = lstm.hidden_size
         self.bidirectional = lstm.bidirectional
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.softmax = nn.AdaptiveLogSoftmaxWithLoss(lstm.hidden_size, encoder.embedding.num_embeddings,
                                                      _cutoffs(encoder.embedding.num_embeddings), div_value=4.0)
 
