@@ -85,6 +85,16 @@ def _csr_proba(model, docs):
     return e / e.sum(axis=1, keepdims=True)
 
 
+@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("tfidf", 3), ("char_tfidf", 3), ("nb", 2)])
+def test_a_saved_view_gives_the_probabilities_it_gave_before_saving(kind, classes, tmp_path):
+    """scikit-learn's multinomial coef_ comes in Fortran order, and safetensors writes an array's memory as it
+    lies: a 3-class view saved so scored its texts with scrambled weights (the majority class on airline tweets)."""
+    model, texts = _fitted_and_odd_texts(kind, classes)
+    model.coef = np.asfortranarray(model.coef)  # as LogisticRegression hands it over, whatever the version
+    model.save(tmp_path)
+    assert np.allclose(LinearModel.load(tmp_path).predict_proba(texts), model.predict_proba(texts), atol=1e-6)
+
+
 def _fitted_and_odd_texts(kind: str, classes: int) -> tuple[LinearModel, list[list[str]]]:
     """A view of `kind` fitted on 300 reviews (a third class: every fifth row), and 60 others + `ODD_TEXTS`."""
     train, test = make_reviews(300, seed=1), make_reviews(60, seed=2)

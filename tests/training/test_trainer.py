@@ -75,13 +75,20 @@ def test_same_seed_same_metrics_on_cpu_and_deterministic_mode(tmp_path, tiny_dir
 def test_multiclass_training(tmp_path):
     from ..conftest import make_reviews
 
-    df = make_reviews(300, seed=4)
-    df.loc[df.index[::3], "label"] = "mixed"
-    df.to_csv(tmp_path / "train.csv", index=False)
-    cfg = load_config(None, [f"data.train={tmp_path / 'train.csv'}", f"run_dir={tmp_path / 'run'}", *TINY])
+    for name, n, seed in (("train", 300, 4), ("test", 120, 5)):
+        df = make_reviews(n, seed=seed)
+        df.loc[df.index[::3], "label"] = "mixed"
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+    cfg = load_config(None, [f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}",
+                             f"run_dir={tmp_path / 'run'}", *TINY])
     metrics = train(cfg)
     assert metrics["validation"]["labels"] == ["mixed", "neg", "pos"]
-    assert Classifier.load(tmp_path / "run").predict_proba(["superb"]).shape == (1, 3)
+    clf = Classifier.load(tmp_path / "run")
+    assert clf.predict_proba(["superb"]).shape == (1, 3)
+    # the figures describe the model as saved: its linear view too (a 3-class view once loaded scrambled)
+    assert metrics["calibration"]["weight"] < 1
+    labels = [p.label for p in clf.predict(df["text"].tolist())]
+    assert np.mean(np.array(labels) == df["label"].to_numpy()) == pytest.approx(metrics["test"]["accuracy"])
 
 
 def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():

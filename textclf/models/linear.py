@@ -250,7 +250,8 @@ class LinearModel:
         from sklearn.linear_model import LogisticRegression
 
         clf = LogisticRegression(C=settings["c"], max_iter=1000).fit(x, y)
-        return cls(ngrams, scale, clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), num_classes,
+        coef = np.ascontiguousarray(clf.coef_, dtype=np.float32)  # multinomial: Fortran order; rows read per class
+        return cls(ngrams, scale, coef, clf.intercept_.astype(np.float32), num_classes,
                    ViewSettings(kind, settings["ngram_max"], settings["c"]))
 
     @property
@@ -381,8 +382,10 @@ class LinearModel:
         meta = {"kind": self.kind, "ngram_max": self.ngram_max, "num_classes": self.num_classes, "c": self.c,
                 "ngrams": self.ngrams}
         write_text(folder / FILES[0], json.dumps(meta, ensure_ascii=False))
+        # safetensors writes an array's memory as it lies, and scikit-learn's multinomial coef_ is in Fortran order
+        arrays = {"scale": self.scale, "coef": self.coef, "intercept": self.intercept}
         with atomic_open(folder / FILES[1]) as f:
-            f.write(save({"scale": self.scale, "coef": self.coef, "intercept": self.intercept}))
+            f.write(save({name: np.ascontiguousarray(a) for name, a in arrays.items()}))
 
     @classmethod
     def load(cls, folder: str | Path) -> LinearModel | None:
