@@ -38,9 +38,10 @@ TYPES = ("lstm",)  # what `build_model` builds (model.type; config.json's "type"
 
 
 # Dropout on the CPU draws its mask from 16 random bits an element, four to each 64-bit draw of the generator:
-# `bernoulli_` (nn.Dropout's way) draws a float an element, and on a CPU training step the embedded tokens'
-# mask was over a tenth of the time. The rate is taken to the nearest 1/65536 and the kept values scaled by
-# its exact inverse, so the output's expectation is the input, as with nn.Dropout. CUDA keeps PyTorch's kernel.
+# `bernoulli_` (nn.Dropout's way) draws a float an element, and the embedded tokens' mask was the costliest
+# part of a CPU training step outside the LSTM's kernels (benchmarks/README.md). The rate is taken to the
+# nearest 1/65536 and the kept values scaled by its exact inverse, so the output's expectation is the input, as
+# with nn.Dropout. CUDA keeps PyTorch's kernel.
 _BITS = 65536
 
 
