@@ -75,8 +75,8 @@ def test_same_seed_same_metrics_on_cpu_and_deterministic_mode(tmp_path, tiny_dir
 def test_multiclass_training(tmp_path):
     from ..conftest import make_reviews
 
-    for name, n, seed in (("train", 300, 4), ("test", 120, 5)):
-        df = make_reviews(n, seed=seed)
+    frames = {"train": make_reviews(300, seed=4), "test": make_reviews(120, seed=5)}
+    for name, df in frames.items():
         df.loc[df.index[::3], "label"] = "mixed"
         df.to_csv(tmp_path / f"{name}.csv", index=False)
     cfg = load_config(None, [f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}",
@@ -87,8 +87,9 @@ def test_multiclass_training(tmp_path):
     assert clf.predict_proba(["superb"]).shape == (1, 3)
     # the figures describe the model as saved: its linear view too (a 3-class view once loaded scrambled)
     assert metrics["calibration"]["weight"] < 1
-    labels = [p.label for p in clf.predict(df["text"].tolist())]
-    assert np.mean(np.array(labels) == df["label"].to_numpy()) == pytest.approx(metrics["test"]["accuracy"])
+    test = frames["test"]
+    labels = [p.label for p in clf.predict(test["text"].tolist())]
+    assert np.mean(np.array(labels) == test["label"].to_numpy()) == pytest.approx(metrics["test"]["accuracy"])
 
 
 def test_adversarial_delta_has_the_asked_relative_size_and_raises_the_loss():
