@@ -342,6 +342,34 @@ def test_cuda_precision_follows_the_gpu():
     assert amp_dtype(device, True) == (torch.bfloat16 if native else torch.float16)
 
 
+@gpu_mock
+def test_a_bf16_lstm_is_flattened_like_a_float32_one(monkeypatch):
+    """torch's flatten_parameters skips bf16 weights (cuDNN's acceptable dtypes omit it): each call then copied them."""
+    seen = []
+    monkeypatch.setattr(torch.nn.LSTM, "flatten_parameters", lambda self: seen.append(
+        (self.weight_ih_l0.dtype, torch.bfloat16 in torch.backends.cudnn.CUDNN_TENSOR_DTYPES)))
+    model = _model(layers=2)
+    seen.clear()
+    model.to(torch.bfloat16)  # what load_model does for prediction on a GPU of compute capability 8.0+
+    assert seen and all(s == (torch.bfloat16, True) for s in seen)  # on the weights as cast, bf16 accepted
+    assert torch.bfloat16 not in torch.backends.cudnn.CUDNN_TENSOR_DTYPES  # for that call only
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_lstm_runs_from_one_block_of_weights_after_a_move_and_a_cast(dtype):
+    import warnings
+
+    ds = _dataset(32)
+    want, _ = predict_loader(_model(layers=2).eval(), make_loader(ds, 16, shuffle=False), torch.device("cpu"))
+    model = _model(layers=2).eval().cuda().to(dtype)
+    assert len({w.untyped_storage().data_ptr() for w in model.lstm._flat_weights}) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "RNN module weights are not part of single contiguous chunk of memory"
+        got, _ = predict_loader(model, make_loader(ds, 16, shuffle=False), torch.device("cuda"))
+    np.testing.assert_allclose(got, want, atol=2e-2 if dtype == torch.bfloat16 else 1e-4)
+
+
 @cuda
 def test_cuda_packed_path_matches_the_cpu_padded_path():
     ds = _dataset(64)

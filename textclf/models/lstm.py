@@ -62,6 +62,28 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training) if not self.inplace else super().forward(x)
 
 
+class LSTM(nn.LSTM):
+    """nn.LSTM whose bfloat16 weights on a GPU are flattened into one block, as torch does for the other dtypes.
+
+    cuDNN runs an LSTM from one contiguous block of weights, and torch re-flattens them after every `.to`; but
+    `flatten_parameters` skips bfloat16 (`cudnn.is_acceptable` knows half, float and double) though cuDNN runs a
+    bfloat16 LSTM. So a model cast to bfloat16 for prediction on a GPU (`load_model`) had its weights copied into
+    a block at every call, with a warning that the copies may "greatly increase memory usage". Same parameters
+    and state dict as nn.LSTM; on the CPU flattening is a no-op either way.
+    """
+
+    def flatten_parameters(self) -> None:
+        accepted = torch.backends.cudnn.CUDNN_TENSOR_DTYPES
+        bf16 = any(isinstance(w, torch.Tensor) and w.dtype == torch.bfloat16 for w in self._flat_weights)
+        if not bf16 or torch.bfloat16 in accepted:
+            return super().flatten_parameters()
+        accepted.add(torch.bfloat16)  # for this call only
+        try:
+            return super().flatten_parameters()
+        finally:
+            accepted.discard(torch.bfloat16)
+
+
 def flip_index(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """[B, T] index that reverses each row's first `lengths[b]` steps and leaves padding in place."""
     t = torch.arange(max_len, device=lengths.device)
@@ -334,8 +356,8 @@ class LSTMClassifier(nn.Module):
         self.lstm_impl = "auto"
         self.embedding = nn.Embedding(args.vocab_size, args.embedding_dim, padding_idx=args.padding_idx)
         self.embedding_dropout = Dropout(args.embedding_dropout)
-        self.lstm = nn.LSTM(args.embedding_dim, args.hidden_size, args.num_layers, batch_first=True,
-                            bidirectional=args.bidirectional, dropout=args.dropout if args.num_layers > 1 else 0.0)
+        self.lstm = LSTM(args.embedding_dim, args.hidden_size, args.num_layers, batch_first=True,
+                         bidirectional=args.bidirectional, dropout=args.dropout if args.num_layers > 1 else 0.0)
         features = args.hidden_size * (2 if args.bidirectional else 1) * (2 if args.pooling == "max_mean" else 1)
         self.dropout = Dropout(args.dropout)
         self.head = nn.Linear(features, 1 if args.num_classes == 2 else args.num_classes)
