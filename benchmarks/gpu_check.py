@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/gpu-check", help="run folders, the cache and cuda_tests.log go here")
     p.add_argument("--output", help="also write the figures as JSON here")
     p.add_argument("--batch-size", type=int, default=256, help="inference batch (default 256: GPUs like big ones)")
-    p.add_argument("--tests", default="tests", help="where the cuda tests are, comma-separated (default: tests)")
+    p.add_argument("--tests", default="tests/test_gpu.py",  # all of tests/ needs every extra (fastapi...) to collect
+                   help="where the cuda tests are, comma-separated (default: tests/test_gpu.py)")
     p.add_argument("--skip-tests", action="store_true", help="do not run the cuda tests")
     p.add_argument("--dry-run", action="store_true", help="run every step on the CPU, one epoch: no GPU needed")
     p.add_argument("--verbose", action="store_true", help="show the training logs")
