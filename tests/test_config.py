@@ -137,6 +137,8 @@ def test_amp_cpu_takes_auto_or_a_yaml_boolean(tmp_path):
     assert load_config(f).train.amp_cpu == "true"
     with pytest.raises(TextclfError, match=r'"train.amp_cpu" is "fast"; choose one of: auto, true, false'):
         load_config(None, ["train.amp_cpu=fast"])
+    with pytest.raises(TextclfError, match="train.amp=false and train.amp_cpu=true contradict each other"):
+        load_config(None, ["train.amp=false", "train.amp_cpu=true"])
 
 
 def test_an_epochs_the_user_set_is_not_raised_by_min_steps(tmp_path, caplog):

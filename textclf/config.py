@@ -129,7 +129,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     threads: int | None = None  # PyTorch's CPU threads; null: OMP_NUM_THREADS if set, else the cores it may use
     split_directions: bool = True  # CPU: a BiLSTM's two directions on two threads at once (false: one after the other)
-    amp: bool = True  # mixed precision, used on CUDA only
+    amp: bool = True  # mixed precision (false: float32 on every device); amp_cpu / amp_gpu choose it per device
     amp_cpu: str = "auto"  # bf16 autocast on CPU: auto (where measured faster than float32) | true | false
     amp_gpu: str = "auto"  # with amp, on CUDA: auto (bf16 on compute capability >= 8.0, else fp16) | bf16 | fp16
     lstm_impl: str = "auto"  # auto (packed on CUDA, padded-exact on CPU) | packed | padded
@@ -271,6 +271,8 @@ def check(cfg: Config) -> Config:
             raise TextclfError(f'config key "data.label_map" maps {k!r} to {v!r}; map each raw label to one name '
                                "or null, e.g. {1: negative, 3: null, 5: positive}")
     cfg.train.amp_cpu = _switch("train.amp_cpu", cfg.train.amp_cpu)
+    if not cfg.train.amp and cfg.train.amp_cpu == "true":
+        raise TextclfError("train.amp=false and train.amp_cpu=true contradict each other: pass one of them")
     cfg.resume = resume_target(cfg.resume)
     if cfg.resume and cfg.overwrite:
         raise TextclfError("resume and overwrite=true contradict each other: pass one of them")

@@ -168,20 +168,21 @@ def test_amp_cpu_trains_in_bf16_autocast_and_saves_float32(tmp_path, tiny_dir, m
     cpu = torch.device("cpu")
     runs = optim.cpu_bf16_lstm_runs()
     monkeypatch.setattr(optim, "cpu_bf16_lstm_runs", lambda: True)  # the choice, whatever this CPU can run
-    assert optim.amp_dtype(cpu, True) is None  # train.amp alone is for CUDA
+    assert optim.amp_dtype(cpu, True) is None  # amp_cpu=false (amp_dtype's default): float32
     for faster in (True, False):  # bf16 measured faster than float32 on this CPU (device.cpu_bf16_faster)
         monkeypatch.setattr(optim, "cpu_bf16_faster", lambda faster=faster: faster)
         assert optim.amp_dtype(cpu, True, cpu="auto") == (torch.bfloat16 if faster else None)
+        assert optim.amp_dtype(cpu, False, cpu="auto") is None  # train.amp=false: float32 on the CPU too
         if faster:
-            assert optim.amp_dtype(cpu, False, cpu="true") == torch.bfloat16
+            assert optim.amp_dtype(cpu, True, cpu="true") == torch.bfloat16
     assert not caplog.text
     with caplog.at_level("WARNING"):  # bf16 no faster here
-        assert optim.amp_dtype(cpu, False, cpu="true") == torch.bfloat16  # asked for: warned, not refused
+        assert optim.amp_dtype(cpu, True, cpu="true") == torch.bfloat16  # asked for: warned, not refused
     assert "set train.amp_cpu=auto or false" in caplog.text
     monkeypatch.undo()
     if not runs:
         with pytest.raises(TextclfError, match="cannot run the LSTM in bf16"):
-            optim.amp_dtype(cpu, False, cpu="true")
+            optim.amp_dtype(cpu, True, cpu="true")
         pytest.skip("this CPU cannot run an LSTM in bf16 autocast (no AVX-512): refused in one line, checked above")
     seen = []
     real = steps.autocast

@@ -32,10 +32,13 @@ def sync_due(step: int, device: torch.device) -> bool:
 
 
 def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false", gpu: str = "auto") -> torch.dtype | None:
-    """On CUDA with `enabled`: bf16 where `device` computes it natively (`gpu` "auto"), else fp16 (with a
-    GradScaler); `gpu` "bf16" or "fp16" forces one. On the CPU, bf16 when `cpu` is "true", or "auto" and bf16
-    is measured faster than float32 there (`inference.cpu_bf16_faster`). None means full precision. On the CPU,
-    autocast runs the LSTM (oneDNN) and the head in bf16, the rest in float32."""
+    """Without `enabled` (train.amp=false): None, full precision, on every device. On CUDA: bf16 where `device`
+    computes it natively (`gpu` "auto"), else fp16 (with a GradScaler); `gpu` "bf16" or "fp16" forces one. On the
+    CPU, bf16 when `cpu` is "true", or "auto" and bf16 is measured faster than float32 there
+    (`inference.cpu_bf16_faster`). On the CPU, autocast runs the LSTM (oneDNN) and the head in bf16, the rest in
+    float32."""
+    if not enabled:
+        return None
     if device.type == "cpu":
         if cpu == "auto":
             return torch.bfloat16 if cpu_bf16_faster() else None
@@ -46,7 +49,7 @@ def amp_dtype(device: torch.device, enabled: bool, cpu: str = "false", gpu: str 
             log.warning("train.amp_cpu=true: this CPU runs bf16 no faster than float32 (it emulates bf16, or has "
                         "no AMX), or has no bf16 LSTM at all (an error); set train.amp_cpu=auto or false")
         return torch.bfloat16 if cpu == "true" else None
-    if not enabled or device.type != "cuda":
+    if device.type != "cuda":
         return None
     if gpu == "auto":
         return torch.bfloat16 if native_gpu_bf16(device) else torch.float16
