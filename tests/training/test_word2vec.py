@@ -78,3 +78,36 @@ def test_a_large_corpus_reads_three_passes_and_the_rule_keeps_smaller_ones_where
     assert passes(1_185_724) == 5 and passes(240_217) == 21
     for tokens in range(100_000, 1_250_000, 997):  # as under the 5-pass recipe, at every size below 5M / 4
         assert passes(tokens) == word2vec_epochs(5, p.min_tokens, tokens, p.max_epochs)
+
+
+def test_word2vec_threads_auto_one_on_the_cpu_up_to_eight_on_a_gpu_machine(monkeypatch):
+    import torch
+
+    from textclf.training import pretrain
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for cores, want in ((2, 1), (16, 8), (6, 5), (1, 1)):
+        monkeypatch.setattr(pretrain, "cores", lambda cores=cores: cores)
+        assert pretrain.word2vec_workers(0, cpu) == 1  # the seed's own vectors: CPU runs repeat
+        assert pretrain.word2vec_workers(0, gpu) == want  # a core left for the linear view's process
+        assert pretrain.word2vec_workers(3, cpu) == pretrain.word2vec_workers(3, gpu) == 3  # asked for
+
+
+def test_vectors_of_several_threads_are_cached_apart_and_one_thread_keeps_its_key(tmp_path, caplog):
+    from textclf.training.word2vec import cache_path
+
+    tok = _corpus(tmp_path)
+    vocab = Vocab(["<pad>", "<unk>", "great", "awful", "film"])
+    args = ([tok], vocab, 8, 2, 5, 1, tmp_path)
+    import hashlib
+
+    from textclf.training.word2vec import CACHE_VERSION
+
+    before = hashlib.sha256(repr((CACHE_VERSION, [tok.key], vocab.itos, 8, 2, 5, 1)).encode()).hexdigest()[:32]
+    assert cache_path(*args, workers=1).name == f"word2vec-{before}.npz"  # the key it always had: caches stay valid
+    assert cache_path(*args, workers=2) != cache_path(*args)
+    caplog.set_level(logging.INFO)
+    vectors, found = word2vec([tok], vocab, dim=8, epochs=2, seed=1, cache_dir=tmp_path, workers=2)
+    assert found[2:].all() and abs(vectors[found].std() - 1) < 1e-5
+    assert "2 threads" in caplog.text
+    assert cache_path(*args, workers=2).is_file() and not cache_path(*args).is_file()

@@ -11,7 +11,9 @@ from torch import nn
 
 from ..config import Config
 from ..data import load_unlabelled, read_split
+from ..device import resolve_device
 from ..text.tokens import Tokenized, tokenize_cached
+from ..threads import cores
 from . import distributed, lm
 from .optim import amp_dtype
 from .prepare import Prepared, file_format, uses_files
@@ -49,8 +51,10 @@ def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> t
         capped = f", at most pretrain.max_epochs={p.max_epochs}" if epochs == p.max_epochs else ""
         raised = (f", not pretrain.epochs={p.epochs}: the corpus is small for pretrain.min_tokens={p.min_tokens:,}"
                   f"{capped} (pretrain.min_tokens=0 keeps pretrain.epochs)")
-    log.info("pretraining word vectors on %s (%d passes%s)", " + ".join(f"{len(t):,} texts" for t in corpora), epochs,
-             raised)
+    threads = args[-1]
+    on = f", {threads} threads: vectors differ run to run (pretrain.workers=1: the seed's own)" if threads > 1 else ""
+    log.info("pretraining word vectors on %s (%d passes%s%s)", " + ".join(f"{len(t):,} texts" for t in corpora),
+             epochs, raised, on)
     return word2vec(*args)
 
 
@@ -68,7 +72,17 @@ def _word2vec_job(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tupl
     p = cfg.pretrain
     epochs = word2vec_epochs(p.epochs, p.min_tokens, sum(len(t.ids) for t in corpora), p.max_epochs)
     return epochs, (corpora, data.vocab, cfg.model.embedding_dim, epochs, p.window, cfg.train.seed,
-                    cfg.data.cache_dir)
+                    cfg.data.cache_dir, word2vec_workers(p.workers, resolve_device(cfg.train.device)))
+
+
+def word2vec_workers(workers: int, device: torch.device) -> int:
+    """pretrain.workers, or for 0 (auto): 1 where the classifier trains on the CPU, so the vectors follow the seed
+    and a run repeats bit for bit (on 2 cores the second fits the linear view meanwhile); on a GPU, whose runs do
+    not repeat bit for bit anyway, one a core but one, up to 8 (gensim feeds its threads from one Python
+    thread). On a GPU machine word2vec on one thread was most of a cold IMDB run (benchmarks/README.md)."""
+    if workers:
+        return workers
+    return 1 if device.type == "cpu" else max(1, min(8, cores() - 1))
 
 
 def word2vec_epochs(epochs: int, min_tokens: int, corpus_tokens: int, max_epochs: int = 0) -> int:
@@ -91,6 +105,9 @@ def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized
                 "batch_size": cfg.train.batch_size,
                 "seed": cfg.train.seed, "max_length": cfg.data.max_length, "truncate": cfg.data.truncate,
                 "word2vec": [cfg.pretrain.word2vec, cfg.pretrain.epochs, cfg.pretrain.window]}
+    threads = word2vec_workers(cfg.pretrain.workers, device)
+    if cfg.pretrain.word2vec and threads > 1:  # vectors of several threads: an LM of its own (one keeps its old key)
+        settings["word2vec"].append(threads)
     dtype = amp_dtype(device, cfg.train.amp, cfg.train.amp_cpu, cfg.train.amp_gpu)  # the classifier's precision
     if dtype is not None:  # float32 LMs keep the cache keys they had before mixed precision was an option
         settings["precision"] = str(dtype)
