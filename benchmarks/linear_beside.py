@@ -1,12 +1,13 @@
 """word2vec alone, and beside the linear view's second process, on the same data: what issue 29's `Beside` costs
 word2vec and what it saves the run.
 
-    python benchmarks/linear_beside.py [--data ../shared/data/imdb] [--passes 1]
+    python benchmarks/linear_beside.py [--data ../shared/data/imdb] [--passes 1] [--workers 1]
 
 The data is read and tokenised as `python train.py data.path=DATA` does (the token cache is used). Then, in this
-order: word2vec alone; word2vec with the linear view fitted in its second process (`linear_view.Beside`) started
-at the same moment, and when that process was done; the linear view fitted in this process (`linear_view.Here`);
-word2vec alone again. word2vec writes its vectors to a fresh temporary folder each time, so none is cached.
+order: word2vec alone; word2vec with the linear view fitted in its second process (`linear_view.Beside`) started at
+the same moment, and when that process was done; the linear view fitted in this process (`linear_view.Here`);
+word2vec alone again; word2vec on `--workers` threads each time (`pretrain.workers`). word2vec writes its vectors
+to a fresh temporary folder each time, so none is cached.
 Prints a Markdown table and one JSON line. Run it alone: it is a timing.
 """
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "imdb"))
     ap.add_argument("--passes", type=int, default=1, help="word2vec's passes each time (default 1)")
+    ap.add_argument("--workers", type=int, default=1, help="word2vec's threads (pretrain.workers; default 1)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         cfg = load_config(None, [f"data.path={args.data}", f"run_dir={work}/run"])
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         def vectors() -> float:
             clock = time.perf_counter()
             word2vec(corpora, data.vocab, cfg.model.embedding_dim, args.passes, cfg.pretrain.window, cfg.train.seed,
-                     tempfile.mkdtemp(dir=work))
+                     tempfile.mkdtemp(dir=work), args.workers)
             return time.perf_counter() - clock
 
         out = {"word2vec alone": vectors()}
@@ -53,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         linear_view.Here(views, cfg.train.seed).result()
         out["the linear view in this process"] = time.perf_counter() - clock
         out["word2vec alone, again"] = vectors()
-    print(f"| what ({args.passes} word2vec pass(es), {sum(len(t) for t in corpora):,} texts) | seconds |")
+    print(f"| what ({args.passes} word2vec pass(es) on {args.workers} thread(s), {sum(len(t) for t in corpora):,} "
+          "texts) | seconds |")
     print("| --- | --- |")
     for what, seconds in out.items():
         print(f"| {what} | {seconds:.1f} |")
-    print(json.dumps({"passes": args.passes, **{k: round(v, 1) for k, v in out.items()}}))
+    print(json.dumps({"passes": args.passes, "workers": args.workers, **{k: round(v, 1) for k, v in out.items()}}))
     return 0
 
 

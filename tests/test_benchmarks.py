@@ -175,9 +175,10 @@ def test_linear_beside_times_word2vec_alone_and_beside_the_linear_views_process(
     from .conftest import write_tiny_data
 
     folder = write_tiny_data(tmp_path / "tiny")
-    assert _script("linear_beside").main(["--data", str(folder), "--passes", "2"]) == 0
+    assert _script("linear_beside").main(["--data", str(folder), "--passes", "2", "--workers", "2"]) == 0
     printed = capsys.readouterr().out
     result = json.loads(printed.strip().splitlines()[-1])
-    assert result["passes"] == 2 and len(result) == 6 and all(v >= 0 for v in result.values())
+    assert result["passes"] == 2 and result["workers"] == 2 and len(result) == 7
+    assert all(v >= 0 for v in result.values())
     assert result["the linear view's process, done after"] > 0  # a process started: a second at least
     assert "| word2vec beside the linear view's process | " in printed

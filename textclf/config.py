@@ -104,7 +104,7 @@ class PretrainConfig:
     max_epochs: int = 30  # ... but at most this many passes (0: no limit)
     window: int = 5
     workers: int = 0  # word2vec's threads; 0 (auto): 1 on the CPU, where the vectors then follow the seed and runs
-                      # repeat, up to 8 on a GPU machine, whose runs do not repeat bit for bit anyway
+                      # repeat, and on a small corpus; up to 8 on a GPU machine for a corpus of 1M+ tokens
     lm_epochs: int = 0  # >0: first train the embedding + LSTM as a bidirectional language model on those texts
     lm_lr: float = 2e-3
     lm_sample: float = 0.25  # fraction of positions predicted per step: the softmax, not the LSTM, is the LM's cost

@@ -70,19 +70,27 @@ def _word2vec_job(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tupl
     """This run's word2vec passes over `corpora` (`word2vec_epochs`), and `word2vec`'s arguments, which key its
     cache too (`word2vec.cache_path`)."""
     p = cfg.pretrain
-    epochs = word2vec_epochs(p.epochs, p.min_tokens, sum(len(t.ids) for t in corpora), p.max_epochs)
+    tokens = sum(len(t.ids) for t in corpora)
+    epochs = word2vec_epochs(p.epochs, p.min_tokens, tokens, p.max_epochs)
     return epochs, (corpora, data.vocab, cfg.model.embedding_dim, epochs, p.window, cfg.train.seed,
-                    cfg.data.cache_dir, word2vec_workers(p.workers, resolve_device(cfg.train.device)))
+                    cfg.data.cache_dir, word2vec_workers(p.workers, resolve_device(cfg.train.device), tokens))
 
 
-def word2vec_workers(workers: int, device: torch.device) -> int:
+PARALLEL_TOKENS = 1_000_000  # a corpus this large (per pass) gets several word2vec threads on a GPU machine
+
+
+def word2vec_workers(workers: int, device: torch.device, corpus_tokens: int) -> int:
     """pretrain.workers, or for 0 (auto): 1 where the classifier trains on the CPU, so the vectors follow the seed
-    and a run repeats bit for bit (on 2 cores the second fits the linear view meanwhile); on a GPU, whose runs do
-    not repeat bit for bit anyway, one a core but one, up to 8 (gensim feeds its threads from one Python
-    thread). On a GPU machine word2vec on one thread was most of a cold IMDB run (benchmarks/README.md)."""
+    and a run repeats bit for bit (on 2 cores the second fits the linear view meanwhile), and on a corpus under
+    PARALLEL_TOKENS, which word2vec reads in seconds and where its threads' races cost accuracy (2,000 tweets:
+    0.4 points over four seeds with two threads); on a GPU machine, whose runs do not repeat bit for bit anyway,
+    one a core but one, up to 8 (gensim feeds its threads from one Python thread). There word2vec on one thread
+    was most of a cold IMDB run (benchmarks/README.md)."""
     if workers:
         return workers
-    return 1 if device.type == "cpu" else max(1, min(8, cores() - 1))
+    if device.type == "cpu" or corpus_tokens < PARALLEL_TOKENS:
+        return 1
+    return max(1, min(8, cores() - 1))
 
 
 def word2vec_epochs(epochs: int, min_tokens: int, corpus_tokens: int, max_epochs: int = 0) -> int:
@@ -105,7 +113,7 @@ def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized
                 "batch_size": cfg.train.batch_size,
                 "seed": cfg.train.seed, "max_length": cfg.data.max_length, "truncate": cfg.data.truncate,
                 "word2vec": [cfg.pretrain.word2vec, cfg.pretrain.epochs, cfg.pretrain.window]}
-    threads = word2vec_workers(cfg.pretrain.workers, device)
+    threads = word2vec_workers(cfg.pretrain.workers, device, sum(len(t.ids) for t in corpora))
     if cfg.pretrain.word2vec and threads > 1:  # vectors of several threads: an LM of its own (one keeps its old key)
         settings["word2vec"].append(threads)
     dtype = amp_dtype(device, cfg.train.amp, cfg.train.amp_cpu, cfg.train.amp_gpu)  # the classifier's precision
