@@ -22,7 +22,7 @@ from pathlib import Path
 from textclf.config import load_config
 from textclf.training import linear_view, pipeline
 from textclf.training.pretrain import pretrain_corpora
-from textclf.training.word2vec import word2vec
+from textclf.training.word2vec import Settings, word2vec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def vectors() -> float:
             clock = time.perf_counter()
-            word2vec(corpora, data.vocab, cfg.model.embedding_dim, args.passes, cfg.pretrain.window, cfg.train.seed,
-                     tempfile.mkdtemp(dir=work), args.workers)
+            how = Settings(cfg.model.embedding_dim, args.passes, cfg.pretrain.window, cfg.train.seed, args.workers)
+            word2vec(corpora, data.vocab, how, tempfile.mkdtemp(dir=work))
             return time.perf_counter() - clock
 
         out = {"word2vec alone": vectors()}

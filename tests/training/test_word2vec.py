@@ -8,7 +8,7 @@ from textclf.text.tokenizer import Tokenizer
 from textclf.text.tokens import tokenize_cached
 from textclf.text.vocab import Vocab
 from textclf.training.pipeline import train
-from textclf.training.word2vec import word2vec
+from textclf.training.word2vec import Settings, word2vec
 
 from ..conftest import TINY, make_reviews
 
@@ -21,14 +21,14 @@ def _corpus(tmp_path):
 def test_word2vec_covers_the_vocab_is_seeded_and_cached(tmp_path):
     tok = _corpus(tmp_path)
     vocab = Vocab(["<pad>", "<unk>", "great", "awful", "film", "never-seen-token"])
-    vectors, found = word2vec([tok], vocab, dim=8, epochs=2, seed=1, cache_dir=tmp_path)
+    vectors, found = word2vec([tok], vocab, Settings(8, epochs=2, seed=1), tmp_path)
     assert vectors.shape == (6, 8) and vectors.dtype == np.float32
     assert found.tolist() == [False, False, True, True, True, False]
     assert not vectors[~found].any() and abs(vectors[found].std() - 1) < 1e-5
     assert len(list(tmp_path.glob("word2vec-*.npz"))) == 1
-    again, _ = word2vec([tok], vocab, dim=8, epochs=2, seed=1, cache_dir=tmp_path)  # from the cache
+    again, _ = word2vec([tok], vocab, Settings(8, epochs=2, seed=1), tmp_path)  # from the cache
     np.testing.assert_array_equal(again, vectors)
-    fresh, _ = word2vec([tok], vocab, dim=8, epochs=2, seed=1, cache_dir=tmp_path / "other")  # recomputed
+    fresh, _ = word2vec([tok], vocab, Settings(8, epochs=2, seed=1), tmp_path / "other")  # recomputed
     np.testing.assert_array_equal(fresh, vectors)
 
 
@@ -99,16 +99,16 @@ def test_vectors_of_several_threads_are_cached_apart_and_one_thread_keeps_its_ke
 
     tok = _corpus(tmp_path)
     vocab = Vocab(["<pad>", "<unk>", "great", "awful", "film"])
-    args = ([tok], vocab, 8, 2, 5, 1, tmp_path)
+    one, two = Settings(8, 2, 5, 1), Settings(8, 2, 5, 1, workers=2)
     import hashlib
 
     from textclf.training.word2vec import CACHE_VERSION
 
     before = hashlib.sha256(repr((CACHE_VERSION, [tok.key], vocab.itos, 8, 2, 5, 1)).encode()).hexdigest()[:32]
-    assert cache_path(*args, workers=1).name == f"word2vec-{before}.npz"  # the key it always had: caches stay valid
-    assert cache_path(*args, workers=2) != cache_path(*args)
+    assert cache_path([tok], vocab, one, tmp_path).name == f"word2vec-{before}.npz"  # the key it always had
+    assert cache_path([tok], vocab, two, tmp_path) != cache_path([tok], vocab, one, tmp_path)
     caplog.set_level(logging.INFO)
-    vectors, found = word2vec([tok], vocab, dim=8, epochs=2, seed=1, cache_dir=tmp_path, workers=2)
+    vectors, found = word2vec([tok], vocab, Settings(8, 2, 5, 1, workers=2), tmp_path)
     assert found[2:].all() and abs(vectors[found].std() - 1) < 1e-5
     assert "2 threads" in caplog.text
-    assert cache_path(*args, workers=2).is_file() and not cache_path(*args).is_file()
+    assert cache_path([tok], vocab, two, tmp_path).is_file() and not cache_path([tok], vocab, one, tmp_path).is_file()

@@ -17,7 +17,7 @@ from ..threads import cores
 from . import distributed, lm
 from .optim import amp_dtype
 from .prepare import Prepared, file_format, uses_files
-from .word2vec import cache_path, word2vec
+from .word2vec import Settings, cache_path, word2vec
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> t
         capped = f", at most pretrain.max_epochs={p.max_epochs}" if epochs == p.max_epochs else ""
         raised = (f", not pretrain.epochs={p.epochs}: the corpus is small for pretrain.min_tokens={p.min_tokens:,}"
                   f"{capped} (pretrain.min_tokens=0 keeps pretrain.epochs)")
-    threads = args[-1]
+    threads = args[2].workers
     on = f", {threads} threads: vectors differ run to run (pretrain.workers=1: the seed's own)" if threads > 1 else ""
     log.info("pretraining word vectors on %s (%d passes%s%s)", " + ".join(f"{len(t):,} texts" for t in corpora),
              epochs, raised, on)
@@ -72,8 +72,9 @@ def _word2vec_job(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tupl
     p = cfg.pretrain
     tokens = sum(len(t.ids) for t in corpora)
     epochs = word2vec_epochs(p.epochs, p.min_tokens, tokens, p.max_epochs)
-    return epochs, (corpora, data.vocab, cfg.model.embedding_dim, epochs, p.window, cfg.train.seed,
-                    cfg.data.cache_dir, word2vec_workers(p.workers, resolve_device(cfg.train.device), tokens))
+    how = Settings(cfg.model.embedding_dim, epochs, p.window, cfg.train.seed,
+                   word2vec_workers(p.workers, resolve_device(cfg.train.device), tokens))
+    return epochs, (corpora, data.vocab, how, cfg.data.cache_dir)
 
 
 PARALLEL_TOKENS = 1_000_000  # a corpus this large (per pass) gets several word2vec threads on a GPU machine
@@ -82,10 +83,10 @@ PARALLEL_TOKENS = 1_000_000  # a corpus this large (per pass) gets several word2
 def word2vec_workers(workers: int, device: torch.device, corpus_tokens: int) -> int:
     """pretrain.workers, or for 0 (auto): 1 where the classifier trains on the CPU, so the vectors follow the seed
     and a run repeats bit for bit (on 2 cores the second fits the linear view meanwhile), and on a corpus under
-    PARALLEL_TOKENS, which word2vec reads in seconds and where its threads' races cost accuracy (2,000 tweets:
-    0.4 points over four seeds with two threads); on a GPU machine, whose runs do not repeat bit for bit anyway,
-    one a core but one, up to 8 (gensim feeds its threads from one Python thread). There word2vec on one thread
-    was most of a cold IMDB run (benchmarks/README.md)."""
+    PARALLEL_TOKENS, which word2vec reads in seconds and where its threads' races cost accuracy (on 2,000 tweets);
+    on a GPU machine, whose runs do not repeat bit for bit anyway, one a core but one, up to 8 (gensim feeds its
+    threads from one Python thread). There word2vec on one thread was most of a cold IMDB run. The figures:
+    benchmarks/README.md."""
     if workers:
         return workers
     if device.type == "cpu" or corpus_tokens < PARALLEL_TOKENS:
