@@ -44,37 +44,34 @@ def pretrain_corpora(cfg: Config, data: Prepared) -> list[Tokenized]:
 @distributed.main_first()
 def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
     """word2vec vectors for the vocab from `corpora` (cached), and the rows they were found for."""
-    p = cfg.pretrain
-    epochs, args = _word2vec_job(cfg, data, corpora)
+    p, how = cfg.pretrain, _word2vec_settings(cfg, corpora)
     raised = ""
-    if epochs > p.epochs:
-        capped = f", at most pretrain.max_epochs={p.max_epochs}" if epochs == p.max_epochs else ""
+    if how.epochs > p.epochs:
+        capped = f", at most pretrain.max_epochs={p.max_epochs}" if how.epochs == p.max_epochs else ""
         raised = (f", not pretrain.epochs={p.epochs}: the corpus is small for pretrain.min_tokens={p.min_tokens:,}"
                   f"{capped} (pretrain.min_tokens=0 keeps pretrain.epochs)")
-    threads = args[2].workers
-    on = f", {threads} threads: vectors differ run to run (pretrain.workers=1: the seed's own)" if threads > 1 else ""
+    on = (f", {how.workers} threads: vectors differ run to run (pretrain.workers=1: the seed's own)"
+          if how.workers > 1 else "")
     log.info("pretraining word vectors on %s (%d passes%s%s)", " + ".join(f"{len(t):,} texts" for t in corpora),
-             epochs, raised, on)
-    return word2vec(*args)
+             how.epochs, raised, on)
+    return word2vec(corpora, data.vocab, how, cfg.data.cache_dir)
 
 
 def word2vec_reads(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> int:
     """How many tokens `pretrain_vectors` will have word2vec read (its passes x the corpus): 0 when the vectors
     are cached."""
-    epochs, args = _word2vec_job(cfg, data, corpora)
-    path = cache_path(*args)
-    return 0 if path is not None and path.is_file() else epochs * sum(len(t.ids) for t in corpora)
+    how = _word2vec_settings(cfg, corpora)
+    path = cache_path(corpora, data.vocab, how, cfg.data.cache_dir)
+    return 0 if path is not None and path.is_file() else how.epochs * sum(len(t.ids) for t in corpora)
 
 
-def _word2vec_job(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> tuple[int, tuple]:
-    """This run's word2vec passes over `corpora` (`word2vec_epochs`), and `word2vec`'s arguments, which key its
-    cache too (`word2vec.cache_path`)."""
+def _word2vec_settings(cfg: Config, corpora: list[Tokenized]) -> Settings:
+    """This run's word2vec over `corpora`: its passes (`word2vec_epochs`) and threads (`word2vec_workers`) with the
+    config's size, window and seed; they key its cache too (`word2vec.cache_path`)."""
     p = cfg.pretrain
     tokens = sum(len(t.ids) for t in corpora)
-    epochs = word2vec_epochs(p.epochs, p.min_tokens, tokens, p.max_epochs)
-    how = Settings(cfg.model.embedding_dim, epochs, p.window, cfg.train.seed,
-                   word2vec_workers(p.workers, resolve_device(cfg.train.device), tokens))
-    return epochs, (corpora, data.vocab, how, cfg.data.cache_dir)
+    return Settings(cfg.model.embedding_dim, word2vec_epochs(p.epochs, p.min_tokens, tokens, p.max_epochs), p.window,
+                    cfg.train.seed, word2vec_workers(p.workers, resolve_device(cfg.train.device), tokens))
 
 
 PARALLEL_TOKENS = 1_000_000  # a corpus this large (per pass) gets several word2vec threads on a GPU machine
@@ -114,7 +111,7 @@ def pretrain_language_model(cfg: Config, data: Prepared, corpora: list[Tokenized
                 "batch_size": cfg.train.batch_size,
                 "seed": cfg.train.seed, "max_length": cfg.data.max_length, "truncate": cfg.data.truncate,
                 "word2vec": [cfg.pretrain.word2vec, cfg.pretrain.epochs, cfg.pretrain.window]}
-    threads = word2vec_workers(cfg.pretrain.workers, device, sum(len(t.ids) for t in corpora))
+    threads = _word2vec_settings(cfg, corpora).workers
     if cfg.pretrain.word2vec and threads > 1:  # vectors of several threads: an LM of its own (one keeps its old key)
         settings["word2vec"].append(threads)
     dtype = amp_dtype(device, cfg.train.amp, cfg.train.amp_cpu, cfg.train.amp_gpu)  # the classifier's precision
