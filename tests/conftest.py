@@ -104,16 +104,18 @@ def save_random_model(path: Path, labels: tuple[str, ...] = ("neg", "pos")) -> P
                                      {"data": {"text_column": "review", "label_column": "stars"}}))
 
 
-def with_shortcut(clf, shortcut: float = 0.9):
-    """`clf` (a Classifier of the tiny run) made into a model with a shortcut: a linear view fitted on other tiny
-    reviews, averaged half and half, that answers alone where it is `shortcut` sure (at temperature 0.5)."""
+def with_shortcut(clf, shortcut: float = 0.9, kind: str = "tfidf"):
+    """`clf` (a Classifier of the tiny run) made into a model with a shortcut: a linear view of `kind` fitted on
+    other tiny reviews, averaged half and half, that answers alone where it is `shortcut` sure (at temperature
+    0.5)."""
     import dataclasses
 
     from textclf.inference.classifier import Classifier
     from textclf.models.linear import LinearModel
 
     train = make_reviews(300, seed=7)
-    linear = LinearModel.fit([clf.artifact.tokenizer(t) for t in train.text], (train.label == "pos").to_numpy(int), 2)
+    linear = LinearModel.fit([clf.artifact.tokenizer(t) for t in train.text], (train.label == "pos").to_numpy(int), 2,
+                             kind)
     meta = {**clf.artifact.meta, "calibration": {"weight": 0.5, "shortcut": shortcut, "linear_temperature": 0.5}}
     return Classifier(dataclasses.replace(clf.artifact, linear=linear, meta=meta), clf.device)
 

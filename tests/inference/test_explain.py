@@ -136,3 +136,10 @@ def test_linear_token_weights_add_up_for_every_class():
         weights, intercept = model.token_weights(tokens, k)
         assert weights.sum() + intercept == pytest.approx(float(logits[k]), abs=1e-5)
         assert weights[3] == 0  # a word in no n-gram of the view
+    chars = LinearModel.fit(docs, y, 3, kind="tfidf_wordchar")
+    tokens = ["goood", "film", "unseen"]
+    logits = (chars.features([tokens]) @ chars.coef.T)[0] + chars.intercept
+    for k in range(3):
+        weights, intercept = chars.token_weights(tokens, k)
+        assert weights.sum() + intercept == pytest.approx(float(logits[k]), abs=1e-5)
+    assert chars.token_weights(tokens, 0)[0][0] > 0  # a misspelt word shares its characters' n-grams with "good"

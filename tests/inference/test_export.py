@@ -138,6 +138,20 @@ def test_export_defaults_to_the_model_folder(tiny_run, tmp_path):
     assert (run / "model" / "model.onnx").is_file()
 
 
+def test_a_linear_view_of_the_characters_inside_words_is_refused_with_the_fix(tiny_run, tmp_path, capsys):
+    """The graph's linear view counts n-grams of the view's word ids (TfIdfVectorizer); a view that reads the
+    characters inside words too (tfidf_wordchar, chosen on small corpora) is refused in one line naming the way
+    out, nothing written; the LSTM alone exports."""
+    from ..conftest import save_classifier, with_shortcut
+
+    path = save_classifier(with_shortcut(Classifier.load(tiny_run, "cpu"), kind="tfidf_wordchar"), tmp_path / "m")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(path), "--output", str(out)]) == 2
+    assert "--views lstm" in capsys.readouterr().err and not out.exists()
+    assert main(["export", str(path), "--output", str(out), "--views", "lstm"]) == 0 and out.exists()
+    capsys.readouterr()
+
+
 def test_export_errors(tmp_path, tiny_run, capsys):
     assert main(["export", str(tmp_path / "nothing")]) == 2
     assert "model folder not found" in capsys.readouterr().err

@@ -34,6 +34,42 @@ def test_same_probabilities_as_scikit_learn_on_joined_tokens(tmp_path):
     assert np.allclose(again.predict_proba(_tokens(test)), expected, atol=1e-4)
 
 
+def test_the_word_and_character_view_is_scikit_learns_words_and_char_wb_grams(tmp_path):
+    """tfidf_wordchar: one TF-IDF vocabulary of word 1-2-grams and of the character 2-5-grams that scikit-learn's
+    analyzer="char_wb" makes of each word (padded with a space each side; a short word once), then logistic
+    regression at C=4: scikit-learn's probabilities on the same rows, before and after saving."""
+    train, test = make_reviews(300, seed=1), make_reviews(100, seed=2)
+    y = (train["label"] == "pos").to_numpy().astype(int)
+    char_wb = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), lowercase=False).build_analyzer()
+
+    def grams(tokens):
+        return tokens + [" ".join(p) for p in zip(tokens, tokens[1:])] + ["\x1f" + g for g in char_wb(" ".join(tokens))]
+
+    ref_vec = TfidfVectorizer(analyzer=grams, min_df=2, sublinear_tf=True)
+    ref = LogisticRegression(C=4.0, max_iter=1000).fit(ref_vec.fit_transform(_tokens(train)), y)
+    docs = _tokens(test) + ODD_TEXTS + [["a"], ["soooo", "goooood", "!!!"]]
+    expected = ref.predict_proba(ref_vec.transform(docs))
+    model = LinearModel.fit(_tokens(train), y, 2, kind="tfidf_wordchar")
+    assert sorted(model.ngrams) == sorted(ref_vec.vocabulary_)
+    np.testing.assert_allclose(model.predict_proba(docs), expected, atol=1e-4)
+    model.save(tmp_path)
+    again = LinearModel.load(tmp_path)
+    np.testing.assert_allclose(again.predict_proba(docs), expected, atol=1e-4)
+    assert again.describe() == ("tfidf(1-2-grams and character 2-5-grams inside words) + logistic regression "
+                                "(C=4)")
+
+
+def test_words_and_characters_are_a_candidate_on_small_corpora_written_with_spaces():
+    """The word-and-character view is weighed against the others up to `WORDCHAR_MAX_TOKENS` train tokens (tweets
+    and short reviews by the thousand), not on large corpora (IMDB: ~6M), where it would take minutes and
+    gigabytes, nor where the size is not known or the script has no spaces (its views are characters already)."""
+    assert linear.kinds_for("regex", 3, 240_000) == ["tfidf", "tfidf_wordchar"]
+    assert linear.kinds_for("spacy", 2, linear.WORDCHAR_MAX_TOKENS) == ["tfidf", "nb", "tfidf_wordchar"]
+    assert linear.kinds_for("regex", 2, linear.WORDCHAR_MAX_TOKENS + 1) == ["tfidf", "nb"]
+    assert linear.kinds_for("regex", 2) == ["tfidf", "nb"]
+    assert linear.kinds_for("zh", 2, 1000) == ["tfidf", "nb", "char_tfidf", "char_nb"]
+
+
 def test_multiclass_and_tiny_data(tmp_path):
     docs = [["good"], ["bad"], ["meh"], ["good", "day"], ["bad", "day"], ["meh", "day"]]
     y = np.array([0, 1, 2, 0, 1, 2])
@@ -85,7 +121,8 @@ def _csr_proba(model, docs):
     return e / e.sum(axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("tfidf", 3), ("char_tfidf", 3), ("nb", 2)])
+@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("tfidf", 3), ("char_tfidf", 3), ("nb", 2),
+                                           ("tfidf_wordchar", 3)])
 def test_a_saved_view_gives_the_probabilities_it_gave_before_saving(kind, classes, tmp_path):
     """scikit-learn's multinomial coef_ comes in Fortran order, and safetensors writes an array's memory as it
     lies: a 3-class view saved so scored its texts with scrambled weights (the majority class on airline tweets)."""
@@ -139,7 +176,8 @@ def test_many_texts_are_scored_a_bounded_batch_at_a_time_with_the_same_numbers(k
     np.testing.assert_array_equal(model.scores(iter(docs)), whole)  # any iterable, as before
 
 
-@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("nb", 2), ("tfidf", 3), ("char_tfidf", 2)])
+@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("nb", 2), ("tfidf", 3), ("char_tfidf", 2),
+                                           ("tfidf_wordchar", 3)])
 def test_cross_fitted_views_are_those_fit_makes_of_their_rows(kind, classes):
     """`cross_fit` counts the n-grams once, yet each view is the one `fit` makes of its own rows: its own n-grams
     (in 2+ of them), idf or log-count ratios and logistic regression; a row is scored only by a view that did not

@@ -375,6 +375,9 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, opset: 
         raise TextclfError(f"{art.folder} averages in the model it was fine-tuned from (start/, share "
                            f"{art.calibration.start_weight:g}), which one ONNX graph does not hold: export its own "
                            "views with --views lstm or linear, or the start model from its own folder")
+    if art.linear is not None and art.linear.chars and art.calibration.uses_linear():
+        raise TextclfError(f"{art.folder}'s linear view reads the characters inside words too ({art.linear.kind}), "
+                           "which this ONNX graph does not hold: export the LSTM alone with --views lstm")
     output = Path(output) if output else art.folder / "model.onnx"
     if output.is_dir():
         raise TextclfError(f"--output {output} is a folder; pass a file name such as {output / 'model.onnx'}")

@@ -9,6 +9,10 @@ Kinds (`KINDS`), one class:
 - "char_tfidf", "char_nb": the same over character 1-3-grams of the text the tokens cover, for scripts
   written without spaces (Chinese, Japanese, Thai), where they are the strongest classic model; there
   `textclf baseline` is char_tfidf (C=8).
+- "tfidf_wordchar": TF-IDF over word 1-2-grams and the character 2-5-grams inside each word (scikit-learn's
+  "char_wb": a word padded with a space each side), one vocabulary, C=4. Misspellings, elongations and word
+  forms share features ("soooo", "delayed"/"delays"): on short informal texts (tweets) it scores above the word
+  view; a candidate for small corpora only (`WORDCHAR_MAX_TOKENS`), where its many n-grams cost little.
 Inside a trained model it is the second opinion the LSTM's probabilities are averaged with (`calibration`):
 on a few hundred rows it carries the model, on many it adds what a bag of n-grams sees and the LSTM misses.
 Saved as JSON (the n-grams) + safetensors (the numbers), no pickle.
@@ -35,15 +39,24 @@ FILES = ("linear.json", "linear.safetensors")
 KINDS = {"tfidf": {"weighting": "tfidf", "unit": "word", "ngram_max": 2, "c": 4.0},
          "nb": {"weighting": "nb", "unit": "word", "ngram_max": 3, "c": 1.0},
          "char_tfidf": {"weighting": "tfidf", "unit": "char", "ngram_max": 3, "c": 8.0},
-         "char_nb": {"weighting": "nb", "unit": "char", "ngram_max": 3, "c": 1.0}}
+         "char_nb": {"weighting": "nb", "unit": "char", "ngram_max": 3, "c": 1.0},
+         "tfidf_wordchar": {"weighting": "tfidf", "unit": "word", "ngram_max": 2, "c": 4.0, "chars": (2, 5)}}
+# The word-and-character view is a candidate up to this many train tokens: tweets and short reviews by the thousand
+# (all 11,712 airline tweets: ~240k). Above it the word views have the data they need, and character n-grams of
+# many long texts (IMDB: ~6M tokens) would cost minutes and gigabytes.
+WORDCHAR_MAX_TOKENS = 1_000_000
+CHAR_MARK = "\x1f"  # starts a character n-gram's name: a tokenizer's tokens never hold it (it is white space)
 
 
-def kinds_for(tokenizer_kind: str, num_classes: int) -> list[str]:
+def kinds_for(tokenizer_kind: str, num_classes: int, train_tokens: int | None = None) -> list[str]:
     """The linear views worth fitting (`ensemble.fit_linear_view` keeps the best on validation): TF-IDF, and for
-    two classes the naive-Bayes weighting; over characters too where the script is written without spaces."""
+    two classes the naive-Bayes weighting; over characters too where the script is written without spaces; words
+    and the characters inside them on a corpus of at most `WORDCHAR_MAX_TOKENS` train tokens (None: not known)."""
     units = ["", "char_"] if without_spaces(tokenizer_kind) else [""]
     weightings = ["tfidf", "nb"] if num_classes == 2 else ["tfidf"]
-    return [unit + weighting for unit in units for weighting in weightings]
+    small = train_tokens is not None and train_tokens <= WORDCHAR_MAX_TOKENS
+    wordchar = ["tfidf_wordchar"] if small and not without_spaces(tokenizer_kind) else []
+    return [unit + weighting for unit in units for weighting in weightings] + wordchar
 
 
 def tfidf_kind(tokenizer_kind: str) -> str:
@@ -139,22 +152,41 @@ def units(tokens: Sequence[str], unit: str) -> Sequence[str]:
     return tokens if unit == "word" else list("".join(tokens))
 
 
-def _analyzer(ngram_max: int):
+def char_wb(word: str, lo: int, hi: int) -> list[str]:
+    """The character lo..hi-grams of one word padded with a space each side, as scikit-learn's
+    analyzer="char_wb" makes them (the padded word itself, once, where it is no longer than n)."""
+    padded, out = f" {word} ", []
+    for n in range(lo, hi + 1):
+        if len(padded) <= n:
+            out.append(padded)
+            break
+        out += [padded[i : i + n] for i in range(len(padded) - n + 1)]
+    return out
+
+
+def _char_grams(tokens: Sequence[str], chars: tuple[int, int]) -> list[str]:
+    """Every token's character n-grams (`char_wb`), named apart from word n-grams (`CHAR_MARK`)."""
+    return [CHAR_MARK + g for tok in tokens for g in char_wb(tok, *chars)]
+
+
+def _analyzer(ngram_max: int, chars: tuple[int, int] | None = None):
     def ngrams(tokens: Sequence[str]) -> list[str]:
         out = list(tokens)
         for n in range(2, ngram_max + 1):
             out += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-        return out
+        return out + _char_grams(tokens, chars) if chars else out
 
     return ngrams
 
 
-def _vectorizer(kind: str, ngram_max: int, **kwargs):
+def _vectorizer(kind: str, ngram_max: int, chars: tuple[int, int] | None = None, **kwargs):
+    """`chars`: the character n-grams' lengths inside each word, besides the word n-grams (None: words only)."""
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
+    analyzer = _analyzer(ngram_max, chars)
     if kind == "tfidf":
-        return TfidfVectorizer(analyzer=_analyzer(ngram_max), sublinear_tf=True, dtype=np.float32, **kwargs)
-    return CountVectorizer(analyzer=_analyzer(ngram_max), binary=kind != "count", dtype=np.float32, **kwargs)
+        return TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, dtype=np.float32, **kwargs)
+    return CountVectorizer(analyzer=analyzer, binary=kind != "count", dtype=np.float32, **kwargs)
 
 
 def nb_ratio(x: sparse.csr_matrix, y: np.ndarray) -> np.ndarray:
@@ -214,6 +246,7 @@ class LinearModel:
         settings = settings or ViewSettings()
         self.num_classes, self.kind, self.ngram_max, self.c = num_classes, settings.kind, settings.ngram_max, settings.c
         self.weighting, self.unit = KINDS[self.kind]["weighting"], KINDS[self.kind]["unit"]
+        self.chars = KINDS[self.kind].get("chars")  # the character n-grams' lengths inside words, or None
         self._vectorizer = None
         self._index = None
         self._columns = None
@@ -227,7 +260,7 @@ class LinearModel:
         if weighting == "nb" and num_classes != 2:
             raise ValueError("the naive-Bayes view is for two classes")
         docs = [units(t, settings["unit"]) for t in token_lists]
-        vectorizer = _vectorizer(weighting, settings["ngram_max"], min_df=2)
+        vectorizer = _vectorizer(weighting, settings["ngram_max"], settings.get("chars"), min_df=2)
         try:
             x = vectorizer.fit_transform(docs)
         except ValueError:  # min_df leaves no n-gram (a handful of rows): every text counts once then
@@ -257,17 +290,18 @@ class LinearModel:
     @property
     def vectorizer(self):
         if self._vectorizer is None:
-            self._vectorizer = _vectorizer(self.weighting, self.ngram_max, vocabulary=self.ngrams)
+            self._vectorizer = _vectorizer(self.weighting, self.ngram_max, self.chars, vocabulary=self.ngrams)
             if self.weighting == "tfidf":
                 self._vectorizer.idf_ = self.scale
         return self._vectorizer
 
     def _docs(self, token_lists: Iterable[Sequence[str]]) -> tuple[list, NgramIndex | None]:
         """The texts as lists of the units their n-grams are made of, and the n-gram index (built on first use;
-        None when the n-grams' words do not fit it: scikit-learn's slower vectorizer then)."""
+        None when the n-grams' words do not fit it, or the view reads characters inside words too: scikit-learn's
+        slower vectorizer then)."""
         docs = [units(t, self.unit) for t in token_lists] if self.unit != "word" else (
             token_lists if isinstance(token_lists, list) else list(token_lists))
-        if self._index is None and NgramIndex.fits(self.ngrams):
+        if self._index is None and not self.chars and NgramIndex.fits(self.ngrams):
             self._index = NgramIndex(self.ngrams, self.ngram_max)
         return docs, self._index
 
@@ -330,7 +364,7 @@ class LinearModel:
         is most of a fit's time."""
         settings = {**KINDS[kind], "c": c}
         docs = [units(t, settings["unit"]) for t in token_lists]
-        counter = _vectorizer("count", settings["ngram_max"], min_df=2)
+        counter = _vectorizer("count", settings["ngram_max"], settings.get("chars"), min_df=2)
         try:
             counts = counter.fit_transform(docs).tocsr()
         except ValueError:  # no n-gram in 2+ texts: `fit` falls back to every n-gram then
@@ -359,6 +393,9 @@ class LinearModel:
             self._columns = {gram: i for i, gram in enumerate(self.ngrams)}
         parts = units(tokens, self.unit)
         found = _occurrences(self._columns, self.ngram_max, parts)
+        if self.chars:  # a character n-gram lies inside one word: all of its share goes to that word
+            found += [(col, i, 1) for i, tok in enumerate(tokens) for g in char_wb(tok, *self.chars)
+                      if (col := self._columns.get(CHAR_MARK + g)) is not None]
         seen = {}
         for col, _, _ in found:
             seen[col] = seen.get(col, 0) + 1
@@ -373,7 +410,8 @@ class LinearModel:
     def describe(self) -> str:
         what = "tfidf" if self.weighting == "tfidf" else "naive-Bayes-weighted"
         grams = "character " if self.unit == "char" else ""
-        return f"{what}({grams}1-{self.ngram_max}-grams) + logistic regression (C={self.c:g})"
+        inside = f" and character {self.chars[0]}-{self.chars[1]}-grams inside words" if self.chars else ""
+        return f"{what}({grams}1-{self.ngram_max}-grams{inside}) + logistic regression (C={self.c:g})"
 
     def save(self, folder: str | Path) -> None:
         from safetensors.numpy import save

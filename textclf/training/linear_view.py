@@ -47,9 +47,9 @@ class ViewData:
     @classmethod
     def of(cls, data) -> ViewData:
         """From a run's `prepare.Prepared`."""
-        return cls(data.tokens["train"], data.datasets["train"].labels, data.tokens["validation"],
-                   data.datasets["validation"].labels, len(data.labels), kinds_for(data.tokenizer.kind,
-                                                                                   len(data.labels)))
+        train = data.tokens["train"]
+        return cls(train, data.datasets["train"].labels, data.tokens["validation"], data.datasets["validation"].labels,
+                   len(data.labels), kinds_for(data.tokenizer.kind, len(data.labels), len(train.ids)))
 
 
 def choose(d: ViewData) -> LinearModel:
