@@ -9,10 +9,11 @@ Kinds (`KINDS`), one class:
 - "char_tfidf", "char_nb": the same over character 1-3-grams of the text the tokens cover, for scripts
   written without spaces (Chinese, Japanese, Thai), where they are the strongest classic model; there
   `textclf baseline` is char_tfidf (C=8).
-- "tfidf_wordchar": TF-IDF over word 1-2-grams and the character 2-5-grams inside each word (scikit-learn's
-  "char_wb": a word padded with a space each side), one vocabulary, C=4. Misspellings, elongations and word
-  forms share features ("soooo", "delayed"/"delays"): on short informal texts (tweets) it scores above the word
-  view; a candidate for small corpora only (`WORDCHAR_MAX_TOKENS`), where its many n-grams cost little.
+- "tfidf_wordchar": TF-IDF over word 1-2-grams beside TF-IDF over the character 2-5-grams inside each word
+  (scikit-learn's "char_wb": a word padded with a space each side), each L2-normalised on its own, one logistic
+  regression, C=4. Misspellings, elongations and word forms share features ("soooo", "delayed"/"delays"): on
+  short informal texts (tweets) it scores above the word view; a candidate for small corpora only
+  (`WORDCHAR_MAX_TOKENS`), where its many n-grams cost little.
 Inside a trained model it is the second opinion the LSTM's probabilities are averaged with (`calibration`):
 on a few hundred rows it carries the model, on many it adds what a bag of n-grams sees and the LSTM misses.
 Saved as JSON (the n-grams) + safetensors (the numbers), no pickle.
@@ -164,29 +165,85 @@ def char_wb(word: str, lo: int, hi: int) -> list[str]:
     return out
 
 
-def _char_grams(tokens: Sequence[str], chars: tuple[int, int]) -> list[str]:
-    """Every token's character n-grams (`char_wb`), named apart from word n-grams (`CHAR_MARK`)."""
-    return [CHAR_MARK + g for tok in tokens for g in char_wb(tok, *chars)]
-
-
-def _analyzer(ngram_max: int, chars: tuple[int, int] | None = None):
+def _analyzer(ngram_max: int):
     def ngrams(tokens: Sequence[str]) -> list[str]:
         out = list(tokens)
         for n in range(2, ngram_max + 1):
             out += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-        return out + _char_grams(tokens, chars) if chars else out
+        return out
 
     return ngrams
 
 
-def _vectorizer(kind: str, ngram_max: int, chars: tuple[int, int] | None = None, **kwargs):
-    """`chars`: the character n-grams' lengths inside each word, besides the word n-grams (None: words only)."""
+def _char_analyzer(chars: tuple[int, int]):
+    def ngrams(tokens: Sequence[str]) -> list[str]:
+        return [g for tok in tokens for g in char_wb(tok, *chars)]
+
+    return ngrams
+
+
+def _sklearn(kind: str, analyzer, **kwargs):
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
-    analyzer = _analyzer(ngram_max, chars)
     if kind == "tfidf":
         return TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, dtype=np.float32, **kwargs)
     return CountVectorizer(analyzer=analyzer, binary=kind != "count", dtype=np.float32, **kwargs)
+
+
+def _vectorizer(kind: str, ngram_max: int, chars: tuple[int, int] | None = None, **kwargs):
+    """scikit-learn's vectorizer of a view: "tfidf", "nb" (binary counts) or "count", over word 1-`ngram_max`-grams;
+    with `chars` (the lengths of the character n-grams inside each word), beside those (`_WordsAndChars`)."""
+    if chars:
+        return _WordsAndChars(kind, ngram_max, chars, **kwargs)
+    return _sklearn(kind, _analyzer(ngram_max), **kwargs)
+
+
+class _WordsAndChars:
+    """The word-and-character view's vectorizer: scikit-learn's over word n-grams and over the character n-grams
+    inside words (`char_wb`), side by side, each weighted and L2-normalised on its own (TF-IDF), so a text's many
+    character n-grams do not shrink the values of its few word n-grams. Columns: the word n-grams, then the
+    character ones, named with `CHAR_MARK` in front (`vocabulary`: such names, in that order)."""
+
+    def __init__(self, kind: str, ngram_max: int, chars: tuple[int, int], vocabulary: list[str] | None = None,
+                 **kwargs):
+        known = ({}, {})
+        if vocabulary is not None:
+            split = sum(not g.startswith(CHAR_MARK) for g in vocabulary)
+            known = ({"vocabulary": vocabulary[:split]}, {"vocabulary": [g[len(CHAR_MARK):] for g in vocabulary[split:]]})
+        self.parts = (_sklearn(kind, _analyzer(ngram_max), **known[0], **kwargs),
+                      _sklearn(kind, _char_analyzer(chars), **known[1], **kwargs))
+
+    def _words(self) -> int:
+        words = self.parts[0]
+        return len(words.vocabulary_ if hasattr(words, "vocabulary_") else words.vocabulary)
+
+    def fit_transform(self, docs: list) -> sparse.csr_matrix:
+        return sparse.hstack([p.fit_transform(docs) for p in self.parts], format="csr")
+
+    def transform(self, docs: list) -> sparse.csr_matrix:
+        return sparse.hstack([p.transform(docs) for p in self.parts], format="csr")
+
+    def set_params(self, **params) -> None:
+        for p in self.parts:
+            p.set_params(**params)
+
+    @property
+    def idf_(self) -> np.ndarray:
+        return np.concatenate([p.idf_ for p in self.parts])
+
+    @idf_.setter
+    def idf_(self, value: np.ndarray) -> None:
+        n = self._words()
+        self.parts[0].idf_, self.parts[1].idf_ = value[:n], value[n:]
+
+    @property
+    def vocabulary_(self) -> dict[str, int]:
+        n = self._words()
+        return {**self.parts[0].vocabulary_, **{CHAR_MARK + g: n + i for g, i in self.parts[1].vocabulary_.items()}}
+
+    def get_feature_names_out(self) -> np.ndarray:
+        words, chars = (p.get_feature_names_out() for p in self.parts)
+        return np.concatenate([words.astype(object), np.array([CHAR_MARK + g for g in chars], dtype=object)])
 
 
 def nb_ratio(x: sparse.csr_matrix, y: np.ndarray) -> np.ndarray:
@@ -220,8 +277,15 @@ def _fit_rows(counts: sparse.csr_matrix, grams: np.ndarray, rows: np.ndarray, y:
     keep = np.flatnonzero(np.bincount(x.indices, minlength=x.shape[1]) >= 2)
     if not len(keep):
         return None
-    x, scale = _weighted(x[:, keep].tocsr(), y[rows], settings["weighting"])
-    return LinearModel.from_features(x, y[rows], [str(g) for g in grams[keep]], scale, num_classes, kind, settings)
+    names = [str(g) for g in grams[keep]]
+    # the word-and-character view's two blocks (`_WordsAndChars`), each weighted on its own; None: `fit` makes a
+    # block of every n-gram when min_df leaves one empty
+    blocks = [keep] if not settings.get("chars") else np.split(keep, [sum(not g.startswith(CHAR_MARK) for g in names)])
+    if not all(len(b) for b in blocks):
+        return None
+    parts = [_weighted(x[:, b].tocsr(), y[rows], settings["weighting"]) for b in blocks]
+    x, scale = sparse.hstack([p[0] for p in parts], format="csr"), np.concatenate([p[1] for p in parts])
+    return LinearModel.from_features(x, y[rows], names, scale, num_classes, kind, settings)
 
 
 @dataclass(frozen=True)
