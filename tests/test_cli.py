@@ -201,6 +201,23 @@ def test_threshold_is_for_binary_models_only(tmp_path, capsys):
     assert main(["explain", str(model), "good film", "--steps", "4"]) == 0
 
 
+def test_texts_to_label_may_come_after_flags(tmp_path, capsys):
+    """`textclf predict MODEL --threshold 0.7 "a text"`: the usage line puts flags before the texts, yet argparse
+    took the texts after a flag for unrecognised arguments; an unknown flag is still refused, pointing to the
+    command's own help."""
+    model = save_random_model(tmp_path / "model")
+    assert main(["predict", str(model), "good film", "--format", "json"]) == 0
+    want = capsys.readouterr().out
+    assert main(["predict", str(model), "--format", "json", "good film"]) == 0
+    assert capsys.readouterr().out == want
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(model), "good", "--format", "json", "bad film", "-x"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: unrecognized arguments: -x (see textclf predict --help)"
+    assert main(["predict", str(model), "good film", "--threshold", "0.9", "awful film", "--format", "json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
 def test_predict_reads_csv_and_lines_from_stdin(tmp_path, capsys, monkeypatch):
     import io
 

@@ -33,18 +33,24 @@ log = logging.getLogger("textclf")
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one `error:` line like every other mistake (exit code 2), and
-    key=value overrides may come after flags too (`train.py data.path=x --dry-run run_dir=y`): argparse
-    takes a positional list in one run, so the ones after a flag come back unrecognised; they are added."""
+    positional lists may go on after flags too: key=value overrides (`train.py data.path=x --dry-run run_dir=y`)
+    and texts to label (`textclf predict MODEL --threshold 0.7 "a text"`). argparse takes a positional list in one
+    run, so the ones after a flag come back unrecognised; they are added."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
     def parse_args(self, args=None, namespace=None):
         parsed, extra = self.parse_known_args(args, namespace)
-        if extra and hasattr(parsed, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+        flags = [a for a in extra if a.startswith("-") and a != "-"]  # "-": stdin, a text to label
+        if extra and not flags and hasattr(parsed, "overrides") and all("=" in a for a in extra):
             parsed.overrides = [*(parsed.overrides or []), *extra]
+        elif extra and not flags and isinstance(getattr(parsed, "texts", None), list):
+            parsed.texts = [*parsed.texts, *extra]
         elif extra:
-            self.error(f"unrecognized arguments: {' '.join(extra)}")
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command and not self.prog.endswith(".py") else self.prog
+            self.exit(2, f"error: unrecognized arguments: {' '.join(flags or extra)} (see {prog} --help)\n")
         return parsed
 
 

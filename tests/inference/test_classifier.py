@@ -111,6 +111,24 @@ def test_threshold_moves_the_decision(clf):
     assert clf.predict(["the film"], threshold=min(1.0, p_pos + 1e-6))[0].label == "neg"
 
 
+def test_the_python_api_refuses_the_thresholds_the_commands_refuse(clf, tmp_path):
+    """`--threshold 7` is refused by every command; `predict(texts, threshold=7)` labelled every text one class
+    without a word, and a 3-class model ignored any threshold."""
+    from ..conftest import save_random_model
+
+    for bad in (7.0, -0.1, float("nan")):
+        with pytest.raises(TextclfError, match="must be a probability in"):
+            clf.predict(["the film"], threshold=bad)
+    three = Classifier.load(save_random_model(tmp_path / "three", labels=("a", "b", "c")), "cpu")
+    assert len(three.predict(["the film"])) == 1 and three.predict_proba(["the film"], threshold=0.5).shape == (1, 3)
+    with pytest.raises(TextclfError, match="threshold= is for binary models; this one has 3 classes"):
+        three.predict(["the film"], threshold=0.9)
+    (tmp_path / "in.csv").write_text("text\nthe film\n")
+    with pytest.raises(TextclfError, match="threshold= is for binary models"):
+        three.predict_file(tmp_path / "in.csv", tmp_path / "out.csv", threshold=0.9)
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_edge_inputs(clf):
     assert clf.predict_proba([]).shape == (0, 2)
     assert clf.predict_proba([""]).shape == (1, 2)

@@ -38,3 +38,14 @@ def binary_threshold(threshold: float | None, num_classes: int, option: str = "-
         raise TextclfError(f"{option} is for binary models; this one has {num_classes} classes and picks the most "
                            "probable (drop it)")
     return threshold
+
+
+def check_threshold(threshold: float | None, num_classes: int) -> None:
+    """The Python API's `threshold=` refused where `--threshold` is: outside [0, 1] (NaN too) it labels every text one
+    class, and a multi-class model has none (None, or the default 0.5 it is called with, passes)."""
+    if threshold is None:
+        return
+    if not 0 <= threshold <= 1:
+        raise TextclfError(f"threshold={threshold!r}: must be a probability in [0, 1]")
+    if threshold != DEFAULT_THRESHOLD:
+        binary_threshold(threshold, num_classes, option="threshold=")

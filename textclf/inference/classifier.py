@@ -25,7 +25,7 @@ from ..options import gather
 from ..text.batching import predict_seqs
 from ..text.tokens import truncate_ids
 from . import PREDICT_BATCH_SIZE as BATCH_SIZE
-from . import PREDICT_CHUNK_ROWS, LoadOptions
+from . import PREDICT_CHUNK_ROWS, LoadOptions, check_threshold
 from .output import output_format, write_parquet, write_text
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,7 @@ class Classifier:
         `shortcut=False` for the full model's at every threshold (ROC and PR curves: `evaluate`)."""
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not one string")
+        check_threshold(threshold, len(self.labels))
         if not len(texts):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if len(texts) > PREDICT_CHUNK_ROWS:  # as `predict_file` reads a file
@@ -236,6 +237,7 @@ class Classifier:
         `FileOptions` (chunk_size, batch_size, encoding_errors, file_format), the format's also loose (`encoding`,
         `delimiter`, `sheet`: how to read the input, see `data.iter_table`; None: detect).
         """
+        check_threshold(threshold, len(self.labels))  # before a line is read or written
         file_format = gather(FileFormat, options, "file_format")
         how = FileOptions(**options, file_format=file_format)
         fmt = output_format(output, fmt)
