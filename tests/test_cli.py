@@ -171,6 +171,23 @@ def test_evaluate_bad_labels_and_bytes_exit_2_and_write_nothing(tmp_path, capsys
     assert evaluate_main([str(model), "--data", str(tmp_path / "latin1.csv"), "--encoding-errors", "replace"]) == 0
 
 
+def test_evaluate_names_its_own_flags_as_the_fix(tmp_path, capsys):
+    """evaluate.py's column errors said "(set data.text_column)", a key it refuses; and --split on one file was
+    reported as the split scored while the whole file was."""
+    model = save_random_model(tmp_path / "model")
+    (tmp_path / "mine.csv").write_text("text,label\ngood film,pos\nbad film,neg\n")
+    data, out = ["--data", str(tmp_path / "mine.csv")], ["--output", str(tmp_path / "m.json")]
+    _one_line_error(capsys, evaluate_main([str(model), *data, "--text-column", "review", *out]),
+                    'has no column "review"; columns: text, label (set --text-column)')
+    _one_line_error(capsys, evaluate_main([str(model), *data, "--text-column", "text", *out]),
+                    'has no column "stars"; columns: text, label (set --label-column)')  # the model's label column
+    _one_line_error(capsys, evaluate_main([str(model), *data, "--split", "train", *out]),
+                    "is one file, scored whole (drop --split)")
+    assert not (tmp_path / "m.json").exists()
+    assert evaluate_main([str(model), *data, "--text-column", "text", "--label-column", "label", *out]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["split"] == "test"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--input", "{tmp}/missing.csv", "--output", "{tmp}/out.csv"], "data file not found"),
     (["--input", "{tmp}/in.csv", "--output", "{tmp}/out.csv", "--text-column", "body"],

@@ -152,7 +152,8 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("model_dir", help=MODEL_HELP)
     p.add_argument("--data", required=True,
                    help='a dataset folder (files, save_to_disk, Hub-style), a data file, "imdb", or hf:NAME[:CONFIG]')
-    p.add_argument("--split", default="test", help="which split of a dataset folder or Hub dataset (default: test)")
+    p.add_argument("--split", help="which split of a dataset folder or Hub dataset (default: test; a file is scored "
+                                    "whole)")
     p.add_argument("--text-column", help="default: the column the model was trained on")
     p.add_argument("--label-column", help="default: the column the model was trained on")
     p.add_argument("--output", help="write the metrics as JSON here")
@@ -321,11 +322,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .reports.evaluation import evaluate
     from .reports.metrics import format_report
 
+    from .data.sources import is_data_file
+    from .data.tables import column_options
+
     if args.batch_size <= 0:
         raise TextclfError("--batch-size must be > 0")
-    m = evaluate(args.model_dir, args.data, args.split, text_column=args.text_column, label_column=args.label_column,
-                 output=args.output, plots=args.plots, batch_size=args.batch_size, encoding_errors=args.encoding_errors,
-                 file_format=_file_format(args), loading=_loading(args))
+    if args.split is not None and is_data_file(args.data):
+        raise TextclfError(f"--split picks a split of a dataset folder or Hub dataset; {args.data} is one file, scored "
+                           "whole (drop --split)")
+    with column_options("--text-column", "--label-column"):
+        m = evaluate(args.model_dir, args.data, args.split or "test", text_column=args.text_column,
+                     label_column=args.label_column, output=args.output, plots=args.plots, batch_size=args.batch_size,
+                     encoding_errors=args.encoding_errors, file_format=_file_format(args), loading=_loading(args))
     print(format_report(m, title=f"{m['model']} on {m['data']} [{m['split']}]"))
     return 0
 

@@ -15,7 +15,7 @@ import yaml
 from ..errors import TextclfError, did_you_mean, first_line
 from ..hub.download import HF_PREFIX
 from .split import SPLIT_ALIASES, Split
-from .tables import frame_to_split, missing_column
+from .tables import column_option, frame_to_split, missing_column
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,7 @@ def _datasets_frame(part, text_column: str, label_column: str | None, start: int
     def check(columns: list) -> None:
         for col in wanted:
             if col not in columns:
-                raise missing_column(col, columns, "data.label_column" if col == label_column else "data.text_column",
-                                      where)
+                raise missing_column(col, columns, column_option(label=col == label_column), where)
 
     import datasets
 

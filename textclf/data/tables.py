@@ -5,10 +5,12 @@ can be wrong, as one line naming the fix."""
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import logging
 import re
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -336,6 +338,27 @@ def _whole(path: str | Path, encoding_errors: str, file_format: FileFormat) -> p
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+# How an error names the setting that picks the text and label columns: train.py's config keys, or, inside
+# `column_options`, a command's flags (evaluate.py's --text-column / --label-column)
+_COLUMN_OPTIONS: ContextVar[tuple[str, str]] = ContextVar("column_options",
+                                                          default=("data.text_column", "data.label_column"))
+
+
+@contextlib.contextmanager
+def column_options(text: str, label: str) -> Iterator[None]:
+    """Inside: errors about the text and label columns name `text` and `label` as the fix."""
+    token = _COLUMN_OPTIONS.set((text, label))
+    try:
+        yield
+    finally:
+        _COLUMN_OPTIONS.reset(token)
+
+
+def column_option(label: bool = False) -> str:
+    """The setting that picks the text column (or, `label`, the label column), as the running command calls it."""
+    return _COLUMN_OPTIONS.get()[label]
+
+
 def missing_column(name: str, columns: list, option: str, where: str) -> TextclfError:
     cols = [str(c) for c in columns]
     return TextclfError(f'{where} has no column "{name}"{did_you_mean(name, cols)}; '
@@ -348,9 +371,10 @@ def _column(df: pd.DataFrame, name: str, option: str, where: str) -> pd.Series:
     return df[name]
 
 
-def text_of(df: pd.DataFrame, text_column: str, where: str, option: str = "data.text_column") -> pd.Series:
-    """The text column, or several (`title,body`) joined with a space; missing cells are empty strings."""
-    parts = [_column(df, c.strip(), option, where).fillna("").astype(str) for c in text_column.split(",")]
+def text_of(df: pd.DataFrame, text_column: str, where: str, option: str | None = None) -> pd.Series:
+    """The text column, or several (`title,body`) joined with a space; missing cells are empty strings. `option`:
+    what an error names as the fix (None: `column_option()`)."""
+    parts = [_column(df, c.strip(), option or column_option(), where).fillna("").astype(str) for c in text_column.split(",")]
     if len(parts) == 1:
         return parts[0]
     return pd.Series([" ".join(row) for row in zip(*parts, strict=True)], index=df.index, dtype=object)
@@ -363,7 +387,7 @@ def frame_to_split(df: pd.DataFrame, text_column: str, label_column: str | None,
     if label_column is None:
         labels, has_label = pd.Series([None] * len(df)), np.ones(len(df), dtype=bool)
     else:
-        labels = _column(df, label_column, "data.label_column", where)
+        labels = _column(df, label_column, column_option(label=True), where)
         has_label = labels.notna().to_numpy() & (labels.astype(str).str.strip().str.len().to_numpy() > 0)
     for n, why in ((~has_label).sum(), "no label"), ((~has_text & has_label).sum(), "empty text"):
         if n:
@@ -371,7 +395,7 @@ def frame_to_split(df: pd.DataFrame, text_column: str, label_column: str | None,
     keep = has_text & has_label
     if not keep.any():
         raise TextclfError(f"{where} has no rows with both text and a label "
-                           "(check data.text_column / data.label_column)")
+                           f"(check {column_option()} / {column_option(label=True)})")
     return Split(text[keep].tolist(), labels[keep].tolist(), where)
 
 
