@@ -284,10 +284,17 @@ def check(cfg: Config) -> Config:
 
 
 def check_finetune(cfg: Config) -> None:
-    """Fine-tuning keys need a model to start from (checked when training, so every config file loads)."""
-    for key in FINETUNE_KEYS:
-        if value_of(cfg, key) and not cfg.init_from:
-            raise TextclfError(f'config key "{key}" is for fine-tuning: set init_from=MODEL_DIR (or {key}=0)')
+    """Fine-tuning keys need a model to start from (checked when training, so every config file loads); all those
+    set are named at once (configs/finetune.yaml without init_from sets three)."""
+    if cfg.init_from:
+        return
+    undo = {key: f"{key}=0" for key in FINETUNE_KEYS if value_of(cfg, key)}
+    if cfg.init_head != "auto":
+        undo["init_head"] = "init_head=auto"
+    if undo:
+        names = ", ".join(f'"{key}"' for key in undo)
+        raise TextclfError(f"config key{'s' if len(undo) > 1 else ''} {names} {'are' if len(undo) > 1 else 'is'} for "
+                           f"fine-tuning: set init_from=MODEL_DIR (or {' '.join(undo.values())})")
 
 
 def bool_keys() -> list[str]:

@@ -22,7 +22,7 @@ from textclf.training.finetune import (
 from textclf.training.finetune import transfer_weights as init_model
 from textclf.training.pipeline import balanced_class_weights, train
 
-from ..conftest import TINY, lstm, make_reviews
+from ..conftest import REPO, TINY, lstm, make_reviews
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +161,12 @@ def test_init_from_something_that_is_not_a_model(tmp_path, base):
 def test_fine_tuning_keys_need_init_from(tmp_path):
     with pytest.raises(TextclfError, match=r'"train.freeze_encoder_epochs" is for fine-tuning: set init_from'):
         train(load_config(None, ["train.freeze_encoder_epochs=1", f"run_dir={tmp_path / 'run'}"]))
+    with pytest.raises(TextclfError, match=r'"init_head" is for fine-tuning: set init_from=MODEL_DIR \(or init_head=auto'):
+        train(load_config(None, ["init_head=new", f"run_dir={tmp_path / 'run'}"]))  # was trained from scratch, silently
+    # the shipped fine-tuning config without init_from: every key it sets, in one line (was one key per attempt)
+    with pytest.raises(TextclfError, match=r'config keys "train.freeze_embedding_epochs", "train.freeze_encoder_epochs" '
+                                           r"are for fine-tuning: set init_from=MODEL_DIR \(or train.freeze_embedding"):
+        train(load_config(str(REPO / "configs" / "finetune.yaml"), [f"run_dir={tmp_path / 'run'}"]))
     assert not (tmp_path / "run").exists()
 
 
@@ -174,6 +180,18 @@ def test_binary_labels_named_otherwise_are_aligned_by_the_pretrained_scores(tmp_
     assert load_model(run).labels.names == ["happy", "unhappy"]  # sorted as the data's, the head turned to it
     assert info["started_as"] == {"happy": "pos", "unhappy": "neg"}
     assert metrics["validation"]["accuracy"] > 0.9
+
+
+def test_an_architecture_key_given_to_a_fine_tuning_run_is_said_to_be_unused(base, caplog):
+    """Fine-tuning takes init_from's architecture: a model.* the user set otherwise was dropped without a word."""
+    from textclf.training.pipeline import start_from
+
+    with caplog.at_level("WARNING"):
+        cfg, _ = start_from(load_config(None, [f"init_from={base}", *TINY, "model.hidden_size=64"]))
+    assert cfg.model.hidden_size == 16 and cfg.model.embedding_dim == 16
+    assert "model.hidden_size=64 is not used: fine-tuning keeps init_from's architecture (model.hidden_size=16)" \
+        in caplog.text
+    assert "embedding_dim" not in caplog.text  # TINY's 16 is the start's own
 
 
 def test_init_head_new_always_starts_a_fresh_head_from_a_linear_probe(tmp_path, base):

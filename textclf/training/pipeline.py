@@ -192,8 +192,13 @@ def start_from(cfg: Config) -> tuple[Config, Artifact | None]:
     cfg = copy.deepcopy(cfg)
     cfg.tokenizer.kind, cfg.tokenizer.lowercase = pretrained.tokenizer.kind, pretrained.tokenizer.lowercase
     cfg.model.type = pretrained.model.kind
+    default = ModelConfig()
     for key, value in pretrained.model.arch.items():
         if hasattr(cfg.model, key):  # not the vocab's and label set's sizes: those are this run's
+            asked = getattr(cfg.model, key)
+            if asked != value and asked != getattr(default, key):  # set by the user, and not what the weights are
+                log.warning("model.%s=%s is not used: fine-tuning keeps init_from's architecture (model.%s=%s)", key,
+                            asked, key, value)
             setattr(cfg.model, key, value)
     return cfg, pretrained
 
