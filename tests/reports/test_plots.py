@@ -35,7 +35,8 @@ def test_evaluation_plots_binary_multiclass_and_one_class(tmp_path):
 def test_history_plot(tmp_path):
     rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_accuracy": 0.5 + e / 10, "val_f1": 0.5,
              "val_roc_auc": None} for e in (1, 2, 3)]
-    assert _is_png(plot_history(rows, tmp_path, monitor="loss"))
+    assert _is_png(plot_history(rows, tmp_path, best=2))
+    assert _is_png(plot_history(rows, tmp_path / "ft", best=0))  # fine-tuning kept the model it started from
 
 
 def test_training_writes_plots_and_tensorboard_scalars(tmp_path, tiny_dir):

@@ -223,6 +223,21 @@ def test_the_epochs_the_user_set_are_the_epochs_run_or_the_log_says_why(tmp_path
            "(train.min_steps=0 keeps train.epochs)" in caplog.text
 
 
+def test_the_log_shows_the_loss_that_picks_the_epoch_and_names_the_epoch_kept(tmp_path, tiny_dir, caplog):
+    """A newcomer's review: "*best" marked epochs whose printed val_loss rose, since train.monitor=loss picks by the
+    loss after temperature scaling, which was never printed; and no line said which epoch the model is."""
+    caplog.set_level("INFO")
+    cfg = load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY, "train.monitor=loss"])
+    metrics = train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    calibrated = [row["val_calibrated_loss"] for row in rows]
+    assert metrics["best_epoch"] == 1 + calibrated.index(min(calibrated))
+    for row in rows:
+        assert f"val_loss {row['val_loss']:.4f} (calibrated {row['val_calibrated_loss']:.4f})" in caplog.text
+    assert f"kept epoch {metrics['best_epoch']} of {len(rows)}: the best validation loss after temperature " \
+           "scaling" in caplog.text
+
+
 def test_small_data_trains_without_the_adversarial_pass_and_the_run_says_so(tmp_path, tiny_dir, caplog):
     """Under train.adversarial_min_tokens train tokens, one pass a step (issue 29: on a few thousand tweets or
     Chinese reviews the second pass bought no accuracy at half of every step's time); the log and metrics.json say

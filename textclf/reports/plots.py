@@ -27,8 +27,9 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def plot_history(history: Sequence[dict], out_dir: str | Path, monitor: str = "accuracy") -> Path:
-    """history.png: train/validation loss (left) and validation metrics (right) per epoch, best epoch marked."""
+def plot_history(history: Sequence[dict], out_dir: str | Path, best: int) -> Path:
+    """history.png: train/validation loss (left) and validation metrics (right) per epoch, the epoch the run kept
+    (`best`; 0: the model it started from, fine-tuning) marked."""
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
@@ -39,10 +40,8 @@ def plot_history(history: Sequence[dict], out_dir: str | Path, monitor: str = "a
         if all(v is not None for v in values):
             ax_metric.plot(epochs, values, "o-", label=key.removeprefix("val_"))
     ax_metric.set(title="validation", xlabel="epoch")
-    scores = [row["val_loss"] if monitor == "loss" else row[f"val_{monitor}"] for row in history]
-    best = epochs[int(np.argmin(scores) if monitor == "loss" else np.argmax(scores))]
     for ax in (ax_loss, ax_metric):
-        ax.axvline(best, color="grey", linestyle=":", label=f"best epoch ({best})")
+        ax.axvline(best, color="grey", linestyle=":", label=f"kept: epoch {best}" + (" (the start)" if not best else ""))
         ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
         ax.legend()

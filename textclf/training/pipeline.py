@@ -401,7 +401,7 @@ def finish(run_dir: Path, cfg: Config, result: FitResult, metrics: dict, tb) -> 
     from ..reports.plots import plot_history
 
     plots_dir = run_dir / "plots"
-    plot_history(result.history, plots_dir, cfg.train.monitor)
+    plot_history(result.history, plots_dir, result.best_epoch)
     if tb:
         log_final(tb, metrics, result.best_epoch)
     log.info("plots: %s", plots_dir)

@@ -72,12 +72,15 @@ class EpochRow:
     train_seconds: float  # of the epoch's training steps
     tokens_per_s: int
     seconds: float  # of the epoch, its validation included
+    # the validation loss after temperature scaling: what train.monitor=loss picks the epoch by (`Validation.score`)
+    val_calibrated_loss: float | None = None
 
     def log(self, epochs: int, improved: bool, path: Path | None) -> None:
         """One line of the log; a line of log.jsonl at `path` (None: not written, as in DDP's other processes)."""
-        log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s",
-                 self.epoch, epochs, self.train_loss, self.val_loss, self.val_accuracy, self.val_f1, self.seconds,
-                 f"{self.tokens_per_s:,}", "  *best" if improved else "")
+        calibrated = "" if self.val_calibrated_loss is None else f" (calibrated {self.val_calibrated_loss:.4f})"
+        log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f%s  val_acc %.4f  val_f1 %.4f  %.0fs  %s tok/s%s",
+                 self.epoch, epochs, self.train_loss, self.val_loss, calibrated, self.val_accuracy, self.val_f1,
+                 self.seconds, f"{self.tokens_per_s:,}", "  *best" if improved else "")
         if path is not None:
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(asdict(self)) + "\n")
@@ -206,6 +209,9 @@ class Loop:
                 self.sigterm.restore()
         if p.best_state is not None:
             self.model.load_state_dict(p.best_state)
+        log.info("kept epoch %d of %d%s: the best validation %s", p.best_epoch, len(p.history),
+                 " (the model it started from)" if p.best_epoch == 0 else "",
+                 "loss after temperature scaling" if self.cfg.monitor == "loss" else self.cfg.monitor)
         return FitResult(p.best_epoch, p.best_score, p.history, p.train_seconds, self.precision, self.adversarial)
 
     def epoch(self, epoch: int, val_loader: DataLoader, label_names: list[str], hooks: Hooks) -> None:
@@ -250,7 +256,7 @@ class Loop:
         tokens = int(distributed.all_sum(torch.tensor(p.tokens)))  # of all processes
         row = EpochRow(epoch, round(train_loss, 6), val.loss, val.accuracy, val.f1, val.roc_auc,
                        self.setup.opt.param_groups[0]["lr"], round(p.seconds, 2),
-                       round(tokens / max(p.seconds, 1e-9)), round(seconds, 2))
+                       round(tokens / max(p.seconds, 1e-9)), round(seconds, 2), val.calibrated_loss)
         p.history.append(asdict(row))
         return row
 
