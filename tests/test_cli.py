@@ -247,6 +247,11 @@ def test_predict_reads_csv_and_lines_from_stdin(tmp_path, capsys, monkeypatch):
     assert main(["predict", str(model), "-"]) == 0
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 2 and "skipped 1 blank line(s)" in captured.err
+    assert main(["predict", str(model), "good film", "", "  "]) == 0  # given as arguments: the same rule
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1 and "skipped 2 blank text(s)" in captured.err
+    _one_line_error(capsys, main(["predict", str(model), ""]), "every text given is blank")
+    _one_line_error(capsys, main(["explain", str(model), " "]), "the text is blank: nothing to explain")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"good\ncaf\xe9\n")))
     _one_line_error(capsys, main(["predict", str(model), "-"]), "stdin line 2 is not UTF-8")
 

@@ -338,6 +338,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given_texts(texts: list[str]) -> list[str]:
+    """The texts given on the command line, blank ones skipped as blank stdin lines are (a model labels an empty
+    text as confidently as any other: its label would mean nothing)."""
+    kept = [t for t in texts if t.strip()]
+    if len(kept) < len(texts):
+        log.warning("skipped %d blank text(s)", len(texts) - len(kept))
+    if not kept:
+        raise TextclfError('every text given is blank: give texts to label, "-" to read lines from stdin, or --input FILE')
+    return kept
+
+
 def _stdin_lines(errors: str) -> list[str]:
     data = sys.stdin.buffer.read()
     try:
@@ -415,7 +426,7 @@ def run_predict(args: argparse.Namespace) -> int:
             if to_file:
                 print(f"wrote {summary.rows:,} rows to {args.output}")
             return 0
-        texts = _stdin_lines(args.encoding_errors) if args.texts == ["-"] else args.texts
+        texts = _stdin_lines(args.encoding_errors) if args.texts == ["-"] else _given_texts(args.texts)
         if args.format == "csv":
             import pandas as pd
 
@@ -449,6 +460,8 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.top <= 0:
         raise TextclfError("--top must be > 0")
     text = sys.stdin.read() if args.text == "-" else args.text
+    if not text.strip():
+        raise TextclfError("the text is blank: nothing to explain")
     clf = Classifier.load_with(args.model_dir, _loading(args))
     e = Explainer(clf, args.steps).explain(text, binary_threshold(args.threshold, len(clf.labels)))
     if args.format == "json":
