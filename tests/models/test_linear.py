@@ -144,7 +144,8 @@ def _fitted_and_odd_texts(kind: str, classes: int) -> tuple[LinearModel, list[li
 
 
 @pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("tfidf", 3), ("nb", 2), ("char_tfidf", 2),
-                                           ("char_tfidf", 3), ("char_nb", 2)])
+                                           ("char_tfidf", 3), ("char_nb", 2), ("tfidf_wordchar", 2),
+                                           ("tfidf_wordchar", 3)])
 def test_summed_scores_equal_the_sparse_features(kind, classes, monkeypatch):
     """`predict_proba` sums each text's n-grams without building `features`' sparse matrix: the same
     probabilities, also for empty texts, texts with no known n-gram and n-grams repeated in a text (counted
@@ -162,15 +163,17 @@ def test_summed_scores_equal_the_sparse_features(kind, classes, monkeypatch):
     assert fallback._index is None
 
 
-@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("tfidf", 3), ("nb", 2), ("char_tfidf", 2)])
+@pytest.mark.parametrize("kind, classes", [("tfidf", 2), ("tfidf", 3), ("nb", 2), ("char_tfidf", 2),
+                                           ("tfidf_wordchar", 3)])
 def test_many_texts_are_scored_a_bounded_batch_at_a_time_with_the_same_numbers(kind, classes, monkeypatch):
     """A long list's n-grams are never all in memory at once (`SCORE_CHUNK` texts a tally), and each text
     scores as it does alone: what a bigger batch would hold only costs memory and, on a first call, time."""
     model, docs = _fitted_and_odd_texts(kind, classes)
     whole = model.scores(docs)
     sizes = []
-    tally = NgramIndex.tally
-    monkeypatch.setattr(NgramIndex, "tally", lambda self, token_lists: sizes.append(len(token_lists))
+    index = type(model._index)  # NgramIndex, or WordCharIndex
+    tally = index.tally
+    monkeypatch.setattr(index, "tally", lambda self, token_lists: sizes.append(len(token_lists))
                         or tally(self, token_lists))
     monkeypatch.setattr(linear, "SCORE_CHUNK", 7)
     np.testing.assert_array_equal(model.scores(docs), whole)

@@ -21,6 +21,7 @@ Saved as JSON (the n-grams) + safetensors (the numbers), no pickle.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,11 +108,15 @@ class NgramIndex:
         it occurs there. The occurrences are grouped by sorting their (text, column) pairs, one int64 each:
         numpy's sort is vectorised, faster than hashing them (`pd.factorize`) or scipy's COO → CSR conversion and
         its sorting (figures: benchmarks/README.md)."""
+        return _grouped(*self.occurrences(token_lists), self.size)
+
+    def occurrences(self, token_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """(text, column) of every occurrence of a feature n-gram."""
         lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         ids = np.fromiter(map(self.words.get, chain.from_iterable(token_lists), repeat(-1)), dtype=np.int64,
                           count=int(lengths.sum())) + 1  # 0: a word in no feature n-gram
         doc = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
-        pairs = []
+        docs, cols = [], []
         key = np.zeros(len(ids), dtype=np.int64)
         ok = np.ones(len(ids), dtype=bool)
         for n in range(1, self.ngram_max + 1):
@@ -123,16 +128,61 @@ class NgramIndex:
             table, columns = self.tables[n - 1]
             at = table.get_indexer(key[ok])  # -1: not a feature
             hit = at >= 0
-            pairs.append(doc[:m][ok][hit] * self.size + columns[at[hit]])
-        pair, count = np.unique(np.concatenate(pairs) if pairs else np.zeros(0, dtype=np.int64), return_counts=True)
-        return pair // self.size, pair % self.size, count
+            docs.append(doc[:m][ok][hit])
+            cols.append(columns[at[hit]])
+        empty = np.zeros(0, dtype=np.int64)
+        return (np.concatenate(docs), np.concatenate(cols)) if docs else (empty, empty)
 
-    def counts(self, token_lists: Sequence[Sequence[str]]) -> sparse.csr_matrix:
-        """[texts, features] how often each feature n-gram occurs in each text (float32)."""
-        doc, col, count = self.tally(token_lists)
-        indptr = np.zeros(len(token_lists) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(doc, minlength=len(token_lists)), out=indptr[1:])
-        return sparse.csr_matrix((count.astype(np.float32), col, indptr), shape=(len(token_lists), self.size))
+
+def _grouped(doc: np.ndarray, col: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Occurrences (text, column) → (text, column, count), in text then column order (`NgramIndex.tally`)."""
+    pair, count = np.unique(doc * size + col, return_counts=True)
+    return pair // size, pair % size, count
+
+
+class WordCharIndex:
+    """The word-and-character view's n-grams (`_WordsAndChars`' columns: word n-grams, then character n-grams
+    inside words) found in texts in a few numpy passes, as `NgramIndex` finds word n-grams: the word block through
+    an `NgramIndex`, the character block word by word, each distinct word's columns looked up once and kept
+    (`CACHED_WORDS` of them), so a text's character n-grams cost a gather, not a Python loop over them."""
+
+    CACHED_WORDS = 200_000
+
+    def __init__(self, ngrams: list[str], ngram_max: int, chars: tuple[int, int]):
+        split = sum(not g.startswith(CHAR_MARK) for g in ngrams)
+        self.words = NgramIndex(ngrams[:split], ngram_max)
+        self.char_columns = {g[len(CHAR_MARK):]: split + i for i, g in enumerate(ngrams[split:])}
+        self.chars, self.size, self._cached = chars, len(ngrams), {}
+
+    @staticmethod
+    def fits(ngrams: list[str]) -> bool:
+        return NgramIndex.fits([g for g in ngrams if not g.startswith(CHAR_MARK)])
+
+    def _columns(self, word: str) -> np.ndarray:
+        cols = self._cached.get(word)
+        if cols is None:
+            found = [self.char_columns.get(g) for g in char_wb(word, *self.chars)]
+            cols = np.array([c for c in found if c is not None], dtype=np.int64)
+            if len(self._cached) >= self.CACHED_WORDS:
+                self._cached.clear()
+            self._cached[word] = cols
+        return cols
+
+    def tally(self, token_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(text, column, count) of both blocks, as `NgramIndex.tally`."""
+        word_doc, word_col = self.words.occurrences(token_lists)
+        ids: dict[str, int] = {}
+        token_id = np.fromiter((ids.setdefault(t, len(ids)) for t in chain.from_iterable(token_lists)), dtype=np.int64)
+        per_word = [self._columns(w) for w in ids]
+        lengths = np.fromiter(map(len, per_word), dtype=np.int64, count=len(per_word))
+        flat = np.concatenate(per_word) if per_word else np.zeros(0, dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths
+        n = lengths[token_id]  # each token's character n-grams found
+        within = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+        char_col = flat[np.repeat(starts[token_id], n) + within]
+        texts = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        char_doc = np.repeat(np.repeat(np.arange(len(token_lists), dtype=np.int64), texts), n)
+        return _grouped(np.concatenate([word_doc, char_doc]), np.concatenate([word_col, char_col]), self.size)
 
 
 def _occurrences(columns: dict[str, int], ngram_max: int, units: Sequence[str]) -> list[tuple[int, int, int]]:
@@ -361,11 +411,12 @@ class LinearModel:
 
     def _docs(self, token_lists: Iterable[Sequence[str]]) -> tuple[list, NgramIndex | None]:
         """The texts as lists of the units their n-grams are made of, and the n-gram index (built on first use;
-        None when the n-grams' words do not fit it, or the view reads characters inside words too: scikit-learn's
-        slower vectorizer then)."""
+        None when the n-grams' words do not fit it: scikit-learn's slower vectorizer then)."""
         docs = [units(t, self.unit) for t in token_lists] if self.unit != "word" else (
             token_lists if isinstance(token_lists, list) else list(token_lists))
-        if self._index is None and not self.chars and NgramIndex.fits(self.ngrams):
+        if self._index is None and self.chars and WordCharIndex.fits(self.ngrams):
+            self._index = WordCharIndex(self.ngrams, self.ngram_max, self.chars)
+        elif self._index is None and not self.chars and NgramIndex.fits(self.ngrams):
             self._index = NgramIndex(self.ngrams, self.ngram_max)
         return docs, self._index
 
@@ -376,17 +427,11 @@ class LinearModel:
         if index is None:
             x = self.vectorizer.transform(docs)
             return x.multiply(self.scale).tocsr() if self.weighting == "nb" else x
-        x = index.counts(docs)
-        if self.weighting == "nb":
-            x.data[:] = 1.0
-        else:
-            np.log(x.data, out=x.data)
-            x.data += 1.0
-        x = sparse.csr_matrix(x.multiply(self.scale))
-        if self.weighting == "tfidf":
-            norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-            x = sparse.csr_matrix(sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)).astype(np.float32) @ x)
-        return x
+        doc, col, count = index.tally(docs)
+        indptr = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(doc, minlength=len(docs)), out=indptr[1:])
+        return sparse.csr_matrix((self._values(doc, col, count, len(docs)).astype(np.float32), col, indptr),
+                                 shape=(len(docs), len(self.ngrams)))
 
     def scores(self, token_lists: Iterable[Sequence[str]]) -> np.ndarray:
         """[N, 1] (two classes) or [N, C] logits: `features(...) @ coef.T + intercept`, without a sparse matrix.
@@ -399,13 +444,26 @@ class LinearModel:
                                    for i in range(0, len(docs), SCORE_CHUNK)])
         return self._scores(index, docs)
 
-    def _scores(self, index: NgramIndex, docs: Sequence[Sequence[str]]) -> np.ndarray:
-        doc, col, count = index.tally(docs)
-        value = self.scale[col].astype(np.float64)  # "nb": present once or more, x log-count ratio
+    def _values(self, doc: np.ndarray, col: np.ndarray, count: np.ndarray, texts: int) -> np.ndarray:
+        """What the logistic regression reads of each (text, column, count) of a tally (float64): the log-count ratio
+        ("nb": present once or more), or sublinear tf x idf, L2-normalised per text ("tfidf"): per text and block,
+        where the view has a block of character n-grams beside its word n-grams (`_WordsAndChars`)."""
+        value = self.scale[col].astype(np.float64)
         if self.weighting == "tfidf":
             value *= 1.0 + np.log(count)
-            norms = np.sqrt(np.bincount(doc, value * value, minlength=len(docs)))
-            value /= norms[doc]  # a text with a pair has a norm > 0
+            group = doc * 2 + (col >= self._words) if self.chars else doc
+            norms = np.sqrt(np.bincount(group, value * value, minlength=2 * texts))
+            value /= norms[group]  # a text with a pair has a norm > 0
+        return value
+
+    @functools.cached_property
+    def _words(self) -> int:
+        """How many of the columns are word n-grams (the rest: character n-grams inside words)."""
+        return sum(not g.startswith(CHAR_MARK) for g in self.ngrams)
+
+    def _scores(self, index: NgramIndex | WordCharIndex, docs: Sequence[Sequence[str]]) -> np.ndarray:
+        doc, col, count = index.tally(docs)
+        value = self._values(doc, col, count, len(docs))
         return np.stack([np.bincount(doc, value * c[col], minlength=len(docs)) for c in self.coef],
                         axis=1) + self.intercept
 
