@@ -338,15 +338,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _given_texts(texts: list[str]) -> list[str]:
-    """The texts given on the command line, blank ones skipped as blank stdin lines are (a model labels an empty
-    text as confidently as any other: its label would mean nothing)."""
+def _non_blank(texts: list[str], skipped: str, none_left: str) -> list[str]:
+    """The texts that are not blank, the others skipped with a warning (a model labels an empty text as confidently
+    as any other: its label would mean nothing); `none_left`: the error when none is left."""
     kept = [t for t in texts if t.strip()]
     if len(kept) < len(texts):
-        log.warning("skipped %d blank text(s)", len(texts) - len(kept))
+        log.warning("skipped %d %s", len(texts) - len(kept), skipped)
     if not kept:
-        raise TextclfError('every text given is blank: give texts to label, "-" to read lines from stdin, or --input FILE')
+        raise TextclfError(none_left)
     return kept
+
+
+def _given_texts(texts: list[str]) -> list[str]:
+    """The texts given on the command line, blank ones skipped as blank stdin lines are."""
+    return _non_blank(texts, "blank text(s)",
+                      'every text given is blank: give texts to label, "-" to read lines from stdin, or --input FILE')
 
 
 def _stdin_lines(errors: str) -> list[str]:
@@ -356,13 +362,8 @@ def _stdin_lines(errors: str) -> list[str]:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise TextclfError(f"stdin line {line} is not UTF-8; re-encode it, or pass --encoding-errors replace") from None
-    lines = text.splitlines()
-    texts = [line for line in lines if line.strip()]
-    if len(texts) < len(lines):
-        log.warning("skipped %d blank line(s) from stdin", len(lines) - len(texts))
-    if not texts:
-        raise TextclfError("stdin held no text: pipe one text per line into `textclf predict MODEL_DIR -`")
-    return texts
+    return _non_blank(text.splitlines(), "blank line(s) from stdin",
+                      "stdin held no text: pipe one text per line into `textclf predict MODEL_DIR -`")
 
 
 def _check_predict_args(args: argparse.Namespace) -> None:
