@@ -319,11 +319,10 @@ def run_baseline(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .reports.evaluation import evaluate
-    from .reports.metrics import format_report
-
     from .data.sources import is_data_file
     from .data.tables import column_options
+    from .reports.evaluation import evaluate
+    from .reports.metrics import format_report
 
     if args.batch_size <= 0:
         raise TextclfError("--batch-size must be > 0")

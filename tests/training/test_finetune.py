@@ -161,11 +161,13 @@ def test_init_from_something_that_is_not_a_model(tmp_path, base):
 def test_fine_tuning_keys_need_init_from(tmp_path):
     with pytest.raises(TextclfError, match=r'"train.freeze_encoder_epochs" is for fine-tuning: set init_from'):
         train(load_config(None, ["train.freeze_encoder_epochs=1", f"run_dir={tmp_path / 'run'}"]))
-    with pytest.raises(TextclfError, match=r'"init_head" is for fine-tuning: set init_from=MODEL_DIR \(or init_head=auto'):
-        train(load_config(None, ["init_head=new", f"run_dir={tmp_path / 'run'}"]))  # was trained from scratch, silently
+    new_head = r'"init_head" is for fine-tuning: set init_from=MODEL_DIR \(or init_head=auto'
+    with pytest.raises(TextclfError, match=new_head):  # it trained from scratch, silently
+        train(load_config(None, ["init_head=new", f"run_dir={tmp_path / 'run'}"]))
     # the shipped fine-tuning config without init_from: every key it sets, in one line (was one key per attempt)
-    with pytest.raises(TextclfError, match=r'config keys "train.freeze_embedding_epochs", "train.freeze_encoder_epochs" '
-                                           r"are for fine-tuning: set init_from=MODEL_DIR \(or train.freeze_embedding"):
+    both = (r'config keys "train.freeze_embedding_epochs", "train.freeze_encoder_epochs" are for fine-tuning: '
+            r"set init_from=MODEL_DIR \(or train.freeze_embedding")
+    with pytest.raises(TextclfError, match=both):
         train(load_config(str(REPO / "configs" / "finetune.yaml"), [f"run_dir={tmp_path / 'run'}"]))
     assert not (tmp_path / "run").exists()
 

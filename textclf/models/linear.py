@@ -50,6 +50,12 @@ WORDCHAR_MAX_TOKENS = 1_000_000
 CHAR_MARK = "\x1f"  # starts a character n-gram's name: a tokenizer's tokens never hold it (it is white space)
 
 
+def word_grams(ngrams: Sequence[str]) -> int:
+    """How many of a view's n-grams are word n-grams: all of them, or in a word-and-character view the first ones
+    (`_WordsAndChars`' columns), the character n-grams after them."""
+    return sum(not g.startswith(CHAR_MARK) for g in ngrams)
+
+
 def kinds_for(tokenizer_kind: str, num_classes: int, train_tokens: int | None = None) -> list[str]:
     """The linear views worth fitting (`ensemble.fit_linear_view` keeps the best on validation): TF-IDF, and for
     two classes the naive-Bayes weighting; over characters too where the script is written without spaces; words
@@ -149,14 +155,14 @@ class WordCharIndex:
     CACHED_WORDS = 200_000
 
     def __init__(self, ngrams: list[str], ngram_max: int, chars: tuple[int, int]):
-        split = sum(not g.startswith(CHAR_MARK) for g in ngrams)
+        split = word_grams(ngrams)
         self.words = NgramIndex(ngrams[:split], ngram_max)
         self.char_columns = {g[len(CHAR_MARK):]: split + i for i, g in enumerate(ngrams[split:])}
         self.chars, self.size, self._cached = chars, len(ngrams), {}
 
     @staticmethod
     def fits(ngrams: list[str]) -> bool:
-        return NgramIndex.fits([g for g in ngrams if not g.startswith(CHAR_MARK)])
+        return NgramIndex.fits(ngrams[: word_grams(ngrams)])
 
     def _columns(self, word: str) -> np.ndarray:
         cols = self._cached.get(word)
@@ -258,7 +264,7 @@ class _WordsAndChars:
                  **kwargs):
         known = ({}, {})
         if vocabulary is not None:
-            split = sum(not g.startswith(CHAR_MARK) for g in vocabulary)
+            split = word_grams(vocabulary)
             known = ({"vocabulary": vocabulary[:split]}, {"vocabulary": [g[len(CHAR_MARK):] for g in vocabulary[split:]]})
         self.parts = (_sklearn(kind, _analyzer(ngram_max), **known[0], **kwargs),
                       _sklearn(kind, _char_analyzer(chars), **known[1], **kwargs))
@@ -330,7 +336,7 @@ def _fit_rows(counts: sparse.csr_matrix, grams: np.ndarray, rows: np.ndarray, y:
     names = [str(g) for g in grams[keep]]
     # the word-and-character view's two blocks (`_WordsAndChars`), each weighted on its own; None: `fit` makes a
     # block of every n-gram when min_df leaves one empty
-    blocks = [keep] if not settings.get("chars") else np.split(keep, [sum(not g.startswith(CHAR_MARK) for g in names)])
+    blocks = [keep] if not settings.get("chars") else np.split(keep, [word_grams(names)])
     if not all(len(b) for b in blocks):
         return None
     parts = [_weighted(x[:, b].tocsr(), y[rows], settings["weighting"]) for b in blocks]
@@ -459,7 +465,7 @@ class LinearModel:
     @functools.cached_property
     def _words(self) -> int:
         """How many of the columns are word n-grams (the rest: character n-grams inside words)."""
-        return sum(not g.startswith(CHAR_MARK) for g in self.ngrams)
+        return word_grams(self.ngrams)
 
     def _scores(self, index: NgramIndex | WordCharIndex, docs: Sequence[Sequence[str]]) -> np.ndarray:
         doc, col, count = index.tally(docs)
