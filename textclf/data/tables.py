@@ -374,7 +374,8 @@ def _column(df: pd.DataFrame, name: str, option: str, where: str) -> pd.Series:
 def text_of(df: pd.DataFrame, text_column: str, where: str, option: str | None = None) -> pd.Series:
     """The text column, or several (`title,body`) joined with a space; missing cells are empty strings. `option`:
     what an error names as the fix (None: `column_option()`)."""
-    parts = [_column(df, c.strip(), option or column_option(), where).fillna("").astype(str) for c in text_column.split(",")]
+    option = option or column_option()
+    parts = [_column(df, c.strip(), option, where).fillna("").astype(str) for c in text_column.split(",")]
     if len(parts) == 1:
         return parts[0]
     return pd.Series([" ".join(row) for row in zip(*parts, strict=True)], index=df.index, dtype=object)

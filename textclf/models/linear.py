@@ -265,7 +265,8 @@ class _WordsAndChars:
         known = ({}, {})
         if vocabulary is not None:
             split = word_grams(vocabulary)
-            known = ({"vocabulary": vocabulary[:split]}, {"vocabulary": [g[len(CHAR_MARK):] for g in vocabulary[split:]]})
+            char_grams = [g[len(CHAR_MARK):] for g in vocabulary[split:]]
+            known = ({"vocabulary": vocabulary[:split]}, {"vocabulary": char_grams})
         self.parts = (_sklearn(kind, _analyzer(ngram_max), **known[0], **kwargs),
                       _sklearn(kind, _char_analyzer(chars), **known[1], **kwargs))
 

@@ -41,7 +41,8 @@ def plot_history(history: Sequence[dict], out_dir: str | Path, best: int) -> Pat
             ax_metric.plot(epochs, values, "o-", label=key.removeprefix("val_"))
     ax_metric.set(title="validation", xlabel="epoch")
     for ax in (ax_loss, ax_metric):
-        ax.axvline(best, color="grey", linestyle=":", label=f"kept: epoch {best}" + (" (the start)" if not best else ""))
+        label = f"kept: epoch {best}" + (" (the start)" if not best else "")
+        ax.axvline(best, color="grey", linestyle=":", label=label)
         ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
         ax.legend()
