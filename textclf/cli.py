@@ -307,6 +307,11 @@ def run_baseline(args: argparse.Namespace) -> int:
     if args.c is not None and args.c <= 0:
         raise TextclfError("--C must be > 0")
     cfg = load_config(args.config, args.overrides)
+    unused = [key for key in (o.split("=", 1)[0] for o in args.overrides or [])
+              if key.split(".")[0] not in ("data", "tokenizer") and key != "train.seed"]  # the seed carves validation
+    if unused:  # run_dir=X wrote nothing there, without a word
+        log.warning("textclf baseline reads data.*, tokenizer.* and train.seed only, and writes no run folder: %s not "
+                    "used (--output FILE writes its figures)", ", ".join(unused))
     splits = load_data(cfg)
     tokenizer = for_run(cfg.tokenizer.kind, cfg.tokenizer.lowercase, splits["train"].texts)  # the model's tokens
     result = linear_baseline(splits, tokenizer, cfg.data.cache_dir, c=args.c)
