@@ -150,11 +150,12 @@ JOB, ANSWER = "job.pkl", "answer.pkl"  # Beside's files: (ViewData, seed) in; (o
 
 
 def start(d: ViewData, seed: int, word2vec_reads: int) -> Here | Beside:
-    """The linear view's fitting: `Beside` a word2vec that reads BESIDE_READS tokens or more (its one thread leaves
-    a core idle for that long), else `Here`, when the run asks for it."""
+    """The linear view's fitting: `Beside` a word2vec that reads BESIDE_READS tokens or more (word2vec on one
+    thread leaves a core idle for that long; on a GPU machine it leaves several), else `Here`, when the run asks
+    for it."""
     if word2vec_reads < BESIDE_READS:
         return Here(d, seed)
-    log.info("linear view: fitted in a second process while word2vec reads (one core each)")
+    log.info("linear view: fitted in a second process while word2vec reads")
     return Beside(d, seed)
 
 

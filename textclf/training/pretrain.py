@@ -50,7 +50,7 @@ def pretrain_vectors(cfg: Config, data: Prepared, corpora: list[Tokenized]) -> t
         capped = f", at most pretrain.max_epochs={p.max_epochs}" if how.epochs == p.max_epochs else ""
         raised = (f", not pretrain.epochs={p.epochs}: the corpus is small for pretrain.min_tokens={p.min_tokens:,}"
                   f"{capped} (pretrain.min_tokens=0 keeps pretrain.epochs)")
-    on = (f", {how.workers} threads: vectors differ run to run (pretrain.workers=1: the seed's own)"
+    on = (f", {how.workers} threads, so the vectors differ run to run; pretrain.workers=1 keeps the seed's own"
           if how.workers > 1 else "")
     log.info("pretraining word vectors on %s (%d passes%s%s)", " + ".join(f"{len(t):,} texts" for t in corpora),
              how.epochs, raised, on)
