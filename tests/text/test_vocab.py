@@ -37,6 +37,16 @@ def test_label_vocab_orders_numbers_numerically():
     assert LabelVocab.from_values([1.0, 0.0]).names == ["0", "1"]
 
 
+def test_numbers_written_as_floats_are_the_same_labels():
+    """pandas writes an int label column with a gap as 0.0 / 1.0 / 2.0: read back as text, they are 0 / 1 / 2."""
+    lv = LabelVocab.from_values(["2.0", "0.0", "1.0", "1.0"])
+    assert lv.names == ["0", "1", "2"]
+    assert list(lv.encode(["0", "1", "2", 2, 2.0, " 1.00 "])) == [0, 1, 2, 2, 2, 1]
+    assert list(LabelVocab(["0", "1", "2"]).encode(["2.0", "0.0"])) == [2, 0]
+    assert LabelVocab.from_values(["1.5", "2.0"]).names == ["1.5", "2"]  # only whole numbers
+    assert list(LabelVocab(["neg", "pos"]).encode(["0.0", "1.0"])) == [0, 1]  # the 0/1 aliases too
+
+
 def test_label_vocab_forgives_spelling():
     lv = LabelVocab(["neg", "pos"])
     assert list(lv.encode(["NEG", " pos ", "positive", 0, 1, "1"])) == [0, 1, 1, 0, 1, 1]

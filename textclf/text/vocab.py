@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -70,11 +71,16 @@ class Vocab:
 _SENTIMENT = {"neg": "negative", "negative": "negative", "pos": "positive", "positive": "positive"}
 
 
+_WHOLE = re.compile(r"[+-]?\d+\.0*")  # "2.0": how pandas writes the numbers of an int column with gaps
+
+
 def label_key(value: object) -> str:
-    """A label's comparable spelling: strip, lowercase, 1.0 → 1 (pandas turns int columns with gaps into floats)."""
+    """A label's comparable spelling: strip, lowercase, 1.0 → 1, as a float or as text (pandas turns an int column
+    with gaps into floats, and writes them so to CSV)."""
     if isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
         value = int(value)
-    return str(value).strip().lower()
+    text = str(value).strip()
+    return str(int(text.split(".")[0])) if _WHOLE.fullmatch(text) else text.lower()
 
 
 def canonical_label(value: object) -> str:
@@ -118,8 +124,8 @@ class LabelVocab:
         first: dict[str, str] = {}
         for v in values:
             key = label_key(v)
-            if key not in first:
-                first[key] = v.strip() if isinstance(v, str) else key
+            if key not in first:  # a number written "2.0" is named "2", as the float 2.0 is
+                first[key] = v.strip() if isinstance(v, str) and not _WHOLE.fullmatch(v.strip()) else key
         return cls(sorted(first.values(), key=_sort_key))
 
     def __len__(self) -> int:
