@@ -120,3 +120,16 @@ def test_a_run_held_to_one_thread_starts_no_second_process(monkeypatch, threads,
     monkeypatch.setattr(linear_view, "start", lambda d, seed, reads: reads)
     cfg = load_config(None, [f"train.threads={threads}" if threads else "train.threads=null"])
     assert (pipeline.start_views(cfg, None, [], from_scratch=True) >= linear_view.BESIDE_READS) == beside
+
+
+def test_copies_of_one_text_share_a_fold():
+    """The out-of-fold probabilities the calibration reads: a validation text repeated in two folds was scored by a
+    view fitted on its own copy (a file of three copies of each text: validation accuracy 0.985, test 0.733)."""
+    y = np.array([0, 1, 2] * 40)
+    groups = np.arange(120) % 30  # 30 texts, 4 copies each, each text with one label
+    folds = linear_view.stratified_folds(y, 5, 0, groups)
+    for g in range(30):
+        assert len(set(folds[groups == g])) == 1
+    assert sorted(np.bincount(folds)) == [24, 24, 24, 24, 24]
+    assert (linear_view.stratified_folds(y, 5, 0, np.arange(120)) == linear_view.stratified_folds(y, 5, 0)).all()
+    assert list(linear_view.token_groups([["a", "b"], ["c"], ["a", "b"]])) == [0, 1, 0]

@@ -122,7 +122,7 @@ def _words_only_validation_knows():
     from textclf.text.vocab import LabelVocab
 
     train = [["good", "film"], ["bad", "film"]] * 10
-    validation = [["superb", "film"], ["awful", "film"]] * 10
+    validation = [[word, "film", f"take{i}"] for i in range(10) for word in ("superb", "awful")]  # 20 texts
     return SimpleNamespace(tokens={"train": Tokenized.from_token_lists(train),
                                    "validation": Tokenized.from_token_lists(validation),
                                    "test": Tokenized.from_token_lists([["superb"], ["awful"]])},

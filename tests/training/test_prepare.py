@@ -1,12 +1,21 @@
 """The run's data ready for the model (training/prepare.py): splits, validation carved, tokens, vocabulary."""
 
+import logging
+
 import numpy as np
 import pytest
 
 from textclf.config import load_config
 from textclf.data import Split
 from textclf.errors import TextclfError
-from textclf.training.prepare import carve_fraction, carve_validation, duplicates, load_data, prepare
+from textclf.training.prepare import (
+    carve_fraction,
+    carve_validation,
+    duplicates,
+    load_data,
+    prepare,
+    stratified_split,
+)
 
 from ..conftest import TINY, make_reviews
 
@@ -21,6 +30,33 @@ def test_small_data_carves_enough_validation_but_at_most_30_percent():
     assert not set(tr.texts) & set(va.texts)
     with pytest.raises(TextclfError, match="too few rows"):
         carve_validation(Split(["one"], ["a"], "tiny.csv"), 0.1, 0)
+
+
+def test_carving_keeps_a_texts_copies_on_one_side():
+    """A train file with repeated texts: no validation text is in train (it was: 194 of 200 on a file of
+    three copies), and data without repeats is carved as `stratified_split` carves its rows."""
+    texts = [f"review number {i}" for i in range(300)]
+    labels = ["a", "b", "c"] * 100
+    train = Split(texts * 3, labels * 3, "dup.csv")
+    tr, va = carve_validation(train, 0.1, 0)
+    assert not {t.strip() for t in tr.texts} & {t.strip() for t in va.texts}
+    assert len(tr) + len(va) == 900 and 180 <= len(va) <= 220 and len(va) % 3 == 0  # ~200 rows, whole texts
+    assert sorted(set(va.labels)) == ["a", "b", "c"]  # still stratified
+    once = Split(texts, labels, "once.csv")
+    tr1, va1 = carve_validation(once, 0.1, 0)
+    rows = stratified_split(labels, carve_fraction(300, 0.1), 0)[1]
+    assert va1.texts == [texts[i] for i in rows]
+
+
+def test_a_class_with_one_text_stays_in_train(caplog):
+    """Seven rows, one of them the only "neutral": carved into validation it was a label the model never saw."""
+    train = Split(["bad", "meh", "awful", "great", "poor", "terrible", "fine"],
+                  ["negative", "neutral", "negative", "positive", "negative", "negative", "positive"], "five.csv")
+    for seed in range(10):
+        with caplog.at_level(logging.WARNING):
+            tr, va = carve_validation(train, 0.1, seed)
+        assert "neutral" in tr.labels and "neutral" not in va.labels
+    assert "one text only, kept in train and none in validation: neutral" in caplog.text
 
 
 def test_duplicates_count_texts_found_in_an_earlier_split():

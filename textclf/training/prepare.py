@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..models.artifact import Artifact
 from ..text.batching import TextDataset
 from ..text.tokenizer import Tokenizer, for_run
 from ..text.tokens import Tokenized, tokenize_cached
-from ..text.vocab import UNK_ID, LabelVocab, Vocab
+from ..text.vocab import UNK_ID, LabelVocab, Vocab, label_key
 from . import distributed, finetune
 
 log = logging.getLogger(__name__)
@@ -137,18 +138,42 @@ def carve_fraction(rows: int, fraction: float) -> float:
 
 
 def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Train, and a validation split carved from it (stratified, seeded; `carve_fraction` of it)."""
+    """Train, and a validation split carved from it (stratified, seeded; `carve_fraction` of it).
+
+    The carve deals in texts, not rows: every copy of a text (compared stripped) goes to the same side, so no
+    validation row is a train row again, which would flatter the epoch, the LSTM's share and the temperatures
+    that validation picks. A class with one text only stays in train (said in a line): carved off, it would be
+    a label the model never saw. Data without repeated texts or such classes is carved row by row, as before."""
     fraction = carve_fraction(len(train), fraction)
+    group = text_groups(train.texts)
+    first = np.unique(group, return_index=True)[1]  # each text's first row: its label stratifies
+    keys = [label_key(train.labels[i]) for i in first]
+    counts = Counter(keys)
+    lone = sorted({k for k, n in counts.items() if n < 2})
+    if lone and len(lone) < len(counts):
+        log.warning("class(es) with one text only, kept in train and none in validation: %s (a typo in the label "
+                    "column? data.label_map can map or drop a label)", ", ".join(lone))
+    carved = np.flatnonzero([k not in lone for k in keys]) if len(lone) < len(counts) else np.arange(len(keys))
     try:
-        tr, va = stratified_split(train.labels, fraction, seed)
+        va_groups = carved[stratified_split([keys[g] for g in carved], fraction, seed)[1]]
     except ValueError:  # scikit-learn's way of saying the split would leave train empty
-        tr, va = [], []
+        va_groups = np.zeros(0, dtype=np.int64)
+    held = np.isin(group, va_groups)
+    tr, va = np.flatnonzero(~held), np.flatnonzero(held)
     if len(tr) == 0 or len(va) == 0:
         raise TextclfError(f"{train.source} has too few rows ({len(train)}) to carve a validation split "
                            "(add rows, or pass data.validation=FILE)")
     pick = lambda idx, name: Split([train.texts[i] for i in idx], [train.labels[i] for i in idx], name)  # noqa: E731
-    log.info("validation: %d rows carved from train (%.0f%%, stratified, seed %d)", len(va), 100 * fraction, seed)
+    repeated = len(first) < len(group)
+    log.info("validation: %d rows carved from train (%.0f%%, stratified, seed %d%s)", len(va), 100 * fraction, seed,
+             "; a text's copies kept on one side" if repeated else "")
     return pick(tr, train.source), pick(va, f"{train.source} (validation)")
+
+
+def text_groups(texts: list[str]) -> np.ndarray:
+    """[N] each text's group: texts the same once stripped share one, numbered in order of first appearance."""
+    ids: dict[str, int] = {}
+    return np.fromiter((ids.setdefault(t.strip(), len(ids)) for t in texts), dtype=np.int64, count=len(texts))
 
 
 @distributed.main_first()  # under torchrun rank 0 fills the token cache, the others read it
