@@ -150,10 +150,12 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
     keys = [label_key(train.labels[i]) for i in first]
     counts = Counter(keys)
     lone = sorted({k for k, n in counts.items() if n < 2})
-    if lone and len(lone) < len(counts):
+    if len(lone) == len(counts):  # every class one text: no carve by text keeps them all in train; by row, then
+        group, first, keys, lone = np.arange(len(train)), np.arange(len(train)), list(map(label_key, train.labels)), []
+    if lone:
         log.warning("class(es) with one text only, kept in train and none in validation: %s (a typo in the label "
                     "column? data.label_map can map or drop a label)", ", ".join(lone))
-    carved = np.flatnonzero([k not in lone for k in keys]) if len(lone) < len(counts) else np.arange(len(keys))
+    carved = np.flatnonzero([k not in lone for k in keys])
     try:
         va_groups = carved[stratified_split([keys[g] for g in carved], fraction, seed)[1]]
     except ValueError:  # scikit-learn's way of saying the split would leave train empty
