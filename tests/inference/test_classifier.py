@@ -131,9 +131,24 @@ def test_the_python_api_refuses_the_thresholds_the_commands_refuse(clf, tmp_path
 
 def test_edge_inputs(clf):
     assert clf.predict_proba([]).shape == (0, 2)
-    assert clf.predict_proba([""]).shape == (1, 2)
+    assert clf.predict_proba(("a film", np.str_("the film"))).shape == (2, 2)  # any sequence of str
     with pytest.raises(TypeError):
         clf.predict_proba("one string")
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    ("", TextclfError, r"texts\[1\] is empty: there is nothing to classify"),
+    ("  \n", TextclfError, r"texts\[1\] is empty"),
+    (float("nan"), TypeError, r"texts\[1\] is float nan, not a string \(a DataFrame column with empty cells"),
+    (None, TypeError, r"texts\[1\] is NoneType None, not a string"),
+    (5, TypeError, r"texts\[1\] is int 5, not a string"),
+])
+def test_a_blank_or_non_string_text_is_named_not_labelled(clf, bad, error, message):
+    """predict gave an empty text a label (probability 0.55 with the IMDB model), and NaN (a DataFrame's empty cell)
+    failed inside the tokenizer's regex; `textclf serve` names such a text, the commands leave it unlabelled."""
+    for call in (clf.predict, clf.predict_proba):
+        with pytest.raises(error, match=message):
+            call(["a good film", bad])
 
 
 def test_classifier_is_importable_from_the_package():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from textclf.cli import main
+from textclf.errors import TextclfError
 from textclf.inference.classifier import Classifier
 from textclf.inference.explain import Explainer
 from textclf.models.artifact import Artifact
@@ -53,8 +54,8 @@ def test_sentiment_words_push_hardest_and_the_right_way(explainer):
 def test_unknown_words_empty_text_and_truncation(explainer):
     e = explainer.explain("zzyzx superb")
     assert e.tokens == ["zzyzx", "superb"] and e.unknown == [True, False]
-    empty = explainer.explain("")
-    assert empty.tokens == [] and empty.weights == [] and set(empty.probabilities) == {"neg", "pos"}
+    with pytest.raises(TextclfError, match="is empty: there is nothing to classify"):
+        explainer.explain("")  # as predict and `textclf explain ""`: no label for no text
 
     art = explainer.clf.artifact
     (art_max, art_truncate), art.max_length, art.truncate = (art.max_length, art.truncate), 6, "head"

@@ -4,6 +4,7 @@ the config."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import TextclfError
@@ -38,6 +39,21 @@ def binary_threshold(threshold: float | None, num_classes: int, option: str = "-
         raise TextclfError(f"{option} is for binary models; this one has {num_classes} classes and picks the most "
                            "probable (drop it)")
     return threshold
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """What the Python API labels: a list of strings, none blank. One string is refused (it would be read as a list
+    of its characters); a non-string (NaN, a DataFrame's empty cell, or None) or a blank text is named by its
+    position, as `textclf serve` names it. The commands and `predict_frame` leave empty texts unlabelled instead."""
+    if isinstance(texts, str):
+        raise TypeError("pass a list of texts, not one string")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__} {text!r}, not a string (a DataFrame column with "
+                            "empty cells: predict_frame(df, column) leaves them unlabelled)")
+        if not text.strip():
+            raise TextclfError(f"texts[{i}] is empty: there is nothing to classify (drop it, or use predict_frame, "
+                               "which leaves empty texts unlabelled)")
 
 
 def check_threshold(threshold: float | None, num_classes: int) -> None:

@@ -25,7 +25,7 @@ from ..options import gather
 from ..text.batching import predict_seqs
 from ..text.tokens import truncate_ids
 from . import PREDICT_BATCH_SIZE as BATCH_SIZE
-from . import PREDICT_CHUNK_ROWS, LoadOptions, check_threshold
+from . import PREDICT_CHUNK_ROWS, LoadOptions, check_texts, check_threshold
 from .output import output_format, write_parquet, write_text
 
 log = logging.getLogger(__name__)
@@ -174,15 +174,20 @@ class Classifier:
         another threshold (binary models): the full model's on every text, as `predict(texts, threshold)` and
         `textclf predict --threshold` decide. To threshold them yourself, pass that threshold here, or load with
         `shortcut=False` for the full model's at every threshold (ROC and PR curves: `evaluate`)."""
-        if isinstance(texts, str):
-            raise TypeError("pass a list of texts, not one string")
+        check_texts(texts)
         check_threshold(threshold, len(self.labels))
+        return self.probabilities(texts, batch_size, threshold)
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = BATCH_SIZE,
+                      threshold: float | None = None) -> np.ndarray:
+        """`predict_proba` without its checks of the texts: an empty one gets the probabilities of no words, as an
+        exported graph gives them (`export.check_model_parity` compares the two)."""
         if not len(texts):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if len(texts) > PREDICT_CHUNK_ROWS:  # as `predict_file` reads a file
             rest, chunks = iter(texts), []
             while chunk := list(islice(rest, PREDICT_CHUNK_ROWS)):
-                chunks.append(self.predict_proba(chunk, batch_size, threshold))
+                chunks.append(self.probabilities(chunk, batch_size, threshold))
             return np.concatenate(chunks)
         tokens = list(self.artifact.tokenizer.pipe(texts))  # untruncated: the linear view reads them all
         return self.artifact.probabilities(tokens, self._lstm(tokens, batch_size), threshold,
