@@ -93,6 +93,32 @@ def test_missing_config_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
+def test_a_key_given_twice_in_a_file_is_refused(tmp_path):
+    """YAML keeps the last of two `train:` blocks: the first's keys were dropped without a word."""
+    f = tmp_path / "dup.yaml"
+    f.write_text("train:\n  lr: 0.1\ntrain:\n  epochs: 3\n")
+    with pytest.raises(TextclfError, match=r'not valid YAML at line 3, column 1: key "train" is given twice'):
+        load_config(f)
+    f.write_text("train:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(TextclfError, match=r'line 3, column 3: key "lr" is given twice'):
+        load_config(f)
+
+
+def test_a_folder_or_a_section_where_a_file_or_a_key_belongs(tmp_path, caplog):
+    with pytest.raises(TextclfError, match="is a folder: pass a YAML file"):
+        load_config(tmp_path)
+    with pytest.raises(TextclfError, match=r'"train" is a section of the config, not a key'):
+        load_config(None, ["train=3"])
+    with pytest.raises(TextclfError, match=r'"train.patience" must be > 0, got 0'):
+        load_config(None, ["train.patience=0"])  # stopped after epoch 1: "no better ... for 0 epochs"
+    with caplog.at_level("INFO"):
+        with pytest.raises(TextclfError, match="train.epochs"):
+            load_config(None, ["train.epochs=-2"])
+        assert "as set" not in caplog.text  # no note about min_steps before the error line
+        cfg = load_config(None, ["train.lr=0.1", "train.lr=0.3"])
+    assert cfg.train.lr == 0.3 and "train.lr is given twice (0.1, then 0.3): the last counts" in caplog.text
+
+
 def test_override_without_equals():
     with pytest.raises(TextclfError, match="is not key=value"):
         load_config(None, ["train.epochs"])

@@ -154,7 +154,7 @@ class TrainConfig:
         "adversarial": NON_NEGATIVE, "adversarial_min_tokens": NON_NEGATIVE, "min_steps": NON_NEGATIVE,
         "min_epoch_steps": NON_NEGATIVE,
         "freeze_embedding_epochs": NON_NEGATIVE, "freeze_encoder_epochs": NON_NEGATIVE, "warmup_ratio": FRACTION,
-        "adversarial_fraction": SHARE,
+        "adversarial_fraction": SHARE, "patience": POSITIVE,
     }
 
 
@@ -228,11 +228,28 @@ def _friendly(err: OmegaConfBaseException, schema: DictConfig) -> TextclfError:
     return TextclfError(f"bad config ({key}): {str(err).splitlines()[0]}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, but a key given twice in one mapping is an error: YAML keeps the last, and a
+    second `train:` block would drop the first one's keys without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f'key "{key}" is given twice: merge the two',
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> DictConfig:
+    if path.is_dir():
+        raise TextclfError(f"--config {path} is a folder: pass a YAML file (e.g. configs/finetune.yaml)")
     if not path.is_file():
         raise TextclfError(f"config file not found: {path} (pass an existing --config FILE)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -354,9 +371,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     layers = [schema]
     if path is not None:
         layers.append(_read_yaml(Path(path)))
+    given: dict[str, str] = {}
     for item in overrides:
         if "=" not in item:
             raise TextclfError(f'override "{item}" is not key=value (e.g. train.epochs=3)')
+        key, value = item.split("=", 1)
+        if key.strip() in given:  # the last counts, as scripts that add to a user's overrides expect
+            log.info("%s is given twice (%s, then %s): the last counts", key.strip(), given[key.strip()], value)
+        given[key.strip()] = value
+        if isinstance(OmegaConf.select(schema, key.strip(), default=None), DictConfig):
+            raise TextclfError(f'"{key.strip()}" is a section of the config, not a key: set its keys, e.g. '
+                               f"{key.strip()}.{next(iter(OmegaConf.select(schema, key.strip())))}=VALUE")
     try:
         layers.append(OmegaConf.from_dotlist(list(overrides)))
         _check_bools(layers[-1])
@@ -367,8 +392,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     set_by = {}  # dotted key → the last layer that set it: 1 the YAML file, 2 the command line (0: the recipe)
     for level, layer in enumerate(layers[1:], 1):
         set_by.update(dict.fromkeys(flat(OmegaConf.to_container(layer, resolve=False)), level))
+    check(cfg)  # before `_kept_as_set`'s line: a value refused says nothing else
     _kept_as_set(cfg, set_by)
-    return check(cfg)
+    return cfg
 
 
 def to_yaml(cfg: Config) -> str:
