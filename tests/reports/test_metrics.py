@@ -30,3 +30,24 @@ def test_report_is_readable():
     m = compute(np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]), ["neg", "pos"])
     text = format_report(m, title="test:")
     assert text.startswith("test:\naccuracy 1.0000") and "confusion matrix" in text and "pos" in text
+
+
+def test_a_class_the_data_has_no_rows_of_is_left_out_of_the_macro_averages():
+    """A 3-class model on data without "neutral": macro recall was (0.95 + 0 + 0.46) / 3, the absent class's
+    undefined recall counted as 0, and ROC-AUC was n/a with no reason given."""
+    from sklearn import metrics as skm
+
+    y = np.array([0, 0, 0, 2, 2])  # no row of class 1
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.1, 0.3], [0.1, 0.2, 0.7], [0.5, 0.1, 0.4]])
+    m = compute(y, probs, ["negative", "neutral", "positive"])
+    assert m["absent"] == ["neutral"] and m["accuracy"] == 0.6
+    assert abs(m["recall"] - (2 / 3 + 1 / 2) / 2) < 1e-9  # over negative and positive
+    predicted_neutral_once = skm.precision_score(y, probs.argmax(1), labels=[0, 2], average="macro")
+    assert abs(m["precision"] - predicted_neutral_once) < 1e-9
+    want_auc = (skm.roc_auc_score(y == 0, probs[:, 0]) + skm.roc_auc_score(y == 2, probs[:, 2])) / 2
+    assert abs(m["roc_auc"] - want_auc) < 1e-9
+    assert "no rows of neutral here: left out of the macro averages and ROC-AUC" in format_report(m)
+    y4, p4 = np.array([0, 1, 2, 2]), np.eye(3)[[0, 1, 2, 1]] * 0.8 + 0.2 / 3
+    full = compute(y4, p4, ["a", "b", "c"])  # every class present: scikit-learn's "ovr" macro AUC, as before
+    assert full["absent"] == [] and "no rows" not in format_report(full)
+    assert abs(full["roc_auc"] - skm.roc_auc_score(y4, p4, multi_class="ovr")) < 1e-9
