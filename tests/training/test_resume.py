@@ -110,6 +110,24 @@ def test_resume_true_uses_run_dir_and_a_finished_run_is_left_alone(reference, tm
     assert_same_run(reference / "ref", run_dir)
 
 
+def test_resume_true_with_another_runs_keys_says_so_before_reading_data(reference, tmp_path, capsys, monkeypatch):
+    """`resume=true run_dir=X` alone: the recipe's keys, not the run's. Its data were read first, so the error was
+    a failed download of IMDB (data.path's default), not the resume mix-up."""
+    from textclf.training import pipeline
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference / "ref", run_dir)
+    (run_dir / "metrics.json").unlink()
+
+    def no_data(cfg):
+        raise AssertionError("the data were read before the checkpoint's config was checked")
+
+    monkeypatch.setattr(pipeline, "load_data", no_data)
+    assert train_main(["resume=true", f"run_dir={run_dir}", "data.text_column=review"]) == 2
+    err = capsys.readouterr().err
+    assert "was saved with another config" in err and f"python train.py resume={run_dir}" in err
+
+
 @pytest.mark.parametrize("adversarial", [0.0, 0.02])
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch, capsys,
                                                                          adversarial):

@@ -47,7 +47,15 @@ from .linear_view import LINEAR_FOLDS, Beside, Here, ViewData, stratified_folds,
 from .prepare import Prepared, load_data, prepare
 from .pretrain import pretrain_corpora, pretrain_language_model, pretrain_vectors, word2vec_reads
 from .record import DryRun, ModelMeta, RunSummary
-from .rundir import check_run_dir, data_fingerprint, load_resume, run_checkpoints, start_run_dir, write_config
+from .rundir import (
+    check_resumable,
+    check_run_dir,
+    data_fingerprint,
+    load_resume,
+    run_checkpoints,
+    start_run_dir,
+    write_config,
+)
 from .seeding import deterministic, seed_everything
 from .steps import train_step
 from .tblog import epoch_logger, log_final, writer_class
@@ -78,10 +86,11 @@ def use_threads(cfg: Config, device: torch.device) -> None:
              else "spin while they wait (OMP_WAIT_POLICY unset)")
 
 
-def set_up(cfg: Config) -> tuple[Config, Artifact | None, Prepared, Path | None]:
+def set_up(cfg: Config) -> tuple[Config, Artifact | None, Prepared, dict | None]:
     """The steps every run starts with, a dry one too: the checks that need no data (fine-tuning keys, the run
-    folder, TensorBoard's extra), the threads, the seed, the model to start from, and the data, tokenised.
-    Returns the config as the run records it, that model, the data, and the checkpoint a resume continues."""
+    folder, TensorBoard's extra, a resumed checkpoint's config), the threads, the seed, the model to start from,
+    and the data, tokenised. Returns the config as the run records it, that model, the data, and the checkpoint a
+    resume continues (its data not yet checked)."""
     check_finetune(cfg)
     resume_from = check_run_dir(Path(cfg.run_dir), cfg.overwrite, cfg.resume)
     if cfg.train.tensorboard:
@@ -89,7 +98,8 @@ def set_up(cfg: Config) -> tuple[Config, Artifact | None, Prepared, Path | None]
     seed_everything(cfg.train.seed)
     cfg, pretrained = start_from(cfg)
     use_threads(cfg, resolve_device(cfg.train.device))  # after start_from: a fine-tuned model's shape is its start's
-    return cfg, pretrained, prepare(cfg, load_data(cfg), pretrained), resume_from
+    resume = load_resume(resume_from, cfg)  # after start_from too (it sets the model's keys), before the data
+    return cfg, pretrained, prepare(cfg, load_data(cfg), pretrained), resume
 
 
 @dataclass
@@ -111,10 +121,11 @@ class Run:
 
 
 def _train(cfg: Config, device: torch.device) -> dict:
-    cfg, pretrained, data, resume_from = set_up(cfg)
+    cfg, pretrained, data, resume = set_up(cfg)
     run_dir = Path(cfg.run_dir)
     fingerprint = data_fingerprint(data)
-    resume = load_resume(resume_from, cfg, fingerprint)
+    if resume is not None:
+        check_resumable(resume, cfg, fingerprint)
     from_scratch = resume is None and pretrained is None
     corpora = pretrain_corpora(cfg, data) if from_scratch and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs) else []
     with contextlib.ExitStack() as closing:  # on SIGTERM and errors too: the linear view's process, TensorBoard's log

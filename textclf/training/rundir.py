@@ -93,16 +93,20 @@ def run_checkpoints(cfg: Config, fingerprint: str) -> checkpoint.Checkpoints:
                                         "world_size": distributed.world_size()}, writer=distributed.is_main())
 
 
-def load_resume(path: Path | None, cfg: Config, fingerprint: str) -> dict | None:
-    """The checkpoint to continue from (None for a new run), after checking it belongs to this run."""
+def load_resume(path: Path | None, cfg: Config) -> dict | None:
+    """The checkpoint to continue from (None for a new run), after checking that it was saved with this config
+    (`check_resumable`; the data once they are read): before reading them, so that `resume=true` given another
+    run's keys is told to resume with the run's own, not sent to read or download the data those keys name."""
     if path is None:
         return None
     ckpt = checkpoint.load(path)
-    check_resumable(ckpt, cfg, fingerprint)
+    check_resumable(ckpt, cfg)
     return ckpt
 
 
-def check_resumable(ckpt: dict, cfg: Config, fingerprint: str) -> None:
+def check_resumable(ckpt: dict, cfg: Config, fingerprint: str | None = None) -> None:
+    """That `ckpt` belongs to this run: its config (but for `RESUME_MAY_CHANGE`), its number of processes, and, given
+    the data's `fingerprint`, its data."""
     # keys added to textclf since the checkpoint was written take their defaults
     then = {**flat(to_dict(Config())), **flat(json.loads(ckpt["config"]))}
     now = flat(to_dict(cfg))
@@ -116,6 +120,6 @@ def check_resumable(ckpt: dict, cfg: Config, fingerprint: str) -> None:
         how = "python train.py" if saved_world == 1 else f"torchrun --nproc_per_node={saved_world} train.py"
         raise TextclfError(f"{ckpt['path']} was written by a run in {saved_world} process(es), this one has {world}; "
                            f"resume it with as many ({how} resume=...)")
-    if ckpt["fingerprint"] != fingerprint:
+    if fingerprint is not None and ckpt["fingerprint"] != fingerprint:
         raise TextclfError(f"the data are not those {ckpt['path']} was trained on (rows, vocabulary or labels "
                            "changed); resume with the same data or train in a new run_dir")
