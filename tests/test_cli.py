@@ -256,6 +256,23 @@ def test_predict_reads_csv_and_lines_from_stdin(tmp_path, capsys, monkeypatch):
     _one_line_error(capsys, main(["predict", str(model), "-"]), "stdin line 2 is not UTF-8")
 
 
+def test_predict_names_a_parquet_or_json_stream_as_not_csv(tmp_path, capsys, monkeypatch):
+    """stdin is read as CSV: Parquet on it was diagnosed as UTF-16 text (naming a training key), JSON lines as a
+    malformed CSV."""
+    import io
+
+    import pandas as pd
+
+    model = save_random_model(tmp_path / "model")
+    frame = pd.DataFrame({"text": ["good film", "bad film"]})
+    frame.to_parquet(tmp_path / "in.parquet")
+    frame.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    for name, what in (("in.parquet", "a Parquet file"), ("in.jsonl", "JSON lines")):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((tmp_path / name).read_bytes())))
+        _one_line_error(capsys, main(["predict", str(model), "--input", "-"]),
+                        f"is read as CSV, and this looks like {what}: pass the file's path instead")
+
+
 def _shop_reviews(n, seed):
     """Reviews as a shop exports them: title + body (with quoted newlines), string labels, extra columns."""
     from .conftest import make_reviews

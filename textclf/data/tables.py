@@ -304,11 +304,14 @@ def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, enc
     try:
         if suffix in (*DELIMITED, ".jsonl", ".json"):
             head = _peek(handle)
+            if path is None:
+                _check_stream(head, where)
             codec = _codec(head, file_format.encoding)
             # NUL: never in UTF-8 text; between UTF-16's characters
             if file_format.encoding is None and _is_utf8(codec) and b"\x00" in head:
                 raise TextclfError(f"{where} looks like UTF-16 without a byte-order mark (NUL bytes between "
-                                   "characters): pass data.encoding=utf-16-le (--encoding utf-16-le to evaluate)")
+                                   "characters): pass data.encoding=utf-16-le (--encoding utf-16-le for "
+                                   "evaluate/predict)")
         if suffix in DELIMITED:
             sep, sniffed = _delimiter(head, codec, file_format.delimiter, suffix)
         f = handle if bar.disable else CallbackIOWrapper(bar.update, handle, "read")
@@ -324,6 +327,20 @@ def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, enc
         bar.close()
         if path is not None:
             handle.close()
+
+
+# The first bytes of the formats a stream is not read as: a stream is CSV (a file's format is its suffix's)
+_NOT_CSV = ((b"PAR1", "a Parquet file"), (b"PK\x03\x04", "an Excel workbook (or another zip)"),
+            (b"{", "JSON lines"), (b"[", "JSON"))
+
+
+def _check_stream(head: bytes, where: str) -> None:
+    """One line for a stream whose first bytes are another format's: read as CSV, Parquet failed as text in
+    UTF-16 and JSON lines as a malformed CSV."""
+    for magic, name in _NOT_CSV:
+        if head.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(magic):
+            raise TextclfError(f"{where} is read as CSV, and this looks like {name}: pass the file's path instead "
+                               "(its suffix says its format)")
 
 
 def read_table(path: str | Path, encoding_errors: str = "strict", *, encoding: str | None = None,
