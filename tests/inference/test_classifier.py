@@ -208,6 +208,8 @@ def test_predict_file_json_lines_several_text_columns_and_threshold(clf, tmp_pat
     clf.predict_file(tmp_path / "in.csv", tmp_path / "out.jsonl", text_column="title,body")
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["predicted_label"] for r in rows] == ["pos", "neg"] and rows[0]["title"] == "Superb"
+    clf.predict_file(tmp_path / "in.csv", tmp_path / "listed.jsonl", text_column=["title", "body"])  # was an
+    assert (tmp_path / "listed.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()  # AttributeError
     # threshold 0: every P(pos) reaches it (1.0 would not relabel a review the model is certain of, P = 1.0)
     clf.predict_file(tmp_path / "in.csv", tmp_path / "all_pos.csv", text_column="title,body", threshold=0.0)
     assert pd.read_csv(tmp_path / "all_pos.csv").predicted_label.tolist() == ["pos", "pos"]

@@ -9,7 +9,7 @@ import contextlib
 import csv
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,11 +388,12 @@ def _column(df: pd.DataFrame, name: str, option: str, where: str) -> pd.Series:
     return df[name]
 
 
-def text_of(df: pd.DataFrame, text_column: str, where: str, option: str | None = None) -> pd.Series:
-    """The text column, or several (`title,body`) joined with a space; missing cells are empty strings. `option`:
-    what an error names as the fix (None: `column_option()`)."""
+def text_of(df: pd.DataFrame, text_column: str | Sequence[str], where: str, option: str | None = None) -> pd.Series:
+    """The text column, or several (`title,body`, or a list of names) joined with a space; missing cells are empty
+    strings. `option`: what an error names as the fix (None: `column_option()`)."""
     option = option or column_option()
-    parts = [_column(df, c.strip(), option, where).fillna("").astype(str) for c in text_column.split(",")]
+    names = text_column.split(",") if isinstance(text_column, str) else list(text_column)
+    parts = [_column(df, c.strip(), option, where).fillna("").astype(str) for c in names]
     if len(parts) == 1:
         return parts[0]
     return pd.Series([" ".join(row) for row in zip(*parts, strict=True)], index=df.index, dtype=object)

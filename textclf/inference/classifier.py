@@ -209,7 +209,7 @@ class Classifier:
             out.append(Prediction(self.labels[k], float(row[k]), dict(zip(self.labels, map(float, row), strict=True))))
         return out
 
-    def predict_frame(self, df: pd.DataFrame, text_column: str, threshold: float = DEFAULT_THRESHOLD,
+    def predict_frame(self, df: pd.DataFrame, text_column: str | Sequence[str], threshold: float = DEFAULT_THRESHOLD,
                       batch_size: int = BATCH_SIZE, where: str = "the input") -> pd.DataFrame:
         """`df` with the predicted label and one probability column per class (left empty for empty texts)."""
         text = text_of(df, text_column, where, option="--text-column")
@@ -231,7 +231,8 @@ class Classifier:
             out[prob_column(name)] = probs[:, j]
         return out
 
-    def predict_file(self, source: str | Path | BinaryIO, output: str | Path | TextIO, text_column: str | None = None,
+    def predict_file(self, source: str | Path | BinaryIO, output: str | Path | TextIO,
+                     text_column: str | Sequence[str] | None = None,
                      fmt: str | None = None, threshold: float = DEFAULT_THRESHOLD, **options) -> FileSummary:
         """Label every row of a csv/tsv/txt/jsonl/parquet/xlsx file (or a CSV stream), `chunk_size` rows at a time.
 
@@ -261,8 +262,8 @@ class Classifier:
                 write_text(frames, out, fmt)
         return summary
 
-    def _labelled(self, chunks: Iterable[pd.DataFrame], text_column: str, threshold: float, batch_size: int,
-                  where: str, summary: FileSummary) -> Iterator[pd.DataFrame]:
+    def _labelled(self, chunks: Iterable[pd.DataFrame], text_column: str | Sequence[str], threshold: float,
+                  batch_size: int, where: str, summary: FileSummary) -> Iterator[pd.DataFrame]:
         """`chunks` of `where`, labelled, counted into `summary`; one line at the end if no row had text."""
         for df in chunks:
             labelled = self.predict_frame(df, text_column, threshold, batch_size, where)
