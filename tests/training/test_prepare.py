@@ -75,3 +75,19 @@ def test_prepare_builds_the_vocabulary_from_train_only(tmp_path):
     assert "zzunseen" not in data.vocab.stoi and set(data.datasets) == {"train", "validation", "test"}
     assert data.labels.names == ["neg", "pos"] and data.tokenizer.kind == "regex"
     assert all(np.all(s < len(data.vocab)) for s in data.datasets["test"].seqs)
+
+
+def test_a_vocabulary_too_small_for_english_asks_for_rows_not_another_tokenizer(caplog):
+    """Seven English tweets: every word once, so the vocabulary "does not fit"; the line told them to try
+    tokenizer.kind=auto (already theirs), zh or char."""
+    from textclf.text.tokenizer import Tokenizer
+    from textclf.text.tokens import Tokenized
+    from textclf.text.vocab import Vocab
+    from textclf.training.prepare import check_vocabulary
+
+    train = Tokenized.from_token_lists([["bad", "flight"], ["meh", "seat"], ["awful", "crew"], ["great", "trip"]])
+    test = Tokenized.from_token_lists([["late", "again"]])
+    with caplog.at_level(logging.WARNING):
+        check_vocabulary({"train": train, "test": test}, Vocab.build(train.counts(), 1, None), Tokenizer("regex"))
+    assert "4 training texts are too few to learn words from: add rows" in caplog.text
+    assert "tokenizer.kind=zh" not in caplog.text

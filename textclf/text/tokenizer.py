@@ -46,6 +46,11 @@ _NO_SPACES = _KANA_CHARS + _HAN_CHARS + "\u0e00-\u0e7f\u0e80-\u0eff\u1780-\u17ff
 _HAN = re.compile(f"[{_HAN_CHARS}]")
 _KANA = re.compile(f"[{_KANA_CHARS}]")
 _NO_SPACE_CHAR = re.compile(f"[{_NO_SPACES}]")
+
+
+def unspaced(text: str) -> bool:
+    """Whether `text` holds a letter of a script written without spaces (Chinese, Japanese, Thai, ...)."""
+    return bool(_NO_SPACE_CHAR.search(text))
 _OTHER_LETTER = re.compile(rf"[^\W\d_{_NO_SPACES}]")  # a letter of a script written with spaces
 
 

@@ -19,7 +19,7 @@ from ..data.split import split_dataset
 from ..errors import TextclfError
 from ..models.artifact import Artifact
 from ..text.batching import TextDataset
-from ..text.tokenizer import Tokenizer, for_run
+from ..text.tokenizer import Tokenizer, for_run, unspaced, without_spaces
 from ..text.tokens import Tokenized, tokenize_cached
 from ..text.vocab import UNK_ID, LabelVocab, Vocab, label_key
 from . import distributed, finetune
@@ -96,9 +96,13 @@ def check_vocabulary(tokens: dict[str, Tokenized], vocab: Vocab, tokenizer: Toke
     once, unknown = word_share(tokens["train"], vocab)
     unknown = max((word_share(tok, vocab)[1] for name, tok in tokens.items() if name != "train"), default=unknown)
     if once > DEGENERATE or unknown > DEGENERATE:
+        if any(map(unspaced, tokens["train"].table)) or without_spaces(tokenizer.kind):
+            fix = "try tokenizer.kind=" + " or ".join(k for k in ("zh", "char", "regex") if k != tokenizer.kind)
+        else:  # words written with spaces, split at them: the rows are too few, not the tokenizer wrong
+            fix = f"{len(tokens['train'])} training texts are too few to learn words from: add rows"
         log.warning("the vocabulary does not fit these texts: %.0f%% of the training words occur once and %.0f%% "
-                    "of the other splits' are unknown, with tokenizer.kind=%s (%s); try tokenizer.kind=auto, zh "
-                    "or char", 100 * once, 100 * unknown, tokenizer.kind, tokenizer.describe())
+                    "of the other splits' are unknown, with tokenizer.kind=%s (%s); %s", 100 * once, 100 * unknown,
+                    tokenizer.kind, tokenizer.describe(), fix)
 
 
 def word_share(tokens: Tokenized, vocab: Vocab) -> tuple[float, float]:
