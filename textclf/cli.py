@@ -411,6 +411,7 @@ def _predict_on_ray(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from .data.tables import column_options
     from .inference.classifier import Classifier
 
     if args.engine == "ray":
@@ -418,7 +419,12 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.address or args.concurrency or args.num_gpus:
         raise TextclfError("--address, --concurrency and --num-gpus go with --engine ray")
     _check_predict_args(args)
-    clf = Classifier.load_with(args.model_dir, _loading(args))
+    with column_options("--text-column", "--label-column"):
+        return _predict(args, Classifier.load_with(args.model_dir, _loading(args)))
+
+
+def _predict(args: argparse.Namespace, clf) -> int:
+    """`textclf predict` with the model loaded: a file, stdin's lines or the texts given."""
     threshold = binary_threshold(args.threshold, len(clf.labels))
     try:
         if args.input is not None:

@@ -215,6 +215,20 @@ def test_predict_file_json_lines_several_text_columns_and_threshold(clf, tmp_pat
     assert pd.read_csv(tmp_path / "all_pos.csv").predicted_label.tolist() == ["pos", "pos"]
 
 
+def test_predict_file_errors_name_the_python_keywords_and_refuse_a_workbook(clf, tmp_path):
+    """In Python the errors named the command's flags (set --text-column), and the hint for an .xlsx output (pass
+    --format csv) wrote CSV text under a workbook's name."""
+    import pandas as pd
+
+    pd.DataFrame({"review": ["good film"]}).to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(TextclfError, match=r'has no column "body"; columns: review \(set text_column=\)'):
+        clf.predict_file(tmp_path / "in.csv", tmp_path / "o.csv", text_column="body")
+    for fmt in (None, "csv"):
+        with pytest.raises(TextclfError, match="textclf does not write Excel workbooks"):
+            clf.predict_file(tmp_path / "in.csv", tmp_path / "o.xlsx", text_column="review", fmt=fmt)
+    assert not list(tmp_path.glob("o.*"))
+
+
 def test_a_failure_midway_leaves_the_old_output_and_no_half_file(clf, tmp_path):
     from textclf.errors import TextclfError
 
@@ -235,7 +249,7 @@ def test_predict_file_input_mistakes(clf, tmp_path):
     from textclf.errors import TextclfError
 
     src, _ = _reviews_file(tmp_path)
-    with pytest.raises(TextclfError, match=r'no column "review".*columns: id, text, label \(set --text-column\)'):
+    with pytest.raises(TextclfError, match=r'no column "review".*columns: id, text, label \(set text_column=\)'):
         clf.predict_file(src, tmp_path / "out.csv", text_column="review")
     pd.read_csv(src).assign(predicted_label="x").to_csv(tmp_path / "again.csv", index=False)
     with pytest.raises(TextclfError, match='already has a column "predicted_label"'):

@@ -355,10 +355,12 @@ def _whole(path: str | Path, encoding_errors: str, file_format: FileFormat) -> p
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-# How an error names the setting that picks the text and label columns: train.py's config keys, or, inside
-# `column_options`, a command's flags (evaluate.py's --text-column / --label-column)
-_COLUMN_OPTIONS: ContextVar[tuple[str, str]] = ContextVar("column_options",
-                                                          default=("data.text_column", "data.label_column"))
+# How an error names the setting that picks the text and label columns: inside `column_options`, a command's
+# flags (evaluate's and predict's --text-column / --label-column); else the caller's (`column_option`'s default:
+# train.py's config keys, the Python API's keywords)
+_COLUMN_OPTIONS: ContextVar[tuple[str, str] | None] = ContextVar("column_options", default=None)
+CONFIG_KEYS = ("data.text_column", "data.label_column")
+KEYWORDS = ("text_column=", "label_column=")
 
 
 @contextlib.contextmanager
@@ -371,9 +373,10 @@ def column_options(text: str, label: str) -> Iterator[None]:
         _COLUMN_OPTIONS.reset(token)
 
 
-def column_option(label: bool = False) -> str:
-    """The setting that picks the text column (or, `label`, the label column), as the running command calls it."""
-    return _COLUMN_OPTIONS.get()[label]
+def column_option(label: bool = False, default: tuple[str, str] = CONFIG_KEYS) -> str:
+    """The setting that picks the text column (or, `label`, the label column), as the running command calls it,
+    else as `default` does."""
+    return (_COLUMN_OPTIONS.get() or default)[label]
 
 
 def missing_column(name: str, columns: list, option: str, where: str) -> TextclfError:

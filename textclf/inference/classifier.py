@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from ..data import DETECT, FileFormat, iter_table, text_of
+from ..data.tables import KEYWORDS, column_option
 from ..device import resolve_device
 from ..errors import TextclfError
 from ..files import atomic_text
@@ -212,7 +213,7 @@ class Classifier:
     def predict_frame(self, df: pd.DataFrame, text_column: str | Sequence[str], threshold: float = DEFAULT_THRESHOLD,
                       batch_size: int = BATCH_SIZE, where: str = "the input") -> pd.DataFrame:
         """`df` with the predicted label and one probability column per class (left empty for empty texts)."""
-        text = text_of(df, text_column, where, option="--text-column")
+        text = text_of(df, text_column, where, option=column_option(default=KEYWORDS))
         added = [PREDICTED] + [prob_column(n) for n in self.labels]
         clash = [c for c in added if c in df.columns]
         if clash:
@@ -271,7 +272,8 @@ class Classifier:
             summary.empty += int(labelled[PREDICTED].isna().sum())
             yield labelled
         if summary.rows == summary.empty:
-            raise TextclfError(f"{where} has no rows with text in column {text_column!r} (check --text-column)")
+            raise TextclfError(f"{where} has no rows with text in column {text_column!r} "
+                               f"(check {column_option(default=KEYWORDS)})")
         if summary.empty:
             log.warning("%s: %d row(s) with empty text got no prediction (left empty in the output)", where,
                         summary.empty)

@@ -16,6 +16,7 @@ from ..files import atomic_open
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 STREAM_FORMATS = ("csv", "json")  # what goes to stdout (or any text stream); `--format` offers these
+NOT_WRITTEN = (".xlsx", ".xlsm", ".xls")  # formats textclf reads but does not write
 
 
 def output_format(output: str | Path | TextIO, fmt: str | None) -> str:
@@ -29,9 +30,12 @@ def output_format(output: str | Path | TextIO, fmt: str | None) -> str:
     if Path(output).is_dir():
         raise TextclfError(f"--output {output} is a folder; give a file name such as {Path(output) / 'out.csv'}")
     by_suffix = SUFFIXES.get(Path(output).suffix.lower())
+    if Path(output).suffix.lower() in NOT_WRITTEN:  # text under a workbook's name would not open as one
+        raise TextclfError(f"--output {output}: textclf does not write Excel workbooks; end the name with one of "
+                           f"{', '.join(SUFFIXES)} (Excel opens .csv)")
     if fmt is None and by_suffix is None:
         raise TextclfError(f"--output {output}: textclf writes {', '.join(SUFFIXES)} files; end the name with one "
-                           "(or pass --format csv or json)")
+                           "(or pass --format csv or json; fmt= in Python)")
     if fmt is not None and by_suffix is not None and fmt != by_suffix:
         raise TextclfError(f"--format {fmt} does not match --output {output} ({by_suffix}); drop --format or "
                            "rename the file")
