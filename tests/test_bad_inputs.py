@@ -130,7 +130,13 @@ CASES = [
          _write("flag.yaml", "model:\n  bidirectional: maybe\n")),
     Case("malformed YAML", f"train --config {{ws}}/bad.yaml {T} {NEW}", "is not valid YAML at line 3",
          _write("bad.yaml", "train:\n  epochs: 3\n    lr: 0.1\n")),
+    Case("a key given twice in a config file", f"train --config {{ws}}/twice.yaml {T} {NEW}",
+         'not valid YAML at line 3, column 1: key "train" is given twice', _write("twice.yaml", "train:\n  lr: 0.1\n"
+                                                                                 "train:\n  epochs: 3\n")),
     Case("config file missing", f"train --config {{ws}}/nope.yaml {NEW}", "config file not found"),
+    Case("a folder given as the config file", f"train --config {{ws}}/data {NEW}", "is a folder: pass a YAML file"),
+    Case("a section given a value", f"{TRAIN} train=3", '"train" is a section of the config, not a key'),
+    Case("patience not positive", f"{TRAIN} train.patience=0", '"train.patience" must be > 0, got 0'),
     Case("config file not a mapping", f"train --config {{ws}}/list.yaml {NEW}", "must hold a mapping of keys",
          _write("list.yaml", "- 1\n- 2\n")),
     Case("override without =", f"{TRAIN} train.epochs", 'is not key=value'),
@@ -174,6 +180,8 @@ CASES = [
     Case("not a number", f"{EVAL} --batch-size many", "invalid int value: 'many'"),
     Case("threshold not a probability", "predict {run} good --threshold 7",
          "argument --threshold: must be a probability in [0, 1], got 7"),
+    Case("an Excel workbook as the output", "predict {run} --input {data}/test.csv --output {ws}/out.xlsx",
+         "textclf does not write Excel workbooks"),
     Case("unknown option", f"{TRAIN} --epochs 3", "unrecognized arguments: --epochs"),
     Case("missing argument", "evaluate {run} --output {ws}/out.json", "the following arguments are required: --data"),
 ]
