@@ -209,3 +209,24 @@ def test_the_shortcut_maps_the_linear_views_probabilities_onto_the_full_models_s
     order = np.argsort(p_lin[sure])
     assert (np.diff(out[sure, 1][order]) >= -1e-6).all()  # monotone in the linear view's probability
     assert Calibration.from_dict(cal.to_dict()).shortcut_scale == round(cal.shortcut_scale, 4)
+
+
+def test_the_shortcuts_map_stays_finite_where_the_full_model_is_sure_of_every_text():
+    """The IMDB recipe on a validation split without train's copies mapped the shortcut's probabilities through
+    sigmoid(6,333,853 * logit(p) + 707,214): 1.0 for every text the shortcut answered. Newton's full steps flew
+    off where the full model's probabilities flatten the loss; here its probabilities even fall as the linear
+    view's rise (the best increasing map is then all but constant)."""
+    from types import SimpleNamespace
+
+    from textclf.models.ensemble import MIN_SCALE, _logit, _sigmoid, fit_shortcut_map
+
+    rng = np.random.default_rng(1)
+    lin_top = 1 - 0.16 * 10 ** -rng.uniform(0, 3, 1000)  # the linear view: 0.84 to 0.99984 sure
+    target = _sigmoid(-0.93 * _logit(lin_top) + 15.4 + rng.normal(0, 2.5, 1000)).astype(np.float32).astype(float)
+    two = lambda p: np.stack([1 - p, p], 1)  # noqa: E731
+    cal = SimpleNamespace(linear_temperature=1.0, sure=lambda p: np.ones(len(p), dtype=bool),
+                          exact=lambda: SimpleNamespace(apply=lambda a, b: two(target)))
+    scale, bias = fit_shortcut_map(cal, two(lin_top), two(lin_top))
+    assert scale == MIN_SCALE and abs(bias) < 50
+    mapped = _sigmoid(scale * _logit(lin_top) + bias)
+    assert abs(mapped.mean() - target.mean()) < 1e-3  # the full model's mean confidence on them, not 1.0

@@ -54,6 +54,7 @@ SHORTCUT_CHANGES = 0.002  # the most decisions the shortcut may change
 SHORTCUT_CONFIDENCE = 0.95  # of the one-sided bound that validation puts on that share
 SHORTCUT_MIN_SURE = 100  # the fewest validation texts above its threshold a shortcut is checked on
 _EPS = 1e-7
+MIN_SCALE = 1e-3  # the shortcut's map: sigmoid(scale * logit(p) + bias) stays increasing in p
 
 
 def combine(p_lstm: np.ndarray, p_linear: np.ndarray | None, weight: float = 1.0,
@@ -343,25 +344,44 @@ def fit_shortcut(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | No
 def fit_shortcut_map(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray) -> tuple[float, float]:
     """(scale, bias) of the monotone map from the linear view's top probability to the full model's probability
     of that class, on the (validation) texts the shortcut answers: a logistic fit to the full model's
-    probabilities as soft targets (cross-entropy, Newton's method), scale kept > 0."""
+    probabilities as soft targets (cross-entropy, `_newton`), scale kept >= MIN_SCALE. Where the full model's
+    probabilities fall as the linear view's rise, the best increasing map is all but constant: the scale is held
+    at MIN_SCALE and the bias alone fitted."""
     sure = cal.sure(p_linear)
     lin = combine(p_linear[sure], None, 1.0, cal.linear_temperature)
     full = cal.exact().apply(p_lstm[sure], p_linear[sure])
     k = lin.argmax(axis=1)
     z, target = _logit(lin[np.arange(len(k)), k]), full[np.arange(len(k)), k].astype(np.float64)
-    x = np.stack([z, np.ones_like(z)], axis=1)
-    w = np.array([1.0, 0.0])
+    scale, bias = _newton(np.stack([z, np.ones_like(z)], axis=1), target, np.array([1.0, 0.0]))
+    if scale >= MIN_SCALE:
+        return scale, bias
+    (bias,) = _newton(np.ones((len(z), 1)), target, np.array([0.0]), offset=MIN_SCALE * z)
+    return MIN_SCALE, bias
+
+
+def _newton(x: np.ndarray, target: np.ndarray, w: np.ndarray, offset: np.ndarray | float = 0.0) -> np.ndarray:
+    """w minimising the cross-entropy of sigmoid(x @ w + offset) against soft targets (convex): Newton's steps,
+    each halved until the loss falls. Full steps flew off to scales of 1e6 where the full model is sure of every
+    text: its probabilities flatten the loss there, and the old fit took the step regardless."""
+    def loss(v: np.ndarray) -> float:  # in log-sigmoids, which cannot overflow
+        a = x @ v + offset
+        return float(np.mean(target * np.logaddexp(0.0, -a) + (1 - target) * np.logaddexp(0.0, a)))
+
+    current = loss(w)
     for _ in range(50):
-        q = _sigmoid(x @ w)
-        grad = x.T @ (q - target) / len(z)
-        hess = (x * (q * (1 - q))[:, None]).T @ x / len(z) + 1e-6 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        w -= step
+        q = _sigmoid(x @ w + offset)
+        grad = x.T @ (q - target) / len(target)
+        step = np.linalg.solve((x * (q * (1 - q))[:, None]).T @ x / len(target) + 1e-6 * np.eye(len(w)), grad)
+        for _ in range(40):
+            if (new := loss(w - step)) < current:
+                break
+            step = step / 2
+        else:
+            break  # no step lowers the loss: w is the fit
+        w, current = w - step, new
         if np.abs(step).max() < 1e-9:
             break
-    if not np.isfinite(w).all() or w[0] <= 0:
-        return 1.0, 0.0
-    return float(w[0]), float(w[1])
+    return w
 
 
 @dataclass
