@@ -56,8 +56,8 @@ def test_train_learns_saves_and_reloads_with_identical_predictions(tmp_path, tin
 
     texts = ["A wonderful and moving film.", "Boring, dull and awful.", ""]
     clf = Classifier.load(run)
-    first = clf.predict_proba(texts)
-    again = Classifier.load(run / "model").predict_proba(texts)
+    first = clf.probabilities(texts)  # "" too: the unchecked path
+    again = Classifier.load(run / "model").probabilities(texts)
     assert np.array_equal(first, again)
     assert [p.label for p in clf.predict(texts[:2])] == ["pos", "neg"]
 
