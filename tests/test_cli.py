@@ -273,6 +273,17 @@ def test_predict_names_a_parquet_or_json_stream_as_not_csv(tmp_path, capsys, mon
                         f"is read as CSV, and this looks like {what}: pass the file's path instead")
 
 
+def test_a_csv_stream_whose_header_starts_with_a_bracket_and_a_json_lines_stream_still_read():
+    import io
+
+    from textclf.data.tables import iter_table
+
+    frame = next(iter_table(io.BytesIO(b"[id],text\n1,good film\n")))
+    assert list(frame.columns) == ["[id]", "text"]
+    frame = next(iter_table(io.BytesIO(b'{"text": "a", "label": 1}\n'), suffix=".jsonl"))
+    assert frame.iloc[0]["text"] == "a"
+
+
 def _shop_reviews(n, seed):
     """Reviews as a shop exports them: title + body (with quoted newlines), string labels, extra columns."""
     from .conftest import make_reviews

@@ -230,3 +230,14 @@ def test_each_sections_rules_name_its_own_fields_and_every_rule_is_checked():
         bad = "nonsense" if isinstance(rule, tuple) else -1
         with pytest.raises(TextclfError, match=f'config key "{key}"'):
             load_config(None, [f"{key}={bad}"])
+
+
+def test_merge_keys_load_and_an_unhashable_key_is_one_line(tmp_path):
+    """The loader that refuses a key given twice must leave YAML's `<<:` merge keys to SafeLoader."""
+    f = tmp_path / "merge.yaml"
+    f.write_text("base: &b {lr: 0.01}\n".replace("base", "train") + "model: {<<: {hidden_size: 64}, dropout: 0.2}\n")
+    cfg = load_config(f)
+    assert cfg.train.lr == 0.01 and cfg.model.hidden_size == 64 and cfg.model.dropout == 0.2
+    f.write_text("train:\n  ? [a, b]\n  : 1\n")
+    with pytest.raises(TextclfError, match="not valid YAML"):
+        load_config(f)

@@ -235,8 +235,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: merged by SafeLoader itself
+                continue
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                twice = key in seen
+            except TypeError:  # an unhashable key: SafeLoader says so in its own words
+                continue
+            if twice:
                 raise yaml.constructor.ConstructorError(None, None, f'key "{key}" is given twice: merge the two',
                                                         key_node.start_mark)
             seen.add(key)

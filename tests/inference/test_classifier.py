@@ -132,6 +132,7 @@ def test_the_python_api_refuses_the_thresholds_the_commands_refuse(clf, tmp_path
 def test_edge_inputs(clf):
     assert clf.predict_proba([]).shape == (0, 2)
     assert clf.predict_proba(("a film", np.str_("the film"))).shape == (2, 2)  # any sequence of str
+    assert clf.predict_proba(t for t in ("a film", "the film")).shape == (2, 2)  # a generator, read once
     with pytest.raises(TypeError):
         clf.predict_proba("one string")
 

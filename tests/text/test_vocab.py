@@ -63,3 +63,8 @@ def test_unknown_label_is_a_clear_error():
 def test_multiclass_labels_get_no_sentiment_aliases():
     lv = LabelVocab(["0", "1", "2"])
     assert lv.get("pos") is None and isinstance(lv.encode([2]), np.ndarray)
+
+
+def test_only_ascii_whole_numbers_are_read_as_numbers():
+    assert LabelVocab.from_values(["٢.0", "1.0"]).names == ["1", "٢.0"]
+    assert LabelVocab.from_values(["-1.0", "0.0", "1.0"]).names == ["-1", "0", "1"]

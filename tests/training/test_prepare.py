@@ -40,7 +40,7 @@ def test_carving_keeps_a_texts_copies_on_one_side():
     train = Split(texts * 3, labels * 3, "dup.csv")
     tr, va = carve_validation(train, 0.1, 0)
     assert not {t.strip() for t in tr.texts} & {t.strip() for t in va.texts}
-    assert len(tr) + len(va) == 900 and 180 <= len(va) <= 220 and len(va) % 3 == 0  # ~200 rows, whole texts
+    assert len(tr) + len(va) == 900 and len(va) == 3 * round(300 * carve_fraction(300, 0.1))  # a share of texts
     assert sorted(set(va.labels)) == ["a", "b", "c"]  # still stratified
     once = Split(texts, labels, "once.csv")
     tr1, va1 = carve_validation(once, 0.1, 0)
@@ -91,3 +91,16 @@ def test_a_vocabulary_too_small_for_english_asks_for_rows_not_another_tokenizer(
         check_vocabulary({"train": train, "test": test}, Vocab.build(train.counts(), 1, None), Tokenizer("regex"))
     assert "4 training texts are too few to learn words from: add rows" in caplog.text
     assert "tokenizer.kind=zh" not in caplog.text
+
+
+def test_a_class_only_on_copies_of_other_texts_and_a_text_of_many_copies_stay_in_train():
+    """Copies of a text may carry another label (crowd labels): a class only there could go wholly to validation.
+    A text with a thousand copies, carved off, filled validation with itself."""
+    texts = [f"a{i}" for i in range(50)] + [f"b{i}" for i in range(50)] + ["a0", "a1"]
+    labels = ["a"] * 50 + ["b"] * 50 + ["c", "c"]
+    for seed in range(20):
+        tr, va = carve_validation(Split(texts, labels, "t.csv"), 0.1, seed)
+        assert set(va.labels) <= set(tr.labels)
+    texts = ["good"] * 1000 + [f"review {i}" for i in range(300)]
+    tr, va = carve_validation(Split(texts, ["pos"] * 1000 + ["neg", "pos", "neg"] * 100, "t.csv"), 0.1, 0)
+    assert "good" not in va.texts and len(va) == round(301 * carve_fraction(301, 0.1))

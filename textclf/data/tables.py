@@ -304,7 +304,7 @@ def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, enc
     try:
         if suffix in (*DELIMITED, ".jsonl", ".json"):
             head = _peek(handle)
-            if path is None:
+            if path is None and suffix in DELIMITED:
                 _check_stream(head, where)
             codec = _codec(head, file_format.encoding)
             # NUL: never in UTF-8 text; between UTF-16's characters
@@ -331,7 +331,7 @@ def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, enc
 
 # The first bytes of the formats a stream is not read as: a stream is CSV (a file's format is its suffix's)
 _NOT_CSV = ((b"PAR1", "a Parquet file"), (b"PK\x03\x04", "an Excel workbook (or another zip)"),
-            (b"{", "JSON lines"), (b"[", "JSON"))
+            (b'{"', "JSON lines"), (b"[{", "JSON"), (b'["', "JSON"))  # not `[id],text`: a CSV header
 
 
 def _check_stream(head: bytes, where: str) -> None:
@@ -396,7 +396,7 @@ def text_of(df: pd.DataFrame, text_column: str | Sequence[str], where: str, opti
     strings. `option`: what an error names as the fix (None: `column_option()`)."""
     option = option or column_option()
     names = text_column.split(",") if isinstance(text_column, str) else list(text_column)
-    parts = [_column(df, c.strip(), option, where).fillna("").astype(str) for c in names]
+    parts = [_column(df, c.strip() if isinstance(c, str) else c, option, where).fillna("").astype(str) for c in names]
     if len(parts) == 1:
         return parts[0]
     return pd.Series([" ".join(row) for row in zip(*parts, strict=True)], index=df.index, dtype=object)

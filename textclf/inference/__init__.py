@@ -4,7 +4,7 @@ the config."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import TextclfError
@@ -41,12 +41,14 @@ def binary_threshold(threshold: float | None, num_classes: int, option: str = "-
     return threshold
 
 
-def check_texts(texts: Sequence[str]) -> None:
-    """What the Python API labels: a list of strings, none blank. One string is refused (it would be read as a list
+def check_texts(texts: Iterable[str]) -> list[str]:
+    """What the Python API labels, as a list: strings, none blank. One string is refused (it would be read as a list
     of its characters); a non-string (NaN, a DataFrame's empty cell, or None) or a blank text is named by its
-    position, as `textclf serve` names it. The commands and `predict_frame` leave empty texts unlabelled instead."""
+    position, as `textclf serve` names it. The commands and `predict_frame` leave empty texts unlabelled instead.
+    Any iterable is taken (a generator too: read once, here)."""
     if isinstance(texts, str):
         raise TypeError("pass a list of texts, not one string")
+    texts = texts if isinstance(texts, list) else list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is {type(text).__name__} {text!r}, not a string (a DataFrame column with "
@@ -54,6 +56,7 @@ def check_texts(texts: Sequence[str]) -> None:
         if not text.strip():
             raise TextclfError(f"texts[{i}] is empty: there is nothing to classify (drop it, or use predict_frame, "
                                "which leaves empty texts unlabelled)")
+    return texts
 
 
 def check_threshold(threshold: float | None, num_classes: int) -> None:

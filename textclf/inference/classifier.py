@@ -175,7 +175,7 @@ class Classifier:
         another threshold (binary models): the full model's on every text, as `predict(texts, threshold)` and
         `textclf predict --threshold` decide. To threshold them yourself, pass that threshold here, or load with
         `shortcut=False` for the full model's at every threshold (ROC and PR curves: `evaluate`)."""
-        check_texts(texts)
+        texts = check_texts(texts)
         check_threshold(threshold, len(self.labels))
         return self.probabilities(texts, batch_size, threshold)
 

@@ -328,8 +328,7 @@ class OnnxModel:
         """[N, C] probabilities, in input order: `Classifier.predict_proba`'s at the default decision (argmax, or
         0.5 for binary), the shortcut included where the graph has one; for another threshold, export with
         --no-shortcut (the full model's, as `textclf predict --threshold` decides)."""
-        check_texts(texts)
-        return self.probabilities(texts, batch_size)
+        return self.probabilities(check_texts(texts), batch_size)
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """`predict_proba` without its checks of the texts (an empty one: the probabilities of no words)."""

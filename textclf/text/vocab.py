@@ -71,7 +71,7 @@ class Vocab:
 _SENTIMENT = {"neg": "negative", "negative": "negative", "pos": "positive", "positive": "positive"}
 
 
-_WHOLE = re.compile(r"[+-]?\d+\.0*")  # "2.0": how pandas writes the numbers of an int column with gaps
+_WHOLE = re.compile(r"[+-]?[0-9]{1,18}\.0*")  # "2.0": how pandas writes the numbers of an int column with gaps
 
 
 def label_key(value: object) -> str:

@@ -27,6 +27,7 @@ from . import distributed, finetune
 log = logging.getLogger(__name__)
 
 VALIDATION_ROWS, MAX_FRACTION = 200, 0.3
+MANY_COPIES = 20  # a text with more copies than 2 and than 1/20 of validation's rows stays in train
 _LETTER = re.compile(r"[^\W\d_]")
 
 
@@ -147,23 +148,34 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
     The carve deals in texts, not rows: every copy of a text (compared stripped) goes to the same side, so no
     validation row is a train row again, which would flatter the epoch, the LSTM's share and the temperatures
     that validation picks. A class with one text only stays in train (said in a line): carved off, it would be
-    a label the model never saw. Data without repeated texts or such classes is carved row by row, as before."""
-    fraction = carve_fraction(len(train), fraction)
+    a label the model never saw; so does a text with many copies, which would fill validation, and a text whose
+    copies carry a class no train row has. Data without repeated texts or such classes is carved row by row, as
+    before."""
     group = text_groups(train.texts)
     first = np.unique(group, return_index=True)[1]  # each text's first row: its label stratifies
-    keys = [label_key(train.labels[i]) for i in first]
-    counts = Counter(keys)
-    lone = sorted({k for k, n in counts.items() if n < 2})
+    classes = [set() for _ in first]  # each text's classes (copies of a text may carry other labels)
+    for g, label in zip(group, train.labels, strict=True):
+        classes[g].add(label_key(label))
+    counts = Counter(k for c in classes for k in c)
+    lone = {k for k, n in counts.items() if n < 2}
     if len(lone) == len(counts):  # every class one text: no carve by text keeps them all in train; by row, then
-        group, first, keys, lone = np.arange(len(train)), np.arange(len(train)), list(map(label_key, train.labels)), []
+        group, first, lone = np.arange(len(train)), np.arange(len(train)), set()
+        classes = [{label_key(label)} for label in train.labels]
     if lone:
         log.warning("class(es) with one text only, kept in train and none in validation: %s (a typo in the label "
-                    "column? data.label_map can map or drop a label)", ", ".join(lone))
-    carved = np.flatnonzero([k not in lone for k in keys])
+                    "column? data.label_map can map or drop a label)", ", ".join(sorted(lone)))
+    fraction = carve_fraction(len(first), fraction)
+    # a text with many copies stays in train: carved off, it would fill validation with one text
+    sizes = np.bincount(group, minlength=len(first))
+    many = max(2, round(len(train) * fraction) // MANY_COPIES)
+    carved = np.flatnonzero([not (c & lone) and n <= many for c, n in zip(classes, sizes, strict=True)])
     try:
-        va_groups = carved[stratified_split([keys[g] for g in carved], fraction, seed)[1]]
+        rows = stratified_split([str(train.labels[first[g]]) for g in carved], fraction, seed)[1]
+        va_groups = carved[rows]
     except ValueError:  # scikit-learn's way of saying the split would leave train empty
         va_groups = np.zeros(0, dtype=np.int64)
+    in_train = set().union(*(classes[g] for g in np.setdiff1d(np.arange(len(first)), va_groups)))
+    va_groups = [g for g in va_groups if classes[g] <= in_train]  # a class on copies of others' texts stays in train
     held = np.isin(group, va_groups)
     tr, va = np.flatnonzero(~held), np.flatnonzero(held)
     if len(tr) == 0 or len(va) == 0:
