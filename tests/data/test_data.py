@@ -399,3 +399,10 @@ def test_xlsx_keeps_cells_that_read_like_missing_values(tmp_path):
     from_csv = data.read_split(tmp_path / "reviews.csv", "text", "label")
     assert from_xlsx.texts == from_csv.texts == ["NA", "N/A", "null", "None", "a fine film"]
     assert from_xlsx.labels == from_csv.labels == ["pos", "neg", "None", "pos", "NA"]
+
+
+def test_text_columns_may_be_named_by_a_list_of_any_names():
+    from textclf.data.tables import text_of
+
+    df = pd.DataFrame({0: ["good", "bad"], 1: ["film", "plot"]})
+    assert text_of(df, [0, 1], "t").tolist() == ["good film", "bad plot"]
