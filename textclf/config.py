@@ -382,12 +382,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if "=" not in item:
             raise TextclfError(f'override "{item}" is not key=value (e.g. train.epochs=3)')
         key, value = item.split("=", 1)
-        if key.strip() in given:  # the last counts, as scripts that add to a user's overrides expect
-            log.info("%s is given twice (%s, then %s): the last counts", key.strip(), given[key.strip()], value)
-        given[key.strip()] = value
-        if isinstance(OmegaConf.select(schema, key.strip(), default=None), DictConfig):
-            raise TextclfError(f'"{key.strip()}" is a section of the config, not a key: set its keys, e.g. '
-                               f"{key.strip()}.{next(iter(OmegaConf.select(schema, key.strip())))}=VALUE")
+        key = key.strip()
+        if key in given:  # the last counts, as scripts that add to a user's overrides expect
+            log.info("%s is given twice (%s, then %s): the last counts", key, given[key], value)
+        given[key] = value
+        if isinstance(section := OmegaConf.select(schema, key, default=None), DictConfig):
+            raise TextclfError(f'"{key}" is a section of the config, not a key: set its keys, e.g. '
+                               f"{key}.{next(iter(section))}=VALUE")
     try:
         layers.append(OmegaConf.from_dotlist(list(overrides)))
         _check_bools(layers[-1])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from textclf.config import load_config
-from textclf.text.tokens import Tokenized
+from textclf.text.tokens import Tokenized, group_ids
 from textclf.training import linear_view
 from textclf.training.pipeline import train
 
@@ -92,7 +92,7 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_the_second_process(tm
     script = tmp_path / "mine.py"
     script.write_text(textwrap.dedent("""
         import numpy as np
-        from textclf.text.tokens import Tokenized
+        from textclf.text.tokens import Tokenized, group_ids
         from textclf.training import linear_view
         print("the script ran", flush=True)
         texts = [["good", "film"], ["bad", "film"], ["good", "plot"], ["bad", "plot"]] * 10
@@ -132,4 +132,4 @@ def test_copies_of_one_text_share_a_fold():
         assert len(set(folds[groups == g])) == 1
     assert sorted(np.bincount(folds)) == [24, 24, 24, 24, 24]
     assert (linear_view.stratified_folds(y, 5, 0, np.arange(120)) == linear_view.stratified_folds(y, 5, 0)).all()
-    assert list(linear_view.token_groups([["a", "b"], ["c"], ["a", "b"]])) == [0, 1, 0]
+    assert list(group_ids(map(tuple, [["a", "b"], ["c"], ["a", "b"]]))) == [0, 1, 0]

@@ -458,8 +458,9 @@ class LinearModel:
         value = self.scale[col].astype(np.float64)
         if self.weighting == "tfidf":
             value *= 1.0 + np.log(count)
+            blocks = 2 if self.chars else 1
             group = doc * 2 + (col >= self._words) if self.chars else doc
-            norms = np.sqrt(np.bincount(group, value * value, minlength=2 * texts))
+            norms = np.sqrt(np.bincount(group, value * value, minlength=blocks * texts))
             value /= norms[group]  # a text with a pair has a norm > 0
         return value
 

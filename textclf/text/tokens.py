@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +113,10 @@ def tokenize_cached(texts: list[str], tokenizer: Tokenizer, cache_dir: str | Pat
     except OSError as e:
         log.warning("could not write token cache %s (%s); continuing without it", path, e)
     return tok
+
+
+def group_ids(keys: Iterable[Hashable]) -> np.ndarray:
+    """[N] each key's group: equal keys (the copies of one text, stripped, or one token list as a tuple) share one,
+    numbered in order of first appearance."""
+    ids: dict[Hashable, int] = {}
+    return np.fromiter((ids.setdefault(k, len(ids)) for k in keys), dtype=np.int64)

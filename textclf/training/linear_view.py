@@ -24,7 +24,7 @@ import numpy as np
 
 from ..models.ensemble import fit_linear_view
 from ..models.linear import LinearModel, kinds_for
-from ..text.tokens import Tokenized
+from ..text.tokens import Tokenized, group_ids
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def refit(linear: LinearModel, d: ViewData, seed: int) -> tuple[LinearModel, np.
     learns from them all; the LSTM keeps the epoch validation chose."""
     train, validation = list(d.train.token_lists()), list(d.validation.token_lists())
     folds = np.concatenate([np.full(len(train), -1),
-                            stratified_folds(d.y_validation, LINEAR_FOLDS, seed, token_groups(validation))])
+                            stratified_folds(d.y_validation, LINEAR_FOLDS, seed, group_ids(map(tuple, validation)))])
     view, out = LinearModel.cross_fit([*train, *validation], np.concatenate([d.y_train, d.y_validation]), folds,
                                       d.num_classes, linear.kind, linear.c)
     return view, out[len(train):]
@@ -83,7 +83,7 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int, groups: np.ndarray |
     """[N] each row's fold, 0..k-1 (k at most N): each class's rows shuffled (seeded) and dealt round the folds,
     each class going on where the one before stopped, so every fold holds its share of each class, give or take one.
 
-    `groups` ([N] ids, `token_groups`): rows of one group (copies of one text) share a fold, dealt as one by the
+    `groups` ([N] ids, `tokens.group_ids`): rows of one group (copies of one text) share a fold, dealt as one by the
     label of its first row, so no row is scored by a view or calibration fitted on its own copy. Without repeats
     the folds are those of the rows."""
     if groups is not None:
@@ -95,13 +95,6 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int, groups: np.ndarray |
     folds = np.empty(len(labels), dtype=np.int64)
     folds[order] = np.arange(len(labels)) % max(1, min(k, len(labels)))
     return folds
-
-
-def token_groups(token_lists: list) -> np.ndarray:
-    """[N] each text's group: texts with the same tokens share one, numbered in order of first appearance."""
-    ids: dict[tuple, int] = {}
-    return np.fromiter((ids.setdefault(tuple(t), len(ids)) for t in token_lists), dtype=np.int64,
-                       count=len(token_lists))
 
 
 class Here:

@@ -39,11 +39,12 @@ from ..models.linear import LinearModel
 from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
 from ..text.batching import make_loader, predict_seqs
+from ..text.tokens import group_ids
 from ..text.vocab import LabelVocab, Vocab
 from ..threads import cores, intra_op
 from . import distributed, finetune, linear_view
 from .checkpoint import Checkpoints
-from .linear_view import LINEAR_FOLDS, Beside, Here, ViewData, stratified_folds, token_groups
+from .linear_view import LINEAR_FOLDS, Beside, Here, ViewData, stratified_folds
 from .prepare import Prepared, load_data, prepare
 from .pretrain import pretrain_corpora, pretrain_language_model, pretrain_vectors, word2vec_reads
 from .record import DryRun, ModelMeta, RunSummary
@@ -321,7 +322,7 @@ def calibrate(model: nn.Module, views: tuple[LinearModel, np.ndarray] | None, lo
     cal = Calibration.fit(lstm["validation"], val_linear, y)
     start = start_outputs(data, device)
     if start:
-        groups = token_groups(list(data.tokens["validation"].token_lists()))
+        groups = group_ids(map(tuple, data.tokens["validation"].token_lists()))
         own = cross_calibrated(lstm["validation"], val_linear, y, stratified_folds(y, LINEAR_FOLDS, seed, groups))
         cal = cal.fit_start(own, start["validation"].final, y)
     parts = {"validation": Outputs.of(cal, lstm["validation"], val_linear, start.get("validation"))}

@@ -20,7 +20,7 @@ from ..errors import TextclfError
 from ..models.artifact import Artifact
 from ..text.batching import TextDataset
 from ..text.tokenizer import Tokenizer, for_run, unspaced, without_spaces
-from ..text.tokens import Tokenized, tokenize_cached
+from ..text.tokens import Tokenized, group_ids, tokenize_cached
 from ..text.vocab import UNK_ID, LabelVocab, Vocab, label_key
 from . import distributed, finetune
 
@@ -151,7 +151,7 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
     a label the model never saw; so does a text with many copies, which would fill validation, and a text whose
     copies carry a class no train row has. Data without repeated texts or such classes is carved row by row, as
     before."""
-    group = text_groups(train.texts)
+    group = group_ids(t.strip() for t in train.texts)
     first = np.unique(group, return_index=True)[1]  # each text's first row: its label stratifies
     classes = [set() for _ in first]  # each text's classes (copies of a text may carry other labels)
     for g, label in zip(group, train.labels, strict=True):
@@ -186,12 +186,6 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
     log.info("validation: %d rows carved from train (%.0f%%, stratified, seed %d%s)", len(va), 100 * fraction, seed,
              "; a text's copies kept on one side" if repeated else "")
     return pick(tr, train.source), pick(va, f"{train.source} (validation)")
-
-
-def text_groups(texts: list[str]) -> np.ndarray:
-    """[N] each text's group: texts the same once stripped share one, numbered in order of first appearance."""
-    ids: dict[str, int] = {}
-    return np.fromiter((ids.setdefault(t.strip(), len(ids)) for t in texts), dtype=np.int64, count=len(texts))
 
 
 @distributed.main_first()  # under torchrun rank 0 fills the token cache, the others read it
