@@ -406,16 +406,21 @@ def test_processes_that_start_at_once_measure_bf16_once(monkeypatch, tmp_path):
         return 0.5 if bf16 else 1.0
 
     monkeypatch.setattr(device, "_forward_seconds", seconds)
-    answers = []
-    first = threading.Thread(target=lambda: answers.append(device._kept_speedup()))
+    answers = {}  # by thread: the second can return before the first, which returns after the lock is let go
+
+    def ask(who):
+        answers[who] = device._kept_speedup()
+
+    first = threading.Thread(target=ask, args=("first",))
     first.start()
     started.wait(5)
-    second = threading.Thread(target=lambda: answers.append(device._kept_speedup()))
+    second = threading.Thread(target=ask, args=("second",))
     second.start()
     first.join(10)
     second.join(10)
-    assert [a[0] for a in answers] == [2.0, 2.0] and len(timed) == 2 * (device.BF16_TIMINGS + 1)
-    assert "measured now" in answers[0][1] and "as measured on this machine before" in answers[1][1]
+    assert [answers[w][0] for w in ("first", "second")] == [2.0, 2.0]
+    assert len(timed) == 2 * (device.BF16_TIMINGS + 1)
+    assert "measured now" in answers["first"][1] and "as measured on this machine before" in answers["second"][1]
 
 
 def test_a_cache_folder_that_cannot_be_written_still_gets_an_answer(monkeypatch, tmp_path):
