@@ -78,6 +78,25 @@ def test_dry_run_refuses_what_a_run_would_and_resume(tmp_path, tiny_dir, capsys)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.json"]
 
 
+def test_a_dry_run_with_overwrite_keeps_the_config_a_run_was_trained_with(tmp_path, tiny_dir, capsys):
+    """`--dry-run overwrite=true` on a finished run checks the new keys but leaves the run's config.yaml: rewritten,
+    `--config RUN/config.yaml` would no longer train the model beside it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text("{}")
+    (run_dir / "config.yaml").write_text("train:\n  epochs: 2\n")
+    assert train_main(["--dry-run", f"data.path={tiny_dir}", f"run_dir={run_dir}", *TINY, "overwrite=true"]) == 0
+    assert capsys.readouterr().out.strip().endswith("holds a run: its config.yaml is kept as it was")
+    assert (run_dir / "config.yaml").read_text() == "train:\n  epochs: 2\n"
+
+
+def test_a_run_dir_that_is_a_file_is_refused_before_the_data_are_read(tmp_path, capsys):
+    (tmp_path / "notes.csv").write_text("text,label\n")
+    for run_dir in ("notes.csv", "notes.csv/sub"):
+        code = train_main(["data.path=/nowhere", f"run_dir={tmp_path / run_dir}"])  # the data would fail later
+        _one_line_error(capsys, code, f"{tmp_path / 'notes.csv'} is a file, not a folder")
+
+
 def test_overrides_may_come_after_flags_and_anything_else_is_still_refused(tmp_path, tiny_dir, capsys):
     first = [f"data.path={tiny_dir}", *TINY]
     assert train_main([*first, "--dry-run", f"run_dir={tmp_path / 'a'}"]) == 0  # argparse alone: "unrecognized"

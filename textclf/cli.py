@@ -257,7 +257,9 @@ def run_train(args: argparse.Namespace) -> int:
     from .training.preemption import Preempted
 
     config = args.config or _resumed_config(args.overrides)
-    cfg = load_config(config, args.overrides)
+    # a run's config.yaml saved before it left out `overwrite` may say overwrite=true: not this command's wish
+    saved = ["overwrite=false"] if config is not None and not args.config else []
+    cfg = load_config(config, [*saved, *args.overrides])
     main = is_main()  # under torchrun, rank 0 speaks for all
     if main:
         log.info("config: %s%s", config or "the built-in recipe",
@@ -292,7 +294,7 @@ def _dry_run(cfg) -> int:
           f"accuracy {s.validation_accuracy:.4f}")
     if s.skipped:
         print(f"not run: {', '.join(s.skipped)}")
-    print(f"wrote {s.config}")
+    print(f"wrote {s.config}" if s.config else f"{cfg.run_dir} holds a run: its config.yaml is kept as it was")
     return 0
 
 

@@ -110,6 +110,20 @@ def test_resume_true_uses_run_dir_and_a_finished_run_is_left_alone(reference, tm
     assert_same_run(reference / "ref", run_dir)
 
 
+def test_resume_run_dir_continues_a_run_whose_config_yaml_says_overwrite(reference, tmp_path, capsys):
+    """A run started with overwrite=true, then stopped: its config.yaml (as saved before `write_config` left the key
+    out) says overwrite: true, and the printed `python train.py resume=RUN` was refused as a contradiction."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference / "ref", run_dir)
+    (run_dir / "metrics.json").unlink()
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("overwrite: false", "overwrite: true"))
+    assert "overwrite: true" in config.read_text()
+    assert train_main([f"resume={run_dir}"]) == 0
+    assert "resuming from" in capsys.readouterr().err
+    assert_same_run(reference / "ref", run_dir)
+
+
 def test_resume_true_with_another_runs_keys_says_so_before_reading_data(reference, tmp_path, capsys, monkeypatch):
     """`resume=true run_dir=X` alone: the recipe's keys, not the run's. Its data were read first, so the error was
     a failed download of IMDB (data.path's default), not the resume mix-up."""

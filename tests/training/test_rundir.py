@@ -49,6 +49,16 @@ def test_config_yaml_reads_back_as_the_same_config(tmp_path):
     assert load_config(write_config(tmp_path, cfg)) == cfg
 
 
+def test_config_yaml_says_neither_overwrite_nor_resume(tmp_path):
+    """A run started with overwrite=true and stopped prints `resume with: python train.py resume=RUN`, which reads
+    RUN/config.yaml back: saved with overwrite=true it refused that resume ("contradict each other"), and as
+    `--config` it replaced the finished run unasked."""
+    cfg = load_config(None, [f"run_dir={tmp_path}", "overwrite=true"])
+    saved = write_config(tmp_path, cfg)
+    assert load_config(saved).overwrite is False
+    assert load_config(saved, [f"resume={tmp_path}"]).resume
+
+
 def test_a_resume_may_read_files_from_elsewhere_and_otherwise(tmp_path):
     """Where files are and how they are read may change on a resume: the data fingerprint guards the rows
     (issue 23: moved data.unlabelled, init_from, encodings and sheets were refused)."""

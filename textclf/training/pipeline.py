@@ -52,6 +52,7 @@ from .rundir import (
     check_resumable,
     check_run_dir,
     data_fingerprint,
+    holds_run,
     load_resume,
     run_checkpoints,
     start_run_dir,
@@ -424,7 +425,8 @@ def finish(run_dir: Path, cfg: Config, result: FitResult, metrics: dict, tb) -> 
 
 def dry_run(cfg: Config) -> DryRun:
     """Each step of `train` once, small: the config checked, the data loaded and tokenised, the model built, one
-    training step and one validation batch. RUN_DIR/config.yaml is the only file written: no pretraining (word2vec,
+    training step and one validation batch. RUN_DIR/config.yaml is the only file written (not where RUN_DIR holds a
+    run, whose config.yaml stays the one it was trained with): no pretraining (word2vec,
     language model, linear probe), no linear view or calibration, no model folder, checkpoints or metrics."""
     if distributed.launched():
         raise TextclfError("--dry-run runs in one process: python train.py --dry-run ...")
@@ -443,7 +445,8 @@ def dry_run(cfg: Config) -> DryRun:
         val = data.datasets["validation"]
         probs, val_loss = predict_seqs(model, [val.seqs[i] for i in rows], device, len(rows), val.labels[rows],
                                        dtype=loop.setup.dtype, desc="validate")
-        config = write_config(Path(cfg.run_dir), cfg)
+        # A folder that holds a run keeps its config.yaml: the one its model was trained with (and resumes with)
+        config = "" if holds_run(Path(cfg.run_dir)) else str(write_config(Path(cfg.run_dir), cfg))
     skipped = [name for name, asked in (
         ("word2vec pretraining", cfg.pretrain.word2vec and pretrained is None),
         ("language-model pretraining", cfg.pretrain.lm_epochs and pretrained is None),
@@ -452,4 +455,4 @@ def dry_run(cfg: Config) -> DryRun:
     return DryRun({name: len(ds) for name, ds in data.datasets.items()}, len(data.vocab), data.labels.names,
                   cfg.model.type, str(device), sum(p.numel() for p in model.parameters()), len(batch.index),
                   float(loss), len(rows), val_loss, float((decide(probs) == val.labels[rows]).mean()), skipped,
-                  str(config))
+                  config)

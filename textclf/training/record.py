@@ -66,4 +66,4 @@ class DryRun:
     validation_loss: float
     validation_accuracy: float
     skipped: list[str]  # the steps of `train` a dry run leaves out
-    config: str  # the config.yaml written
+    config: str  # the config.yaml written; "" where run_dir holds a run, whose own is kept

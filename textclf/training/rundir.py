@@ -35,7 +35,11 @@ RESUME_MAY_CHANGE = frozenset({
 
 
 def check_run_dir(run_dir: Path, overwrite: bool, resume: str | None = None) -> Path | None:
-    """Refuse to replace a finished or interrupted run unless asked; with `resume`, the checkpoint to load."""
+    """Refuse to replace a finished or interrupted run unless asked; with `resume`, the checkpoint to load. A
+    run_dir that is a file (or under one) is refused here, before the data are read or word2vec runs."""
+    blocker = next((p for p in (run_dir, *run_dir.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise TextclfError(f"run_dir={run_dir}: {blocker} is a file, not a folder; pass another run_dir=DIR")
     finished = (run_dir / "metrics.json").exists()
     saved = checkpoint.existing(run_dir / checkpoint.FOLDER)
     if resume:
@@ -54,6 +58,11 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: str | None = None) -> 
     return None
 
 
+def holds_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a finished or interrupted run (what `check_run_dir` refuses to replace unasked)."""
+    return (run_dir / "metrics.json").exists() or bool(checkpoint.existing(run_dir / checkpoint.FOLDER))
+
+
 def data_fingerprint(data: Prepared) -> str:
     """A hash of what the model sees (vocabulary, labels, every split's ids): a resume checks the data."""
     h = hashlib.sha256(data.vocab.to_json().encode("utf-8"))
@@ -68,9 +77,11 @@ def data_fingerprint(data: Prepared) -> str:
 
 
 def write_config(run_dir: Path, cfg: Config) -> Path:
-    """RUN_DIR/config.yaml: the resolved config, which `resume=RUN_DIR` and `--config` read back."""
+    """RUN_DIR/config.yaml: the resolved config, which `resume=RUN_DIR` and `--config` read back. Without
+    `resume` and `overwrite`, which say how this command treated the folder, not what was trained: read back, they
+    would refuse the resume the run's own message prints, or let `--config` replace a finished run unasked."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / CONFIG, to_yaml(replace(cfg, resume=None)))
+    write_text(run_dir / CONFIG, to_yaml(replace(cfg, resume=None, overwrite=False)))
     return run_dir / CONFIG
 
 
