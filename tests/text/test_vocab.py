@@ -60,6 +60,16 @@ def test_unknown_label_is_a_clear_error():
         lv.encode(["pos", "meh"])
 
 
+def test_zero_one_labels_read_neg_pos_as_the_model_records_their_meaning():
+    """0/1 against neg/pos is 0 = negative by convention, unless the model says otherwise (a fine-tuned model's
+    "started_as": 1 = a complaint, which started as the negative class)."""
+    plain, complaint = LabelVocab(["0", "1"]), LabelVocab(["0", "1"], {"0": "pos", "1": "neg"})
+    assert [plain.get(v) for v in ("negative", "pos", "0", "1")] == [0, 1, 0, 1]
+    assert [complaint.get(v) for v in ("negative", "pos", "0", "1")] == [1, 0, 0, 1]
+    unrelated = LabelVocab(["0", "1"], {"0": "spam", "1": "ham"})  # no sentiment meaning: no alias
+    assert unrelated.get("negative") is None and unrelated.get("1") == 1
+
+
 def test_multiclass_labels_get_no_sentiment_aliases():
     lv = LabelVocab(["0", "1", "2"])
     assert lv.get("pos") is None and isinstance(lv.encode([2]), np.ndarray)

@@ -198,7 +198,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
     try:
         vocab = Vocab.from_json(json.dumps(_read_json(model_dir / VOCAB)))
         model = build_model(meta.get("type", "lstm"), meta["model"])  # no "type": saved when lstm was the only one
-        labels = LabelVocab(meta["labels"])
+        labels = LabelVocab(meta["labels"], (meta.get("init_from") or {}).get("started_as"))  # what 0/1 mean
         tokenizer = from_settings(meta["tokenizer"], meta.get("train_config"))  # as it split in training
         weight = Calibration.from_dict(meta.get("calibration")).weight
     except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,19 +101,24 @@ class LabelVocab:
 
     Lookups forgive spelling: case, whitespace, `pos`/`positive`, and 0/1 against neg/pos, so an
     IMDB model trained with "neg"/"pos" evaluates files labelled 0/1 and vice versa.
+
+    `meaning`: what each class is, where that is known otherwise than by its name: a model fine-tuned on 0/1 labels
+    from a negative/positive one records which class each started as (`finetune.Plan.summary`'s "started_as"; 1 =
+    a complaint is negative). There, 0/1 against neg/pos follows that record, not the 0 = negative convention.
     """
 
-    def __init__(self, names: Sequence[str]):
+    def __init__(self, names: Sequence[str], meaning: Mapping[str, str] | None = None):
         self.names = [str(n) for n in names]
         self._index: dict[str, int] = {}
         for i, name in enumerate(self.names):
             self._index.setdefault(label_key(name), i)
-        canon = {_SENTIMENT.get(label_key(n)) for n in self.names}
-        numeric = [label_key(n) for n in self.names] == ["0", "1"]
-        if canon == {"negative", "positive"} or numeric:
-            neg, pos = (0, 1) if numeric else (
-                [_SENTIMENT.get(label_key(n)) for n in self.names].index("negative"),
-                [_SENTIMENT.get(label_key(n)) for n in self.names].index("positive"))
+        canon = [_SENTIMENT.get(label_key(n)) for n in self.names]
+        if meaning and set(meaning) == set(self.names):
+            canon = [_SENTIMENT.get(label_key(meaning[n])) for n in self.names]
+        elif [label_key(n) for n in self.names] == ["0", "1"]:
+            canon = ["negative", "positive"]
+        if sorted(map(str, canon)) == ["negative", "positive"]:
+            neg, pos = canon.index("negative"), canon.index("positive")
             for alias, i in (("0", neg), ("neg", neg), ("negative", neg),
                              ("1", pos), ("pos", pos), ("positive", pos)):
                 self._index.setdefault(alias, i)
