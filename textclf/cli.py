@@ -301,13 +301,15 @@ def _dry_run(cfg) -> int:
 def run_baseline(args: argparse.Namespace) -> int:
     from .baseline import linear_baseline
     from .config import load_config
-    from .files import write_json
+    from .files import check_writable, write_json
     from .reports.metrics import format_report
     from .text.tokenizer import for_run
     from .training.prepare import load_data
 
-    if args.c is not None and args.c <= 0:
+    if args.c is not None and not args.c > 0:  # NaN too
         raise TextclfError("--C must be > 0")
+    if args.output:
+        check_writable(args.output, "--output", example="baseline.json")  # before the fits, not after them
     cfg = load_config(args.config, args.overrides)
     unused = [key for key in (o.split("=", 1)[0] for o in args.overrides or [])
               if key.split(".")[0] not in ("data", "tokenizer") and key != "train.seed"]  # the seed carves validation
@@ -385,9 +387,11 @@ def _check_predict_args(args: argparse.Namespace) -> None:
     if args.batch_size <= 0 or (args.chunk_size is not None and args.chunk_size <= 0):
         raise TextclfError("--batch-size and --chunk-size must be > 0")
     if args.output not in (None, "-"):
+        from .files import check_writable
         from .inference.output import output_format
 
         output_format(args.output, args.format)  # an output it cannot write: said before the model loads
+        check_writable(args.output, "--output", example="out.csv")
 
 
 def _predict_on_ray(args: argparse.Namespace) -> int:

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from .errors import TextclfError
+
 
 def default_cache_dir() -> Path:
     """Where textclf keeps what it can compute again (tokens, word vectors, the CPU's bf16 answer):
@@ -55,6 +57,25 @@ def plain_mode(path: Path, folder: bool = False) -> int:
         return stat.S_IMODE(path.stat().st_mode)
     except OSError:
         return (0o777 if folder else 0o666) & ~umask()
+
+
+def check_writable(path: str | Path, flag: str, folder: bool = False, example: str = "out") -> None:
+    """Before any work: a TextclfError (one line, naming `flag`) where `path` cannot be written as a file (a
+    `folder` of files): it is a folder (a file), a file stands where a folder of its path must be, or the nearest
+    folder that exists may not be written. A command that would fail only once it had scored or fitted everything
+    says so first. `example`: a file name to suggest inside a folder given for a file."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise TextclfError(f"{flag} {path} is a file; give a folder" if folder else
+                           f"{flag} {path} is a folder; give a file name such as {path / example}")
+    here = next((p for p in (path, *path.parents) if p.exists()), None) if folder else \
+        next((p for p in path.parents if p.exists()), None)
+    if here is None:
+        return
+    if not here.is_dir():
+        raise TextclfError(f"{flag} {path}: {here} is a file, not a folder; choose another path")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise TextclfError(f"{flag} {path}: {here} may not be written; choose another path")
 
 
 @contextlib.contextmanager

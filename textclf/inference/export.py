@@ -32,7 +32,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import TextclfError
-from ..files import atomic_open
+from ..files import atomic_open, check_writable
 from ..models.artifact import Artifact, load_model
 from ..models.ensemble import _EPS, Calibration
 from ..models.linear import LinearModel, units
@@ -384,8 +384,7 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, opset: 
         raise TextclfError(f"{art.folder}'s linear view reads the characters inside words too ({art.linear.kind}), "
                            "which this ONNX graph does not hold: export the LSTM alone with --views lstm")
     output = Path(output) if output else art.folder / "model.onnx"
-    if output.is_dir():
-        raise TextclfError(f"--output {output} is a folder; pass a file name such as {output / 'model.onnx'}")
+    check_writable(output, "--output", example="model.onnx")
     data = model_to_onnx(art, art.calibration, opset)
     diff = check_model_parity(data, art, check_texts if check_texts is not None else sample_texts(art))
     if diff > TOLERANCE:

@@ -12,7 +12,7 @@ import numpy as np
 from ..data import DETECT, FileFormat, apply_label_map, load_splits
 from ..data.split import split_dataset
 from ..errors import TextclfError
-from ..files import write_json
+from ..files import check_writable, write_json
 from ..hub.download import HF_PREFIX
 from ..inference import PREDICT_BATCH_SIZE, LoadOptions
 from ..inference.classifier import Classifier, lstm_runner
@@ -116,6 +116,10 @@ def evaluate(model_dir: str, data: str, split: str = "test", **options) -> dict:
     """
     file_format, loading = gather(FileFormat, options, "file_format"), gather(LoadOptions, options, "loading")
     how = EvalOptions(**options, file_format=file_format, loading=loading)
+    if how.output:  # said before the model loads, not after it scored every row
+        check_writable(how.output, "--output", example="metrics.json")
+    if how.plots:
+        check_writable(how.plots, "--plots", folder=True)
     clf = Classifier.load_with(model_dir, how.loading)  # an hf: model is downloaded here, once
     art, dev = clf.artifact, clf.device
     warn_if_seen(art, split)
