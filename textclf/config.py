@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, get_type_hints
@@ -154,7 +155,8 @@ class TrainConfig:
         "adversarial": NON_NEGATIVE, "adversarial_min_tokens": NON_NEGATIVE, "min_steps": NON_NEGATIVE,
         "min_epoch_steps": NON_NEGATIVE,
         "freeze_embedding_epochs": NON_NEGATIVE, "freeze_encoder_epochs": NON_NEGATIVE, "warmup_ratio": FRACTION,
-        "adversarial_fraction": SHARE, "patience": POSITIVE,
+        "adversarial_fraction": SHARE, "patience": POSITIVE, "weight_decay": NON_NEGATIVE,
+        "clip_grad_norm": NON_NEGATIVE,
     }
 
 
@@ -228,6 +230,20 @@ def _friendly(err: OmegaConfBaseException, schema: DictConfig) -> TextclfError:
     return TextclfError(f"bad config ({key}): {str(err).splitlines()[0]}")
 
 
+def _bad_value(overrides: Sequence[str], schema: DictConfig, err: Exception) -> TextclfError:
+    """The override whose value does not read (unbalanced brackets) or does not fit its key (a list for a mapping),
+    found by trying each alone."""
+    for item in overrides:
+        try:
+            OmegaConf.to_object(OmegaConf.merge(schema, OmegaConf.from_dotlist([item])))
+        except Exception as e:  # noqa: BLE001 - the first that fails alone is the one to name
+            problem, key = str(e).splitlines()[0], item.split("=", 1)[0].strip()
+            example = "'data.label_map={1: negative, 5: positive}'" if key == "data.label_map" else f"'{key}=VALUE'"
+            return TextclfError(f'override "{item}" has a value that does not fit its key ({problem}); write it '
+                                f"as the key's type and quote it whole in the shell, e.g. {example}")
+    return TextclfError(f"the overrides do not fit the config ({str(err).splitlines()[0]})")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.safe_load's loader, but a key given twice in one mapping is an error: YAML keeps the last, and a
     second `train:` block would drop the first one's keys without a word."""
@@ -277,7 +293,8 @@ def _check_rule(key: str, value, rule: Rule) -> None:
     if isinstance(rule, tuple):
         if value not in rule:
             raise TextclfError(f'config key "{key}" is "{value}"; choose one of: {", ".join(rule)}')
-    elif not {POSITIVE: value > 0, NON_NEGATIVE: value >= 0, FRACTION: 0 <= value < 1, SHARE: 0 < value <= 1}[rule]:
+    elif not (math.isfinite(value) and {POSITIVE: value > 0, NON_NEGATIVE: value >= 0, FRACTION: 0 <= value < 1,
+                                        SHARE: 0 < value <= 1}[rule]):
         hint = " (0 turns it off)" if rule == NON_NEGATIVE else ""
         raise TextclfError(f'config key "{key}" must be {"in " if "," in rule else ""}{rule}{hint}, got {value}')
 
@@ -286,8 +303,14 @@ def check(cfg: Config) -> Config:
     """Check values a type cannot express (choices, ranges); raise TextclfError naming the key."""
     for key, rule in RULES_BY_KEY.items():
         _check_rule(key, value_of(cfg, key), rule)
-    if cfg.data.max_length is not None and cfg.data.max_length <= 0:
-        raise TextclfError(f'config key "data.max_length" must be > 0 or null, got {cfg.data.max_length}')
+    for key, value in (("data.max_length", cfg.data.max_length), ("vocab.max_size", cfg.vocab.max_size)):
+        if value is not None and value <= 0:
+            raise TextclfError(f'config key "{key}" must be > 0 or null, got {value}')
+    if cfg.train.threads is not None and cfg.train.threads < 0:
+        raise TextclfError(f'config key "train.threads" must be >= 0 or null (every core it may use), got '
+                           f"{cfg.train.threads}")
+    if not 0 <= cfg.train.seed < 2**32:  # numpy's seeds
+        raise TextclfError(f'config key "train.seed" must be in [0, 2**32), got {cfg.train.seed}')
     if cfg.data.label_map and all(v is None for v in cfg.data.label_map.values()):
         raise TextclfError('config key "data.label_map" maps every label to null; write it as '
                            '"{1: negative, 5: positive}" (a space after each colon)')
@@ -396,6 +419,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise _friendly(e, schema) from None
+    except (yaml.YAMLError, TypeError, ValueError) as e:  # a value OmegaConf reads as YAML, or of another shape
+        raise _bad_value(overrides, layers[0], e) from None
     set_by = {}  # dotted key → the last layer that set it: 1 the YAML file, 2 the command line (0: the recipe)
     for level, layer in enumerate(layers[1:], 1):
         set_by.update(dict.fromkeys(flat(OmegaConf.to_container(layer, resolve=False)), level))
