@@ -133,6 +133,8 @@ CASES = [
     Case("a key given twice in a config file", f"train --config {{ws}}/twice.yaml {T} {NEW}",
          'not valid YAML at line 3, column 1: key "train" is given twice', _write("twice.yaml", "train:\n  lr: 0.1\n"
                                                                                  "train:\n  epochs: 3\n")),
+    Case("a config file that is not UTF-8", f"train --config {{ws}}/latin.yaml {T} {NEW}",
+         "latin.yaml is not UTF-8 text (line 2)", _write("latin.yaml", b"train:\n  epochs: 3  # caf\xe9\n")),
     Case("config file missing", f"train --config {{ws}}/nope.yaml {NEW}", "config file not found"),
     Case("a folder given as the config file", f"train --config {{ws}}/data {NEW}", "is a folder: pass a YAML file"),
     Case("a section given a value", f"{TRAIN} train=3", '"train" is a section of the config, not a key'),
@@ -199,6 +201,9 @@ CASES = [
     Case("run_dir is a file", f"train {T} run_dir={{data}}/test.csv data.path={{data}}",
          "test.csv is a file, not a folder; pass another run_dir"),
     Case("baseline C not a number", "baseline data.path={data} --C nan", "--C must be > 0"),
+    Case("a JSON-lines row that is not an object", "predict {run} --input {ws}/rows.jsonl --output {ws}/o.csv",
+         "holds a JSON record that is not an object of columns",
+         _write("rows.jsonl", '{"text": "good", "label": "pos"}\n[1, 2]\n')),
     Case("unknown option", f"{TRAIN} --epochs 3", "unrecognized arguments: --epochs"),
     Case("missing argument", "evaluate {run} --output {ws}/out.json", "the following arguments are required: --data"),
 ]

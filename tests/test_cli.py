@@ -273,6 +273,10 @@ def test_predict_reads_csv_and_lines_from_stdin(tmp_path, capsys, monkeypatch):
     _one_line_error(capsys, main(["explain", str(model), " "]), "the text is blank: nothing to explain")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"good\ncaf\xe9\n")))
     _one_line_error(capsys, main(["predict", str(model), "-"]), "stdin line 2 is not UTF-8")
+    for data in (b"\xef\xbb\xbfgood film\n", b"good film\n"):  # a byte-order mark changed the first text
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        assert main(["predict", str(model), "-", "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["text"] == "good film"
 
 
 def test_predict_names_a_parquet_or_json_stream_as_not_csv(tmp_path, capsys, monkeypatch):

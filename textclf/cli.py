@@ -366,7 +366,7 @@ def _given_texts(texts: list[str]) -> list[str]:
 def _stdin_lines(errors: str) -> list[str]:
     data = sys.stdin.buffer.read()
     try:
-        text = data.decode("utf-8", errors=errors)
+        text = data.decode("utf-8-sig", errors=errors)  # a byte-order mark (Windows tools) is no part of a text
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise TextclfError(f"stdin line {line} is not UTF-8; re-encode it, or pass --encoding-errors replace") from None

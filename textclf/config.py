@@ -272,6 +272,10 @@ def _read_yaml(path: Path) -> DictConfig:
         raise TextclfError(f"config file not found: {path} (pass an existing --config FILE)")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as e:
+        line = path.read_bytes().count(b"\n", 0, e.start) + 1
+        raise TextclfError(f"config file {path} is not UTF-8 text (line {line}): save it as UTF-8, or pass a YAML "
+                           "file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -323,6 +323,11 @@ def iter_table(source: str | Path | BinaryIO, chunk_size: int | None = None, enc
             yield df
     except (ValueError, OSError, csv.Error) as e:  # decoding, parsing, reading: each as one line naming the fix
         raise _read_error(e, where, path, head, codec, sep, sniffed) from None
+    except TypeError as e:  # pandas on a JSON line that is a list or a number, not an object of columns
+        if suffix not in (".jsonl", ".json"):
+            raise
+        raise TextclfError(f"{where} holds a JSON record that is not an object of columns ({first_line(e)}): write "
+                           'one object a row, e.g. {"text": "...", "label": "..."}') from None
     finally:
         bar.close()
         if path is not None:
