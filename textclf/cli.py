@@ -484,13 +484,21 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(e.to_dict(), ensure_ascii=False))
         return 0
-    who = {"lstm": "the LSTM", "linear": "the linear view alone",
-           "both": f"both views, LSTM share {e.lstm_weight:g}"}[e.answered_by]
+    who = _answered_by(e.answered_by, e.lstm_weight)
+    if e.start_weight >= 1:
+        who = f"the model it was fine-tuned from ({who})"
+    elif e.start_weight > 0:
+        who += f", averaged with the model it was fine-tuned from, share {e.start_weight:g}"
     print(f"{e.label}\t{e.probability:.4f}\t({len(e.tokens)} tokens read"
           + (f", {e.dropped} beyond max_length not read" if e.dropped else "") + f"; answered by {who})")
     for token, weight in e.top(args.top):
         print(f"{weight:+8.3f}  {token}")
     return 0
+
+
+def _answered_by(views: str, lstm_weight: float) -> str:
+    return {"lstm": "the LSTM", "linear": "the linear view alone",
+            "both": f"both views, LSTM share {lstm_weight:g}"}[views]
 
 
 def run_push(args: argparse.Namespace) -> int:

@@ -393,6 +393,17 @@ def test_a_fine_tuned_model_averages_in_the_model_it_started_from_in_full(base, 
     predicted = [p.label for p in clf.predict(list(df["text"]))]
     evaluated = evaluate(str(run), str(tmp_path / "whole.csv"), split="test", bf16=False)
     assert evaluated["accuracy"] == np.mean(np.array(predicted) == df["label"])
+    pytest.importorskip("captum")
+    from textclf.inference.explain import Explainer
+
+    # explained as it answers: the start's words, not those of the fine-tuned LSTM that has no say
+    for views in ("lstm", "linear"):  # its own views have no say: not shown as if they were the model's
+        with pytest.raises(TextclfError, match=f"fine-tuned from alone .*pass .*start with views={views}"):
+            Classifier.load(run, views=views)
+    e = Explainer(clf, steps=8).explain(texts[0])
+    of_start = Explainer(Classifier.load(base, bf16=False), steps=8).explain(texts[0])
+    assert e.start_weight == 1 and e.label.lower() == of_start.label.lower() and e.tokens == of_start.tokens
+    assert np.allclose(e.weights, of_start.weights, atol=1e-5) and e.answered_by == of_start.answered_by
 
     monkeypatch.setattr(Calibration, "fit_start", share(0.5))
     metrics, run = _finetune(tmp_path, base, df, "train.epochs=1", name="half")
@@ -402,6 +413,12 @@ def test_a_fine_tuned_model_averages_in_the_model_it_started_from_in_full(base, 
     alone = own.predict_proba(texts)
     assert np.allclose(Classifier.load(run, bf16=False).predict_proba(texts), 0.5 * start + 0.5 * alone, atol=1e-5)
     assert {"start_accuracy", "fine_tuned_accuracy", "start_loss", "fine_tuned_loss"} <= set(metrics["validation"])
+    explainer = Explainer(Classifier.load(run, bf16=False), steps=8)
+    e = explainer.explain(texts[0])
+    k, tokens = explainer.clf.labels.index(e.label), explainer.clf.artifact.tokenizer(texts[0])
+    halves = [x._part(tokens, row, 0.5).full(len(tokens))
+              for x, row in ((explainer, k), (explainer._start(), explainer.clf.artifact.start_rows[k]))]
+    assert e.start_weight == 0.5 and e.tokens == tokens and np.allclose(e.weights, 0.5 * halves[0] + 0.5 * halves[1])
 
     pytest.importorskip("onnxruntime")
     from textclf.inference.export import export_onnx

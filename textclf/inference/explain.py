@@ -30,6 +30,9 @@ class Explanation:
       score (log-odds, or logit of `label`) less its intercept; every token counts, none is dropped.
     - "both": the two averaged, each view's weights times its share (`lstm_weight` and 1 - `lstm_weight`); the
       LSTM's are 0 on tokens beyond its max_length.
+    A fine-tuned model that averages in the model it started from (`start_weight` > 0) is explained as it
+    answers: the start model's weights toward the same class (explained as above, `start_answered_by`) times its
+    share, plus the model's own times the rest, on every token of the text.
     """
 
     label: str
@@ -44,6 +47,11 @@ class Explanation:
     lstm_weight: float = 1.0  # the LSTM's share of the model's probabilities (the rest: the linear view)
     answered_by: str = "lstm"  # lstm | linear | both
     spaced: bool = True  # whether the text's script puts spaces between its tokens (not Chinese, Japanese ...)
+    # a fine-tuned model that averages in the model it started from: that model's share (1: it answered alone,
+    # and the weights are its own), and what answered in it (lstm | linear | both); `answered_by` and
+    # `lstm_weight` are then the fine-tuned model's own, where it has a share
+    start_weight: float = 0.0
+    start_answered_by: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +88,7 @@ class Explainer:
             self.model.lstm.train()
         self._ig = LayerIntegratedGradients(self._score, self.model.embedding)
         self._lock = threading.Lock()
+        self._start_explainer: Explainer | None = None
 
     def _score(self, tokens: torch.Tensor, lengths: torch.Tensor, sign: float) -> torch.Tensor:
         logits = self.model(tokens, lengths)
@@ -113,7 +122,34 @@ class Explainer:
         tokens = art.tokenizer(text)
         probs = self.clf.predict_proba([text], threshold=threshold)
         k = int(self.clf.decide(probs, threshold)[0])
-        binary = probs.shape[1] == 2
+        share = art.calibration_at(threshold).start_weight if art.start is not None else 0.0
+        own = self._part(tokens, k, threshold) if share < 1 else None
+        start = self._start()._part(tokens, art.start_rows[k], threshold) if share > 0 else None
+        if own is None or start is None:  # one model answered: its weights as its views give them
+            part = own or start
+        else:  # the two averaged at the start's share, every token in place
+            weights = (1 - share) * own.full(len(tokens)) + share * start.full(len(tokens))
+            part = _Part(tokens, weights.tolist(), (art.vocab.lookup(tokens) == UNK_ID).tolist(), 0, None,
+                         (1 - share) * own.delta + share * start.delta, own.lstm_weight, own.answered_by,
+                         list(range(len(tokens))))
+        return Explanation(
+            label=art.labels.names[k], probability=float(probs[0, k]),
+            probabilities=dict(zip(art.labels.names, map(float, probs[0]), strict=True)),
+            tokens=part.tokens, weights=part.weights, unknown=part.unknown, dropped=part.dropped, cut_at=part.cut_at,
+            delta=part.delta, lstm_weight=part.lstm_weight, answered_by=part.answered_by,
+            spaced=not without_spaces(art.tokenizer.kind), start_weight=share,
+            start_answered_by=start.answered_by if start is not None else None)
+
+    def _start(self) -> Explainer:
+        """The explainer of the model a fine-tuned one averages in (`Artifact.start`), made once."""
+        if self._start_explainer is None:
+            self._start_explainer = Explainer(Classifier(self.clf.artifact.start, self.clf.device), self.steps)
+        return self._start_explainer
+
+    def _part(self, tokens: list[str], k: int, threshold: float) -> _Part:
+        """This model's own views' weights toward class `k` (not its start model's), as they answer the text."""
+        art = self.clf.artifact
+        binary = len(art.labels) == 2
         sign = (1.0 if k == 1 else -1.0) if binary else 1.0
         cal = art.calibration_at(threshold)
         p_linear = art.linear.predict_proba([tokens]) if cal.uses_linear() and art.linear is not None else None
@@ -128,19 +164,35 @@ class Explainer:
         if answered_by != "linear":
             weights, delta = self._integrated_gradients(ids, k, sign, binary)
         if answered_by == "lstm":
-            shown, unknown = read, [i == UNK_ID for i in ids]
-        else:
-            linear = art.linear.token_weights(tokens, k)[0] * sign
-            share = cal.weight if answered_by == "both" else 0.0
-            lstm = np.zeros(len(tokens))
-            if share:
-                lstm[keep] = weights
-            weights = (share * lstm + (1 - share) * linear).tolist()
-            shown, unknown = tokens, (art.vocab.lookup(tokens) == UNK_ID).tolist()
-            dropped, cut_at, delta = 0, None, share * delta
-        return Explanation(
-            label=art.labels.names[k], probability=float(probs[0, k]),
-            probabilities=dict(zip(art.labels.names, map(float, probs[0]), strict=True)),
-            tokens=shown, weights=weights, unknown=unknown, dropped=dropped, cut_at=cut_at,
-            delta=delta, lstm_weight=cal.weight if answered_by != "linear" else 0.0, answered_by=answered_by,
-            spaced=not without_spaces(art.tokenizer.kind))
+            return _Part(read, weights, [i == UNK_ID for i in ids], dropped, cut_at, delta, 1.0, "lstm",
+                         keep.tolist())
+        linear = art.linear.token_weights(tokens, k)[0] * sign
+        share = cal.weight if answered_by == "both" else 0.0
+        lstm = np.zeros(len(tokens))
+        if share:
+            lstm[keep] = weights
+        return _Part(tokens, (share * lstm + (1 - share) * linear).tolist(),
+                     (art.vocab.lookup(tokens) == UNK_ID).tolist(), 0, None, share * delta, share, answered_by,
+                     list(range(len(tokens))))
+
+
+@dataclass
+class _Part:
+    """One model's explanation (`Explainer._part`): the tokens shown, where each stands in the text's tokens
+    (`positions`), and the rest of an `Explanation`'s fields."""
+
+    tokens: list[str]
+    weights: list[float]
+    unknown: list[bool]
+    dropped: int
+    cut_at: int | None
+    delta: float
+    lstm_weight: float
+    answered_by: str
+    positions: list[int]
+
+    def full(self, n: int) -> np.ndarray:
+        """[n] the weights of all of the text's tokens, 0 on those this model did not read."""
+        out = np.zeros(n)
+        out[self.positions] = self.weights
+        return out

@@ -224,6 +224,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
     if linear is None and weight < 1:  # a partial copy: answering with the LSTM alone would be another model
         raise TextclfError(f"{model_dir / LINEAR_FILES[0]} is missing: this model averages its LSTM with a linear "
                            f"view (LSTM share {weight:g}); re-copy the whole model folder")
+    if views != "both" and Calibration.from_dict(meta.get("calibration")).start_weight >= 1:
+        raise TextclfError(f"{model_dir} answers with the model it was fine-tuned from alone ({START}/, share 1), so "
+                           f"its own {views} view has no say: pass {model_dir / START} with views={views} to see that "
+                           "model's, or views=both")
     if views == "linear" and linear is None:
         raise TextclfError(f"{model_dir} has no linear view (trained with model.linear=false, or its LSTM took all "
                            "the weight): use views=both or lstm")
