@@ -47,6 +47,8 @@ def test_a_class_the_data_has_no_rows_of_is_left_out_of_the_macro_averages():
     want_auc = (skm.roc_auc_score(y == 0, probs[:, 0]) + skm.roc_auc_score(y == 2, probs[:, 2])) / 2
     assert abs(m["roc_auc"] - want_auc) < 1e-9
     assert "no rows of neutral here: left out of the macro averages and ROC-AUC" in format_report(m)
+    macro = m["report"]["macro avg"]  # the per-class table's macro row says what the headline says
+    assert (macro["precision"], macro["recall"], macro["f1-score"]) == (m["precision"], m["recall"], m["f1"])
     y4, p4 = np.array([0, 1, 2, 2]), np.eye(3)[[0, 1, 2, 1]] * 0.8 + 0.2 / 3
     full = compute(y4, p4, ["a", "b", "c"])  # every class present: scikit-learn's "ovr" macro AUC, as before
     assert full["absent"] == [] and "no rows" not in format_report(full)

@@ -36,6 +36,11 @@ def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], t
         auc = float(skm.roc_auc_score(y_true, scores[:, 1]))
     elif not binary and len(present) >= 2:  # sklearn's "ovr" macro average, over the classes present
         auc = float(np.mean([skm.roc_auc_score(y_true == k, scores[:, k]) for k in present]))
+    report = skm.classification_report(y_true, y_pred, labels=labels, target_names=list(label_names),
+                                       output_dict=True, zero_division=0)
+    if not binary and len(present) < len(labels):  # its macro row as the headline's: over the classes present
+        report["macro avg"] = {"precision": float(p), "recall": float(r), "f1-score": float(f1),
+                               "support": int(len(y_true))}
     return {
         "n": int(len(y_true)),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
@@ -46,8 +51,7 @@ def compute(y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str], t
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "labels": list(label_names),
         "absent": [label_names[k] for k in labels if k not in present],
-        "report": skm.classification_report(y_true, y_pred, labels=labels, target_names=list(label_names),
-                                            output_dict=True, zero_division=0),
+        "report": report,
     }
 
 
