@@ -204,6 +204,9 @@ CASES = [
     Case("a JSON-lines row that is not an object", "predict {run} --input {ws}/rows.jsonl --output {ws}/o.csv",
          "holds a JSON record that is not an object of columns",
          _write("rows.jsonl", '{"text": "good", "label": "pos"}\n[1, 2]\n')),
+    Case("an ONNX opset the graph does not export at", "export {run} --output {ws}/m.onnx --opset 9",
+         "--opset must be in 12..20 (default 17), got 9"),
+    Case("too many explanation steps", "explain {run} good --steps 100000", "--steps must be in 2..1000"),
     Case("unknown option", f"{TRAIN} --epochs 3", "unrecognized arguments: --epochs"),
     Case("missing argument", "evaluate {run} --output {ws}/out.json", "the following arguments are required: --data"),
 ]

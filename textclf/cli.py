@@ -202,7 +202,7 @@ def _export_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("model_dir", help="a model/ folder or the run folder holding it")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="only onnx for now")
     p.add_argument("--output", help="the file to write (default: MODEL_DIR/model.onnx)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 12 to 20 (default 17)")
     _answer_args(p)
     return p
 

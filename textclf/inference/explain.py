@@ -16,6 +16,10 @@ from ..text.tokens import truncate_ids
 from ..text.vocab import UNK_ID
 from .classifier import Classifier
 
+# Integrated gradients' steps at most: they run as one batch, so 100,000 asked numpy for 74.5 GiB; past a few
+# hundred the completeness error (`delta`) hardly shrinks
+MAX_STEPS = 1000
+
 
 @dataclass
 class Explanation:
@@ -74,8 +78,8 @@ class Explainer:
             from captum.attr import LayerIntegratedGradients
         except ImportError:
             raise TextclfError("explanations need the captum package: pip install 'textclf[explain]'") from None
-        if steps < 2:
-            raise TextclfError(f"--steps must be at least 2, got {steps}")
+        if not 2 <= steps <= MAX_STEPS:
+            raise TextclfError(f"--steps must be in 2..{MAX_STEPS}, got {steps}")
         self.clf = clf
         self.steps = steps
         self.model = copy.deepcopy(clf.artifact.model).float().eval()  # gradients in float32, whatever predicts

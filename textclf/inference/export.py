@@ -44,6 +44,9 @@ from . import check_texts
 
 INPUTS, OUTPUTS = ("tokens", "lengths"), ("logits", "probabilities")  # the network's graph (`to_onnx`)
 OPSET = 17
+# The opsets the graph exports at: below 12 onnxruntime refuses it (a type error in the LSTM's ops, measured with
+# torch 2.13), above 20 the TorchScript exporter (dynamo=False) cannot write it
+OPSETS = range(12, 21)
 TOLERANCE = 1e-4
 FORMAT = "textclf-onnx"
 
@@ -373,6 +376,8 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, opset: 
 
     Returns the path, the largest difference measured and the model; nothing is written if they disagree.
     """
+    if opset not in OPSETS:
+        raise TextclfError(f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1} (default {OPSET}), got {opset}")
     _require("onnx")
     _require("onnxruntime")
     art = load_model(model_dir, "cpu", bf16=False, shortcut=shortcut, views=views)
