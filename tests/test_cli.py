@@ -279,6 +279,49 @@ def test_predict_reads_csv_and_lines_from_stdin(tmp_path, capsys, monkeypatch):
         assert json.loads(capsys.readouterr().out)["text"] == "good film"
 
 
+def test_ctrl_c_in_training_says_how_to_resume(tmp_path, tiny_dir, capsys, monkeypatch):
+    """Ctrl-C after a checkpoint: the next plain run is refused as an interrupted one, so say how to go on, as
+    SIGTERM's stop does."""
+    from textclf.training import pipeline
+
+    run_dir = tmp_path / "run"
+
+    def stopped(cfg):
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "checkpoints" / "ckpt-000000004.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "train", stopped)
+    assert train_main([f"data.path={tiny_dir}", f"run_dir={run_dir}", *TINY]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2:] == [f"stopped; its last checkpoint resumes with: python train.py resume={run_dir}", "interrupted"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_sigterm_during_predict_output_leaves_no_temporary_file(tmp_path, suffix):
+    """`kill` (or a scheduler) during `textclf predict --output` left its hidden temporary file (13 MB of IMDB
+    predictions) or chunk folder beside the output, one more each time; Ctrl-C cleaned up. SIGTERM now does too."""
+    import signal
+    import time
+
+    model = save_random_model(tmp_path / "model")
+    pd.DataFrame({"review": ["good film " * 40, "bad film " * 40] * 100_000}).to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "out" / f"labelled{suffix}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = ["-m", "textclf", "predict", str(model), "--input", str(tmp_path / "in.csv"), "--output", str(out),
+               "--chunk-size", "2000"]
+    proc = subprocess.Popen([sys.executable, *command], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not any(out.parent.glob(".*")):
+        time.sleep(0.01)  # until its temporary file (or folder) is there: writing has begun
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and err.strip().splitlines()[-1] == "terminated", err
+    assert list(out.parent.iterdir()) == []
+
+
 def test_predict_names_a_parquet_or_json_stream_as_not_csv(tmp_path, capsys, monkeypatch):
     """stdin is read as CSV: Parquet on it was diagnosed as UTF-16 text (naming a training key), JSON lines as a
     malformed CSV."""

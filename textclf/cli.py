@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -274,6 +278,13 @@ def run_train(args: argparse.Namespace) -> int:
         if main:
             print(f"{e}; resume with: {launcher} train.py resume={shlex.quote(cfg.run_dir)}")
         return 0
+    except (KeyboardInterrupt, _Terminated):  # Ctrl-C: the next plain run would be refused, so say how to go on
+        from .training.rundir import holds_run
+
+        if main and holds_run(Path(cfg.run_dir)) and not (Path(cfg.run_dir) / "metrics.json").exists():
+            print(f"stopped; its last checkpoint resumes with: python train.py resume={shlex.quote(cfg.run_dir)}",
+                  file=sys.stderr)
+        raise
     if not main:
         return 0
     summary = {k: metrics[k]["accuracy"] for k in ("validation", "test") if k in metrics}
@@ -539,16 +550,44 @@ COMMANDS = {
 }
 
 
+class _Terminated(BaseException):
+    """SIGTERM (`kill`, a scheduler) outside training's own handler, raised in the main thread as Ctrl-C is: every
+    `finally` and atomic write then cleans up (killed outright, `predict --output` left its temporary file)."""
+
+
+def _terminate(signum, frame) -> NoReturn:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _cleanup_on_sigterm(run) -> Iterator[None]:
+    """SIGTERM as `_Terminated` while a command runs: not for `serve`, whose server shuts down on its own signals,
+    nor where the process's SIGTERM is not the default (ignored, or a caller's own), nor off the main thread."""
+    mine = (run is not run_serve and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    if mine:
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        if mine:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _guarded(run, args: argparse.Namespace) -> int:
     _setup_logging()
     try:
-        return run(args)
+        with _cleanup_on_sigterm(run):
+            return run(args)
     except TextclfError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 def main(argv: list[str] | None = None) -> int:
