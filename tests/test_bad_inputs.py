@@ -65,6 +65,12 @@ def _newer_format(ws: Path) -> None:
     path.write_text(re.sub(r'"format_version": \d+', '"format_version": 99', path.read_text()))
 
 
+def _edit_config(ws: Path, old: str, new: str) -> None:
+    path = ws / "run" / "model" / "config.json"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+
+
 T = " ".join(TINY)
 NEW = "run_dir={ws}/new"
 TRAIN = f"train {T} {NEW} data.path={{data}}"
@@ -207,6 +213,12 @@ CASES = [
     Case("an ONNX opset the graph does not export at", "export {run} --output {ws}/m.onnx --opset 9",
          "--opset must be in 12..20 (default 17), got 9"),
     Case("too many explanation steps", "explain {run} good --steps 100000", "--steps must be in 2..1000"),
+    Case("a malformed file predicted into new folders", "predict {run} --input {ws}/bad.csv --output "
+         "{ws}/new/deep/out.csv", "bad.csv is malformed", _write("bad.csv", 'text\n"unclosed\n')),
+    Case("a tokenizer config.json does not know", EVAL, "config.json is incomplete or inconsistent",
+         lambda ws: _edit_config(ws, '"kind": "regex"', '"kind": "wordpiece"')),
+    Case("a sheet for a CSV file", "predict {run} --input {data}/test.csv --output "
+         "{ws}/o.csv --sheet Reviews", "--sheet is for .xlsx files; "),
     Case("unknown option", f"{TRAIN} --epochs 3", "unrecognized arguments: --epochs"),
     Case("missing argument", "evaluate {run} --output {ws}/out.json", "the following arguments are required: --data"),
 ]

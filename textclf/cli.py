@@ -115,7 +115,13 @@ def _loading(args: argparse.Namespace) -> LoadOptions:
 def _file_format(args: argparse.Namespace) -> FileFormat:
     """--encoding, --delimiter, --sheet as the data's `FileFormat`."""
     from .data import FileFormat
+    from .data.tables import DELIMITED, SUFFIXES
 
+    source = getattr(args, "input", None) or getattr(args, "data", None)
+    suffix = Path(source).suffix.lower() if source and source != "-" else ""
+    for flag, value, fits in (("--sheet", args.sheet, (".xlsx",)), ("--delimiter", args.delimiter, DELIMITED)):
+        if value and suffix in SUFFIXES and suffix not in fits:  # read as if it were not given, without a word
+            raise TextclfError(f"{flag} is for {', '.join(fits)} files; {source} is {suffix} (drop {flag})")
     return FileFormat(args.encoding, args.delimiter, args.sheet)
 
 

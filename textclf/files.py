@@ -79,10 +79,30 @@ def check_writable(path: str | Path, flag: str, folder: bool = False, example: s
 
 
 @contextlib.contextmanager
+def new_folders(folder: Path) -> Iterator[None]:
+    """`folder`, made with its missing parents; those it made are removed again (when empty) if the block fails, so
+    a command that fails leaves no empty folder tree behind (`--output new/deep/out.csv` on a bad input)."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for p in made:  # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+
+
+@contextlib.contextmanager
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """`with atomic_open(p) as f: f.write(...)` — readers see the old file or the whole new one, never half."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with new_folders(path.parent), _atomic(path) as f:
+        yield f
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[BinaryIO]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

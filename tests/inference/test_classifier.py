@@ -152,6 +152,14 @@ def test_a_blank_or_non_string_text_is_named_not_labelled(clf, bad, error, messa
             call(["a good film", bad])
 
 
+@pytest.mark.parametrize("size", [0, -1, 2.5, True])
+def test_a_batch_size_that_is_no_positive_whole_number_is_named(clf, size):
+    """batch_size=0 was a ZeroDivisionError from inside the batching."""
+    for call in (clf.predict, clf.predict_proba):
+        with pytest.raises(TextclfError, match="batch_size must be a whole number > 0"):
+            call(["a good film"], batch_size=size)
+
+
 def test_classifier_is_importable_from_the_package():
     from textclf import Classifier as Exported
 

@@ -42,6 +42,8 @@ def test_the_address_is_resolved_once_ipv6_too():
     assert server.resolve("127.0.0.1", port)[0] == socket.AF_INET
     with socket.create_server(("127.0.0.1", 0)) as busy, pytest.raises(TextclfError, match="pick another --port"):
         server.check_port(*server.resolve("127.0.0.1", busy.getsockname()[1]))
+    with pytest.raises(TextclfError, match=r"pick a --host of this machine"):  # it said: pick another --port
+        server.check_port(*server.resolve("192.0.2.1", port))  # TEST-NET-1: never this machine's
 
 
 def test_workers_are_refused_where_the_kernel_would_not_spread_connections(monkeypatch, tiny_run):

@@ -177,6 +177,8 @@ class Classifier:
         `shortcut=False` for the full model's at every threshold (ROC and PR curves: `evaluate`)."""
         texts = check_texts(texts)
         check_threshold(threshold, len(self.labels))
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size <= 0:
+            raise TextclfError(f"batch_size must be a whole number > 0, got {batch_size!r}")
         return self.probabilities(texts, batch_size, threshold)
 
     def probabilities(self, texts: Sequence[str], batch_size: int = BATCH_SIZE,

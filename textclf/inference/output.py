@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TextclfError, first_line
-from ..files import atomic_open
+from ..files import atomic_open, new_folders
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 STREAM_FORMATS = ("csv", "json")  # what goes to stdout (or any text stream); `--format` offers these
@@ -68,8 +68,7 @@ def write_parquet(frames: Iterable[pd.DataFrame], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.chunks-") as tmp:
+    with new_folders(path.parent), tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.chunks-") as tmp:
         parts = []
         try:
             for frame in frames:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import ipaddress
 import logging
 import os
@@ -52,7 +53,9 @@ def check_port(family: socket.AddressFamily, address: tuple) -> None:
         with listen(family, address):
             pass
     except OSError as e:
-        raise TextclfError(f"cannot listen on {_shown(address)} ({e.strerror}); pick another --port") from None
+        fix = "pick another --port" if e.errno == errno.EADDRINUSE else \
+            "pick a --host of this machine (127.0.0.1, or 0.0.0.0 for every address)"
+        raise TextclfError(f"cannot listen on {_shown(address)} ({e.strerror}); {fix}") from None
 
 
 def check_workers(workers: int) -> None:

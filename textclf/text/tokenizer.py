@@ -258,6 +258,8 @@ def from_settings(settings: dict, train_config: dict | None = None) -> Tokenizer
     if not isinstance(version, int) or not 1 <= version <= VERSION:
         raise TextclfError(f"the model's tokenizer is version {version!r}; this textclf splits text as versions 1 "
                            f"to {VERSION}: upgrade textclf (pip install -U textclf)")
+    if settings.get("kind") not in KINDS:  # a hand-edited config.json: said as config.json's fault, not on first use
+        raise ValueError(f"tokenizer kind {settings.get('kind')!r} is none of {', '.join(KINDS)}")
     tokenizer = Tokenizer(**settings)
     if tokenizer.kind == "zh" and trained_with and trained_with != jieba_identity():
         log.warning("the model's Chinese words came from jieba %s (dictionary %s), this process has jieba %s "
