@@ -32,6 +32,28 @@ def test_evaluation_plots_binary_multiclass_and_one_class(tmp_path):
     assert [p.name for p in paths] == ["confusion_matrix.png"]  # no curve from one class
 
 
+def test_labels_the_font_cannot_draw_are_drawn_in_one_that_can_or_numbered(tmp_path, caplog, monkeypatch):
+    """The 9 Chinese product categories came out as rows of empty boxes, with 36 "Glyph missing" warnings."""
+    import warnings
+
+    from textclf.reports import plots
+
+    monkeypatch.setattr(plots, "_warned", [])  # said once a process: perhaps already, by another test
+    labels = ["书籍", "平板", "手机", "水果"]
+    y, probs = np.array([0, 1, 2, 3, 1]), np.eye(4)[[0, 1, 2, 3, 2]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a glyph warning fails the test
+        drawn, font = plots._drawable(labels)
+        if not font:  # this machine has no font for them (CI's has none): numbered, said once
+            assert drawn == ["0", "1", "2", "3"] and "no installed font draws the labels 书籍" in caplog.text
+        plot_evaluation(y, probs, labels, tmp_path)
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
+    covers = {ord(c) for label in labels for c in label}  # a font that has them: drawn by name in it
+    monkeypatch.setattr(plots, "_charmap", lambda path: frozenset(covers) if "Serif" in path else frozenset())
+    drawn, font = plots._drawable(labels)
+    assert drawn == labels and "Serif" in font["font.sans-serif"][0]
+
+
 def test_history_plot(tmp_path):
     rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_accuracy": 0.5 + e / 10, "val_f1": 0.5,
              "val_roc_auc": None} for e in (1, 2, 3)]

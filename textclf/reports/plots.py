@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,12 +13,45 @@ matplotlib.use("Agg")  # files only: no display, and no GUI backend probing on a
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
 from ..files import atomic_open  # noqa: E402
 from ..models.decision import DEFAULT_THRESHOLD, decide  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _charmap(font_file: str) -> frozenset[int]:
+    """The code points a font file draws."""
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(FT2Font(font_file).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()
+
+
+def _drawable(labels: Sequence[str]) -> tuple[list[str], dict]:
+    """Tick labels the plots can draw, and the matplotlib settings that draw them. Labels the default font lacks
+    (the 9 Chinese product categories in DejaVu Sans) are drawn in the first installed font that has every one of
+    their characters (e.g. Noto Sans CJK); with none installed, each label is its position in the report's order,
+    said once, where matplotlib drew rows of empty boxes and warned 36 times."""
+    needed = {ord(c) for label in labels for c in label if not c.isspace()}
+    if needed <= _charmap(font_manager.findfont(font_manager.FontProperties())):
+        return list(labels), {}
+    for font in font_manager.fontManager.ttflist:
+        if needed <= _charmap(font.fname):
+            return list(labels), {"font.family": "sans-serif", "font.sans-serif": [font.name, "DejaVu Sans"]}
+    if not _warned:
+        _warned.append(True)
+        log.warning("plots: no installed font draws the labels %s; they are numbered in that order (a font such as "
+                    "Noto Sans CJK, e.g. the fonts-noto-cjk package, names them)", ", ".join(labels))
+    return [str(i) for i in range(len(labels))], {}
+
+
+_warned: list[bool] = []  # the numbered labels are said once a process
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -60,11 +94,13 @@ def plot_evaluation(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str]
     binary = probs.shape[1] == 2
     y_pred = decide(probs, threshold)
     size = max(4.5, 0.6 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(range(len(labels))),
-                                            display_labels=list(labels), ax=ax, colorbar=False, cmap="Blues")
-    ax.set_title(f"confusion matrix (n={len(y_true)})")
-    paths = [_save(fig, out_dir / f"{prefix}confusion_matrix.png")]
+    labels, font = _drawable(labels)
+    with plt.rc_context(font):
+        fig, ax = plt.subplots(figsize=(size, size))
+        ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(range(len(labels))),
+                                                display_labels=labels, ax=ax, colorbar=False, cmap="Blues")
+        ax.set_title(f"confusion matrix (n={len(y_true)})")
+        paths = [_save(fig, out_dir / f"{prefix}confusion_matrix.png")]
     if not binary:
         return paths
     if len(np.unique(y_true)) < 2:  # a curve needs both classes; say so instead of drawing nonsense
@@ -72,9 +108,11 @@ def plot_evaluation(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str]
         return paths
     named = np.asarray(labels, dtype=object)[y_true]  # so the axes say "Positive label: pos", not 1
     for name, display in (("roc", RocCurveDisplay), ("pr", PrecisionRecallDisplay)):
-        fig, ax = plt.subplots(figsize=(5, 5))
-        display.from_predictions(named, scores[:, 1], pos_label=labels[1], name="model", ax=ax, plot_chance_level=True)
-        ax.set_title("ROC curve" if name == "roc" else "precision-recall curve")
-        ax.grid(alpha=0.3)
-        paths.append(_save(fig, out_dir / f"{prefix}{name}.png"))
+        with plt.rc_context(font):
+            fig, ax = plt.subplots(figsize=(5, 5))
+            display.from_predictions(named, scores[:, 1], pos_label=labels[1], name="model", ax=ax,
+                                     plot_chance_level=True)
+            ax.set_title("ROC curve" if name == "roc" else "precision-recall curve")
+            ax.grid(alpha=0.3)
+            paths.append(_save(fig, out_dir / f"{prefix}{name}.png"))
     return paths
