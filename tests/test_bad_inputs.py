@@ -219,6 +219,8 @@ CASES = [
          lambda ws: _edit_config(ws, '"kind": "regex"', '"kind": "wordpiece"')),
     Case("a sheet for a CSV file", "predict {run} --input {data}/test.csv --output "
          "{ws}/o.csv --sheet Reviews", "--sheet is for .xlsx files; "),
+    Case("an id or text column as the labels", f"{TRAIN} data.label_column=text",
+         "train rows: ids or texts, not labels"),
     Case("unknown option", f"{TRAIN} --epochs 3", "unrecognized arguments: --epochs"),
     Case("missing argument", "evaluate {run} --output {ws}/out.json", "the following arguments are required: --data"),
 ]

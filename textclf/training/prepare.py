@@ -77,6 +77,7 @@ def load_data(cfg: Config) -> dict[str, Split]:
     splits = {name: apply_label_map(split, d.label_map) for name, split in splits.items()}
     if "train" not in splits:
         raise TextclfError("the data has no train split (set data.train=FILE or name a file train.csv/parquet)")
+    check_label_count(splits["train"], d.label_column)
     if "validation" not in splits:
         splits["train"], splits["validation"] = carve_validation(splits["train"], d.validation_fraction, cfg.train.seed)
     if "test" not in splits:
@@ -85,6 +86,18 @@ def load_data(cfg: Config) -> dict[str, Split]:
         log.warning("validation has %d rows: its accuracy moves in steps of %.1f%%, so small differences are noise",
                     len(splits["validation"]), 100 / len(splits["validation"]))
     return splits
+
+
+MANY_CLASSES = 20  # more classes than this and than half the train rows: the label column holds ids or texts
+
+
+def check_label_count(train: Split, label_column: str) -> None:
+    """An ID or text column named as the labels (`data.label_column=tweet_id`) made a class of nearly every row, a
+    model that cannot learn, with no word: said here, before tokenising."""
+    classes, rows = len({label_key(v) for v in train.labels}), len(train)
+    if classes > max(MANY_CLASSES, rows // 2):
+        raise TextclfError(f'data.label_column "{label_column}" has {classes:,} distinct values in {rows:,} train '
+                           "rows: ids or texts, not labels; set data.label_column to the column of labels")
 
 
 DEGENERATE = 0.5  # a vocabulary is degenerate when words seen once, or unknown ones, are more than this share
