@@ -236,6 +236,8 @@ def test_predict_file_errors_name_the_python_keywords_and_refuse_a_workbook(clf,
         with pytest.raises(TextclfError, match="textclf does not write Excel workbooks"):
             clf.predict_file(tmp_path / "in.csv", tmp_path / "o.xlsx", text_column="review", fmt=fmt)
     assert not list(tmp_path.glob("o.*"))
+    with pytest.raises(TextclfError, match=r"Parquet is written where the output's name ends with \.parquet"):
+        clf.predict_file(tmp_path / "in.csv", tmp_path / "o.parquet", text_column="review", fmt="parquet")
 
 
 def test_a_failure_midway_leaves_the_old_output_and_no_half_file(clf, tmp_path):

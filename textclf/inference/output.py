@@ -24,7 +24,9 @@ def output_format(output: str | Path | TextIO, fmt: str | None) -> str:
     (`SUFFIXES`), else csv for a stream. One line, before any row is read, for a suffix textclf does not write
     (the next tool would read CSV text under another name), or a `fmt` its suffix contradicts."""
     if fmt is not None and fmt not in STREAM_FORMATS:
-        raise TextclfError(f"output format must be one of {', '.join(STREAM_FORMATS)}, got {fmt!r}")
+        files = f"; Parquet is written where the output's name ends with .parquet (fmt={fmt!r} dropped)" \
+            if fmt == "parquet" else ""
+        raise TextclfError(f"output format must be one of {', '.join(STREAM_FORMATS)}, got {fmt!r}{files}")
     if not isinstance(output, str | Path):
         return fmt or "csv"
     if Path(output).is_dir():
