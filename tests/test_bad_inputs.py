@@ -221,6 +221,8 @@ CASES = [
          "{ws}/o.csv --sheet Reviews", "--sheet is for .xlsx files; "),
     Case("an id or text column as the labels", f"{TRAIN} data.label_column=text",
          "train rows: ids or texts, not labels"),
+    Case("a cache folder that is a file", f"{TRAIN} data.cache_dir={{data}}/test.csv", "test.csv is a file; give a "
+         "folder"),
     Case("unknown option", f"{TRAIN} --epochs 3", "unrecognized arguments: --epochs"),
     Case("missing argument", "evaluate {run} --output {ws}/out.json", "the following arguments are required: --data"),
 ]

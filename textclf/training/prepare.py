@@ -17,6 +17,7 @@ from ..config import Config, DataConfig
 from ..data import FileFormat, Split, apply_label_map, check_text_file, is_data_file, load_splits
 from ..data.split import split_dataset
 from ..errors import TextclfError
+from ..files import check_writable
 from ..models.artifact import Artifact
 from ..text.batching import TextDataset
 from ..text.tokenizer import Tokenizer, for_run, unspaced, without_spaces
@@ -58,6 +59,8 @@ def uses_files(d: DataConfig) -> bool:
 def load_data(cfg: Config) -> dict[str, Split]:
     """train / validation / test splits; validation carved from train when the data has none."""
     d = cfg.data
+    if d.cache_dir:  # a file there failed at the first token cache, after the data were read
+        check_writable(d.cache_dir, "data.cache_dir", folder=True)
     files = {"train": d.train, "validation": d.validation, "test": d.test}
     if uses_files(d) and d.path:
         log.info("data.train/validation/test are given: data.path (%s) is not read", d.path)
