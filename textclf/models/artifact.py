@@ -200,7 +200,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
         model = build_model(meta.get("type", "lstm"), meta["model"])  # no "type": saved when lstm was the only one
         labels = LabelVocab(meta["labels"], (meta.get("init_from") or {}).get("started_as"))  # what 0/1 mean
         tokenizer = from_settings(meta["tokenizer"], meta.get("train_config"))  # as it split in training
-        weight = Calibration.from_dict(meta.get("calibration")).weight
+        calibration = Calibration.from_dict(meta.get("calibration"))  # read here: a malformed one is said as such
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise TextclfError(f"{model_dir / CONFIG} is incomplete or inconsistent ({e}); re-train the model") from None
     if not (model_dir / WEIGHTS).is_file():
@@ -221,21 +221,26 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", bf16: bool 
     except (OSError, ValueError, KeyError, SafetensorError) as e:
         raise TextclfError(f"{model_dir}: the linear view (linear.json / linear.safetensors) is corrupt ({e}); "
                            "re-copy the model folder") from None
-    if linear is None and weight < 1:  # a partial copy: answering with the LSTM alone would be another model
-        raise TextclfError(f"{model_dir / LINEAR_FILES[0]} is missing: this model averages its LSTM with a linear "
-                           f"view (LSTM share {weight:g}); re-copy the whole model folder")
-    if views != "both" and Calibration.from_dict(meta.get("calibration")).start_weight >= 1:
-        raise TextclfError(f"{model_dir} answers with the model it was fine-tuned from alone ({START}/, share 1), so "
-                           f"its own {views} view has no say: pass {model_dir / START} with views={views} to see that "
-                           "model's, or views=both")
-    if views == "linear" and linear is None:
-        raise TextclfError(f"{model_dir} has no linear view (trained with model.linear=false, or its LSTM took all "
-                           "the weight): use views=both or lstm")
+    _check_views(model_dir, calibration, views, linear is not None)
     start, rows = None, None
-    if views == "both" and Calibration.from_dict(meta.get("calibration")).uses_start():
+    if views == "both" and calibration.uses_start():
         start, rows = _load_start(model_dir, meta, device, bf16, shortcut, len(labels))
     return Artifact(model, vocab, labels, tokenizer, meta.get("max_length"), meta.get("truncate", "head"), meta,
                     linear, model_dir, shortcut, views, start, rows)
+
+
+def _check_views(model_dir: Path, cal: Calibration, views: str, has_linear: bool) -> None:
+    """That the model folder holds the views its calibration averages, and the view `views` asks for."""
+    if not has_linear and cal.weight < 1:  # a partial copy: answering with the LSTM alone would be another model
+        raise TextclfError(f"{model_dir / LINEAR_FILES[0]} is missing: this model averages its LSTM with a linear "
+                           f"view (LSTM share {cal.weight:g}); re-copy the whole model folder")
+    if views != "both" and cal.start_weight >= 1:
+        raise TextclfError(f"{model_dir} answers with the model it was fine-tuned from alone ({START}/, share 1), so "
+                           f"its own {views} view has no say: pass {model_dir / START} with views={views} to see that "
+                           "model's, or views=both")
+    if views == "linear" and not has_linear:
+        raise TextclfError(f"{model_dir} has no linear view (trained with model.linear=false, or its LSTM took all "
+                           "the weight): use views=both or lstm")
 
 
 def _load_start(model_dir: Path, meta: dict, device: str | torch.device, bf16: bool | str, shortcut: bool,
