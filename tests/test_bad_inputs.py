@@ -141,6 +141,8 @@ CASES = [
                                                                                  "train:\n  epochs: 3\n")),
     Case("a config file that is not UTF-8", f"train --config {{ws}}/latin.yaml {T} {NEW}",
          "latin.yaml is not UTF-8 text (line 2)", _write("latin.yaml", b"train:\n  epochs: 3  # caf\xe9\n")),
+    Case("a value of another shape in a config file", f"train --config {{ws}}/shape.yaml {T} {NEW}",
+         "shape.yaml has a value that does not fit its key", _write("shape.yaml", "data:\n  label_map: [a, b]\n")),
     Case("config file missing", f"train --config {{ws}}/nope.yaml {NEW}", "config file not found"),
     Case("a folder given as the config file", f"train --config {{ws}}/data {NEW}", "is a folder: pass a YAML file"),
     Case("a section given a value", f"{TRAIN} train=3", '"train" is a section of the config, not a key'),

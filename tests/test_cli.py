@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -273,6 +274,8 @@ def test_predict_reads_csv_and_lines_from_stdin(tmp_path, capsys, monkeypatch):
     _one_line_error(capsys, main(["explain", str(model), " "]), "the text is blank: nothing to explain")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"good\ncaf\xe9\n")))
     _one_line_error(capsys, main(["predict", str(model), "-"]), "stdin line 2 is not UTF-8")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbfgood\n\xffbad\n")))
+    _one_line_error(capsys, main(["predict", str(model), "-"]), "stdin line 2 is not UTF-8")  # the mark not counted
     for data in (b"\xef\xbb\xbfgood film\n", b"good film\n"):  # a byte-order mark changed the first text
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
         assert main(["predict", str(model), "-", "--format", "json"]) == 0
@@ -295,6 +298,11 @@ def test_ctrl_c_in_training_says_how_to_resume(tmp_path, tiny_dir, capsys, monke
     assert train_main([f"data.path={tiny_dir}", f"run_dir={run_dir}", *TINY]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-2:] == [f"stopped; its last checkpoint resumes with: python train.py resume={run_dir}", "interrupted"]
+    shutil.rmtree(run_dir)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # rank 0 of torchrun's two: a resume must start two again
+    monkeypatch.setenv("RANK", "0")
+    assert train_main([f"data.path={tiny_dir}", f"run_dir={run_dir}", *TINY]) == 130
+    assert f"resumes with: torchrun --nproc_per_node=2 train.py resume={run_dir}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

@@ -57,3 +57,20 @@ def test_what_a_run_writes_is_readable_as_the_umask_allows(tmp_path, tiny_dir, m
     assert all(str(p) in modes for p in outputs)
     files, folders = oct(0o666 & ~mask), oct(0o777 & ~mask)
     assert {p: m for p, m in modes.items() if m != (folders if Path(p).is_dir() else files)} == {}
+
+
+def test_check_writable_may_let_a_read_only_folder_pass(tmp_path, monkeypatch):
+    """A shared, filled, read-only cache is read and not written (the token cache warns and goes on): data.cache_dir
+    refuses a file there, not a folder it may not write."""
+    import os
+
+    from textclf.errors import TextclfError
+    from textclf.files import check_writable
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a user without write permission (tests: root)
+    with pytest.raises(TextclfError, match="may not be written"):
+        check_writable(tmp_path, "--plots", folder=True)
+    check_writable(tmp_path, "data.cache_dir", folder=True, permission=False)
+    (tmp_path / "f").write_text("")
+    with pytest.raises(TextclfError, match="is a file; give a folder"):
+        check_writable(tmp_path / "f", "data.cache_dir", folder=True, permission=False)

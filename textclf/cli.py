@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import gc
 import json
@@ -276,11 +277,11 @@ def run_train(args: argparse.Namespace) -> int:
                  f" + {' '.join(args.overrides)}" if args.overrides else "")
     if args.dry_run:
         return _dry_run(cfg)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # a resume runs as many processes: say how to start them
+    launcher = "python" if world == 1 else f"torchrun --nproc_per_node={world}"
     try:
         metrics = train(cfg)
     except Preempted as e:  # a scheduler's SIGTERM: the job did what it was asked, and says how to go on
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        launcher = "python" if world == 1 else f"torchrun --nproc_per_node={world}"
         if main:
             print(f"{e}; resume with: {launcher} train.py resume={shlex.quote(cfg.run_dir)}")
         return 0
@@ -288,7 +289,7 @@ def run_train(args: argparse.Namespace) -> int:
         from .training.rundir import holds_run
 
         if main and holds_run(Path(cfg.run_dir)) and not (Path(cfg.run_dir) / "metrics.json").exists():
-            print(f"stopped; its last checkpoint resumes with: python train.py resume={shlex.quote(cfg.run_dir)}",
+            print(f"stopped; its last checkpoint resumes with: {launcher} train.py resume={shlex.quote(cfg.run_dir)}",
                   file=sys.stderr)
         raise
     if not main:
@@ -381,9 +382,9 @@ def _given_texts(texts: list[str]) -> list[str]:
 
 
 def _stdin_lines(errors: str) -> list[str]:
-    data = sys.stdin.buffer.read()
+    data = sys.stdin.buffer.read().removeprefix(codecs.BOM_UTF8)  # a byte-order mark (Windows tools): no text
     try:
-        text = data.decode("utf-8-sig", errors=errors)  # a byte-order mark (Windows tools) is no part of a text
+        text = data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise TextclfError(f"stdin line {line} is not UTF-8; re-encode it, or pass --encoding-errors replace") from None

@@ -230,9 +230,10 @@ def _friendly(err: OmegaConfBaseException, schema: DictConfig) -> TextclfError:
     return TextclfError(f"bad config ({key}): {str(err).splitlines()[0]}")
 
 
-def _bad_value(overrides: Sequence[str], schema: DictConfig, err: Exception) -> TextclfError:
+def _bad_value(overrides: Sequence[str], schema: DictConfig, err: Exception, path: str | Path | None
+               ) -> TextclfError:
     """The override whose value does not read (unbalanced brackets) or does not fit its key (a list for a mapping),
-    found by trying each alone."""
+    found by trying each alone; else the config file, where a value does not fit its key."""
     for item in overrides:
         try:
             OmegaConf.to_object(OmegaConf.merge(schema, OmegaConf.from_dotlist([item])))
@@ -241,7 +242,11 @@ def _bad_value(overrides: Sequence[str], schema: DictConfig, err: Exception) -> 
             example = "'data.label_map={1: negative, 5: positive}'" if key == "data.label_map" else f"'{key}=VALUE'"
             return TextclfError(f'override "{item}" has a value that does not fit its key ({problem}); write it '
                                 f"as the key's type and quote it whole in the shell, e.g. {example}")
-    return TextclfError(f"the overrides do not fit the config ({str(err).splitlines()[0]})")
+    problem = str(err).splitlines()[0]
+    if path is not None:
+        return TextclfError(f"config file {path} has a value that does not fit its key ({problem}); write each as its "
+                            "key's type (configs/imdb.yaml shows them all)")
+    return TextclfError(f"the overrides do not fit the config ({problem})")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -424,7 +429,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     except OmegaConfBaseException as e:
         raise _friendly(e, schema) from None
     except (yaml.YAMLError, TypeError, ValueError) as e:  # a value OmegaConf reads as YAML, or of another shape
-        raise _bad_value(overrides, layers[0], e) from None
+        raise _bad_value(overrides, schema, e, path) from None
     set_by = {}  # dotted key → the last layer that set it: 1 the YAML file, 2 the command line (0: the recipe)
     for level, layer in enumerate(layers[1:], 1):
         set_by.update(dict.fromkeys(flat(OmegaConf.to_container(layer, resolve=False)), level))

@@ -59,11 +59,13 @@ def plain_mode(path: Path, folder: bool = False) -> int:
         return (0o777 if folder else 0o666) & ~umask()
 
 
-def check_writable(path: str | Path, flag: str, folder: bool = False, example: str = "out") -> None:
+def check_writable(path: str | Path, flag: str, folder: bool = False, example: str = "out",
+                   permission: bool = True) -> None:
     """Before any work: a TextclfError (one line, naming `flag`) where `path` cannot be written as a file (a
     `folder` of files): it is a folder (a file), a file stands where a folder of its path must be, or the nearest
     folder that exists may not be written. A command that would fail only once it had scored or fitted everything
-    says so first. `example`: a file name to suggest inside a folder given for a file."""
+    says so first. `example`: a file name to suggest inside a folder given for a file. `permission` False: a folder
+    that may not be written passes (a cache, filled by someone else, read and not written)."""
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         raise TextclfError(f"{flag} {path} is a file; give a folder" if folder else
@@ -74,7 +76,7 @@ def check_writable(path: str | Path, flag: str, folder: bool = False, example: s
         return
     if not here.is_dir():
         raise TextclfError(f"{flag} {path}: {here} is a file, not a folder; choose another path")
-    if not os.access(here, os.W_OK | os.X_OK):
+    if permission and not os.access(here, os.W_OK | os.X_OK):
         raise TextclfError(f"{flag} {path}: {here} may not be written; choose another path")
 
 

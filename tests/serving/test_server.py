@@ -46,6 +46,18 @@ def test_the_address_is_resolved_once_ipv6_too():
         server.check_port(*server.resolve("192.0.2.1", port))  # TEST-NET-1: never this machine's
 
 
+def test_a_port_that_may_not_be_used_names_the_port(monkeypatch):
+    """Port 80 for a user who may not bind it (EACCES): the port is the fix, not the host."""
+    import errno
+
+    def refused(family, address, reuse_port=False):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(server, "listen", refused)
+    with pytest.raises(TextclfError, match=r"\(Permission denied\); pick another --port"):
+        server.check_port(*server.resolve("127.0.0.1", 80))
+
+
 def test_workers_are_refused_where_the_kernel_would_not_spread_connections(monkeypatch, tiny_run):
     loaded = []
     monkeypatch.setattr(server, "_supervise", lambda *a, **k: loaded.append(1))

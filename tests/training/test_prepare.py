@@ -104,3 +104,18 @@ def test_a_class_only_on_copies_of_other_texts_and_a_text_of_many_copies_stay_in
     texts = ["good"] * 1000 + [f"review {i}" for i in range(300)]
     tr, va = carve_validation(Split(texts, ["pos"] * 1000 + ["neg", "pos", "neg"] * 100, "t.csv"), 0.1, 0)
     assert "good" not in va.texts and len(va) == round(301 * carve_fraction(301, 0.1))
+
+
+def test_a_label_column_of_ids_is_refused_and_a_long_tail_warned_of(caplog):
+    """data.label_column=tweet_id trained a 1,997-class model on 2,000 rows without a word; a long tail of
+    categories (151 in 300 rows) may be meant: a warning, not an error."""
+    from textclf.data.split import Split
+    from textclf.errors import TextclfError
+    from textclf.training.prepare import check_label_count
+
+    with pytest.raises(TextclfError, match='"tweet_id" has 1,997 distinct values in 2,000 train rows'):
+        check_label_count(Split(["t"] * 2000, [*range(1997), 1, 2, 3], "tweets.csv"), "tweet_id")
+    check_label_count(Split(["t"] * 300, [i // 2 for i in range(300)], "cats.csv"), "cat")  # 150 classes
+    assert 'data.label_column "cat" has 150 classes in 300 train rows' not in caplog.text  # two rows a class: fine
+    check_label_count(Split(["t"] * 300, [min(i, 150) for i in range(300)], "tail.csv"), "cat")  # 151 classes
+    assert 'data.label_column "cat" has 151 classes in 300 train rows, under two rows a class' in caplog.text

@@ -42,8 +42,10 @@ def _drawable(labels: Sequence[str]) -> tuple[list[str], dict]:
     if needed <= _charmap(font_manager.findfont(font_manager.FontProperties())):
         return list(labels), {}
     for font in font_manager.fontManager.ttflist:
-        if needed <= _charmap(font.fname):
-            return list(labels), {"font.family": "sans-serif", "font.sans-serif": [font.name, "DejaVu Sans"]}
+        charmap = _charmap(font.fname)  # not matplotlib's "Last Resort", which claims every code point, drawing boxes
+        if needed <= charmap and len(charmap) < ALL_OF_UNICODE and not font.name.startswith("Last Resort"):
+            # after DejaVu Sans: matplotlib takes from the second family only the glyphs the first lacks
+            return list(labels), {"font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans", font.name]}
     if not _warned:
         _warned.append(True)
         log.warning("plots: no installed font draws the labels %s; they are numbered in that order (a font such as "
@@ -51,6 +53,7 @@ def _drawable(labels: Sequence[str]) -> tuple[list[str], dict]:
     return [str(i) for i in range(len(labels))], {}
 
 
+ALL_OF_UNICODE = 0x30000  # a font claiming more code points than a real one has: a fallback of boxes
 _warned: list[bool] = []  # the numbered labels are said once a process
 
 

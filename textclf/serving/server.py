@@ -53,8 +53,8 @@ def check_port(family: socket.AddressFamily, address: tuple) -> None:
         with listen(family, address):
             pass
     except OSError as e:
-        fix = "pick another --port" if e.errno == errno.EADDRINUSE else \
-            "pick a --host of this machine (127.0.0.1, or 0.0.0.0 for every address)"
+        fix = "pick a --host of this machine (127.0.0.1, or 0.0.0.0 for every address)" \
+            if e.errno == errno.EADDRNOTAVAIL else "pick another --port"  # in use, or below 1024 unprivileged
         raise TextclfError(f"cannot listen on {_shown(address)} ({e.strerror}); {fix}") from None
 
 

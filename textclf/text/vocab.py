@@ -104,7 +104,8 @@ class LabelVocab:
 
     `meaning`: what each class is, where that is known otherwise than by its name: a model fine-tuned on 0/1 labels
     from a negative/positive one records which class each started as (`finetune.Plan.summary`'s "started_as"; 1 =
-    a complaint is negative). There, 0/1 against neg/pos follows that record, not the 0 = negative convention.
+    a complaint is negative). There, 0/1 against neg/pos follows that record, not the 0 = negative convention; a
+    record of other names (a 0/1 start) leaves the convention.
     """
 
     def __init__(self, names: Sequence[str], meaning: Mapping[str, str] | None = None):
@@ -113,8 +114,10 @@ class LabelVocab:
         for i, name in enumerate(self.names):
             self._index.setdefault(label_key(name), i)
         canon = [_SENTIMENT.get(label_key(n)) for n in self.names]
-        if meaning and set(meaning) == set(self.names):
-            canon = [_SENTIMENT.get(label_key(meaning[n])) for n in self.names]
+        meant = [_SENTIMENT.get(label_key(meaning[n])) for n in self.names] \
+            if meaning and set(meaning) == set(self.names) else []
+        if sorted(map(str, meant)) == ["negative", "positive"]:  # a start of other names: the convention below
+            canon = meant
         elif [label_key(n) for n in self.names] == ["0", "1"]:
             canon = ["negative", "positive"]
         if sorted(map(str, canon)) == ["negative", "positive"]:
