@@ -148,6 +148,20 @@ def test_star_ratings_through_a_label_map_get_a_new_head_and_evaluate_as_is(tmp_
     assert m["n"] == 270 and m["labels"] == ["bad", "good", "meh"]
 
 
+def test_fine_tuning_on_the_start_models_own_training_data_is_warned_of(base, caplog):
+    """The start graded on validation rows it had trained on scored 1.000 and kept all the weight, silently."""
+    from textclf.training.pipeline import start_from
+
+    data = base.parent  # the folder the tiny run was trained on (data.path)
+    with caplog.at_level("WARNING"):
+        start_from(load_config(None, [f"init_from={base}", f"data.path={data}", *TINY]))
+    assert f"init_from was trained on data.path={data}, as this run is" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        start_from(load_config(None, [f"init_from={base}", f"data.train={data / 'test.csv'}", *TINY]))
+    assert "as this run is" not in caplog.text
+
+
 def test_init_from_something_that_is_not_a_model(tmp_path, base):
     df = make_reviews(40)
     df.to_csv(tmp_path / "my.csv", index=False)

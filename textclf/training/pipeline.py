@@ -202,6 +202,7 @@ def start_from(cfg: Config) -> tuple[Config, Artifact | None]:
     if not cfg.init_from:
         return cfg, None
     pretrained = finetune.load_pretrained(cfg.init_from)
+    warn_if_trained_on(pretrained, cfg)
     cfg = copy.deepcopy(cfg)
     cfg.tokenizer.kind, cfg.tokenizer.lowercase = pretrained.tokenizer.kind, pretrained.tokenizer.lowercase
     cfg.model.type = pretrained.model.kind
@@ -214,6 +215,20 @@ def start_from(cfg: Config) -> tuple[Config, Artifact | None]:
                             asked, key, value)
             setattr(cfg.model, key, value)
     return cfg, pretrained
+
+
+def warn_if_trained_on(pretrained: Artifact, cfg: Config) -> None:
+    """A warning where init_from was trained on this run's own train data (the same file or folder, as its
+    recorded config names it from here): the rows this run validates on were its training rows, so the start
+    model's validation figures, and the share they give it of the average, flatter it."""
+    then = (pretrained.meta.get("train_config") or {}).get("data") or {}
+    for key, now in (("train", cfg.data.train), ("path", None if cfg.data.train else cfg.data.path)):
+        old = then.get(key)
+        if old and now and Path(old).exists() and Path(now).exists() and Path(old).resolve() == Path(now).resolve():
+            log.warning("init_from was trained on data.%s=%s, as this run is: this run's validation rows were its "
+                        "training rows, so its validation figures and its share of the average flatter it; fine-tune "
+                        "on rows it has not seen", key, now)
+            return
 
 
 def new_model(m: ModelConfig, vocab: Vocab, labels: LabelVocab) -> nn.Module:
