@@ -68,8 +68,12 @@ def test_explain_endpoint(client):
 @pytest.mark.parametrize(("body", "status", "message"), [
     ('{"text": "good", ', 400, "not valid JSON"),
     ("[1, 2]", 422, "must be a JSON object"),
-    ('{"text": ""}', 422, "text 0 is empty"),
-    ('{"text": "   "}', 422, "text 0 is empty"),
+    ('{"text": ""}', 422, "the text is empty"),  # it said "text 0", of a request that sent no list
+    ('{"text": "   "}', 422, "the text is empty"),
+    ('{"texts": ["a", " "]}', 422, "text 1 is empty"),
+    ('{"text": "great \\ud800 film"}', 422, "holds a lone UTF-16 surrogate (U+D800) at character 6"),
+    ('{"text": "good", "threshold": true}', 422, "threshold"),  # taken as 1.0
+    ('{"text": "good", "threshold": "0.9"}', 422, "threshold"),  # taken as 0.9
     ('{"texts": []}', 422, "no text given"),
     ("{}", 422, "exactly one of"),
     ('{"text": "a", "texts": ["b"]}', 422, "exactly one of"),
@@ -84,6 +88,22 @@ def test_bad_requests_get_one_clear_json_error(client, body, status, message):
     r = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
     assert set(r.json()) == {"error"} and message in r.json()["error"]
+
+
+def test_what_a_client_gets_wrong_is_named(client):
+    """A body sent without Content-Type: application/json (curl -d's form type) was "must be a JSON object"; a
+    threshold in the query was ignored; /explain of a lone surrogate was a plain-text 500; HEAD /health a 405."""
+    r = client.post("/predict", content='{"text": "good film"}', headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]
+    r = client.post("/predict", content='{"text": "good film"}', headers={"content-type": "application/json"})
+    assert r.status_code == 200
+    for route in ("/predict", "/explain"):
+        r = client.post(f"{route}?threshold=0.99", json={"text": "good film"})
+        assert r.status_code == 422 and "query parameters are not read (threshold)" in r.json()["error"]
+    r = client.post("/explain", content='{"text": "great \\ud800 film"}', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "lone UTF-16 surrogate" in r.json()["error"]
+    assert client.head("/health").status_code == 200
+    assert client.post("/predict", json={"text": "good film", "threshold": 1}).status_code == 200  # an int is a number
 
 
 def test_a_threshold_is_for_binary_models_as_the_commands_say(tmp_path):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -26,7 +27,7 @@ try:
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError:  # the `serve` extra is optional; the CLI turns this into a one-line error
     FastAPI = None
@@ -40,12 +41,13 @@ if FastAPI is not None:
         model_config = ConfigDict(extra="forbid")
         text: str | None = None
         texts: list[str] | None = None
-        threshold: float | None = Field(None, ge=0.0, le=1.0)  # None: 0.5; binary models only
+        # strict: true and "0.9" were taken as 1.0 and 0.9 (the docs promise a 422 for mistyped fields)
+        threshold: StrictFloat | StrictInt | None = Field(None, ge=0.0, le=1.0)  # None: 0.5; binary models only
 
     class ExplainRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         text: str
-        threshold: float | None = Field(None, ge=0.0, le=1.0)  # None: 0.5; binary models only
+        threshold: StrictFloat | StrictInt | None = Field(None, ge=0.0, le=1.0)  # None: 0.5; binary models only
 
 
 # A gathered batch holds reviews of every length, and on CPU the padded LSTM computes every padded step:
@@ -63,9 +65,13 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {first_line(e)[:200]}" if str(e).strip() else type(e).__name__
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
-    """FastAPI's list of problems → one line; a body that is not JSON is a 400, a wrong shape a 422."""
+def _validation_message(exc: RequestValidationError, content_type: str = "application/json") -> tuple[int, str]:
+    """FastAPI's list of problems → one line; a body that is not JSON is a 400, a wrong shape a 422, a body sent
+    as another media type (curl -d's form type: FastAPI does not read it) a 415."""
     first = exc.errors()[0]
+    if not content_type.split(";")[0].strip().lower().endswith("json") and not first.get("loc", ())[1:]:
+        shown = f'"{content_type}"' if content_type else "none"
+        return 415, f"send the body as JSON with the header Content-Type: application/json (it was {shown})"
     if first.get("type") == "json_invalid":
         why = first.get("ctx", {}).get("error", "malformed")
         return 400, f"the request body is not valid JSON ({why} at character {first['loc'][-1]})"
@@ -116,16 +122,24 @@ class Limits:
     max_texts: int = 64
     max_chars: int = 20_000
 
-    def check(self, texts: list[str]) -> None:
+    def check(self, texts: list[str], single: bool = False) -> None:
+        """`single`: the request sent one "text", named so, not as a list's item 0."""
         if not texts:
             raise HTTPException(422, 'no text given: send {"text": "..."} or {"texts": ["...", ...]}')
         if len(texts) > self.max_texts:
             raise HTTPException(413, f"{len(texts)} texts in one request; at most {self.max_texts}")
         for i, text in enumerate(texts):
+            where = "the text" if single else f"text {i}"
             if not text.strip():
-                raise HTTPException(422, f"text {i} is empty")
+                raise HTTPException(422, f"{where} is empty")
             if len(text) > self.max_chars:
-                raise HTTPException(413, f"text {i} has {len(text):,} characters; at most {self.max_chars:,}")
+                raise HTTPException(413, f"{where} has {len(text):,} characters; at most {self.max_chars:,}")
+            if lone := _SURROGATE.search(text):  # JSON's "\ud800" alone: no character, and no UTF-8 to answer in
+                raise HTTPException(422, f"{where} holds a lone UTF-16 surrogate (U+{ord(lone[0]):04X}) at character "
+                                         f"{lone.start()}: send valid Unicode")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def batcher_for(clf: Classifier, max_batch: int, batch_window_ms: float, max_queue: int,
@@ -145,11 +159,18 @@ def _handle_errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(*_validation_message(exc))
+        return _error(*_validation_message(exc, request.headers.get("content-type", "")))
 
     @app.exception_handler(StarletteHTTPException)  # also routing's 404 and 405
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+
+def _no_query(request: Request) -> None:
+    """A query parameter is read by no route: `?threshold=0.9` was answered at the default, without a word."""
+    if request.query_params:
+        raise HTTPException(422, f"query parameters are not read ({', '.join(request.query_params)}): send them in the "
+                                 'JSON body, e.g. {"text": "...", "threshold": 0.7}')
 
 
 def _threshold(clf: Classifier, threshold: float | None) -> float:
@@ -178,19 +199,21 @@ def _routes(app: FastAPI, clf: Classifier, batcher: MicroBatcher, explainer, lim
     def index() -> str:
         return page
 
-    @app.get("/health")
-    def health() -> dict:  # batches and texts so far: their ratio tells how well requests are being gathered
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what uptime monitors probe with
+    async def health() -> dict:  # async: on the event loop, never queued behind /explain in the thread pool
+        # batches and texts so far: their ratio tells how well requests are being gathered
         return {"status": "ok", "model": name, "labels": clf.labels, "batches": batcher.batches,
                 "texts": batcher.texts, "pid": os.getpid()}  # with --workers N, each process counts its own
 
     # `async`: it only waits for the batch worker, so the event loop, which parses and answers every
     # request, never runs the model.
     @app.post("/predict")
-    async def predict(req: PredictRequest) -> dict:
+    async def predict(req: PredictRequest, request: Request) -> dict:
+        _no_query(request)
         if (req.text is None) == (req.texts is None):
             raise HTTPException(422, 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
         texts = [req.text] if req.text is not None else req.texts
-        limits.check(texts)
+        limits.check(texts, single=req.text is not None)
         threshold = _threshold(clf, req.threshold)
         try:
             key = threshold if shortcut and threshold != DEFAULT_THRESHOLD else None
@@ -204,9 +227,15 @@ def _routes(app: FastAPI, clf: Classifier, batcher: MicroBatcher, explainer, lim
 
     # A plain `def`: FastAPI runs it in its thread pool, and PyTorch releases the GIL while it computes.
     @app.post("/explain")
-    def explain(req: ExplainRequest) -> dict:
-        limits.check([req.text])
-        return explainer.explain(req.text, _threshold(clf, req.threshold)).to_dict()
+    def explain(req: ExplainRequest, request: Request) -> dict:
+        _no_query(request)
+        limits.check([req.text], single=True)
+        threshold = _threshold(clf, req.threshold)
+        try:
+            return explainer.explain(req.text, threshold).to_dict()
+        except Exception as e:
+            log.exception("explain failed")
+            raise HTTPException(500, f"explanation failed ({_one_line(e)}); see the server log") from None
 
 
 def create_app(clf: Classifier, name: str = "model", **options) -> FastAPI:
