@@ -405,11 +405,9 @@ def _check_predict_args(args: argparse.Namespace) -> None:
     if args.batch_size <= 0 or (args.chunk_size is not None and args.chunk_size <= 0):
         raise TextclfError("--batch-size and --chunk-size must be > 0")
     if args.output not in (None, "-"):
-        from .files import check_writable
         from .inference.output import output_format
 
         output_format(args.output, args.format)  # an output it cannot write: said before the model loads
-        check_writable(args.output, "--output", example="out.csv")
 
 
 def _predict_on_ray(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TextclfError, first_line
-from ..files import atomic_open, new_folders
+from ..files import atomic_open, check_writable, new_folders
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 STREAM_FORMATS = ("csv", "json")  # what goes to stdout (or any text stream); `--format` offers these
@@ -22,15 +22,15 @@ NOT_WRITTEN = (".xlsx", ".xlsm", ".xls")  # formats textclf reads but does not w
 def output_format(output: str | Path | TextIO, fmt: str | None) -> str:
     """The format rows are written to `output` in: `fmt` (csv or json) where given, else a file's suffix's
     (`SUFFIXES`), else csv for a stream. One line, before any row is read, for a suffix textclf does not write
-    (the next tool would read CSV text under another name), or a `fmt` its suffix contradicts."""
+    (the next tool would read CSV text under another name), a `fmt` its suffix contradicts, or a path it cannot
+    write (`files.check_writable`: the Python API's `predict_file` as the command)."""
     if fmt is not None and fmt not in STREAM_FORMATS:
         files = f"; Parquet is written where the output's name ends with .parquet (fmt={fmt!r} dropped)" \
             if fmt == "parquet" else ""
         raise TextclfError(f"output format must be one of {', '.join(STREAM_FORMATS)}, got {fmt!r}{files}")
     if not isinstance(output, str | Path):
         return fmt or "csv"
-    if Path(output).is_dir():
-        raise TextclfError(f"--output {output} is a folder; give a file name such as {Path(output) / 'out.csv'}")
+    check_writable(output, "--output", example="out.csv")  # a folder, a path through a file, a folder not writable
     by_suffix = SUFFIXES.get(Path(output).suffix.lower())
     if Path(output).suffix.lower() in NOT_WRITTEN:  # text under a workbook's name would not open as one
         raise TextclfError(f"--output {output}: textclf does not write Excel workbooks; end the name with one of "
