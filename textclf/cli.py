@@ -246,6 +246,8 @@ def _serve_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="how long the first request of a batch waits for others to join (default 5)")
     p.add_argument("--max-queue", type=int, default=256,
                    help="texts waiting for the model; beyond this, 503 with Retry-After (default 256)")
+    p.add_argument("--max-explain", type=int, default=8,
+                   help="/explain requests in progress or waiting; beyond this, 503 with Retry-After (default 8)")
     p.add_argument("--forward-batch", type=int,
                    help="texts per LSTM forward within a batch, by length (default: 8 on CPU, --max-batch on GPU)")
     p.add_argument("--threads", type=int,
@@ -530,14 +532,14 @@ def run_serve(args: argparse.Namespace) -> int:
     from .serving.settings import AppOptions
 
     for name in ("max_texts", "max_chars", "max_body_bytes", "threads", "max_batch", "max_queue", "forward_batch",
-                 "workers"):
+                 "max_explain", "workers"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise TextclfError(f"--{name.replace('_', '-')} must be > 0")
     if not 0 <= args.batch_window_ms <= 1000:
         raise TextclfError(f"--batch-window-ms must be in 0..1000, got {args.batch_window_ms}")
     app = AppOptions(max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
                      max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, max_queue=args.max_queue,
-                     forward_batch=args.forward_batch)
+                     forward_batch=args.forward_batch, max_explain=args.max_explain)
     serve(args.model_dir, args.host, args.port, log_level=args.log_level, workers=args.workers, threads=args.threads,
           loading=_loading(args), app=app)
     return 0

@@ -315,6 +315,45 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(clf, monkeypatch):
     assert first.status_code == queued.status_code == 200 and len(queued.json()["predictions"]) == 2
 
 
+def test_explanations_beyond_max_explain_answer_503_at_once(clf, monkeypatch):
+    """/explain ran in FastAPI's thread pool, whose queue has no bound: a flood of explanations queued there for
+    as long as it took. At most `max_explain` now run or wait; the next is a 503 with Retry-After, at once."""
+    from textclf.inference.explain import Explainer
+
+    app = create_app(clf, explain_steps=2, max_explain=1)
+    entered, gate, real = threading.Event(), threading.Event(), Explainer.explain
+
+    def slow(self, text, *args, **kwargs):
+        entered.set()
+        gate.wait(30)
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Explainer, "explain", slow)
+
+    async def run():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            first = asyncio.create_task(c.post("/explain", json={"text": "a superb film"}))
+            assert await asyncio.to_thread(entered.wait, 30)  # the explainer is busy with it
+            started = time.monotonic()
+            refused = await c.post("/explain", json={"text": "an awful film"})
+            waited = time.monotonic() - started
+            gate.set()
+            done = await first
+            return refused, waited, done, await c.post("/explain", json={"text": "a dull film"})
+
+    try:
+        refused, waited, first, later = asyncio.run(run())
+    finally:
+        gate.set()
+        app.state.batcher.stop()
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json() == {"error": "the server is busy (1 of 1 explanations in progress); retry in 1 s"}
+    assert waited < 10
+    assert first.status_code == later.status_code == 200  # the count goes down when an explanation ends
+    with pytest.raises(TextclfError, match="max_explain must be at least 1"):
+        create_app(clf, explain_steps=2, max_explain=0)
+
+
 def test_a_model_error_fails_only_its_batch_and_the_server_keeps_serving(clf, monkeypatch, caplog):
     app = create_app(clf, max_batch=1, batch_window_ms=0, explain_steps=2)  # a batch per request
     real = clf.predict_proba

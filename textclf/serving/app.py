@@ -28,6 +28,7 @@ try:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError:  # the `serve` extra is optional; the CLI turns this into a one-line error
     FastAPI = None
@@ -189,7 +190,8 @@ def _predictions(clf: Classifier, probs: np.ndarray, threshold: float) -> list[d
     return out
 
 
-def _routes(app: FastAPI, clf: Classifier, batcher: MicroBatcher, explainer, limits: Limits, name: str) -> None:
+def _routes(app: FastAPI, clf: Classifier, batcher: MicroBatcher, explainer, limits: Limits, name: str,
+            max_explain: int) -> None:
     page = resources.files("textclf.serving").joinpath("static/index.html").read_text(encoding="utf-8")
     # with a shortcut, a request at another threshold than the default is predicted apart (its key): the shortcut
     # is checked at the default decision only, so those texts get the LSTM
@@ -225,17 +227,28 @@ def _routes(app: FastAPI, clf: Classifier, batcher: MicroBatcher, explainer, lim
             raise HTTPException(500, f"prediction failed ({_one_line(e)}); see the server log") from None
         return {"predictions": _predictions(clf, probs, threshold)}
 
-    # A plain `def`: FastAPI runs it in its thread pool, and PyTorch releases the GIL while it computes.
+    # Run in the thread pool (PyTorch releases the GIL while it computes), at most `max_explain` at once counting
+    # those waiting for a thread: the pool's own queue has no bound, and each explanation is many forwards.
+    pending = 0
+
     @app.post("/explain")
-    def explain(req: ExplainRequest, request: Request) -> dict:
+    async def explain(req: ExplainRequest, request: Request) -> dict:
+        nonlocal pending  # read and changed on the event loop only: no lock
         _no_query(request)
         limits.check([req.text], single=True)
         threshold = _threshold(clf, req.threshold)
+        if pending >= max_explain:
+            raise HTTPException(503, f"the server is busy ({pending} of {max_explain} explanations in progress); "
+                                     f"retry in {RETRY_AFTER_S} s",
+                                headers={"Retry-After": str(RETRY_AFTER_S)})
+        pending += 1
         try:
-            return explainer.explain(req.text, threshold).to_dict()
+            return (await run_in_threadpool(explainer.explain, req.text, threshold)).to_dict()
         except Exception as e:
             log.exception("explain failed")
             raise HTTPException(500, f"explanation failed ({_one_line(e)}); see the server log") from None
+        finally:
+            pending -= 1
 
 
 def create_app(clf: Classifier, name: str = "model", **options) -> FastAPI:
@@ -246,6 +259,8 @@ def create_app(clf: Classifier, name: str = "model", **options) -> FastAPI:
     require_serve_extra()
     from ..inference.explain import Explainer
 
+    if how.max_explain < 1:
+        raise TextclfError(f"max_explain must be at least 1, got {how.max_explain}")
     if how.max_queue < how.max_texts:
         raise TextclfError(f"--max-queue ({how.max_queue}) must be at least --max-texts ({how.max_texts}), "
                            "or the largest requests could never be queued")
@@ -263,7 +278,7 @@ def create_app(clf: Classifier, name: str = "model", **options) -> FastAPI:
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, limit=how.max_body_bytes)
     _handle_errors(app)
-    _routes(app, clf, batcher, explainer, Limits(how.max_texts, how.max_chars), name)
+    _routes(app, clf, batcher, explainer, Limits(how.max_texts, how.max_chars), name, how.max_explain)
     return app
 
 

@@ -15,7 +15,7 @@ class AppOptions:
     Integrated-gradients steps per /explain. /predict requests are gathered into batches (`MicroBatcher`): up to
     `max_batch` texts that arrive within `batch_window_ms` of the first, at most `max_queue` texts waiting (more:
     503); a batch runs as one `predict_proba` in forwards of `forward_batch` texts (None: 8 on CPU, `max_batch`
-    on a GPU)."""
+    on a GPU). At most `max_explain` /explain requests run or wait at once (more: 503)."""
 
     max_texts: int = 64
     max_chars: int = 20_000
@@ -25,6 +25,7 @@ class AppOptions:
     batch_window_ms: float = 5.0
     max_queue: int = 256
     forward_batch: int | None = None
+    max_explain: int = 8
 
 
 @dataclass(frozen=True)
