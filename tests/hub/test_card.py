@@ -99,6 +99,8 @@ def test_the_card_says_on_how_many_validation_texts_the_shortcut_was_checked():
            "shortcut": 0.9, "shortcut_rows": 1234}
     card = modelcard.render({"labels": ["a", "b"], "calibration": cal})
     assert "at least 0.9 sure" in card and "checked on the 1,234 validation texts it answered" in card
+    both = modelcard.render({"labels": ["a", "b"], "calibration": {**cal, "shortcut_unlabelled": 1000}})
+    assert "checked on the 234 validation texts and 1,000 unlabelled texts it answered" in both
     assert "95% confidence it changes at most 0.2%" in card
     before = {k: v for k, v in cal.items() if k != "shortcut_rows"}  # saved before textclf recorded it
     older = modelcard.render({"labels": ["a", "b"], "calibration": before})

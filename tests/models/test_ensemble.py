@@ -156,6 +156,36 @@ def test_calibration_fits_the_shortcut_last():
     assert Calibration.from_dict({"weight": 0.5, "shortcut": 0.9}).shortcut_rows == 0  # saved before it was recorded
 
 
+def test_unlabelled_texts_check_the_shortcut_beside_validation():
+    """The shortcut's check needs no labels. 1,000 validation texts cannot show the bound even with no change (it
+    is about 3 / N); with 4,000 unlabelled texts beside them it is shown. Where the unlabelled texts reveal the
+    linear view sure and wrong, the shortcut validation alone would allow is refused."""
+    lstm, lin, y = _shortcut_views(1000)
+    assert Calibration.fit(lstm, lin, y).shortcut == 0.0
+    more_lstm, more_lin, _ = _shortcut_views(4000, seed=7)
+    cal = Calibration.fit(lstm, lin, y, (more_lstm, more_lin))
+    assert cal.shortcut in SHORTCUTS and cal.weight == Calibration.fit(lstm, lin, y).weight  # only the shortcut
+    assert cal.shortcut_rows == cal.sure(lin).sum() + cal.sure(more_lin).sum()
+    assert cal.shortcut_unlabelled == cal.sure(more_lin).sum() >= 1000
+    assert Calibration.from_dict(cal.to_dict()).shortcut_unlabelled == cal.shortcut_unlabelled
+    lstm, lin, y = _shortcut_views(3000)
+    assert Calibration.fit(lstm, lin, y).shortcut == 0.8
+    trap_lstm, trap_lin, _ = _shortcut_views(4000, sure_wrong=0.05, seed=8)
+    assert Calibration.fit(lstm, lin, y, (trap_lstm, trap_lin)).shortcut == 0.0
+
+
+def test_unlabelled_texts_never_pass_a_shortcut_that_validation_shows_changing_too_much():
+    """Validation's rows are drawn as test's are; unlabelled ones may come from elsewhere. 20,000 of them that the
+    shortcut never changes would pull the bound of the union under 0.2% while validation alone changes 1%."""
+    lstm, lin, y = _shortcut_views(1000, sure_wrong=0.01)
+    more_lstm, more_lin, _ = _shortcut_views(20000, seed=9)
+    cal = Calibration.fit(lstm, lin, y, (more_lstm, more_lin))
+    pooled = fit_shortcut(cal, np.concatenate([lstm, more_lstm]), np.concatenate([lin, more_lin]))
+    assert pooled in SHORTCUTS  # the union alone would pass it
+    changed = replace(cal, shortcut=pooled).apply(lstm, lin).argmax(1) != cal.exact().apply(lstm, lin).argmax(1)
+    assert changed.mean() > 0.002 and cal.shortcut == 0.0
+
+
 def test_no_shortcut_where_no_validation_text_reaches_it():
     """Issue 30: a 5-class set whose linear view is never above 0.735 on validation got shortcut 0.8 (no decision
     changed among no texts); a later text the linear view is 0.85 sure of (class 0) and the LSTM 0.95 sure of

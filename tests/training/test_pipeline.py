@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from textclf.config import load_config
+from textclf.text.tokens import Tokenized
 from textclf.training import linear_view, pipeline
 from textclf.training.pipeline import train
 
@@ -163,9 +164,9 @@ def test_the_calibration_is_fitted_to_views_like_the_saved_one_on_rows_they_did_
     monkeypatch.setattr(pipeline, "predict_loader", lambda model, loader, device, desc, **_: (lstm[desc], 0.0))
     seen, fit = {}, Calibration.fit.__func__
 
-    def spy(cls, p_lstm, p_linear, labels):  # what the calibration is fitted to
+    def spy(cls, p_lstm, p_linear, labels, *rest):  # what the calibration is fitted to
         seen["p_linear"] = p_linear
-        return fit(cls, p_lstm, p_linear, labels)
+        return fit(cls, p_lstm, p_linear, labels, *rest)
 
     monkeypatch.setattr(Calibration, "fit", classmethod(spy))
     first = LinearModel.fit(train, data.datasets["train"].labels, 2, "tfidf")
@@ -186,3 +187,39 @@ def test_the_calibration_is_fitted_to_views_like_the_saved_one_on_rows_they_did_
     np.testing.assert_allclose(parts["test"].linear, every.predict_proba([["superb"], ["awful"]]), atol=1e-5)
     assert sorted(np.bincount(folds).tolist()) == [4] * 5 and all(np.bincount(y[folds == k]).tolist() == [2, 2]
                                                                   for k in range(5))
+
+
+def test_the_shortcut_is_checked_on_a_sample_of_the_unlabelled_texts_too(tmp_path, tiny_dir, monkeypatch):
+    """The shortcut's check needs no labels, and validation alone (2,500 IMDB reviews) allows only what it can show
+    on that many rows. The unlabelled texts a run reads go into the check: a seeded sample, never a text that train
+    holds (the LSTM learnt those), scored by the LSTM as trained and the linear view as saved."""
+    from textclf.models.ensemble import Calibration
+
+    train_texts = pd.read_csv(tiny_dir / "train.csv").text.tolist()
+    pd.DataFrame({"text": [*make_reviews(300, seed=4).text, *train_texts[:50]]}).to_csv(tiny_dir / "unsup.csv",
+                                                                                      index=False)
+    seen, fit = [], Calibration.fit.__func__
+
+    def spy(cls, p_lstm, p_linear, labels, unlabelled=None):
+        seen.append(unlabelled)
+        return fit(cls, p_lstm, p_linear, labels, unlabelled)
+
+    monkeypatch.setattr(Calibration, "fit", classmethod(spy))
+    cfg = load_config(None, [f"data.path={tiny_dir}", f"run_dir={tmp_path / 'run'}", *TINY,
+                             "pretrain.word2vec=true", "pretrain.epochs=1"])
+    train(cfg)
+    p_lstm, p_linear = seen[-1]
+    assert p_lstm.shape == p_linear.shape == (300, 2)  # the 50 texts train and validation hold left out
+    assert np.allclose(p_lstm.sum(1), 1) and np.allclose(p_linear.sum(1), 1)
+
+    data = pipeline.prepare(cfg, pipeline.load_data(cfg))
+    pool, labelled = pipeline.pretrain_corpora(cfg, data)[1], list(data.tokens.values())
+    sample = pipeline.unlabelled_sample(pool, labelled, 42, rows=100)
+    assert len(sample) == 100 and np.array_equal(sample.ids, pipeline.unlabelled_sample(pool, labelled, 42, 100).ids)
+    every = pipeline.unlabelled_sample(pool, labelled, 1, rows=10_000)
+    labelled_texts = {tuple(t) for split in labelled for t in split.token_lists()}
+    assert len(every) == 300 and not labelled_texts & {tuple(t) for t in every.token_lists()}
+    assert pipeline.unlabelled_sample(labelled[0], labelled, 1) is None  # data.unlabelled = the train file
+    assert pipeline.unlabelled_sample(pool, labelled, 1, rows=0) is None
+    repeats = Tokenized.from_token_lists([["a", "b"], ["c"], ["a", "b"], [], []])
+    assert sorted(map(tuple, pipeline.unlabelled_sample(repeats, [], 0).token_lists())) == [(), ("a", "b"), ("c",)]

@@ -17,7 +17,7 @@ from textclf.config import load_config
 from textclf.training import checkpoint
 from textclf.training.pipeline import train
 
-from ..conftest import REPO, TINY, write_tiny_data
+from ..conftest import REPO, TINY, make_reviews, write_tiny_data
 
 BATCHES = 9  # 140 training rows (200 minus the validation carve-out: 30% on small data) in batches of 16
 # a resume skips pretraining, so pretrain_seconds is absent from its metrics.json
@@ -37,6 +37,8 @@ def reference(tmp_path_factory):
     """An uninterrupted run of the real script that keeps every checkpoint it writes."""
     root = tmp_path_factory.mktemp("resume")
     write_tiny_data(root / "data", train=200, test=100)
+    # unlabelled texts: word2vec reads them, and a resume reads them again for the shortcut's check
+    make_reviews(150, seed=5)[["text"]].to_csv(root / "data" / "unsup.csv", index=False)
     out = subprocess.run([sys.executable, "train.py", *_args(root / "data", root / "ref", "train.keep_last=1000")],
                          cwd=REPO, env=_env(root / "cache"), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

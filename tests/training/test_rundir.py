@@ -6,7 +6,7 @@ import pytest
 
 from textclf.config import load_config, to_dict
 from textclf.errors import TextclfError
-from textclf.training.rundir import check_resumable, check_run_dir, write_config
+from textclf.training.rundir import check_resumable, check_run_dir, check_unlabelled, write_config
 
 
 def _checkpoint(config: dict, fingerprint: str = "f") -> dict:
@@ -68,3 +68,16 @@ def test_a_resume_may_read_files_from_elsewhere_and_otherwise(tmp_path):
                        ("data.streaming", "true")):
         then = to_dict(load_config(None, [f"run_dir={tmp_path}", f"{key}={value}"]))
         check_resumable(_checkpoint(then), cfg, "f")
+
+
+def test_a_resume_reads_the_unlabelled_texts_the_run_read():
+    """The shortcut is checked on a sample of the unlabelled texts: a resume reading others would calibrate otherwise
+    than the uninterrupted run. Checkpoints from before they were recorded are not checked."""
+    ckpt = {"path": "runs/x/checkpoints/step-4.pt", "unlabelled": "abc"}
+    check_unlabelled(ckpt, "abc")
+    check_unlabelled({"path": ckpt["path"]}, "def")
+    check_unlabelled({**ckpt, "unlabelled": None}, None)
+    for key in ("def", None):
+        with pytest.raises(TextclfError, match="the unlabelled texts are not those the run of runs/x/checkpoints/"
+                                               "step-4.pt read .*resume with the same ones"):
+            check_unlabelled(ckpt, key)

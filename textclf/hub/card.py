@@ -88,8 +88,10 @@ def _averaged(cal: dict | None) -> bool:
 def _shortcut(cal: dict) -> str:
     if not cal.get("shortcut"):
         return ""
-    rows = int(cal.get("shortcut_rows") or 0)
-    checked = (f"checked on the {rows:,} validation texts it answered, each scored by a linear view that had not seen "
+    rows, unlabelled = int(cal.get("shortcut_rows") or 0), int(cal.get("shortcut_unlabelled") or 0)
+    which = (f"{rows - unlabelled:,} validation texts and {unlabelled:,} unlabelled texts" if unlabelled else
+             f"{rows:,} validation texts")
+    checked = (f"checked on the {which} it answered, each scored by a linear view that had not seen "
                f"it: with {SHORTCUT_CONFIDENCE:.0%} confidence it changes at most {SHORTCUT_CHANGES:.1%} of the full "
                "model's decisions" if rows else
                f"this changed at most {SHORTCUT_CHANGES:.1%} of validation decisions, on a number of texts this "

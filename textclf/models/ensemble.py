@@ -15,12 +15,15 @@ out-of-fold probabilities there (`linear_view.refit`: the saved view has learnt 
 - `shortcut`: the linear view's top probability (at its temperature) from which the LSTM is not run at all and
   the linear view answers alone: the lowest of SHORTCUTS at which validation shows that it changes at most
   SHORTCUT_CHANGES of the decisions, with SHORTCUT_CONFIDENCE, on SHORTCUT_MIN_SURE+ texts it answers
-  (`fit_shortcut`; 0: never). `shortcut_rows`: how many validation texts it answered there. The LSTM is most
+  (`fit_shortcut`; 0: never). The change rate needs no labels: where the run reads unlabelled texts, a sample of
+  them (up to SHORTCUT_CHECK_ROWS, none that train holds) is checked beside validation, scored by the saved linear
+  view, which never saw them. `shortcut_rows`: how many checked texts it answered there, `shortcut_unlabelled` how
+  many of those were unlabelled. The LSTM is most
   of a prediction's time and a linear view is sure of most long reviews, so prediction runs faster (figures:
   benchmarks/README.md);
 - `shortcut_scale`, `shortcut_bias`: where the shortcut answers, the linear view's top probability is mapped
   onto the full model's scale, sigmoid(scale * logit(p) + bias), a monotone fit to what the full model says
-  on those validation texts; so probabilities stay comparable across the cut (ranking, thresholds, ECE).
+  on those texts; so probabilities stay comparable across the cut (ranking, thresholds, ECE).
 A fine-tuned model whose labels are those of the model it started from (`init_from`) has one more candidate: that
 model in full, as `Classifier.load(init_from)` answers (both its views, its own calibration and shortcut):
 - `start_weight`: its share in `start_weight * p_start + (1 - start_weight) * p_model`, of 0, 0.1, ..., 1 the
@@ -52,7 +55,8 @@ WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
 SHORTCUTS = (0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 SHORTCUT_CHANGES = 0.002  # the most decisions the shortcut may change
 SHORTCUT_CONFIDENCE = 0.95  # of the one-sided bound that validation puts on that share
-SHORTCUT_MIN_SURE = 100  # the fewest validation texts above its threshold a shortcut is checked on
+SHORTCUT_MIN_SURE = 100  # the fewest texts above its threshold a shortcut is checked on
+SHORTCUT_CHECK_ROWS = 10_000  # the most unlabelled texts checked beside validation
 _EPS = 1e-7
 MIN_SCALE = 1e-3  # the shortcut's map: sigmoid(scale * logit(p) + bias) stays increasing in p
 
@@ -175,7 +179,8 @@ class Calibration:
     shortcut: float = 0.0  # the linear view answers alone where it is this sure (0: never)
     shortcut_scale: float = 1.0  # where it does, its top probability p becomes sigmoid(scale * logit(p) + bias)
     shortcut_bias: float = 0.0
-    shortcut_rows: int = 0  # the validation texts the shortcut answered, on which it was checked (`fit_shortcut`)
+    shortcut_rows: int = 0  # the texts the shortcut answered, on which it was checked (`fit_shortcut`)
+    shortcut_unlabelled: int = 0  # how many of those were unlabelled texts (the rest: validation's)
     start_weight: float = 0.0  # fine-tuned models: the share of the model it started from, in full (`fit_start`)
     start_temperature: float = 1.0  # of that average
 
@@ -243,7 +248,8 @@ class Calibration:
         if not weight:
             return replace(self, start_weight=0.0, start_temperature=1.0)
         return replace(self, shortcut=0.0, shortcut_scale=1.0, shortcut_bias=0.0, shortcut_rows=0,
-                       start_weight=weight, start_temperature=fit_temperature(combine(p_start, own, weight), y))
+                       shortcut_unlabelled=0, start_weight=weight,
+                       start_temperature=fit_temperature(combine(p_start, own, weight), y))
 
     def shortcut_probabilities(self, p_linear: np.ndarray) -> np.ndarray:
         """What the model says of texts the shortcut answers: the linear view's at its temperature, mapped."""
@@ -273,18 +279,24 @@ class Calibration:
         return cal.exact() if not shortcut or other_threshold else cal
 
     @classmethod
-    def fit(cls, p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndarray) -> Calibration:
-        """Each view's temperature, then the weight, then the average's temperature, then the shortcut and its
-        mapping, on validation labels `y`."""
+    def fit(cls, p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndarray,
+            unlabelled: tuple[np.ndarray, np.ndarray] | None = None) -> Calibration:
+        """Each view's temperature, then the weight, then the average's temperature, on validation labels `y`; then
+        the shortcut and its mapping, on validation and the views' probabilities (LSTM, linear) of `unlabelled`
+        texts, when given: the shortcut's checks need no labels."""
         cal = cls(lstm_temperature=fit_temperature(p_lstm, y))
         if p_linear is not None:
             cal.linear_temperature = fit_temperature(p_linear, y)
             cal.weight = fit_weight(combine(p_lstm, None, 1.0, cal.lstm_temperature),
                                     combine(p_linear, None, 1.0, cal.linear_temperature), y)
         cal.temperature = fit_temperature(cal.average(p_lstm, p_linear), y)
-        cal.shortcut = fit_shortcut(cal, p_lstm, p_linear)
+        if p_linear is not None and unlabelled is not None:
+            p_lstm, p_linear = np.concatenate([p_lstm, unlabelled[0]]), np.concatenate([p_linear, unlabelled[1]])
+        cal.shortcut = fit_shortcut(cal, p_lstm, p_linear, len(y) if unlabelled is not None else None)
         if cal.shortcut:
-            cal.shortcut_rows = int(cal.sure(p_linear).sum())
+            sure = cal.sure(p_linear)
+            cal.shortcut_rows = int(sure.sum())
+            cal.shortcut_unlabelled = int(sure[len(y):].sum())
             cal.shortcut_scale, cal.shortcut_bias = fit_shortcut_map(cal, p_lstm, p_linear)
         return cal
 
@@ -313,17 +325,21 @@ def cross_calibrated(p_lstm: np.ndarray, p_linear: np.ndarray | None, y: np.ndar
     return out
 
 
-def fit_shortcut(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | None) -> float:
-    """The lowest of SHORTCUTS at which validation shows that the linear view answering alone where it is that
-    sure changes at most SHORTCUT_CHANGES of the decisions of the full model `cal` describes; 0 (never) when none
-    does, or when the LSTM is not averaged with a linear view. No labels are needed: the change rate bounds the
-    accuracy it can cost.
+def fit_shortcut(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | None, own: int | None = None) -> float:
+    """The lowest of SHORTCUTS at which validation (and the unlabelled texts `Calibration.fit` adds) shows that the
+    linear view answering alone where it is that sure changes at most SHORTCUT_CHANGES of the decisions of the full
+    model `cal` describes; 0 (never) when none does, or when the LSTM is not averaged with a linear view. No labels
+    are needed: the change rate bounds the accuracy it can cost.
 
     Shown, not assumed: only the texts above the threshold can change, so at a threshold that n of N validation
-    texts reach, c of them changed, the bound is the one-sided SHORTCUT_CONFIDENCE Clopper-Pearson upper bound
-    on the change rate among such texts, times their share n / N. It must stay within SHORTCUT_CHANGES, on at
-    least SHORTCUT_MIN_SURE texts. Zero changes over no texts shows nothing; and since the bound with c = 0 is
-    about 3 / N, a shortcut needs 1,500 or so validation texts, more where it changes any."""
+    (and unlabelled) texts reach, c of them changed, the bound is the one-sided SHORTCUT_CONFIDENCE Clopper-Pearson
+    upper bound on the change rate among such texts, times their share n / N. It must stay within
+    SHORTCUT_CHANGES, on at least SHORTCUT_MIN_SURE texts. Zero changes over no texts shows nothing; and since the
+    bound with c = 0 is about 3 / N, a shortcut needs 1,500 or so texts, more where it changes any.
+
+    Where unlabelled texts follow validation's first `own` rows, those validation rows must not show more than
+    SHORTCUT_CHANGES changed on their own either: unlabelled texts (another source, maybe) add rows to the bound,
+    never a pass to a threshold that the labelled rows, drawn as test's are, already exceed."""
     from scipy.stats import beta
 
     if p_linear is None or not cal.uses_linear() or not len(p_lstm):
@@ -334,9 +350,10 @@ def fit_shortcut(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | No
         n = int(shortcut.sure(p_linear).sum())
         if n < SHORTCUT_MIN_SURE:
             continue
-        changed = int((shortcut.apply(p_lstm, p_linear).argmax(axis=1) != full).sum())
+        moved = shortcut.apply(p_lstm, p_linear).argmax(axis=1) != full
+        changed = int(moved.sum())
         upper = 1.0 if changed >= n else float(beta.ppf(SHORTCUT_CONFIDENCE, changed + 1, n - changed))
-        if upper * n / len(p_lstm) <= SHORTCUT_CHANGES:
+        if upper * n / len(p_lstm) <= SHORTCUT_CHANGES and (own is None or moved[:own].mean() <= SHORTCUT_CHANGES):
             return threshold
     return 0.0
 

@@ -50,11 +50,22 @@ class Tokenized:
         for start, end in zip(self.offsets[:-1], self.offsets[1:], strict=True):
             yield words[start:end].tolist()
 
+    def take(self, rows: np.ndarray) -> Tokenized:
+        """These texts (positions), in this order, sharing this table."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        ids = np.concatenate([self.ids[a:b] for a, b in zip(starts, ends, strict=True)]) if len(rows) else self.ids[:0]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=offsets[1:])
+        return Tokenized(self.table, ids, offsets)
+
     def counts(self) -> Counter:
         return Counter(dict(zip(self.table, np.bincount(self.ids, minlength=len(self.table)).tolist(), strict=True)))
 
     def numericalize(self, vocab: Vocab, max_length: int | None = None, truncate: str = "head") -> list[np.ndarray]:
         """Vocab ids per text, each cut to `max_length` tokens (keeping the head, tail or both ends)."""
+        if not len(self):  # np.split would give one empty text
+            return []
         flat = vocab.lookup(self.table)[self.ids]
         seqs = np.split(flat, self.offsets[1:-1])
         return [truncate_ids(s, max_length, truncate) for s in seqs] if max_length else seqs

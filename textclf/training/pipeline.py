@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,12 @@ from ..hub.card import write_card
 from ..inference.classifier import lstm_runner
 from ..models.artifact import Artifact, save_model
 from ..models.decision import decide
-from ..models.ensemble import Calibration, Outputs, cross_calibrated, log_loss
+from ..models.ensemble import SHORTCUT_CHECK_ROWS, Calibration, Outputs, cross_calibrated, log_loss
 from ..models.linear import LinearModel
 from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
-from ..text.batching import make_loader, predict_seqs
-from ..text.tokens import group_ids
+from ..text.batching import TextDataset, make_loader, predict_seqs
+from ..text.tokens import Tokenized, group_ids
 from ..text.vocab import LabelVocab, Vocab
 from ..threads import cores, intra_op
 from . import distributed, finetune, linear_view
@@ -51,6 +52,7 @@ from .record import DryRun, ModelMeta, RunSummary
 from .rundir import (
     check_resumable,
     check_run_dir,
+    check_unlabelled,
     data_fingerprint,
     holds_run,
     load_resume,
@@ -120,6 +122,7 @@ class Run:
     language_model: dict | None = None  # the language model's stats, when it ran
     tb: Any = None  # a SummaryWriter
     views: Here | Beside | None = None  # the linear view's fitting (`linear_view.start`), with model.linear
+    unlabelled: Tokenized | None = None  # what the shortcut is checked on beside validation (`unlabelled_sample`)
 
 
 def _train(cfg: Config, device: torch.device) -> dict:
@@ -129,7 +132,12 @@ def _train(cfg: Config, device: torch.device) -> dict:
     if resume is not None:
         check_resumable(resume, cfg, fingerprint)
     from_scratch = resume is None and pretrained is None
-    corpora = pretrain_corpora(cfg, data) if from_scratch and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs) else []
+    # a resumed run reads them too: the shortcut is checked on a sample of the unlabelled ones (`unlabelled_sample`)
+    corpora = pretrain_corpora(cfg, data) if pretrained is None and (cfg.pretrain.word2vec or cfg.pretrain.lm_epochs) \
+        else []
+    unlabelled_key = corpora[1].key if len(corpora) > 1 else None
+    if resume is not None:
+        check_unlabelled(resume, unlabelled_key)
     with contextlib.ExitStack() as closing:  # on SIGTERM and errors too: the linear view's process, TensorBoard's log
         views = closing.enter_context(contextlib.closing(start_views(cfg, data, corpora, from_scratch))) \
             if cfg.model.linear else None
@@ -146,14 +154,17 @@ def _train(cfg: Config, device: torch.device) -> dict:
             lm_stats = pretrain_language_model(cfg, data, corpora, model.to(device), device)
             pretrain_seconds += time.perf_counter() - clock
             seed_everything(cfg.train.seed)  # the classifier's own training starts from the same RNG state either way
-        del corpora  # the unlabelled texts' tokens: not needed from here on
+        unlabelled = unlabelled_sample(corpora[1], list(data.tokens.values()), cfg.train.seed) \
+            if cfg.model.linear and len(corpora) > 1 else None
+        del corpora  # the unlabelled texts' tokens: only that sample is needed from here on
         gc.collect()
         release_memory()
         run = Run(cfg, device, data, model, make_loaders(cfg, data, device), model_meta(cfg, data),
-                  pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats, views=views)
+                  pretrain_seconds if vectors is not None or lm_stats is not None else None, lm_stats, views=views,
+                  unlabelled=unlabelled)
         if cfg.train.tensorboard and main:
             run.tb = closing.enter_context(contextlib.closing(writer_class()(log_dir=str(run_dir / "tb"))))
-        return report(run, fit_model(run, run_checkpoints(cfg, fingerprint), resume))
+        return report(run, fit_model(run, run_checkpoints(cfg, fingerprint, unlabelled_key), resume))
 
 
 def start_views(cfg: Config, data: Prepared, corpora: list, from_scratch: bool) -> Here | Beside:
@@ -173,7 +184,8 @@ def report(run: Run, result: FitResult) -> dict:
     run_dir = Path(cfg.run_dir)
     distributed.check_same_weights(run.model)
     views = run.views.result() if run.views is not None else None
-    cal, parts, linear = calibrate(run.model, views, run.loaders, data, run.device, cfg.train.seed)
+    unlabelled = unlabelled_outputs(run, views[0]) if views is not None else None
+    cal, parts, linear = calibrate(run.model, views, run.loaders, data, run.device, cfg.train.seed, unlabelled)
     scores = score_splits(parts, {name: data.datasets[name].labels for name in parts}, data.labels.names,
                           run_dir / "plots" if main else None)
     for name, source in sources(cal, linear).items():
@@ -322,20 +334,62 @@ def fit_model(run: Run, checkpoints: Checkpoints, resume: dict | None) -> FitRes
     return loop.fit(run.loaders["validation"], data.labels.names, hooks, start_as_best=data.finetune is not None)
 
 
+def unlabelled_sample(pool: Tokenized, labelled: Sequence[Tokenized], seed: int, rows: int = SHORTCUT_CHECK_ROWS
+                      ) -> Tokenized | None:
+    """Up to `rows` of the unlabelled texts `pool` (the ones pretraining reads, `pretrain_corpora`), drawn with
+    `seed`, each once, none that a `labelled` split (train, validation, test) repeats token for token: the LSTM
+    learnt train's, validation's are checked already, test's stay unseen. The shortcut needs no labels to be
+    checked (`Calibration.fit`), and more texts than validation's show its bound for more of the linear view's
+    answers. None where no text is left."""
+    known = []  # per split: the pool's tokens as that split's ids, and the hashes of its texts as those ids
+    for split in labelled:
+        where = {token: i for i, token in enumerate(split.table)}
+        as_split = np.fromiter((where.get(t, -1) for t in pool.table), dtype=np.int64, count=len(pool.table))
+        bounds = zip(split.offsets[:-1], split.offsets[1:], strict=True)
+        known.append((as_split, {hash(split.ids[a:b].astype(np.int64).tobytes()) for a, b in bounds}))
+    keep, taken = [], set()  # taken: the kept texts, so that a text the pool repeats counts once
+    for j in np.random.default_rng(seed).permutation(len(pool)) if rows > 0 else ():
+        ids = pool.ids[pool.offsets[j]:pool.offsets[j + 1]]
+        text = hash(ids.astype(np.int64).tobytes())
+        if text not in taken and not any(hash(as_split[ids].tobytes()) in texts for as_split, texts in known):
+            keep.append(j)
+            taken.add(text)
+            if len(keep) == rows:
+                break
+    return pool.take(np.sort(keep)) if keep else None
+
+
+def unlabelled_outputs(run: Run, linear: LinearModel) -> tuple[np.ndarray, np.ndarray] | None:
+    """The LSTM's and the linear view's probabilities (as saved: it never saw them) of the run's sample of
+    unlabelled texts, or None where it has none. Under torchrun each process predicts its share, summed as
+    validation's are (`calibrate`): every process then holds the same numbers."""
+    if run.unlabelled is None:
+        return None
+    cfg = run.cfg
+    seqs = run.unlabelled.numericalize(run.data.vocab, cfg.data.max_length, cfg.data.truncate)
+    loader = make_loader(TextDataset(seqs), cfg.train.eval_batch_size, shuffle=False,
+                         pin_memory=run.device.type == "cuda", num_replicas=distributed.world_size(),
+                         rank=distributed.rank())
+    p_lstm = predict_loader(run.model, loader, run.device, desc="unlabelled", reduce=distributed.all_sum,
+                            quiet=distributed.tqdm_disable())[0]
+    return p_lstm, linear.predict_proba(run.unlabelled.token_lists())
+
+
 def calibrate(model: nn.Module, views: tuple[LinearModel, np.ndarray] | None, loaders: dict, data: Prepared,
-              device: torch.device, seed: int) -> tuple[Calibration, dict[str, Outputs], LinearModel | None]:
+              device: torch.device, seed: int, unlabelled: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[Calibration, dict[str, Outputs], LinearModel | None]:
     """Fit the LSTM's share of the average with the linear view, the temperatures and the shortcut on validation
     (`Calibration.fit`) to `views`: the linear view refitted on train and validation and validation's out-of-fold
     probabilities of views fitted as the saved one is (`linear_view.refit`), so each number describes the saved
     model on rows its linear view did not see. Every split's probabilities, as the report reads them (`Outputs`):
-    validation's from those views, test's from the model as saved. Returns the calibration, those, and the linear
-    view to save."""
+    validation's from those views, test's from the model as saved. The shortcut is checked on validation and on
+    `unlabelled` (`unlabelled_outputs`), when given. Returns the calibration, those, and the linear view to save."""
     lstm = {name: predict_loader(model, loaders[name], device, desc=name, reduce=distributed.all_sum,
                                  quiet=distributed.tqdm_disable())[0]
             for name in ("validation", "test") if name in loaders}  # under torchrun: each process's share, summed
     linear, val_linear = views if views is not None else (None, None)
     y = data.datasets["validation"].labels
-    cal = Calibration.fit(lstm["validation"], val_linear, y)
+    cal = Calibration.fit(lstm["validation"], val_linear, y, unlabelled)
     start = start_outputs(data, device)
     if start:
         groups = group_ids(map(tuple, data.tokens["validation"].token_lists()))
@@ -351,8 +405,15 @@ def calibrate(model: nn.Module, views: tuple[LinearModel, np.ndarray] | None, lo
              "" if linear is None else " (the linear view out of fold)", cal.lstm_temperature,
              "" if linear is None else f", linear view {cal.linear_temperature:.3f}", cal.weight, cal.temperature,
              f"; shortcut {cal.shortcut:g}: the linear view alone on {parts['validation'].sure.mean():.0%} of "
-             "validation" if cal.shortcut else "")
+             f"validation{checked_too(cal, unlabelled)}" if cal.shortcut else "")
     return cal, parts, linear
+
+
+def checked_too(cal: Calibration, unlabelled: tuple[np.ndarray, np.ndarray] | None) -> str:
+    """The log's words for the unlabelled texts the shortcut was checked on as well, if any."""
+    if unlabelled is None:
+        return ""
+    return f" and on {cal.shortcut_unlabelled / len(unlabelled[0]):.0%} of {len(unlabelled[0]):,} unlabelled texts"
 
 
 def start_outputs(data: Prepared, device: torch.device) -> dict[str, Outputs]:

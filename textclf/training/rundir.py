@@ -95,13 +95,24 @@ def start_run_dir(run_dir: Path, cfg: Config, resume: dict | None) -> None:
         write_text(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in json.loads(resume["history"])))
 
 
-def run_checkpoints(cfg: Config, fingerprint: str) -> checkpoint.Checkpoints:
+def run_checkpoints(cfg: Config, fingerprint: str, unlabelled: str | None = None) -> checkpoint.Checkpoints:
     """RUN_DIR/checkpoints/, as train.checkpoint_* say; each checkpoint carries the config and data fingerprint
-    that `check_resumable` compares. Only rank 0 writes them."""
+    that `check_resumable` compares, and the key of the unlabelled texts the run read that `check_unlabelled`
+    compares. Only rank 0 writes them."""
     return checkpoint.Checkpoints(Path(cfg.run_dir) / checkpoint.FOLDER, cfg.train.checkpoint_every,
                                   cfg.train.checkpoint_steps, cfg.train.keep_last,
                                   meta={"config": json.dumps(to_dict(cfg)), "fingerprint": fingerprint,
-                                        "world_size": distributed.world_size()}, writer=distributed.is_main())
+                                        "world_size": distributed.world_size(), "unlabelled": unlabelled},
+                                  writer=distributed.is_main())
+
+
+def check_unlabelled(ckpt: dict, key: str | None) -> None:
+    """That a resumed run reads the unlabelled texts the run it continues read (their tokens' cache key): the
+    shortcut is checked on a sample of them, so that the resumed run calibrates as the uninterrupted one would.
+    Checkpoints written before textclf recorded them are not checked."""
+    if "unlabelled" in ckpt and ckpt["unlabelled"] != key:
+        raise TextclfError(f"the unlabelled texts are not those the run of {ckpt['path']} read (data.unlabelled, or "
+                           "the data's unlabelled split); resume with the same ones or train in a new run_dir")
 
 
 def load_resume(path: Path | None, cfg: Config) -> dict | None:
