@@ -278,6 +278,21 @@ def test_each_request_in_a_batch_has_its_own_threshold(clf, calls):
     assert calls == [3]  # one batch, three thresholds
 
 
+def _run_gated(app, gate: threading.Event, run):
+    """`asyncio.run(run())`, the gate opened and the batch worker stopped whatever happens."""
+    try:
+        return asyncio.run(run())
+    finally:
+        gate.set()
+        app.state.batcher.stop()
+
+
+def _assert_refused_at_once(refused, waited: float, message: str) -> None:
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json() == {"error": message}
+    assert waited < 10
+
+
 def test_a_full_queue_answers_503_with_retry_after_at_once(clf, monkeypatch):
     app = create_app(clf, max_texts=2, max_queue=2, max_batch=1, batch_window_ms=0, explain_steps=2)
     entered, gate, real = threading.Event(), threading.Event(), clf.predict_proba
@@ -304,14 +319,9 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(clf, monkeypatch):
             gate.set()
             return refused, waited, await first, await queued
 
-    try:
-        refused, waited, first, queued = asyncio.run(run())
-    finally:
-        gate.set()
-        app.state.batcher.stop()
-    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-    assert refused.json() == {"error": "the server is busy (2 texts waiting, at most 2); retry in 1 s"}
-    assert waited < 10  # not queued behind the model, which held its batch until the gate opened
+    refused, waited, first, queued = _run_gated(app, gate, run)
+    # not queued behind the model, which held its batch until the gate opened
+    _assert_refused_at_once(refused, waited, "the server is busy (2 texts waiting, at most 2); retry in 1 s")
     assert first.status_code == queued.status_code == 200 and len(queued.json()["predictions"]) == 2
 
 
@@ -341,14 +351,8 @@ def test_explanations_beyond_max_explain_answer_503_at_once(clf, monkeypatch):
             done = await first
             return refused, waited, done, await c.post("/explain", json={"text": "a dull film"})
 
-    try:
-        refused, waited, first, later = asyncio.run(run())
-    finally:
-        gate.set()
-        app.state.batcher.stop()
-    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-    assert refused.json() == {"error": "the server is busy (1 of 1 explanations in progress); retry in 1 s"}
-    assert waited < 10
+    refused, waited, first, later = _run_gated(app, gate, run)
+    _assert_refused_at_once(refused, waited, "the server is busy (1 of 1 explanations in progress); retry in 1 s")
     assert first.status_code == later.status_code == 200  # the count goes down when an explanation ends
     with pytest.raises(TextclfError, match="max_explain must be at least 1"):
         create_app(clf, explain_steps=2, max_explain=0)
