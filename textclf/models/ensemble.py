@@ -15,10 +15,11 @@ out-of-fold probabilities there (`linear_view.refit`: the saved view has learnt 
 - `shortcut`: the linear view's top probability (at its temperature) from which the LSTM is not run at all and
   the linear view answers alone: the lowest of SHORTCUTS at which validation shows that it changes at most
   SHORTCUT_CHANGES of the decisions, with SHORTCUT_CONFIDENCE, on SHORTCUT_MIN_SURE+ texts it answers
-  (`fit_shortcut`; 0: never). The change rate needs no labels: where the run reads unlabelled texts, a sample of
-  them (up to SHORTCUT_CHECK_ROWS, none that train holds) is checked beside validation, scored by the saved linear
-  view, which never saw them. `shortcut_rows`: how many checked texts it answered there, `shortcut_unlabelled` how
-  many of those were unlabelled. The LSTM is most
+  (`fit_shortcut`; 0: never). The change rate needs no labels: where the run pretrains on unlabelled texts, a
+  sample of them (up to SHORTCUT_CHECK_ROWS, none that a labelled split repeats: `pipeline.unlabelled_sample`) is
+  checked beside validation, scored by the saved linear view, which never saw them; validation alone must not show
+  more changed than the bound. `shortcut_rows`: how many checked texts it answered there, `shortcut_unlabelled`
+  how many of those were unlabelled. The LSTM is most
   of a prediction's time and a linear view is sure of most long reviews, so prediction runs faster (figures:
   benchmarks/README.md);
 - `shortcut_scale`, `shortcut_bias`: where the shortcut answers, the linear view's top probability is mapped
