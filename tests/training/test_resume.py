@@ -126,6 +126,21 @@ def test_resume_run_dir_continues_a_run_whose_config_yaml_says_overwrite(referen
     assert_same_run(reference / "ref", run_dir)
 
 
+def test_a_resume_with_other_unlabelled_texts_is_refused(reference, tmp_path, capsys):
+    """The shortcut is checked on a sample of the unlabelled texts the run read: a resume that read others would
+    calibrate otherwise than the uninterrupted run, so it is refused in one line (the same texts moved are fine)."""
+    run_dir, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(reference / "ref", run_dir)
+    (run_dir / "metrics.json").unlink()
+    shutil.copytree(reference / "data", data)
+    make_reviews(150, seed=6)[["text"]].to_csv(data / "unsup.csv", index=False)
+    assert train_main([f"resume={run_dir}", f"data.path={data}"]) == 2
+    assert "the unlabelled texts are not those the run of" in capsys.readouterr().err
+    shutil.copy(reference / "data" / "unsup.csv", data / "unsup.csv")  # the same texts, moved: resumed
+    assert train_main([f"resume={run_dir}", f"data.path={data}"]) == 0
+    assert_same_run(reference / "ref", run_dir)
+
+
 def test_resume_true_with_another_runs_keys_says_so_before_reading_data(reference, tmp_path, capsys, monkeypatch):
     """`resume=true run_dir=X` alone: the recipe's keys, not the run's. Its data were read first, so the error was
     a failed download of IMDB (data.path's default), not the resume mix-up."""
