@@ -221,5 +221,10 @@ def test_the_shortcut_is_checked_on_a_sample_of_the_unlabelled_texts_too(tmp_pat
     assert len(every) == 300 and not labelled_texts & {tuple(t) for t in every.token_lists()}
     assert pipeline.unlabelled_sample(labelled[0], labelled, 1) is None  # data.unlabelled = the train file
     assert pipeline.unlabelled_sample(pool, labelled, 1, rows=0) is None
+    compact = sample.compacted()  # what the run keeps: a table of its own, of the tokens it uses
+    assert list(compact.token_lists()) == list(sample.token_lists())
+    assert len(compact.table) == len(np.unique(sample.ids))
+    new = {id(t) for t in compact.table if len(t) > 1}  # CPython shares one object per single character
+    assert new and not new & {id(t) for t in pool.table}  # new strings, none of the corpus's
     repeats = Tokenized.from_token_lists([["a", "b"], ["c"], ["a", "b"], [], []])
     assert sorted(map(tuple, pipeline.unlabelled_sample(repeats, [], 0).token_lists())) == [(), ("a", "b"), ("c",)]

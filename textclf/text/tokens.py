@@ -59,6 +59,13 @@ class Tokenized:
         np.cumsum(ends - starts, out=offsets[1:])
         return Tokenized(self.table, ids, offsets)
 
+    def compacted(self) -> Tokenized:
+        """The same texts with a table of only the tokens they use, its strings new objects (one JSON text decoded):
+        a few strings kept from a large table hold on to the memory the whole tokenising was done in."""
+        used, ids = np.unique(self.ids, return_inverse=True)
+        table = json.loads(json.dumps([self.table[i] for i in used.tolist()], ensure_ascii=False))
+        return Tokenized(table, ids.astype(np.int32).reshape(-1), self.offsets.copy())
+
     def counts(self) -> Counter:
         return Counter(dict(zip(self.table, np.bincount(self.ids, minlength=len(self.table)).tolist(), strict=True)))
 
