@@ -293,7 +293,7 @@ class Calibration:
         cal.temperature = fit_temperature(cal.average(p_lstm, p_linear), y)
         if p_linear is not None and unlabelled is not None:
             p_lstm, p_linear = np.concatenate([p_lstm, unlabelled[0]]), np.concatenate([p_linear, unlabelled[1]])
-        cal.shortcut = fit_shortcut(cal, p_lstm, p_linear, len(y) if unlabelled is not None else None)
+        cal.shortcut = fit_shortcut(cal, p_lstm, p_linear, own=len(y))
         if cal.shortcut:
             sure = cal.sure(p_linear)
             cal.shortcut_rows = int(sure.sum())
@@ -338,9 +338,10 @@ def fit_shortcut(cal: Calibration, p_lstm: np.ndarray, p_linear: np.ndarray | No
     SHORTCUT_CHANGES, on at least SHORTCUT_MIN_SURE texts. Zero changes over no texts shows nothing; and since the
     bound with c = 0 is about 3 / N, a shortcut needs 1,500 or so texts, more where it changes any.
 
-    Where unlabelled texts follow validation's first `own` rows, those validation rows must not show more than
+    The first `own` rows (validation's, where unlabelled texts follow them) must not show more than
     SHORTCUT_CHANGES changed on their own either: unlabelled texts (another source, maybe) add rows to the bound,
-    never a pass to a threshold that the labelled rows, drawn as test's are, already exceed."""
+    never a pass to a threshold that the labelled rows, drawn as test's are, already exceed. With no rows after
+    them this adds nothing: the bound is never under the share changed."""
     from scipy.stats import beta
 
     if p_linear is None or not cal.uses_linear() or not len(p_lstm):
