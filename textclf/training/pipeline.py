@@ -450,8 +450,8 @@ def log_start(cal: Calibration, val: Outputs, y: np.ndarray) -> None:
 
 def start_choice(cal: Calibration) -> str:
     """What a fine-tuned model is, of its start and its fine-tuned views, and why: said in the log and metrics.json."""
-    why = ("of the start model's shares 0, 0.1, ..., 1, the largest within one standard error of the lowest validation "
-           "log-loss")
+    why = ("the start alone unless a share of it, of 0, 0.1, ..., 1, beats its validation log-loss by more than one "
+           "standard error; then the largest share within one standard error of the lowest")
     if not cal.uses_start():
         return f"the fine-tuned model alone (start model's share 0: {why})"
     if not cal.uses_own():
