@@ -19,7 +19,7 @@ from textclf.config import load_config
 from textclf.device import predict_loader
 from textclf.errors import TextclfError, TrainingDiverged
 from textclf.inference.classifier import Classifier
-from textclf.text.batching import BucketBatchSampler, TextDataset, make_loader
+from textclf.text.batching import BucketBatchSampler, Shard, TextDataset, make_loader, predict_seqs
 from textclf.training import checkpoint, distributed
 from textclf.training.checkpoint import Progress
 from textclf.training.pipeline import train
@@ -104,6 +104,9 @@ def _group_worker(rank: int, world: int, tmp: Path) -> None:
         probs, loss = predict_loader(model, shared, torch.device("cpu"), reduce=distributed.all_sum)
         alone, alone_loss = predict_loader(model, make_loader(ds, 4, shuffle=False), torch.device("cpu"))
         assert probs.shape == (37, 2) and np.allclose(probs, alone, atol=1e-6) and loss == pytest.approx(alone_loss)
+        sharded, _ = predict_seqs(model, seqs, torch.device("cpu"), 4, shard=Shard(world, rank),
+                                  reduce=distributed.all_sum)
+        assert np.allclose(sharded, alone, atol=1e-6)  # the path the unlabelled texts take (`unlabelled_outputs`)
         every = distributed.all_gather(probs.tobytes())
         assert all(b == every[0] for b in every)  # bit for bit the same on every rank: decisions agree
         metrics = validate(model, shared, torch.device("cpu"), ["a", "b"])

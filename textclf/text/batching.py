@@ -163,8 +163,10 @@ def make_loader(dataset: TextDataset, batch_size: int, shuffle: bool, seed: int 
 
 
 def predict_seqs(model: torch.nn.Module, seqs: Sequence[np.ndarray], device: torch.device, batch_size: int,
-                 labels: np.ndarray | None = None, **how) -> tuple[np.ndarray, float | None]:
-    """`predict_loader` (its `dtype`, `desc` in `how`) over token-id sequences, in their order: the probabilities,
-    and the mean loss where `labels` are given. The one path from ids to a model's answers outside training."""
-    loader = make_loader(TextDataset(seqs, labels), batch_size, shuffle=False, pin_memory=device.type == "cuda")
+                 labels: np.ndarray | None = None, shard: Shard = Shard(), **how) -> tuple[np.ndarray, float | None]:
+    """`predict_loader` (its `dtype`, `desc`, `reduce` in `how`) over token-id sequences, in their order: the
+    probabilities, and the mean loss where `labels` are given. The one path from ids to a model's answers outside
+    a split's loader. `shard`: this process's share under torchrun (with `reduce`, every process's summed)."""
+    loader = make_loader(TextDataset(seqs, labels), batch_size, shuffle=False, pin_memory=device.type == "cuda",
+                         shard=shard)
     return predict_loader(model, loader, device, **how)

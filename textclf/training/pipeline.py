@@ -39,7 +39,7 @@ from ..models.ensemble import SHORTCUT_CHECK_ROWS, Calibration, Outputs, cross_c
 from ..models.linear import LinearModel
 from ..models.lstm import build_model, split_directions
 from ..reports.evaluation import score_splits
-from ..text.batching import TextDataset, make_loader, predict_seqs
+from ..text.batching import Shard, make_loader, predict_seqs
 from ..text.tokens import Tokenized, group_ids
 from ..text.vocab import LabelVocab, Vocab
 from ..threads import cores, intra_op
@@ -369,11 +369,9 @@ def unlabelled_outputs(run: Run, linear: LinearModel) -> tuple[np.ndarray, np.nd
         return None
     cfg = run.cfg
     seqs = run.unlabelled.numericalize(run.data.vocab, cfg.data.max_length, cfg.data.truncate)
-    loader = make_loader(TextDataset(seqs), cfg.train.eval_batch_size, shuffle=False,
-                         pin_memory=run.device.type == "cuda", num_replicas=distributed.world_size(),
-                         rank=distributed.rank())
-    p_lstm = predict_loader(run.model, loader, run.device, desc="unlabelled", reduce=distributed.all_sum,
-                            quiet=distributed.tqdm_disable())[0]
+    p_lstm = predict_seqs(run.model, seqs, run.device, cfg.train.eval_batch_size,
+                          shard=Shard(distributed.world_size(), distributed.rank()), desc="unlabelled",
+                          reduce=distributed.all_sum, quiet=distributed.tqdm_disable())[0]
     return p_lstm, linear.predict_proba(run.unlabelled.token_lists())
 
 
